@@ -1,0 +1,1009 @@
+//! Validation: the [`file`](super::file) mirror in, runtime [`Config`] or a list of errors out.
+//!
+//! Runs on the main thread at start, on `--check` and on reload, never on a worker (it reads
+//! `body_file`s). It never stops at the first bad value: every problem is collected, each as
+//! `file:line:column: key.path: what is wrong`, so one run of `strait --check` shows them all.
+//! Only a TOML syntax or type error is reported alone, since nothing after it can be trusted.
+//! Everything constant per response (mock heads and bodies) is rendered here, once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use toml::Spanned;
+
+use super::file::{
+    DurationValue, FileConfig, FileEndpoint, FileMock, FileRoute, FileServer, FileUpstream,
+    SizeValue,
+};
+use super::units::{parse_duration, parse_size};
+use super::{
+    Action, Config, Endpoint, Limits, MockResponse, PoolConfig, ProxyAction, Route, ServerConfig,
+    Timeouts, UpstreamConfig, UpstreamId,
+};
+use crate::router::{normalize_host_pattern, RouteTable};
+
+const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
+const DEFAULT_MAX_HEADERS: i64 = 100;
+const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+const DEFAULT_MAX_URI_BYTES: u64 = 8 * 1024;
+const DEFAULT_HEADER_READ: Duration = Duration::from_secs(10);
+const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const DEFAULT_BODY_READ: Duration = Duration::from_secs(30);
+const DEFAULT_UPSTREAM_CONNECT: Duration = Duration::from_secs(2);
+const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(30);
+const DEFAULT_POOL_MAX_IDLE: i64 = 64;
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_WEIGHT: i64 = 1000;
+/// More than this many headers per request is a configuration mistake, not a need.
+const MAX_MAX_HEADERS: i64 = 10_000;
+
+/// Header names a mock may not set: strait frames the body itself (RFC 9112 §6) and the
+/// connection loop owns persistence, so a user value could only contradict them.
+const RESERVED_MOCK_HEADERS: &[&str] = &["content-length", "transfer-encoding", "connection"];
+
+/// The canonical reason phrase for `status` (RFC 9110 §15), or `""` when not in the table
+/// (a reason phrase is optional: the status line then ends in `"{status} \r\n"`).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file path as given, or a name such as `<embedded default>`.
+    pub origin: String,
+    /// 1-based line and column (in characters), when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// Dotted key path (`routes[1].upstream`); empty when unknown.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a config file, in file order; displayed one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render_errors(.errors))]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+}
+
+fn render_errors(errors: &[ConfigError]) -> String {
+    let mut out = String::new();
+    for (index, error) in errors.iter().enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        let _ = write!(out, "{error}");
+    }
+    out
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, &origin),
+        Err(err) => Err(ConfigErrors {
+            errors: vec![ConfigError {
+                origin,
+                position: None,
+                key: String::new(),
+                message: format!("cannot read config file: {err}"),
+            }],
+        }),
+    }
+}
+
+/// Validates config `text`; `origin` names it in messages, and relative `body_file` paths
+/// resolve against its parent directory.
+pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(text, origin);
+    let file: FileConfig = match toml::from_str(text) {
+        Ok(file) => file,
+        Err(err) => {
+            let (position, key) = match err.span() {
+                Some(span) => (Some(ctx.line_col(span.start)), key_hint(text, span.start)),
+                None => (None, String::new()),
+            };
+            let message = err.message().trim().replace('\n', " ");
+            ctx.errors.push(ConfigError { origin: origin.to_owned(), position, key, message });
+            return Err(ConfigErrors { errors: ctx.errors });
+        }
+    };
+    let config = ctx.build(file);
+    match config {
+        Some(config) if ctx.errors.is_empty() => Ok(config),
+        _ => {
+            ctx.errors.sort_by_key(|error| error.position);
+            Err(ConfigErrors { errors: ctx.errors })
+        }
+    }
+}
+
+/// Validation state: the text (for positions) and the errors found so far.
+struct Ctx<'a> {
+    origin: &'a str,
+    text: &'a str,
+    /// Byte offset where each line starts.
+    line_starts: Vec<usize>,
+    base_dir: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(text: &'a str, origin: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let base_dir = Path::new(origin).parent().map(Path::to_path_buf).unwrap_or_default();
+        Ctx { origin, text, line_starts, base_dir, errors: Vec::new() }
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let line = self.line_starts.partition_point(|&start| start <= offset).max(1);
+        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let column = self.text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
+        (line, column)
+    }
+
+    fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let position = Some(self.line_col(span.start));
+        self.errors.push(ConfigError {
+            origin: self.origin.to_owned(),
+            position,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn build(&mut self, file: FileConfig) -> Option<Config> {
+        let server = self.server(file.server);
+        let (upstreams, upstream_ids) = self.upstreams(file.upstreams);
+        let routes = self.routes(file.routes, &upstream_ids);
+        Some(Config { server: server?, upstreams, routes: routes? })
+    }
+
+    // ---- [server] ----
+
+    fn server(&mut self, server: FileServer) -> Option<ServerConfig> {
+        let mut listen = Vec::new();
+        if server.listen.get_ref().is_empty() {
+            self.error(server.listen.span(), "server.listen", "at least one address is required");
+        }
+        for (index, addr) in server.listen.get_ref().iter().enumerate() {
+            let key = format!("server.listen[{index}]");
+            let Some(parsed) = self.socket_addr(addr, &key) else { continue };
+            if listen.contains(&parsed) {
+                self.error(addr.span(), key, format!("duplicate address \"{parsed}\""));
+            } else {
+                listen.push(parsed);
+            }
+        }
+
+        let workers = match &server.workers {
+            None => 0,
+            Some(value) => self.count(value, "server.workers", 0, i64::MAX)?,
+        };
+
+        let l = &server.limits;
+        let limits = Limits {
+            max_header_bytes: self.size_usize(&l.max_header_bytes, "server.limits.max_header_bytes", DEFAULT_MAX_HEADER_BYTES),
+            max_headers: match &l.max_headers {
+                None => DEFAULT_MAX_HEADERS as usize,
+                Some(value) => self.count(value, "server.limits.max_headers", 1, MAX_MAX_HEADERS).unwrap_or(0),
+            },
+            max_body_bytes: self.size(&l.max_body_bytes, "server.limits.max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+            max_uri_bytes: self.size_usize(&l.max_uri_bytes, "server.limits.max_uri_bytes", DEFAULT_MAX_URI_BYTES),
+        };
+
+        let t = &server.timeouts;
+        let timeouts = Timeouts {
+            header_read: self.duration(&t.header_read, "server.timeouts.header_read", DEFAULT_HEADER_READ),
+            keepalive_idle: self.duration(&t.keepalive_idle, "server.timeouts.keepalive_idle", DEFAULT_KEEPALIVE_IDLE),
+            body_read: self.duration(&t.body_read, "server.timeouts.body_read", DEFAULT_BODY_READ),
+            upstream_connect: self.duration(&t.upstream_connect, "server.timeouts.upstream_connect", DEFAULT_UPSTREAM_CONNECT),
+            upstream_response: self.duration(&t.upstream_response, "server.timeouts.upstream_response", DEFAULT_UPSTREAM_RESPONSE),
+        };
+        Some(ServerConfig { listen, workers, limits, timeouts })
+    }
+
+    fn socket_addr(&mut self, addr: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+        match addr.get_ref().parse::<SocketAddr>() {
+            Ok(parsed) => Some(parsed),
+            Err(_) => {
+                self.error(
+                    addr.span(),
+                    key,
+                    format!(
+                        "invalid address \"{}\": expected ip:port such as \"127.0.0.1:8080\" or \
+                         \"[::1]:8080\" (host names are not resolved)",
+                        addr.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// An integer within `min..=max`, as a `usize`.
+    fn count(&mut self, value: &Spanned<i64>, key: &str, min: i64, max: i64) -> Option<usize> {
+        let n = *value.get_ref();
+        match usize::try_from(n) {
+            Ok(converted) if (min..=max).contains(&n) => Some(converted),
+            _ => {
+                let range = if max == i64::MAX { format!("at least {min}") } else { format!("{min}..={max}") };
+                self.error(value.span(), key, format!("{n} is out of range: must be {range}"));
+                None
+            }
+        }
+    }
+
+    /// A size greater than zero; `default` when absent. On error, records it and returns 0
+    /// (the config is discarded anyway).
+    fn size(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> u64 {
+        let Some(value) = value else { return default };
+        let parsed = match value.get_ref() {
+            SizeValue::Bytes(n) => u64::try_from(*n).map_err(|_| format!("invalid size {n}: must not be negative")),
+            SizeValue::Text(text) => parse_size(text),
+        };
+        match parsed {
+            Ok(0) => self.error(value.span(), key, "must be greater than zero"),
+            Ok(n) => return n,
+            Err(why) => self.error(value.span(), key, why),
+        }
+        0
+    }
+
+    fn size_usize(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> usize {
+        let n = self.size(value, key, default);
+        usize::try_from(n).unwrap_or_else(|_| {
+            if let Some(value) = value {
+                self.error(value.span(), key, "too large for this platform");
+            }
+            0
+        })
+    }
+
+    /// A duration greater than zero (a zero timeout would fail every request); `default`
+    /// when absent.
+    fn duration(&mut self, value: &Option<Spanned<DurationValue>>, key: &str, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        match parse_duration(&value.get_ref().0) {
+            Ok(d) if d.is_zero() => self.error(value.span(), key, "must be greater than zero"),
+            Ok(d) => return d,
+            Err(why) => self.error(value.span(), key, why),
+        }
+        Duration::ZERO
+    }
+
+    // ---- [upstreams.NAME] ----
+
+    fn upstreams(
+        &mut self,
+        upstreams: BTreeMap<Spanned<String>, FileUpstream>,
+    ) -> (Vec<UpstreamConfig>, BTreeMap<String, UpstreamId>) {
+        let mut configs = Vec::new();
+        let mut ids = BTreeMap::new();
+        for (name, upstream) in upstreams {
+            let prefix = format!("upstreams.{}", name.get_ref());
+            if !is_name(name.get_ref()) {
+                self.error(
+                    name.span(),
+                    &prefix,
+                    "upstream names may only use letters, digits, '-', '_' and '.'",
+                );
+            }
+            let mut endpoints: Vec<Endpoint> = Vec::new();
+            if upstream.endpoints.get_ref().is_empty() {
+                self.error(upstream.endpoints.span(), format!("{prefix}.endpoints"), "at least one endpoint is required");
+            }
+            for (index, endpoint) in upstream.endpoints.get_ref().iter().enumerate() {
+                let key = format!("{prefix}.endpoints[{index}]");
+                let (addr, weight) = match endpoint.get_ref() {
+                    FileEndpoint::Addr(addr) => (self.socket_addr(&Spanned::new(endpoint.span(), addr.clone()), &key), Some(1)),
+                    FileEndpoint::Table(table) => {
+                        let addr = self.socket_addr(&table.addr, &format!("{key}.addr"));
+                        let weight = match &table.weight {
+                            None => Some(1),
+                            Some(weight) => self.count(weight, &format!("{key}.weight"), 1, MAX_WEIGHT),
+                        };
+                        (addr, weight)
+                    }
+                };
+                let (Some(addr), Some(weight)) = (addr, weight) else { continue };
+                if endpoints.iter().any(|e| e.addr == addr) {
+                    self.error(endpoint.span(), key, format!("duplicate endpoint \"{addr}\" in this upstream"));
+                    continue;
+                }
+                // `count` bounded it to 1..=MAX_WEIGHT, which fits in u32.
+                endpoints.push(Endpoint { addr, weight: u32::try_from(weight).unwrap_or(1) });
+            }
+            let pool = PoolConfig {
+                max_idle: match &upstream.pool.max_idle {
+                    None => DEFAULT_POOL_MAX_IDLE as usize,
+                    Some(value) => self.count(value, &format!("{prefix}.pool.max_idle"), 0, i64::MAX).unwrap_or(0),
+                },
+                idle_timeout: self.duration(&upstream.pool.idle_timeout, &format!("{prefix}.pool.idle_timeout"), DEFAULT_POOL_IDLE_TIMEOUT),
+            };
+            ids.insert(name.get_ref().clone(), configs.len());
+            configs.push(UpstreamConfig { name: name.into_inner(), endpoints, pool });
+        }
+        (configs, ids)
+    }
+
+    // ---- [[routes]] ----
+
+    fn routes(&mut self, file_routes: Vec<Spanned<FileRoute>>, upstreams: &BTreeMap<String, UpstreamId>) -> Option<RouteTable> {
+        let mut routes = Vec::new();
+        let mut hosts = Vec::new();
+        // Position in the file of each route handed to the router, for its errors.
+        let mut origins: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+
+        for (index, route) in file_routes.into_iter().enumerate() {
+            let span = route.span();
+            let route = route.into_inner();
+            let prefix = format!("routes[{index}]");
+
+            let name = match &route.name {
+                None => prefix.clone(),
+                Some(name) => {
+                    if name.get_ref().trim().is_empty() {
+                        self.error(name.span(), format!("{prefix}.name"), "must not be empty");
+                    }
+                    name.get_ref().clone()
+                }
+            };
+            if let Some(first) = names.insert(name.clone(), index) {
+                let at = route.name.as_ref().map_or(span.clone(), Spanned::span);
+                self.error(at, format!("{prefix}.name"), format!("duplicate route name \"{name}\" (also routes[{first}])"));
+            }
+
+            let path = route.path.get_ref().clone();
+            let mut path_ok = true;
+            if !path.starts_with('/') {
+                self.error(route.path.span(), format!("{prefix}.path"), format!("\"{path}\" must start with '/'"));
+                path_ok = false;
+            } else if let Some(bad) = path.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#') {
+                self.error(route.path.span(), format!("{prefix}.path"), format!("\"{path}\" contains {bad:?}; a pattern matches the path only, without query or fragment"));
+                path_ok = false;
+            }
+
+            let (route_hosts, hosts_ok) = self.route_hosts(&route, &prefix);
+            let methods = self.methods(&route, &prefix);
+            let action = self.action(&route, &prefix, span.clone(), upstreams);
+
+            // A route with a bad action still goes to the router (with a placeholder), so its
+            // routing conflicts are reported in the same run.
+            let action = action.unwrap_or_else(|| Action::Mock(MockResponse { status: 500, head: Bytes::new(), body: Bytes::new() }));
+            if path_ok && hosts_ok {
+                origins.push((index, route.path.span()));
+                routes.push(Route { name, path, methods, action });
+                hosts.push(route_hosts);
+            }
+        }
+
+        match RouteTable::build(routes, hosts) {
+            Ok(table) => Some(table),
+            Err(errors) => {
+                for error in errors {
+                    let (index, span) = origins.get(error.route).cloned().unwrap_or((error.route, 0..0));
+                    self.error(span, format!("routes[{index}].path"), error.message);
+                }
+                None
+            }
+        }
+    }
+
+    /// Normalised host patterns (empty = any host), and whether all were valid.
+    fn route_hosts(&mut self, route: &FileRoute, prefix: &str) -> (Vec<String>, bool) {
+        let Some(list) = &route.hosts else { return (Vec::new(), true) };
+        if list.get_ref().is_empty() {
+            self.error(list.span(), format!("{prefix}.hosts"), "empty list; omit `hosts` to match any host");
+            return (Vec::new(), false);
+        }
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (i, host) in list.get_ref().iter().enumerate() {
+            match normalize_host_pattern(host.get_ref()) {
+                Ok(normal) => out.push(normal),
+                Err(why) => {
+                    self.error(host.span(), format!("{prefix}.hosts[{i}]"), format!("invalid host \"{}\": {why}", host.get_ref()));
+                    ok = false;
+                }
+            }
+        }
+        (out, ok)
+    }
+
+    /// Upper-cased, de-duplicated method names; empty = any method.
+    fn methods(&mut self, route: &FileRoute, prefix: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, method) in route.methods.iter().flatten().enumerate() {
+            let text = method.get_ref();
+            if text.is_empty() || !text.bytes().all(is_tchar) {
+                self.error(method.span(), format!("{prefix}.methods[{i}]"), format!("invalid method \"{text}\": must be a token such as GET or POST"));
+                continue;
+            }
+            let upper = text.to_ascii_uppercase();
+            if !out.contains(&upper) {
+                out.push(upper);
+            }
+        }
+        out
+    }
+
+    fn action(&mut self, route: &FileRoute, prefix: &str, span: Range<usize>, upstreams: &BTreeMap<String, UpstreamId>) -> Option<Action> {
+        match (&route.upstream, &route.mock) {
+            (Some(_), Some(mock)) => {
+                self.error(mock.span(), format!("{prefix}.mock"), "set either `upstream` or `mock`, not both");
+                None
+            }
+            (None, None) => {
+                self.error(span, prefix, "no action: set `upstream = \"name\"` or `mock = { status = 200, ... }`");
+                None
+            }
+            (Some(upstream), None) => self.proxy(route, prefix, upstream, upstreams).map(Action::Proxy),
+            (None, Some(mock)) => {
+                for (field, span) in [
+                    ("strip_prefix", route.strip_prefix.as_ref().map(Spanned::span)),
+                    ("preserve_host", route.preserve_host.as_ref().map(Spanned::span)),
+                    ("host_rewrite", route.host_rewrite.as_ref().map(Spanned::span)),
+                ] {
+                    if let Some(span) = span {
+                        self.error(span, format!("{prefix}.{field}"), "only applies to routes with an `upstream`");
+                    }
+                }
+                self.mock(mock.get_ref(), &format!("{prefix}.mock")).map(Action::Mock)
+            }
+        }
+    }
+
+    fn proxy(&mut self, route: &FileRoute, prefix: &str, upstream: &Spanned<String>, upstreams: &BTreeMap<String, UpstreamId>) -> Option<ProxyAction> {
+        let id = upstreams.get(upstream.get_ref()).copied();
+        if id.is_none() {
+            let known = if upstreams.is_empty() {
+                "no upstreams are defined".to_owned()
+            } else {
+                format!("known: {}", upstreams.keys().map(String::as_str).collect::<Vec<_>>().join(", "))
+            };
+            self.error(upstream.span(), format!("{prefix}.upstream"), format!("unknown upstream \"{}\" ({known})", upstream.get_ref()));
+        }
+
+        let mut ok = true;
+        if let Some(strip) = &route.strip_prefix {
+            let text = strip.get_ref();
+            let path = route.path.get_ref();
+            // The literal part of the pattern, before its first parameter.
+            let literal = &path[..path.find('{').unwrap_or(path.len())];
+            let why = if !text.starts_with('/') {
+                Some("must start with '/'".to_owned())
+            } else if text.ends_with('/') {
+                Some("must not end with '/': the forwarded path must keep its leading slash".to_owned())
+            } else if !literal.starts_with(text.as_str()) {
+                Some(format!("is not a prefix of the literal part \"{literal}\" of path \"{path}\""))
+            } else if literal.len() > text.len() && literal.as_bytes().get(text.len()) != Some(&b'/') {
+                Some(format!("must end at a '/' boundary of path \"{path}\" (it would cut a segment in two)"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.error(strip.span(), format!("{prefix}.strip_prefix"), format!("\"{text}\" {why}"));
+                ok = false;
+            }
+        }
+
+        let preserve_host = match (&route.preserve_host, &route.host_rewrite) {
+            (Some(preserve), Some(_)) if *preserve.get_ref() => {
+                self.error(preserve.span(), format!("{prefix}.preserve_host"), "`preserve_host = true` contradicts `host_rewrite`; remove one");
+                ok = false;
+                true
+            }
+            (_, Some(_)) => false,
+            (Some(preserve), None) => *preserve.get_ref(),
+            (None, None) => true,
+        };
+        if let Some(rewrite) = &route.host_rewrite {
+            let text = rewrite.get_ref();
+            let valid = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+            if !valid {
+                self.error(rewrite.span(), format!("{prefix}.host_rewrite"), format!("invalid host \"{text}\": expected host or host:port"));
+                ok = false;
+            }
+        }
+
+        (ok && id.is_some()).then(|| ProxyAction {
+            upstream: id.unwrap_or_default(),
+            strip_prefix: route.strip_prefix.as_ref().map(|s| s.get_ref().clone()),
+            preserve_host,
+            host_rewrite: route.host_rewrite.as_ref().map(|s| s.get_ref().clone()),
+        })
+    }
+
+    fn mock(&mut self, mock: &FileMock, key: &str) -> Option<MockResponse> {
+        let mut ok = true;
+        let raw_status = *mock.status.get_ref();
+        // A mock is the final answer, so informational 1xx (and 101's protocol switch) are out.
+        let status = match u16::try_from(raw_status) {
+            Ok(status) if (200..=599).contains(&status) => status,
+            _ => {
+                self.error(mock.status.span(), format!("{key}.status"), format!("{raw_status} is not a final status: must be 200..=599"));
+                ok = false;
+                200
+            }
+        };
+        let bodyless = status == 204 || status == 304;
+
+        let mut head = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+        let mut seen: Vec<String> = Vec::new();
+        for (name, value) in &mock.headers {
+            let header_key = format!("{key}.headers.{}", name.get_ref());
+            let lower = name.get_ref().to_ascii_lowercase();
+            if name.get_ref().is_empty() || !name.get_ref().bytes().all(is_tchar) {
+                self.error(name.span(), &header_key, format!("invalid header name \"{}\"", name.get_ref()));
+                ok = false;
+            } else if RESERVED_MOCK_HEADERS.contains(&lower.as_str()) {
+                self.error(name.span(), &header_key, format!("\"{}\" is set by strait and cannot be configured", name.get_ref()));
+                ok = false;
+            } else if seen.contains(&lower) {
+                self.error(name.span(), &header_key, format!("header \"{}\" is set twice (names are case-insensitive)", name.get_ref()));
+                ok = false;
+            }
+            seen.push(lower);
+            let text = value.get_ref();
+            // RFC 9110 §5.5: visible ASCII with inner spaces/tabs; CR/LF would split the head.
+            let valid = text.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+                && !text.starts_with([' ', '\t'])
+                && !text.ends_with([' ', '\t']);
+            if !valid {
+                self.error(value.span(), &header_key, "invalid header value: use visible ASCII, no CR/LF or control characters, no leading/trailing blanks");
+                ok = false;
+            }
+            let _ = write!(head, "{}: {}\r\n", name.get_ref(), text);
+        }
+
+        let body: Option<(Vec<u8>, Range<usize>, &str)> = match (&mock.body, &mock.body_file) {
+            (Some(_), Some(file)) => {
+                self.error(file.span(), format!("{key}.body_file"), "set either `body` or `body_file`, not both");
+                ok = false;
+                None
+            }
+            (Some(body), None) => Some((body.get_ref().clone().into_bytes(), body.span(), "body")),
+            (None, Some(file)) => {
+                let path = self.base_dir.join(file.get_ref());
+                match std::fs::read(&path) {
+                    Ok(bytes) => Some((bytes, file.span(), "body_file")),
+                    Err(err) => {
+                        self.error(file.span(), format!("{key}.body_file"), format!("cannot read \"{}\": {err}", path.display()));
+                        ok = false;
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        let body = match body {
+            Some((_, span, field)) if bodyless => {
+                self.error(span, format!("{key}.{field}"), format!("a {status} response has no body"));
+                ok = false;
+                Vec::new()
+            }
+            Some((bytes, _, _)) => bytes,
+            None => Vec::new(),
+        };
+        // RFC 9110 §8.6: no Content-Length on 204; on 304 it would describe the cached
+        // representation, which a mock does not have.
+        if !bodyless {
+            let _ = write!(head, "content-length: {}\r\n", body.len());
+        }
+        ok.then(|| MockResponse { status, head: Bytes::from(head), body: Bytes::from(body) })
+    }
+}
+
+/// RFC 9110 §5.6.2 `tchar`: the characters of a method or header-name token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Best-effort dotted key for a TOML error at `offset`: the enclosing `[table]` (with an index
+/// for `[[array]]` tables) plus the key on the error's line. Empty when it cannot tell.
+fn key_hint(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let mut table = String::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for raw in text[..line_start].lines().chain(std::iter::once(line)) {
+        let trimmed = raw.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("[[") {
+            if let Some(name) = rest.split("]]").next() {
+                let name = name.trim().to_owned();
+                let n = counts.entry(name.clone()).and_modify(|n| *n += 1).or_insert(0);
+                table = format!("{name}[{n}]");
+            }
+        } else if let Some(rest) = trimmed.strip_prefix('[') {
+            if let Some(name) = rest.split(']').next() {
+                let name = name.trim();
+                // `[routes.mock]`-style subtables of the last array element keep its index.
+                table = match counts.iter().find(|(array, _)| name.starts_with(&format!("{array}."))) {
+                    Some((array, n)) => format!("{array}[{n}]{}", &name[array.len()..]),
+                    None => name.to_owned(),
+                };
+            }
+        }
+    }
+    let trimmed = line.trim_start();
+    let key = if trimmed.starts_with('[') {
+        ""
+    } else {
+        trimmed.split('=').next().filter(|_| trimmed.contains('=')).unwrap_or("").trim()
+    };
+    match (table.is_empty(), key.is_empty()) {
+        (_, true) => table,
+        (true, false) => key.to_owned(),
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::RouteMatch;
+
+    const MINIMAL: &str = "[server]\nlisten = [\"127.0.0.1:8080\"]\n";
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_str(text, "t.toml") {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn shipped_configs_load() {
+        let mut files = Vec::new();
+        for dir in ["conf", "conf/examples"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() >= 2, "{files:?}");
+        for path in files {
+            if let Err(err) = load(&path) {
+                panic!("{}:\n{err}", path.display());
+            }
+        }
+        load_str(super::super::EMBEDDED_DEFAULT, "<embedded default>").unwrap();
+    }
+
+    #[test]
+    fn defaults() {
+        let config = load_str(MINIMAL, "t.toml").unwrap();
+        let s = &config.server;
+        assert_eq!(s.listen, vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(s.workers, 0);
+        assert_eq!(s.limits.max_header_bytes, 16 * 1024);
+        assert_eq!(s.limits.max_headers, 100);
+        assert_eq!(s.limits.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.limits.max_uri_bytes, 8 * 1024);
+        assert_eq!(s.timeouts.header_read, Duration::from_secs(10));
+        assert_eq!(s.timeouts.keepalive_idle, Duration::from_secs(60));
+        assert_eq!(s.timeouts.body_read, Duration::from_secs(30));
+        assert_eq!(s.timeouts.upstream_connect, Duration::from_secs(2));
+        assert_eq!(s.timeouts.upstream_response, Duration::from_secs(30));
+        assert!(config.upstreams.is_empty());
+        assert!(config.routes.routes().is_empty());
+    }
+
+    #[test]
+    fn full_config() {
+        let text = r#"
+[server]
+listen = ["127.0.0.1:8080", "[::1]:8080"]
+workers = 4
+[server.limits]
+max_body_bytes = 1024
+max_header_bytes = "32KiB"
+[server.timeouts]
+header_read = "250ms"
+
+[upstreams.users]
+endpoints = ["127.0.0.1:9001", { addr = "127.0.0.1:9002", weight = 2 }]
+[upstreams.users.pool]
+max_idle = 8
+
+[[routes]]
+name = "users"
+path = "/users/{*rest}"
+methods = ["get", "post"]
+hosts = ["API.example.com"]
+upstream = "users"
+strip_prefix = "/users"
+host_rewrite = "users.internal"
+
+[[routes]]
+path = "/"
+mock = { status = 200, headers = { content-type = "application/json" }, body = '{"a":1}' }
+
+[[routes]]
+path = "/empty"
+mock = { status = 204, headers = { x-a = "b" } }
+"#;
+        let config = load_str(text, "t.toml").unwrap();
+        assert_eq!(config.server.listen.len(), 2);
+        assert_eq!(config.server.workers, 4);
+        assert_eq!(config.server.limits.max_body_bytes, 1024);
+        assert_eq!(config.server.limits.max_header_bytes, 32 * 1024);
+        assert_eq!(config.server.timeouts.header_read, Duration::from_millis(250));
+        let users = &config.upstreams[0];
+        assert_eq!(users.endpoints[1].weight, 2);
+        assert_eq!(users.endpoints[0].weight, 1);
+        assert_eq!(users.pool.max_idle, 8);
+        assert_eq!(users.pool.idle_timeout, Duration::from_secs(60));
+
+        let routes = config.routes.routes();
+        assert_eq!(routes[0].name, "users");
+        assert_eq!(routes[0].methods, vec!["GET", "POST"]);
+        match &routes[0].action {
+            Action::Proxy(p) => {
+                assert_eq!(p.upstream, 0);
+                assert_eq!(p.strip_prefix.as_deref(), Some("/users"));
+                assert!(!p.preserve_host);
+                assert_eq!(p.host_rewrite.as_deref(), Some("users.internal"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(routes[1].name, "routes[1]");
+        match &routes[1].action {
+            Action::Mock(m) => {
+                assert_eq!(
+                    &m.head[..],
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n"
+                );
+                assert_eq!(&m.body[..], br#"{"a":1}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &routes[2].action {
+            Action::Mock(m) => assert_eq!(&m.head[..], b"HTTP/1.1 204 No Content\r\nx-a: b\r\n"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            config.routes.lookup(Some(b"api.example.com"), b"GET", "/users/1"),
+            RouteMatch::Found(r) if r.name == "users"
+        ));
+    }
+
+    #[test]
+    fn reports_every_error_with_position() {
+        let text = r#"[server]
+listen = ["127.0.0.1:8080", "nope", "127.0.0.1:8080"]
+workers = -1
+[server.limits]
+max_body_bytes = "10 MiB"
+max_headers = 0
+[server.timeouts]
+header_read = "0s"
+body_read = "5"
+
+[upstreams.users]
+endpoints = ["127.0.0.1:9001", { addr = "127.0.0.1:9001" }, { addr = "1.2.3.4:1", weight = 0 }]
+[upstreams.empty]
+endpoints = []
+
+[[routes]]
+path = "/x"
+upstream = "userz"
+
+[[routes]]
+path = "x"
+mock = { status = 101, headers = { Content-Length = "1", "bad name" = "v", x-ok = "a\nb" } }
+
+[[routes]]
+path = "/y"
+upstream = "users"
+mock = { status = 200 }
+
+[[routes]]
+path = "/z"
+
+[[routes]]
+path = "/no-content"
+methods = ["GET", "BAD METHOD"]
+mock = { status = 204, body = "x", body_file = "f" }
+
+[[routes]]
+path = "/users/{*rest}"
+upstream = "users"
+strip_prefix = "/user"
+preserve_host = true
+host_rewrite = "a"
+
+[[routes]]
+path = "/a/{id}"
+hosts = []
+mock = { status = 200 }
+
+[[routes]]
+path = "/a/{name}"
+hosts = ["a.com:80"]
+mock = { status = 200 }
+
+[[routes]]
+path = "/dup"
+mock = { status = 200 }
+
+[[routes]]
+path = "/dup"
+mock = { status = 404, body_file = "does-not-exist.html" }
+"#;
+        let got = errors(text);
+        let want = [
+            "t.toml:2:29: server.listen[1]: invalid address \"nope\"",
+            "t.toml:2:37: server.listen[2]: duplicate address \"127.0.0.1:8080\"",
+            "t.toml:3:11: server.workers: -1 is out of range: must be at least 0",
+            "t.toml:5:18: server.limits.max_body_bytes: invalid size \"10 MiB\"",
+            "t.toml:6:15: server.limits.max_headers: 0 is out of range: must be 1..=10000",
+            "t.toml:8:15: server.timeouts.header_read: must be greater than zero",
+            "t.toml:9:13: server.timeouts.body_read: invalid duration \"5\": missing unit",
+            "t.toml:12:31: upstreams.users.endpoints[1]: duplicate endpoint \"127.0.0.1:9001\"",
+            "t.toml:12:112: upstreams.users.endpoints[2].weight: 0 is out of range: must be 1..=1000",
+            "t.toml:14:13: upstreams.empty.endpoints: at least one endpoint is required",
+            "t.toml:18:12: routes[0].upstream: unknown upstream \"userz\" (known: empty, users)",
+            "t.toml:21:8: routes[1].path: \"x\" must start with '/'",
+            "t.toml:22:17: routes[1].mock.status: 101 is not a final status",
+            "t.toml:22:38: routes[1].mock.headers.Content-Length: \"Content-Length\" is set by strait",
+            "t.toml:22:61: routes[1].mock.headers.bad name: invalid header name",
+            "t.toml:22:84: routes[1].mock.headers.x-ok: invalid header value",
+            "t.toml:27:8: routes[2].mock: set either `upstream` or `mock`, not both",
+            "t.toml:29:1: routes[3]: no action",
+            "t.toml:34:20: routes[4].methods[1]: invalid method \"BAD METHOD\"",
+            "t.toml:35:53: routes[4].mock.body_file: set either `body` or `body_file`",
+            "t.toml:40:16: routes[5].strip_prefix: \"/user\" must end at a '/' boundary",
+            "t.toml:41:17: routes[5].preserve_host: `preserve_host = true` contradicts `host_rewrite`",
+            "t.toml:46:9: routes[6].hosts: empty list",
+            "t.toml:51:10: routes[7].hosts[0]: invalid host \"a.com:80\": must not include a port",
+            "t.toml:59:8: routes[9].path: path \"/dup\" with any method conflicts with routes[8]",
+            "t.toml:60:35: routes[9].mock.body_file: cannot read \"does-not-exist.html\"",
+        ];
+        for (one, want) in got.iter().zip(want.iter()) {
+            assert!(one.starts_with(want), "\n got: {one}\nwant: {want}\n all: {got:#?}");
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn conflicting_patterns_name_both_routes() {
+        let text = format!(
+            "{MINIMAL}[[routes]]\nname = \"a\"\npath = \"/u/{{id}}\"\nmock = {{ status = 200 }}\n\
+             [[routes]]\nname = \"b\"\npath = \"/u/{{name}}\"\nmock = {{ status = 200 }}\n"
+        );
+        assert_eq!(
+            errors(&text),
+            vec![
+                "t.toml:9:8: routes[1].path: path \"/u/{name}\" conflicts with route \"a\" \
+                 (routes[0]) (path \"/u/{id}\"): the router cannot tell them apart (rename the \
+                 parameter or merge the routes)"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys() {
+        let cases: &[(&str, &str)] = &[
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\nworkerz = 1\n", "t.toml:3:1: server.workerz: unknown field `workerz`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[server.timeouts]\nheader_read = 5\n", "t.toml:4:15: server.timeouts.header_read: invalid type: integer `5`, expected a duration with a unit"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\nmock = { status = 200, bdy = \"x\" }\n", "t.toml:5:24: routes[0].mock: unknown field `bdy`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [{ adr = \"1.2.3.4:5\" }]\n", "t.toml:4:16: upstreams.u.endpoints: unknown field `adr`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"\n", "t.toml:2:"),
+            ("", "t.toml: missing field `server`"),
+        ];
+        for (text, want) in cases {
+            let got = errors(text);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert!(got[0].starts_with(want), "\n got: {}\nwant: {want}", got[0]);
+        }
+    }
+
+    #[test]
+    fn size_forms_and_body_file() {
+        let dir = std::env::temp_dir().join(format!("strait-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("page.html"), "<p>hi</p>").unwrap();
+        let text = format!(
+            "{MINIMAL}[server.limits]\nmax_body_bytes = 1024\nmax_uri_bytes = \"1KB\"\n\
+             [[routes]]\npath = \"/\"\nmock = {{ status = 503, body_file = \"page.html\" }}\n"
+        );
+        let origin = dir.join("strait.toml").display().to_string();
+        let config = load_str(&text, &origin).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(config.server.limits.max_body_bytes, 1024);
+        assert_eq!(config.server.limits.max_uri_bytes, 1000);
+        match &config.routes.routes()[0].action {
+            Action::Mock(m) => {
+                assert_eq!(&m.body[..], b"<p>hi</p>");
+                assert_eq!(&m.head[..], b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 9\r\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_file_names_it() {
+        let err = load(Path::new("/nonexistent/strait.toml")).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/strait.toml: cannot read config file"), "{err}");
+    }
+
+    #[test]
+    fn reasons() {
+        let cases = [(200, "OK"), (404, "Not Found"), (431, "Request Header Fields Too Large"), (299, "")];
+        for (status, reason) in cases {
+            assert_eq!(reason_phrase(status), reason);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The serde mirror of the TOML config file: what the user wrote, nothing more.
+//!
+//! Every struct denies unknown fields (a misspelt key is an error, never silently ignored) and
+//! none uses `flatten`, which would defeat that. Values whose meaning is checked after parsing
+//! (addresses, durations, sizes, names, patterns) are kept raw inside [`Spanned`], so
+//! `build.rs` can report every bad value with its line and column instead of stopping at the
+//! first. Defaults live in `build.rs`, next to the validation, not here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: FileServer,
+    #[serde(default)]
+    pub upstreams: BTreeMap<Spanned<String>, FileUpstream>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<FileRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub listen: Spanned<Vec<Spanned<String>>>,
+    pub workers: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub limits: FileLimits,
+    #[serde(default)]
+    pub timeouts: FileTimeouts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub max_header_bytes: Option<Spanned<SizeValue>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_body_bytes: Option<Spanned<SizeValue>>,
+    pub max_uri_bytes: Option<Spanned<SizeValue>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTimeouts {
+    pub header_read: Option<Spanned<DurationValue>>,
+    pub keepalive_idle: Option<Spanned<DurationValue>>,
+    pub body_read: Option<Spanned<DurationValue>>,
+    pub upstream_connect: Option<Spanned<DurationValue>>,
+    pub upstream_response: Option<Spanned<DurationValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub endpoints: Spanned<Vec<Spanned<FileEndpoint>>>,
+    #[serde(default)]
+    pub pool: FilePool,
+}
+
+/// `"127.0.0.1:9001"` or `{ addr = "127.0.0.1:9002", weight = 2 }`.
+///
+/// Deserialised by hand rather than `#[serde(untagged)]`: untagged buffers the value, which
+/// loses both the spans and `deny_unknown_fields`' precise error.
+#[derive(Debug)]
+pub enum FileEndpoint {
+    Addr(String),
+    Table(FileEndpointTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEndpointTable {
+    pub addr: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePool {
+    pub max_idle: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<DurationValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub name: Option<Spanned<String>>,
+    pub path: Spanned<String>,
+    pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub methods: Option<Vec<Spanned<String>>>,
+    pub upstream: Option<Spanned<String>>,
+    pub mock: Option<Spanned<FileMock>>,
+    pub strip_prefix: Option<Spanned<String>>,
+    pub preserve_host: Option<Spanned<bool>>,
+    pub host_rewrite: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMock {
+    pub status: Spanned<i64>,
+    #[serde(default)]
+    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub body_file: Option<Spanned<String>>,
+}
+
+/// A size as written: an integer byte count or a string with a unit (`"16KiB"`).
+#[derive(Debug)]
+pub enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A duration as written (`"5s"`); a string with a unit is required, because a bare number
+/// would leave the unit to guesswork.
+#[derive(Debug)]
+pub struct DurationValue(pub String);
+
+impl<'de> Deserialize<'de> for FileEndpoint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EndpointVisitor;
+        impl<'de> Visitor<'de> for EndpointVisitor {
+            type Value = FileEndpoint;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an address such as "127.0.0.1:9001" or { addr = "…", weight = N }"#)
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<FileEndpoint, E> {
+                Ok(FileEndpoint::Addr(value.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FileEndpoint, A::Error> {
+                // The fields are still read through toml's own deserializer, so their spans
+                // and `deny_unknown_fields` survive.
+                FileEndpointTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(FileEndpoint::Table)
+            }
+        }
+        deserializer.deserialize_any(EndpointVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a size such as "16KiB", "10MB" or a byte count"#)
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Bytes(value))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<SizeValue, E> {
+                i64::try_from(value)
+                    .map(SizeValue::Bytes)
+                    .map_err(|_| E::custom("size too large"))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<SizeValue, E> {
+                Ok(SizeValue::Text(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a duration with a unit, such as "5s" or "250ms""#)
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<DurationValue, E> {
+                Ok(DurationValue(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(DurationVisitor)
+    }
+}

@@ -1,0 +1,132 @@
+//! Configuration: the TOML file (`file.rs`, a serde mirror) and the runtime types it is
+//! validated into (`build.rs`). Runtime types are immutable once built; a reload builds a
+//! whole new [`Config`] and swaps it in, so no request ever sees half a config.
+
+mod build;
+mod file;
+mod units;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use build::{load, load_str, reason_phrase, ConfigError, ConfigErrors};
+pub use units::{parse_duration, parse_size};
+
+use crate::router::RouteTable;
+
+/// The config served when no file is given and `conf/strait.toml` is absent.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../conf/strait.toml");
+
+/// Everything a worker needs to serve requests, validated and compiled.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Indexed by [`UpstreamId`].
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    /// 0 means one worker per available core.
+    pub workers: usize,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Request line plus headers, in bytes (431 past it).
+    pub max_header_bytes: usize,
+    /// Number of request headers (431 past it).
+    pub max_headers: usize,
+    /// Request body in bytes, declared or streamed (413 past it).
+    pub max_body_bytes: u64,
+    /// Request target length in bytes (414 past it).
+    pub max_uri_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// Time to receive a whole request head once its first byte arrived (408).
+    pub header_read: Duration,
+    /// How long an idle client keep-alive connection is kept open.
+    pub keepalive_idle: Duration,
+    /// Time allowed between two reads of a request body from the client (408).
+    pub body_read: Duration,
+    /// TCP connect to an upstream endpoint (504 on expiry, 502 on refusal).
+    pub upstream_connect: Duration,
+    /// From the request sent to the upstream response head received, and between two reads
+    /// of the response body (504).
+    pub upstream_response: Duration,
+}
+
+/// Index into [`Config::upstreams`].
+pub type UpstreamId = usize;
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub pool: PoolConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// At least 1.
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Idle keep-alive connections kept per worker per endpoint.
+    pub max_idle: usize,
+    /// An idle pooled connection older than this is closed instead of reused.
+    pub idle_timeout: Duration,
+}
+
+/// What a matched route does.
+#[derive(Debug)]
+pub enum Action {
+    Proxy(ProxyAction),
+    Mock(MockResponse),
+}
+
+#[derive(Debug)]
+pub struct ProxyAction {
+    pub upstream: UpstreamId,
+    /// Removed from the front of the path before forwarding (`/users/1` → `/1`); an empty
+    /// result becomes `/`.
+    pub strip_prefix: Option<String>,
+    /// Send the client's Host upstream unchanged (default). When false, Host becomes
+    /// `host_rewrite` if set, else the endpoint's `ip:port`.
+    pub preserve_host: bool,
+    pub host_rewrite: Option<String>,
+}
+
+/// A fixed answer rendered once at config load.
+#[derive(Debug)]
+pub struct MockResponse {
+    pub status: u16,
+    /// Status line and headers (Content-Length included), each ending in CRLF, without the
+    /// blank line that ends the head: the connection loop may add `Connection: close` first.
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
+/// One route after validation.
+#[derive(Debug)]
+pub struct Route {
+    /// `routes[N]` position in the file, or the route's `name` when set; used in logs/errors.
+    pub name: String,
+    /// The path pattern as written (`/users/{*rest}`).
+    pub path: String,
+    /// Upper-case method names; empty means any method.
+    pub methods: Vec<String>,
+    pub action: Action,
+}
+

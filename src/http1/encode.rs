@@ -1,0 +1,193 @@
+//! Writes the heads Strait sends on: the request to an upstream and the response to a
+//! client. Both are rebuilt rather than patched: the framing headers are always our own,
+//! hop-by-hop headers (and those the Connection header nominates) are dropped, and the
+//! forwarding headers are added (RFC 9110 §7.6).
+
+use bytes::BytesMut;
+
+use super::headers::{is_hop_by_hop, is_nominated};
+use super::{BodyFraming, HeaderSpan, RequestHead, ResponseHead, Version};
+
+/// How the Host header travels upstream.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamHost<'a> {
+    /// The client's Host (or absolute-form authority) unchanged.
+    Preserve,
+    Rewrite(&'a [u8]),
+}
+
+/// What the upstream request head needs beyond the client's head.
+#[derive(Debug)]
+pub struct ForwardedRequest<'a> {
+    /// Path and query to send (after `strip_prefix`); a `/` is put in front when it lacks one.
+    pub target: &'a [u8],
+    pub host: UpstreamHost<'a>,
+    /// The client's IP address, text form.
+    pub client_ip: &'a [u8],
+    /// `http` or `https`.
+    pub scheme: &'static [u8],
+}
+
+/// Headers Strait writes itself on the upstream request, so the client's copies are dropped.
+fn is_rewritten_request_header(name: &[u8]) -> bool {
+    const OWN: [&[u8]; 6] =
+        [b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via", b"expect"];
+    OWN.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Headers that must not pass: hop-by-hop, or named by a Connection header.
+fn is_dropped(name: &[u8], raw: &[u8], headers: &[HeaderSpan], has_connection_header: bool) -> bool {
+    if is_hop_by_hop(name) {
+        return true;
+    }
+    if !has_connection_header {
+        return false;
+    }
+    let mut values = [&b""[..]; 4];
+    let mut n = 0;
+    for h in headers.iter().filter(|h| h.name(raw).eq_ignore_ascii_case(b"connection")) {
+        if n == values.len() {
+            // More Connection headers than any real client sends: be conservative.
+            return true;
+        }
+        values[n] = h.value(raw);
+        n += 1;
+    }
+    is_nominated(name, &values[..n])
+}
+
+/// Appends the comma-joined values of every `name` header, then `extra`.
+fn write_joined(out: &mut BytesMut, raw: &[u8], headers: &[HeaderSpan], name: &[u8], extra: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    for h in headers.iter().filter(|h| h.name(raw).eq_ignore_ascii_case(name)) {
+        let value = h.value(raw);
+        if !value.is_empty() {
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the request head for the upstream. `framing` is how the body will be sent.
+pub fn encode_request_head(
+    out: &mut BytesMut,
+    raw: &[u8],
+    head: &RequestHead,
+    fwd: &ForwardedRequest<'_>,
+    framing: BodyFraming,
+) {
+    out.extend_from_slice(head.method(raw));
+    out.extend_from_slice(b" ");
+    if !fwd.target.starts_with(b"/") && fwd.target != b"*" {
+        out.extend_from_slice(b"/");
+    }
+    out.extend_from_slice(fwd.target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let original_host = head.authority(raw);
+    let host = match fwd.host {
+        UpstreamHost::Preserve => original_host,
+        UpstreamHost::Rewrite(h) => Some(h),
+    };
+    if let Some(host) = host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut had_content_length = false;
+    for h in &head.headers {
+        let name = h.name(raw);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            had_content_length = true;
+        }
+        if is_rewritten_request_header(name) || is_dropped(name, raw, &head.headers, head.has_connection_header) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value(raw));
+        out.extend_from_slice(b"\r\n");
+    }
+    write_joined(out, raw, &head.headers, b"x-forwarded-for", fwd.client_ip);
+    out.extend_from_slice(b"x-forwarded-proto: ");
+    out.extend_from_slice(fwd.scheme);
+    out.extend_from_slice(b"\r\n");
+    if let Some(host) = original_host {
+        out.extend_from_slice(b"x-forwarded-host: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\n");
+    }
+    let via: &[u8] = if head.version == Version::Http10 { b"1.0 strait" } else { b"1.1 strait" };
+    write_joined(out, raw, &head.headers, b"via", via);
+    match framing {
+        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::Length(n) if n > 0 || had_content_length => write_content_length(out, n),
+        _ => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response is delimited towards the client, and whether the connection stays.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFraming {
+    pub framing: BodyFraming,
+    /// The response carries no body even though its headers describe one (HEAD, 304):
+    /// the upstream's Content-Length is passed through as it was.
+    pub bodiless_with_length: Option<u64>,
+    pub keep_alive: bool,
+    pub client_version: Version,
+}
+
+/// Writes the response head for the client, ending with the blank line.
+pub fn encode_response_head(out: &mut BytesMut, raw: &[u8], head: &ResponseHead, client: &ClientFraming) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut status = itoa::Buffer::new();
+    out.extend_from_slice(status.format(head.status).as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(&raw[head.reason.0 as usize..head.reason.1 as usize]);
+    out.extend_from_slice(b"\r\n");
+    for h in &head.headers {
+        let name = h.name(raw);
+        if name.eq_ignore_ascii_case(b"via") || is_dropped(name, raw, &head.headers, head.has_connection_header) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value(raw));
+        out.extend_from_slice(b"\r\n");
+    }
+    let via: &[u8] = if head.version == Version::Http10 { b"1.0 strait" } else { b"1.1 strait" };
+    write_joined(out, raw, &head.headers, b"via", via);
+    match (client.framing, client.bodiless_with_length) {
+        (_, Some(n)) => write_content_length(out, n),
+        (BodyFraming::Chunked, None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        (BodyFraming::Length(n), None) if !is_bodiless_status(head.status) => write_content_length(out, n),
+        _ => {}
+    }
+    write_connection(out, client.keep_alive, client.client_version);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// 1xx and 204 carry no Content-Length at all (RFC 9110 §8.6).
+fn is_bodiless_status(status: u16) -> bool {
+    status < 200 || status == 204
+}
+
+/// Writes the Connection header a client of `version` needs to know the connection's fate.
+pub fn write_connection(out: &mut BytesMut, keep_alive: bool, version: Version) {
+    match (keep_alive, version) {
+        (false, _) => out.extend_from_slice(b"connection: close\r\n"),
+        (true, Version::Http10) => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        (true, Version::Http11) => {}
+    }
+}
+
+pub fn write_content_length(out: &mut BytesMut, n: u64) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(digits.format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,97 @@
+//! Header-value helpers shared by the request and response parsers: comma-separated token
+//! lists, Content-Length values, and the hop-by-hop set a proxy must not forward
+//! (RFC 9110 §7.6.1).
+
+/// Iterates the comma-separated elements of a list header, trimmed of optional whitespace,
+/// skipping empty elements (RFC 9110 §5.6.1).
+pub fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim_ows).filter(|t| !t.is_empty())
+}
+
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Parses a Content-Length value: one or more digits, nothing else (RFC 9110 §8.6). A list
+/// such as `5, 5` is refused rather than collapsed: a proxy that forwards what it could not
+/// read exactly is how smuggling starts.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in value {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Some(n)
+}
+
+/// Headers that describe one connection and never travel past a proxy, in lower case.
+/// Content-Length and Transfer-Encoding are here too because Strait always writes its own
+/// framing for the next hop.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 10] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// True when `name` is listed in any of the Connection header values (those headers are
+/// hop-by-hop too, RFC 9112 §9.6).
+pub fn is_nominated(name: &[u8], connection_values: &[&[u8]]) -> bool {
+    connection_values
+        .iter()
+        .any(|v| list_tokens(v).any(|t| t.eq_ignore_ascii_case(name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_values() {
+        let cases: &[(&[u8], Option<u64>)] = &[
+            (b"0", Some(0)),
+            (b"42", Some(42)),
+            (b"007", Some(7)),
+            (b"9999999999999999999", Some(9_999_999_999_999_999_999)),
+            (b"99999999999999999999", None),
+            (b"", None),
+            (b"+5", None),
+            (b"-5", None),
+            (b"5 ", None),
+            (b"5,5", None),
+            (b"0x10", None),
+            (b"1_000", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_content_length(input), *want, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn tokens_are_trimmed() {
+        let got: Vec<&[u8]> = list_tokens(b" close ,, X-Foo\t,").collect();
+        assert_eq!(got, vec![&b"close"[..], &b"X-Foo"[..]]);
+        assert!(is_nominated(b"x-foo", &[b"keep-alive, X-Foo"]));
+        assert!(!is_nominated(b"x-bar", &[b"keep-alive, X-Foo"]));
+    }
+}

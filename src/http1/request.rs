@@ -1,0 +1,316 @@
+//! Request heads (RFC 9112 §3–§6): parsed once, in place, into offsets over the head bytes,
+//! then checked for everything that would let two parsers disagree about where a request
+//! ends. A head that passes here has exactly one framing, one Host, and a target we can
+//! route and re-serialise.
+
+use std::mem::MaybeUninit;
+
+use super::headers::{list_tokens, parse_content_length, trim_ows};
+use super::{span_of, BodyFraming, HeaderSpan, Version, MAX_HEADERS_CAP};
+use crate::config::Limits;
+use crate::error::ProxyError;
+
+/// The request methods the proxy treats specially; anything else is carried as-is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Trace,
+    Other,
+}
+
+impl Method {
+    fn parse(token: &[u8]) -> Method {
+        match token {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"PATCH" => Method::Patch,
+            b"TRACE" => Method::Trace,
+            _ => Method::Other,
+        }
+    }
+
+    /// Idempotent methods (RFC 9110 §9.2.2) may be sent again after a failure.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+        )
+    }
+}
+
+/// A validated request head as offsets into its own bytes (`raw`, held by the caller).
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Method,
+    pub method_span: (u32, u32),
+    /// Path and query as sent upstream: origin-form, or `*` for `OPTIONS *`.
+    pub target: (u32, u32),
+    /// End of the path within `target` (the `?` or the end).
+    pub path_end: u32,
+    /// Where the request's host comes from: the absolute-form target's authority when
+    /// present (RFC 9112 §3.2.2), else the Host header.
+    pub authority: Option<(u32, u32)>,
+    pub version: Version,
+    pub headers: Vec<HeaderSpan>,
+    pub framing: BodyFraming,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// At least one Connection header is present (its tokens nominate hop-by-hop headers).
+    pub has_connection_header: bool,
+}
+
+impl RequestHead {
+    pub fn path<'a>(&self, raw: &'a [u8]) -> &'a [u8] {
+        &raw[self.target.0 as usize..self.path_end as usize]
+    }
+
+    pub fn target<'a>(&self, raw: &'a [u8]) -> &'a [u8] {
+        &raw[self.target.0 as usize..self.target.1 as usize]
+    }
+
+    pub fn authority<'a>(&self, raw: &'a [u8]) -> Option<&'a [u8]> {
+        self.authority.map(|(s, e)| &raw[s as usize..e as usize])
+    }
+
+    pub fn method<'a>(&self, raw: &'a [u8]) -> &'a [u8] {
+        &raw[self.method_span.0 as usize..self.method_span.1 as usize]
+    }
+
+    pub fn has_body(&self) -> bool {
+        !matches!(self.framing, BodyFraming::Length(0))
+    }
+}
+
+/// Parses `head`, which must be exactly one complete head (request line through the blank
+/// line, as found by [`super::find_head_end`]).
+pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, ProxyError> {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let room = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, &mut storage[..room]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(ProxyError::BadRequest),
+        Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadTooLarge),
+        Err(httparse::Error::Version) if is_other_http_version(head) => {
+            return Err(ProxyError::VersionNotSupported)
+        }
+        Err(_) => return Err(ProxyError::BadRequest),
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(ProxyError::BadRequest);
+    };
+    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    if method == "CONNECT" {
+        return Err(ProxyError::MethodNotImplemented);
+    }
+    if target.len() > limits.max_uri_bytes {
+        return Err(ProxyError::UriTooLong);
+    }
+    let method_kind = Method::parse(method.as_bytes());
+    let (target_span, url_authority) = split_target(head, target.as_bytes(), method_kind)?;
+
+    let mut parsed = RequestHead {
+        method: method_kind,
+        method_span: span_of(head, method.as_bytes()),
+        target: target_span,
+        path_end: target_span.0
+            + memchr::memchr(b'?', &head[target_span.0 as usize..target_span.1 as usize])
+                .unwrap_or((target_span.1 - target_span.0) as usize) as u32,
+        authority: url_authority,
+        version,
+        headers: Vec::with_capacity(req.headers.len()),
+        framing: BodyFraming::Length(0),
+        keep_alive: version == Version::Http11,
+        expect_continue: false,
+        has_connection_header: false,
+    };
+
+    let mut host: Option<&[u8]> = None;
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encodings = 0;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = trim_ows(h.value);
+        parsed.headers.push(HeaderSpan { name: span_of(head, name), value: span_of(head, value) });
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+            host = Some(value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_content_length(value).ok_or(ProxyError::BadFraming)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(ProxyError::BadFraming);
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Only a lone `chunked` is accepted: it must be the final coding
+            // (RFC 9112 §6.3), and we decode no other.
+            for coding in list_tokens(value) {
+                transfer_encodings += 1;
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else if is_token(coding) {
+                    return Err(ProxyError::UnsupportedTransferCoding);
+                } else {
+                    return Err(ProxyError::BadFraming);
+                }
+            }
+            if list_tokens(value).next().is_none() {
+                return Err(ProxyError::BadFraming);
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            parsed.has_connection_header = true;
+            for token in list_tokens(value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    parsed.keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::Http10 {
+                    parsed.keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if value.eq_ignore_ascii_case(b"100-continue") {
+                parsed.expect_continue = version == Version::Http11;
+            } else {
+                return Err(ProxyError::ExpectationFailed);
+            }
+        }
+    }
+    // A `close` anywhere wins over a `keep-alive` elsewhere.
+    if parsed.keep_alive && parsed.has_connection_header {
+        let closes = req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && list_tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"))
+        });
+        parsed.keep_alive = !closes;
+    }
+
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1, and a valid one whenever present.
+    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
+        return Err(ProxyError::BadHost);
+    }
+    if let Some(host) = host {
+        if !is_valid_host(host) {
+            return Err(ProxyError::BadHost);
+        }
+        if parsed.authority.is_none() {
+            parsed.authority = Some(span_of(head, host));
+        }
+    }
+
+    if chunked {
+        // §6.1: chunked must be the final coding and appear once; §6.3: Transfer-Encoding
+        // with Content-Length is a smuggling attempt; an HTTP/1.0 request cannot use it.
+        if transfer_encodings != 1 || content_length.is_some() || version == Version::Http10 {
+            return Err(ProxyError::BadFraming);
+        }
+        parsed.framing = BodyFraming::Chunked;
+    } else if let Some(n) = content_length {
+        if n > limits.max_body_bytes {
+            return Err(ProxyError::BodyTooLarge);
+        }
+        parsed.framing = BodyFraming::Length(n);
+    }
+    if parsed.expect_continue && !parsed.has_body() {
+        parsed.expect_continue = false;
+    }
+    Ok(parsed)
+}
+
+/// Splits the request target into the origin-form part sent upstream and, for the
+/// absolute form, its authority (RFC 9112 §3.2).
+fn split_target(
+    head: &[u8],
+    target: &[u8],
+    method: Method,
+) -> Result<((u32, u32), Option<(u32, u32)>), ProxyError> {
+    if target.first() == Some(&b'/') {
+        return Ok((span_of(head, target), None));
+    }
+    if target == b"*" {
+        return if method == Method::Options {
+            Ok((span_of(head, target), None))
+        } else {
+            Err(ProxyError::BadRequest)
+        };
+    }
+    let rest = strip_prefix_ignore_case(target, b"http://")
+        .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+        .ok_or(ProxyError::BadRequest)?;
+    let authority_len = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_len);
+    if authority.is_empty() || !is_valid_host(authority) || path.first() == Some(&b'?') {
+        return Err(ProxyError::BadRequest);
+    }
+    if path.is_empty() {
+        // `http://host` means `/`, but the bytes of a bare authority contain no `/`; the
+        // connection loop sends `/` for an empty path.
+        return Ok(((span_of(head, path).0, span_of(head, path).0), Some(span_of(head, authority))));
+    }
+    Ok((span_of(head, path), Some(span_of(head, authority))))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
+}
+
+/// uri-host [ ":" port ] (RFC 3986 §3.2.2): reg-name characters, an IP literal in brackets,
+/// and digits after the last colon. Anything that could confuse a router or an upstream
+/// (whitespace, `/`, `@`, `,`) is refused.
+pub fn is_valid_host(host: &[u8]) -> bool {
+    if host.is_empty() || host.len() > 255 {
+        return false;
+    }
+    let (name, port) = match host.first() {
+        Some(b'[') => match memchr::memchr(b']', host) {
+            Some(end) => {
+                let literal = &host[1..end];
+                if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                    return false;
+                }
+                (&host[..=end], &host[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match memchr::memrchr(b':', host) {
+            Some(colon) => (&host[..colon], &host[colon..]),
+            None => (host, &b""[..]),
+        },
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    let name_ok = name.first() == Some(&b'[')
+        || (!name.is_empty()
+            && name.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(&b)));
+    port_ok && name_ok
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// True when the request line ends in `HTTP/x.y` for a version we do not speak, so the
+/// answer is 505 rather than 400.
+fn is_other_http_version(head: &[u8]) -> bool {
+    let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    let line = trim_ows(head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end]));
+    match line.len().checked_sub(8).map(|i| &line[i..]) {
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]) => {
+            major.is_ascii_digit() && minor.is_ascii_digit() && line.len() > 8 && line[line.len() - 9] == b' '
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,12 @@
+//! Strait: a thread-per-core HTTP/1.1 API gateway and reverse proxy.
+//!
+//! `main.rs` is a thin CLI over this library; `tests/`, `fuzz/` and `bench/` link it too.
+//! See `docs/architecture.md` for how the pieces fit.
+
+pub mod config;
+pub mod error;
+pub mod http1;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod upstream;

@@ -1,0 +1,273 @@
+//! The request path: one client connection, read top to bottom.
+//!
+//! read head → parse and validate → route → answer locally (mock, error) or forward
+//! (`forward.rs`) → next request on the same connection, or close.
+//!
+//! Invariants: a request that is rejected never has a byte forwarded; after any answer
+//! whose request body was not fully consumed, the connection closes (the next bytes could
+//! not be framed); a timed-out read ends the connection.
+
+mod body;
+mod forward;
+mod io;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, Cache};
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use crate::config::{Action, Config, MockResponse};
+use crate::error::ProxyError;
+use crate::http1::encode::write_connection;
+use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
+use crate::router::RouteMatch;
+use crate::upstream::WorkerUpstreams;
+use io::{read_more, write_out, ReadFail};
+
+/// Initial read buffer per client connection; grows for large heads and bodies.
+const CLIENT_READ_BYTES: usize = 8 * 1024;
+
+/// What one worker thread shares between its connections.
+pub struct Worker {
+    latest: RefCell<Cache<Arc<ArcSwap<Config>>, Arc<Config>>>,
+    /// The snapshot this worker serves, wrapped so that handing it to a request is a
+    /// non-atomic increment rather than a cross-core one.
+    current: RefCell<Rc<Arc<Config>>>,
+    pub upstreams: RefCell<WorkerUpstreams>,
+}
+
+impl Worker {
+    pub fn new(config: Arc<ArcSwap<Config>>) -> Self {
+        let snapshot = config.load_full();
+        Worker {
+            upstreams: RefCell::new(WorkerUpstreams::new(&snapshot)),
+            current: RefCell::new(Rc::new(snapshot)),
+            latest: RefCell::new(Cache::new(config)),
+        }
+    }
+
+    /// The config a new request runs on. A reload is noticed here, between requests.
+    fn snapshot(&self) -> Rc<Arc<Config>> {
+        let mut cache = self.latest.borrow_mut();
+        let latest = cache.load();
+        let mut current = self.current.borrow_mut();
+        if !Arc::ptr_eq(latest, &current) {
+            *current = Rc::new(latest.clone());
+            self.upstreams.borrow_mut().sync(latest);
+        }
+        current.clone()
+    }
+
+    /// Closes pooled connections that sat idle past their timeout.
+    pub fn evict_idle(&self, now: Instant) {
+        for upstream in &mut self.upstreams.borrow_mut().upstreams {
+            for pool in &mut upstream.pools {
+                pool.evict_expired(now);
+            }
+        }
+    }
+}
+
+/// One client connection and its buffers.
+pub struct ClientConn<S> {
+    stream: S,
+    /// Bytes read from the client and not consumed yet (pipelined requests, body bytes).
+    buf: BytesMut,
+    /// Output staging, reused across responses.
+    out: BytesMut,
+    client_ip: Bytes,
+    worker: Rc<Worker>,
+}
+
+/// How reading the next request head ended.
+enum NextHead {
+    /// A head ends at this offset of the buffer.
+    Head(usize),
+    /// The client closed, or stayed idle past the keep-alive timeout: close quietly.
+    Closed,
+    /// Answer with this error and close.
+    Fail(ProxyError),
+}
+
+/// Serves requests on `stream` until the client or an error ends the connection.
+pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(stream: S, peer: SocketAddr, worker: Rc<Worker>) {
+    let mut conn = ClientConn {
+        stream,
+        buf: BytesMut::with_capacity(CLIENT_READ_BYTES),
+        out: BytesMut::with_capacity(CLIENT_READ_BYTES),
+        client_ip: Bytes::from(peer.ip().to_string()),
+        worker,
+    };
+    let mut first = true;
+    loop {
+        let config = conn.worker.snapshot();
+        let head_end = match conn.read_head(&config, first).await {
+            NextHead::Head(end) => end,
+            NextHead::Closed => return,
+            NextHead::Fail(error) => {
+                let _ = conn.answer_error(error, Version::Http11, false).await;
+                return;
+            }
+        };
+        first = false;
+        let raw = conn.buf.split_to(head_end).freeze();
+        let keep_alive = match parse_request_head(&raw, &config.server.limits) {
+            Ok(head) => conn.handle(&config, raw, head).await,
+            Err(error) => {
+                let _ = conn.answer_error(error, version_of(&raw), false).await;
+                false
+            }
+        };
+        if !keep_alive {
+            return;
+        }
+    }
+}
+
+/// The version a rejected request asked for, so that the error is readable to it.
+fn version_of(raw: &[u8]) -> Version {
+    let line_end = memchr::memchr(b'\n', raw).unwrap_or(raw.len());
+    if raw[..line_end].windows(8).any(|w| w == b"HTTP/1.0") {
+        Version::Http10
+    } else {
+        Version::Http11
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
+    async fn read_head(&mut self, config: &Config, first: bool) -> NextHead {
+        let limits = &config.server.limits;
+        let timeouts = &config.server.timeouts;
+        let mut scanned = 0;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            // RFC 9112 §2.2: empty lines before a request line are ignored.
+            while let [b'\r', b'\n', ..] | [b'\n', ..] = &self.buf[..] {
+                let skip = if self.buf[0] == b'\r' { 2 } else { 1 };
+                self.buf.advance(skip);
+                scanned = 0;
+            }
+            if let Some(end) = find_head_end(&self.buf, scanned) {
+                return NextHead::Head(end);
+            }
+            scanned = self.buf.len();
+            let first_line_open = memchr::memchr(b'\n', &self.buf).is_none();
+            if first_line_open && self.buf.len() > limits.max_uri_bytes + MAX_REQUEST_LINE_EXTRA {
+                return NextHead::Fail(ProxyError::UriTooLong);
+            }
+            if self.buf.len() > limits.max_header_bytes {
+                return NextHead::Fail(ProxyError::HeadTooLarge);
+            }
+            // Waiting for a new request is bounded by the keep-alive timeout; once its first
+            // byte is in, the whole head must arrive within `header_read`.
+            let had_bytes = !self.buf.is_empty();
+            if had_bytes && deadline.is_none() {
+                deadline = Some(Instant::now() + timeouts.header_read);
+            }
+            let timeout = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None if first => timeouts.header_read,
+                None => timeouts.keepalive_idle,
+            };
+            match read_more(&mut self.stream, &mut self.buf, CLIENT_READ_BYTES / 2, timeout).await {
+                Ok(0) | Err(ReadFail::Io) => return NextHead::Closed,
+                Ok(_) => {}
+                Err(ReadFail::Timeout) if had_bytes => return NextHead::Fail(ProxyError::HeadTimeout),
+                Err(ReadFail::Timeout) => return NextHead::Closed,
+            }
+        }
+    }
+
+    /// Serves one parsed request; returns whether the connection may carry another.
+    async fn handle(&mut self, config: &Config, raw: Bytes, head: RequestHead) -> bool {
+        let path = head.path(&raw);
+        let path = if path.is_empty() { &b"/"[..] } else { path };
+        let Ok(path) = std::str::from_utf8(path) else {
+            return self.answer_error_after(ProxyError::BadRequest, &head).await;
+        };
+        match config.routes.lookup(head.authority(&raw), head.method(&raw), path) {
+            RouteMatch::NotFound => self.answer_error_after(ProxyError::NoRoute, &head).await,
+            RouteMatch::MethodNotAllowed { allow } => self.answer_not_allowed(allow, &head).await,
+            RouteMatch::Found(route) => match &route.action {
+                Action::Mock(mock) => self.answer_mock(mock, &head).await,
+                Action::Proxy(action) => self.forward(config, action, raw, head).await,
+            },
+        }
+    }
+
+    /// Drops a request body that arrived entirely with the head, so that the connection can
+    /// continue after a local answer. Returns false when the body is not all here: the
+    /// connection must then close, since its next bytes cannot be framed.
+    fn discard_buffered_body(&mut self, head: &RequestHead) -> bool {
+        match head.framing {
+            BodyFraming::Length(n) if n <= self.buf.len() as u64 => {
+                self.buf.advance(n as usize);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn answer_error_after(&mut self, error: ProxyError, head: &RequestHead) -> bool {
+        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        self.answer_error(error, head.version, keep_alive).await && keep_alive
+    }
+
+    async fn answer_not_allowed(&mut self, allow: &str, head: &RequestHead) -> bool {
+        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        let response = ProxyError::MethodNotAllowed.response();
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(&response.head);
+        out.extend_from_slice(b"allow: ");
+        out.extend_from_slice(allow.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        self.finish_local_answer(out, &response.body, keep_alive, head.version, false).await && keep_alive
+    }
+
+    async fn answer_mock(&mut self, mock: &MockResponse, head: &RequestHead) -> bool {
+        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(&mock.head);
+        let is_head = head.method == crate::http1::request::Method::Head;
+        self.finish_local_answer(out, &mock.body, keep_alive, head.version, is_head).await && keep_alive
+    }
+
+    /// Writes a pre-rendered error; returns whether the write succeeded.
+    async fn answer_error(&mut self, error: ProxyError, version: Version, keep_alive: bool) -> bool {
+        let response = error.response();
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(&response.head);
+        self.finish_local_answer(out, &response.body, keep_alive, version, false).await
+    }
+
+    /// Ends a locally generated head (`out` holds its lines) and sends it with `body`.
+    async fn finish_local_answer(
+        &mut self,
+        mut out: BytesMut,
+        body: &[u8],
+        keep_alive: bool,
+        version: Version,
+        omit_body: bool,
+    ) -> bool {
+        write_connection(&mut out, keep_alive, version);
+        out.extend_from_slice(b"\r\n");
+        if !omit_body {
+            out.extend_from_slice(body);
+        }
+        match write_out(&mut self.stream, out).await {
+            Ok(out) => {
+                self.out = out;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Room for the method, spaces and version around a request target of maximum length.
+const MAX_REQUEST_LINE_EXTRA: usize = 64;

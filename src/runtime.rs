@@ -1,0 +1,209 @@
+//! Worker threads: one per core, each pinned, each with its own monoio runtime and its own
+//! `SO_REUSEPORT` listener per address, so the kernel spreads connections across workers
+//! and nothing on the request path crosses a thread.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::proxy::{serve_connection, Worker};
+
+/// Which monoio driver the workers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoDriver {
+    /// io_uring when the kernel allows it, else epoll.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+/// Accept backlog per listener.
+const BACKLOG: i32 = 4096;
+/// io_uring submission queue entries per worker.
+const URING_ENTRIES: u32 = 4096;
+/// How often a worker closes pooled connections idle past their timeout.
+const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause after a failed accept (out of file descriptors, typically) before trying again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Running workers and the addresses they listen on (with any port 0 resolved).
+pub struct Running {
+    pub addrs: Vec<SocketAddr>,
+    pub driver: &'static str,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Blocks until every worker has stopped.
+    pub fn wait(self) {
+        for handle in self.handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Starts `workers` worker threads (0: one per CPU this process may run on), serving the
+/// config in `config`. Returns once every worker listens on every address.
+pub fn start(config: Arc<ArcSwap<Config>>, workers: usize, driver: IoDriver) -> std::io::Result<Running> {
+    let cpus = allowed_cpus();
+    let workers = if workers == 0 { cpus.len().max(1) } else { workers };
+    let uring = match driver {
+        IoDriver::Auto => monoio::utils::detect_uring(),
+        IoDriver::IoUring => true,
+        IoDriver::Epoll => false,
+    };
+    // Port 0 means "any port": reserve one now so that every worker binds the same one.
+    let mut reserved = Vec::new();
+    let mut addrs = Vec::new();
+    for &addr in &config.load().server.listen {
+        if addr.port() == 0 {
+            let socket = reuseport_socket(addr)?;
+            let bound = socket.local_addr()?.as_socket().unwrap_or(addr);
+            reserved.push(socket);
+            addrs.push(bound);
+        } else {
+            addrs.push(addr);
+        }
+    }
+
+    let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
+    let mut handles = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let cpu = cpus.get(index % cpus.len().max(1)).copied();
+        let addrs = addrs.clone();
+        let config = config.clone();
+        let ready = ready_tx.clone();
+        let handle = std::thread::Builder::new().name(format!("strait-w{index}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                pin_to_cpu(cpu);
+            }
+            let listeners = match addrs.iter().map(|a| listener(*a)).collect::<std::io::Result<Vec<_>>>() {
+                Ok(listeners) => listeners,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            let result = if uring {
+                RuntimeBuilder::<IoUringDriver>::new()
+                    .with_entries(URING_ENTRIES)
+                    .enable_timer()
+                    .build()
+                    .map(|mut rt| rt.block_on(worker_main(listeners, config, ready.clone())))
+            } else {
+                RuntimeBuilder::<LegacyDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .map(|mut rt| rt.block_on(worker_main(listeners, config, ready.clone())))
+            };
+            if let Err(e) = result {
+                let _ = ready.send(Err(e));
+            }
+        })?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::Error::other("a worker stopped before it was ready")),
+        }
+    }
+    drop(reserved);
+    Ok(Running { addrs, driver: if uring { "io_uring" } else { "epoll" }, handles })
+}
+
+async fn worker_main(
+    listeners: Vec<std::net::TcpListener>,
+    config: Arc<ArcSwap<Config>>,
+    ready: mpsc::Sender<std::io::Result<()>>,
+) {
+    let worker = Rc::new(Worker::new(config));
+    let mut accepting = Vec::new();
+    for std_listener in listeners {
+        match monoio::net::TcpListener::from_std(std_listener) {
+            Ok(listener) => accepting.push(monoio::spawn(accept_loop(listener, worker.clone()))),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    let sweeper = worker.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(POOL_SWEEP_INTERVAL).await;
+            sweeper.evict_idle(Instant::now());
+        }
+    });
+    for task in accepting {
+        task.await;
+    }
+}
+
+async fn accept_loop(listener: monoio::net::TcpListener, worker: Rc<Worker>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(serve_connection(stream, peer, worker.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// This worker's own listening socket on `addr`, in the shared SO_REUSEPORT group.
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = reuseport_socket(addr)?;
+    socket.set_nonblocking(true)?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The CPUs this process may run on (respecting `taskset` and cgroup limits).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+    }
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: as above; the set names one CPU that `allowed_cpus` reported.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(cpu, "could not pin worker to its CPU");
+        }
+    }
+}

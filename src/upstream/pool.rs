@@ -1,0 +1,98 @@
+//! Idle keep-alive connections to one endpoint, owned by one worker.
+//!
+//! Connections come back only after a response was read completely and the upstream left
+//! the connection open with nothing unread. A connection is not reused past the pool's idle
+//! timeout, and one that sat idle for a while is probed first (a non-blocking peek): if the
+//! upstream closed it meanwhile, the request never touches it.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+
+use crate::config::PoolConfig;
+
+/// Idle longer than this, a pooled connection is probed before reuse. Below it, the
+/// upstream had no time to close it and the probe's syscall is skipped.
+const PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// An open connection to an upstream endpoint and its read buffer.
+pub struct UpstreamConn {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    /// Taken from the pool rather than freshly connected.
+    pub reused: bool,
+}
+
+pub struct EndpointPool {
+    config: PoolConfig,
+    idle: VecDeque<(UpstreamConn, Instant)>,
+}
+
+impl EndpointPool {
+    pub fn new(config: PoolConfig) -> Self {
+        EndpointPool { config, idle: VecDeque::new() }
+    }
+
+    /// The most recently returned live connection, if any.
+    pub fn checkout(&mut self, now: Instant) -> Option<UpstreamConn> {
+        while let Some((mut conn, since)) = self.idle.pop_back() {
+            let idle = now.saturating_duration_since(since);
+            if idle > self.config.idle_timeout {
+                // Everything older is older still.
+                self.idle.clear();
+                return None;
+            }
+            if idle >= PROBE_AFTER_IDLE && !is_open_and_quiet(&conn.stream) {
+                continue;
+            }
+            conn.reused = true;
+            return Some(conn);
+        }
+        None
+    }
+
+    /// Keeps `conn` for a later request, unless the pool is full.
+    pub fn checkin(&mut self, conn: UpstreamConn, now: Instant) {
+        if self.config.max_idle == 0 {
+            return;
+        }
+        if self.idle.len() >= self.config.max_idle {
+            self.idle.pop_front();
+        }
+        self.idle.push_back((conn, now));
+    }
+
+    /// Closes connections idle past the timeout; run periodically so that idle sockets do
+    /// not outlive their usefulness on quiet workers.
+    pub fn evict_expired(&mut self, now: Instant) {
+        while let Some((_, since)) = self.idle.front() {
+            if now.saturating_duration_since(*since) <= self.config.idle_timeout {
+                break;
+            }
+            self.idle.pop_front();
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+}
+
+/// True when the peer has neither closed the connection nor sent unsolicited bytes.
+fn is_open_and_quiet(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: recv writes at most 1 byte into `byte`, which lives for the call; the fd is
+    // owned by `stream` and open.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
