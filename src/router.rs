@@ -64,6 +64,8 @@ pub enum RouteMatch<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteError {
     pub route: usize,
+    /// Set when the error is about one host pattern: its index in `hosts[route]`.
+    pub host: Option<usize>,
     pub message: String,
 }
 
@@ -159,7 +161,11 @@ pub fn normalize_host_pattern(pattern: &str) -> Result<String, String> {
             return Err(format!("invalid character {bad:?} in host name"));
         }
     }
-    Ok(if wild { format!("*.{name}") } else { name.to_owned() })
+    Ok(if wild {
+        format!("*.{name}")
+    } else {
+        name.to_owned()
+    })
 }
 
 /// Whether two method lists can both accept some method (an empty list accepts all).
@@ -172,8 +178,7 @@ fn catch_all_base(pattern: &str) -> Option<&str> {
     let start = pattern.rfind("/{*")? + 1;
     let tail = &pattern[start..];
     // The catch-all must be the whole last segment: `{*name}` and nothing after.
-    (tail.ends_with('}') && !tail[..tail.len() - 1].contains(['}', '/']))
-        .then(|| &pattern[..start])
+    (tail.ends_with('}') && !tail[..tail.len() - 1].contains(['}', '/'])).then(|| &pattern[..start])
 }
 
 fn describe(routes: &[Route], index: usize) -> String {
@@ -194,10 +199,13 @@ struct ScopeBuilder {
 
 impl ScopeBuilder {
     fn entry(&mut self, pattern: &str) -> &mut Vec<usize> {
-        let index = *self.by_pattern.entry(pattern.to_owned()).or_insert_with(|| {
-            self.entries.push((pattern.to_owned(), Vec::new()));
-            self.entries.len() - 1
-        });
+        let index = *self
+            .by_pattern
+            .entry(pattern.to_owned())
+            .or_insert_with(|| {
+                self.entries.push((pattern.to_owned(), Vec::new()));
+                self.entries.len() - 1
+            });
         &mut self.entries[index].1
     }
 }
@@ -212,8 +220,16 @@ struct Errors {
 
 impl Errors {
     fn push(&mut self, route: usize, message: String) {
+        self.push_at(route, None, message);
+    }
+
+    fn push_at(&mut self, route: usize, host: Option<usize>, message: String) {
         if self.seen.insert((route, message.clone())) {
-            self.list.push(RouteError { route, message });
+            self.list.push(RouteError {
+                route,
+                host,
+                message,
+            });
         }
     }
 }
@@ -221,7 +237,10 @@ impl Errors {
 impl RouteTable {
     /// `routes` in file order; `hosts[i]` are the host patterns of routes[i] (empty = any
     /// host), as accepted by [`normalize_host_pattern`] (they are normalised again here).
-    pub fn build(routes: Vec<Route>, hosts: Vec<Vec<String>>) -> Result<RouteTable, Vec<RouteError>> {
+    pub fn build(
+        routes: Vec<Route>,
+        hosts: Vec<Vec<String>>,
+    ) -> Result<RouteTable, Vec<RouteError>> {
         debug_assert_eq!(routes.len(), hosts.len());
         let mut errors = Errors::default();
 
@@ -229,10 +248,16 @@ impl RouteTable {
         let mut valid = vec![true; routes.len()];
         for (index, route) in routes.iter().enumerate() {
             if !route.path.starts_with('/') {
-                errors.push(index, format!("path \"{}\" must start with '/'", route.path));
+                errors.push(
+                    index,
+                    format!("path \"{}\" must start with '/'", route.path),
+                );
                 valid[index] = false;
             } else if let Err(err) = matchit::Router::new().insert(route.path.as_str(), ()) {
-                errors.push(index, format!("invalid path pattern \"{}\": {err}", route.path));
+                errors.push(
+                    index,
+                    format!("invalid path pattern \"{}\": {err}", route.path),
+                );
                 valid[index] = false;
             }
         }
@@ -241,12 +266,17 @@ impl RouteTable {
         let mut route_keys: Vec<BTreeSet<HostKey>> = Vec::with_capacity(routes.len());
         for index in 0..routes.len() {
             let mut keys = BTreeSet::new();
-            for pattern in hosts.get(index).map(Vec::as_slice).unwrap_or_default() {
+            let patterns = hosts.get(index).map(Vec::as_slice).unwrap_or_default();
+            for (host_index, pattern) in patterns.iter().enumerate() {
                 match normalize_host_pattern(pattern) {
                     Ok(host) => {
                         keys.insert(HostKey::parse(&host));
                     }
-                    Err(why) => errors.push(index, format!("host \"{pattern}\": {why}")),
+                    Err(why) => errors.push_at(
+                        index,
+                        Some(host_index),
+                        format!("invalid host \"{pattern}\": {why}"),
+                    ),
                 }
             }
             route_keys.push(keys);
@@ -254,8 +284,9 @@ impl RouteTable {
         let all_keys: BTreeSet<HostKey> = route_keys.iter().flatten().cloned().collect();
 
         // Router 0 is the default; then one per distinct host key.
-        let scopes: Vec<Option<&HostKey>> =
-            std::iter::once(None).chain(all_keys.iter().map(Some)).collect();
+        let scopes: Vec<Option<&HostKey>> = std::iter::once(None)
+            .chain(all_keys.iter().map(Some))
+            .collect();
         let mut routers = Vec::with_capacity(scopes.len());
         let mut slots = Vec::new();
         let mut exact = AHashMap::new();
@@ -302,7 +333,8 @@ impl RouteTable {
                                 index,
                                 format!(
                                     "path \"{}\" with {} conflicts with {}: same hosts, same \
-                                     pattern and overlapping methods (the second could never match)",
+                                     pattern and overlapping methods (the second could never \
+                                     match)",
                                     route.path,
                                     method_list(&route.methods),
                                     describe(&routes, other),
@@ -338,7 +370,9 @@ impl RouteTable {
 
             let mut router = matchit::Router::new();
             for (pattern, candidates) in &builder.entries {
-                let Some(&first) = candidates.first() else { continue };
+                let Some(&first) = candidates.first() else {
+                    continue;
+                };
                 match router.insert(pattern.as_str(), slots.len()) {
                     Ok(()) => slots.push(Slot {
                         allow: render_allow(&routes, candidates).into_boxed_str(),
@@ -361,14 +395,17 @@ impl RouteTable {
                                 } else {
                                     (blamed, other)
                                 };
-                                let (later_path, earlier_path) =
-                                    if later == blamed { (shown, with.as_str()) } else { (with.as_str(), shown) };
+                                let (later_path, earlier_path) = if later == blamed {
+                                    (shown, with.as_str())
+                                } else {
+                                    (with.as_str(), shown)
+                                };
                                 errors.push(
                                     later,
                                     format!(
-                                        "path \"{later_path}\" conflicts with {} (path \"{earlier_path}\"): \
-                                         the router cannot tell them apart (rename the parameter or \
-                                         merge the routes)",
+                                        "path \"{later_path}\" conflicts with {} \
+                                         (path \"{earlier_path}\"): the router cannot tell them \
+                                         apart (rename the parameter or merge the routes)",
                                         describe(&routes, earlier)
                                     ),
                                 );
@@ -404,7 +441,13 @@ impl RouteTable {
             errors.list.sort_by_key(|error| error.route);
             return Err(errors.list);
         }
-        Ok(RouteTable { routes, slots, routers, exact, wildcard })
+        Ok(RouteTable {
+            routes,
+            slots,
+            routers,
+            exact,
+            wildcard,
+        })
     }
 
     /// The routes in file order.
@@ -432,7 +475,10 @@ impl RouteTable {
         }
         // RFC 9110 §9.3.2: HEAD is GET without the body, so a GET route serves it.
         if method == b"HEAD" {
-            if let Some(route) = candidates.clone().find(|r| r.methods.iter().any(|m| m == "GET")) {
+            if let Some(route) = candidates
+                .clone()
+                .find(|r| r.methods.iter().any(|m| m == "GET"))
+            {
                 return RouteMatch::Found(route);
             }
         }
@@ -532,6 +578,8 @@ mod tests {
 
     /// (name, path, methods, hosts)
     type Spec<'a> = (&'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+    /// Routes in, expected (route index, message fragment) errors out.
+    type ConflictCase<'a> = (&'a [Spec<'a>], &'a [(usize, &'a str)]);
 
     fn build(specs: &[Spec<'_>]) -> Result<RouteTable, Vec<RouteError>> {
         let mut routes = Vec::new();
@@ -638,7 +686,12 @@ mod tests {
                 (None, "BREW", "/any", "any"),
                 (Some("api.example.com"), "GET", "/users", "host-get"),
                 (Some("api.example.com"), "POST", "/users", "post"),
-                (Some("api.example.com"), "PUT", "/users", "405 GET, HEAD, POST"),
+                (
+                    Some("api.example.com"),
+                    "PUT",
+                    "/users",
+                    "405 GET, HEAD, POST",
+                ),
                 (None, "get", "/users", "405 GET, HEAD, POST"),
             ],
         );
@@ -674,33 +727,59 @@ mod tests {
             ],
         );
         let root = build(&[("all", "/{*path}", &[], &[])]).unwrap();
-        check(&root, &[(None, "GET", "/", "all"), (None, "GET", "/a/b", "all")]);
+        check(
+            &root,
+            &[(None, "GET", "/", "all"), (None, "GET", "/a/b", "all")],
+        );
     }
 
     #[test]
     fn conflicts() {
-        // (specs, expected (route index, message fragment) list)
-        let cases: &[(&[Spec<'_>], &[(usize, &str)])] = &[
+        let cases: &[ConflictCase<'_>] = &[
             (
-                &[("a", "/x", &["GET"], &[]), ("b", "/x", &["GET", "POST"], &[])],
+                &[
+                    ("a", "/x", &["GET"], &[]),
+                    ("b", "/x", &["GET", "POST"], &[]),
+                ],
                 &[(1, "conflicts with route \"a\" (routes[0])")],
             ),
-            (&[("a", "/x", &[], &[]), ("b", "/x", &["POST"], &[])], &[(1, "overlapping methods")]),
             (
-                &[("a", "/x", &[], &["a.com"]), ("b", "/x", &[], &["b.com", "a.com"])],
+                &[("a", "/x", &[], &[]), ("b", "/x", &["POST"], &[])],
+                &[(1, "overlapping methods")],
+            ),
+            (
+                &[
+                    ("a", "/x", &[], &["a.com"]),
+                    ("b", "/x", &[], &["b.com", "a.com"]),
+                ],
                 &[(1, "conflicts with route \"a\"")],
             ),
             (
                 &[("a", "/u/{id}", &[], &[]), ("b", "/u/{name}", &[], &[])],
-                &[(1, "conflicts with route \"a\" (routes[0]) (path \"/u/{id}\")")],
+                &[(
+                    1,
+                    "conflicts with route \"a\" (routes[0]) (path \"/u/{id}\")",
+                )],
             ),
             (&[("a", "/u/{id", &[], &[])], &[(0, "invalid path pattern")]),
-            (&[("a", "/u/{*x}/y", &[], &[])], &[(0, "invalid path pattern")]),
+            (
+                &[("a", "/u/{*x}/y", &[], &[])],
+                &[(0, "invalid path pattern")],
+            ),
             (&[("a", "users", &[], &[])], &[(0, "must start with '/'")]),
-            (&[("a", "/", &[], &["a.com:80"])], &[(0, "must not include a port")]),
+            (
+                &[("a", "/", &[], &["a.com:80"])],
+                &[(0, "must not include a port")],
+            ),
             (&[("a", "/", &[], &["*"])], &[(0, "empty host name")]),
-            (&[("a", "/", &[], &["a.*.com"])], &[(0, "`*` is only allowed")]),
-            (&[("a", "/", &[], &["*.[::1]"])], &[(0, "wildcard cannot apply")]),
+            (
+                &[("a", "/", &[], &["a.*.com"])],
+                &[(0, "`*` is only allowed")],
+            ),
+            (
+                &[("a", "/", &[], &["*.[::1]"])],
+                &[(0, "wildcard cannot apply")],
+            ),
             (
                 &[
                     ("a", "/x", &[], &[]),

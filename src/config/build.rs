@@ -26,7 +26,7 @@ use super::{
     Action, Config, Endpoint, Limits, MockResponse, PoolConfig, ProxyAction, Route, ServerConfig,
     Timeouts, UpstreamConfig, UpstreamId,
 };
-use crate::router::{normalize_host_pattern, RouteTable};
+use crate::router::RouteTable;
 
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
 const DEFAULT_MAX_HEADERS: i64 = 100;
@@ -41,7 +41,7 @@ const DEFAULT_POOL_MAX_IDLE: i64 = 64;
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_WEIGHT: i64 = 1000;
 /// More than this many headers per request is a configuration mistake, not a need.
-const MAX_MAX_HEADERS: i64 = 10_000;
+const MAX_MAX_HEADERS: i64 = crate::http1::MAX_HEADERS_CAP as i64;
 
 /// Header names a mock may not set: strait frames the body itself (RFC 9112 §6) and the
 /// connection loop owns persistence, so a user value could only contradict them.
@@ -163,7 +163,12 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
                 None => (None, String::new()),
             };
             let message = err.message().trim().replace('\n', " ");
-            ctx.errors.push(ConfigError { origin: origin.to_owned(), position, key, message });
+            ctx.errors.push(ConfigError {
+                origin: origin.to_owned(),
+                position,
+                key,
+                message,
+            });
             return Err(ConfigErrors { errors: ctx.errors });
         }
     };
@@ -192,14 +197,29 @@ impl<'a> Ctx<'a> {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        let base_dir = Path::new(origin).parent().map(Path::to_path_buf).unwrap_or_default();
-        Ctx { origin, text, line_starts, base_dir, errors: Vec::new() }
+        let base_dir = Path::new(origin)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ctx {
+            origin,
+            text,
+            line_starts,
+            base_dir,
+            errors: Vec::new(),
+        }
     }
 
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let line = self.line_starts.partition_point(|&start| start <= offset).max(1);
+        let line = self
+            .line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1);
         let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
-        let column = self.text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(1, |s| s.chars().count() + 1);
         (line, column)
     }
 
@@ -217,7 +237,11 @@ impl<'a> Ctx<'a> {
         let server = self.server(file.server);
         let (upstreams, upstream_ids) = self.upstreams(file.upstreams);
         let routes = self.routes(file.routes, &upstream_ids);
-        Some(Config { server: server?, upstreams, routes: routes? })
+        Some(Config {
+            server: server?,
+            upstreams,
+            routes: routes?,
+        })
     }
 
     // ---- [server] ----
@@ -225,11 +249,17 @@ impl<'a> Ctx<'a> {
     fn server(&mut self, server: FileServer) -> Option<ServerConfig> {
         let mut listen = Vec::new();
         if server.listen.get_ref().is_empty() {
-            self.error(server.listen.span(), "server.listen", "at least one address is required");
+            self.error(
+                server.listen.span(),
+                "server.listen",
+                "at least one address is required",
+            );
         }
         for (index, addr) in server.listen.get_ref().iter().enumerate() {
             let key = format!("server.listen[{index}]");
-            let Some(parsed) = self.socket_addr(addr, &key) else { continue };
+            let Some(parsed) = self.socket_addr(addr, &key) else {
+                continue;
+            };
             if listen.contains(&parsed) {
                 self.error(addr.span(), key, format!("duplicate address \"{parsed}\""));
             } else {
@@ -239,29 +269,66 @@ impl<'a> Ctx<'a> {
 
         let workers = match &server.workers {
             None => 0,
-            Some(value) => self.count(value, "server.workers", 0, i64::MAX)?,
+            Some(value) => self
+                .count(value, "server.workers", 0, i64::MAX)
+                .unwrap_or(0),
         };
 
         let l = &server.limits;
         let limits = Limits {
-            max_header_bytes: self.size_usize(&l.max_header_bytes, "server.limits.max_header_bytes", DEFAULT_MAX_HEADER_BYTES),
+            max_header_bytes: self.size_usize(
+                &l.max_header_bytes,
+                "server.limits.max_header_bytes",
+                DEFAULT_MAX_HEADER_BYTES,
+            ),
             max_headers: match &l.max_headers {
                 None => DEFAULT_MAX_HEADERS as usize,
-                Some(value) => self.count(value, "server.limits.max_headers", 1, MAX_MAX_HEADERS).unwrap_or(0),
+                Some(value) => self
+                    .count(value, "server.limits.max_headers", 1, MAX_MAX_HEADERS)
+                    .unwrap_or(0),
             },
-            max_body_bytes: self.size(&l.max_body_bytes, "server.limits.max_body_bytes", DEFAULT_MAX_BODY_BYTES),
-            max_uri_bytes: self.size_usize(&l.max_uri_bytes, "server.limits.max_uri_bytes", DEFAULT_MAX_URI_BYTES),
+            max_body_bytes: self.size(
+                &l.max_body_bytes,
+                "server.limits.max_body_bytes",
+                DEFAULT_MAX_BODY_BYTES,
+            ),
+            max_uri_bytes: self.size_usize(
+                &l.max_uri_bytes,
+                "server.limits.max_uri_bytes",
+                DEFAULT_MAX_URI_BYTES,
+            ),
         };
 
         let t = &server.timeouts;
         let timeouts = Timeouts {
-            header_read: self.duration(&t.header_read, "server.timeouts.header_read", DEFAULT_HEADER_READ),
-            keepalive_idle: self.duration(&t.keepalive_idle, "server.timeouts.keepalive_idle", DEFAULT_KEEPALIVE_IDLE),
+            header_read: self.duration(
+                &t.header_read,
+                "server.timeouts.header_read",
+                DEFAULT_HEADER_READ,
+            ),
+            keepalive_idle: self.duration(
+                &t.keepalive_idle,
+                "server.timeouts.keepalive_idle",
+                DEFAULT_KEEPALIVE_IDLE,
+            ),
             body_read: self.duration(&t.body_read, "server.timeouts.body_read", DEFAULT_BODY_READ),
-            upstream_connect: self.duration(&t.upstream_connect, "server.timeouts.upstream_connect", DEFAULT_UPSTREAM_CONNECT),
-            upstream_response: self.duration(&t.upstream_response, "server.timeouts.upstream_response", DEFAULT_UPSTREAM_RESPONSE),
+            upstream_connect: self.duration(
+                &t.upstream_connect,
+                "server.timeouts.upstream_connect",
+                DEFAULT_UPSTREAM_CONNECT,
+            ),
+            upstream_response: self.duration(
+                &t.upstream_response,
+                "server.timeouts.upstream_response",
+                DEFAULT_UPSTREAM_RESPONSE,
+            ),
         };
-        Some(ServerConfig { listen, workers, limits, timeouts })
+        Some(ServerConfig {
+            listen,
+            workers,
+            limits,
+            timeouts,
+        })
     }
 
     fn socket_addr(&mut self, addr: &Spanned<String>, key: &str) -> Option<SocketAddr> {
@@ -288,8 +355,16 @@ impl<'a> Ctx<'a> {
         match usize::try_from(n) {
             Ok(converted) if (min..=max).contains(&n) => Some(converted),
             _ => {
-                let range = if max == i64::MAX { format!("at least {min}") } else { format!("{min}..={max}") };
-                self.error(value.span(), key, format!("{n} is out of range: must be {range}"));
+                let range = if max == i64::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("{min}..={max}")
+                };
+                self.error(
+                    value.span(),
+                    key,
+                    format!("{n} is out of range: must be {range}"),
+                );
                 None
             }
         }
@@ -300,7 +375,9 @@ impl<'a> Ctx<'a> {
     fn size(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> u64 {
         let Some(value) = value else { return default };
         let parsed = match value.get_ref() {
-            SizeValue::Bytes(n) => u64::try_from(*n).map_err(|_| format!("invalid size {n}: must not be negative")),
+            SizeValue::Bytes(n) => {
+                u64::try_from(*n).map_err(|_| format!("invalid size {n}: must not be negative"))
+            }
             SizeValue::Text(text) => parse_size(text),
         };
         match parsed {
@@ -323,7 +400,12 @@ impl<'a> Ctx<'a> {
 
     /// A duration greater than zero (a zero timeout would fail every request); `default`
     /// when absent.
-    fn duration(&mut self, value: &Option<Spanned<DurationValue>>, key: &str, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        value: &Option<Spanned<DurationValue>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
         let Some(value) = value else { return default };
         match parse_duration(&value.get_ref().0) {
             Ok(d) if d.is_zero() => self.error(value.span(), key, "must be greater than zero"),
@@ -352,49 +434,81 @@ impl<'a> Ctx<'a> {
             }
             let mut endpoints: Vec<Endpoint> = Vec::new();
             if upstream.endpoints.get_ref().is_empty() {
-                self.error(upstream.endpoints.span(), format!("{prefix}.endpoints"), "at least one endpoint is required");
+                self.error(
+                    upstream.endpoints.span(),
+                    format!("{prefix}.endpoints"),
+                    "at least one endpoint is required",
+                );
             }
             for (index, endpoint) in upstream.endpoints.get_ref().iter().enumerate() {
                 let key = format!("{prefix}.endpoints[{index}]");
                 let (addr, weight) = match endpoint.get_ref() {
-                    FileEndpoint::Addr(addr) => (self.socket_addr(&Spanned::new(endpoint.span(), addr.clone()), &key), Some(1)),
+                    FileEndpoint::Addr(addr) => (
+                        self.socket_addr(&Spanned::new(endpoint.span(), addr.clone()), &key),
+                        Some(1),
+                    ),
                     FileEndpoint::Table(table) => {
                         let addr = self.socket_addr(&table.addr, &format!("{key}.addr"));
                         let weight = match &table.weight {
                             None => Some(1),
-                            Some(weight) => self.count(weight, &format!("{key}.weight"), 1, MAX_WEIGHT),
+                            Some(weight) => {
+                                self.count(weight, &format!("{key}.weight"), 1, MAX_WEIGHT)
+                            }
                         };
                         (addr, weight)
                     }
                 };
-                let (Some(addr), Some(weight)) = (addr, weight) else { continue };
+                let (Some(addr), Some(weight)) = (addr, weight) else {
+                    continue;
+                };
                 if endpoints.iter().any(|e| e.addr == addr) {
-                    self.error(endpoint.span(), key, format!("duplicate endpoint \"{addr}\" in this upstream"));
+                    self.error(
+                        endpoint.span(),
+                        key,
+                        format!("duplicate endpoint \"{addr}\" in this upstream"),
+                    );
                     continue;
                 }
                 // `count` bounded it to 1..=MAX_WEIGHT, which fits in u32.
-                endpoints.push(Endpoint { addr, weight: u32::try_from(weight).unwrap_or(1) });
+                endpoints.push(Endpoint {
+                    addr,
+                    weight: u32::try_from(weight).unwrap_or(1),
+                });
             }
             let pool = PoolConfig {
                 max_idle: match &upstream.pool.max_idle {
                     None => DEFAULT_POOL_MAX_IDLE as usize,
-                    Some(value) => self.count(value, &format!("{prefix}.pool.max_idle"), 0, i64::MAX).unwrap_or(0),
+                    Some(value) => self
+                        .count(value, &format!("{prefix}.pool.max_idle"), 0, i64::MAX)
+                        .unwrap_or(0),
                 },
-                idle_timeout: self.duration(&upstream.pool.idle_timeout, &format!("{prefix}.pool.idle_timeout"), DEFAULT_POOL_IDLE_TIMEOUT),
+                idle_timeout: self.duration(
+                    &upstream.pool.idle_timeout,
+                    &format!("{prefix}.pool.idle_timeout"),
+                    DEFAULT_POOL_IDLE_TIMEOUT,
+                ),
             };
             ids.insert(name.get_ref().clone(), configs.len());
-            configs.push(UpstreamConfig { name: name.into_inner(), endpoints, pool });
+            configs.push(UpstreamConfig {
+                name: name.into_inner(),
+                endpoints,
+                pool,
+            });
         }
         (configs, ids)
     }
 
     // ---- [[routes]] ----
 
-    fn routes(&mut self, file_routes: Vec<Spanned<FileRoute>>, upstreams: &BTreeMap<String, UpstreamId>) -> Option<RouteTable> {
+    fn routes(
+        &mut self,
+        file_routes: Vec<Spanned<FileRoute>>,
+        upstreams: &BTreeMap<String, UpstreamId>,
+    ) -> Option<RouteTable> {
         let mut routes = Vec::new();
         let mut hosts = Vec::new();
-        // Position in the file of each route handed to the router, for its errors.
-        let mut origins: Vec<(usize, Range<usize>)> = Vec::new();
+        // Spans of each route's path and hosts, for the router's errors.
+        let mut spans: Vec<(Range<usize>, Vec<Range<usize>>)> = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
 
         for (index, route) in file_routes.into_iter().enumerate() {
@@ -413,64 +527,85 @@ impl<'a> Ctx<'a> {
             };
             if let Some(first) = names.insert(name.clone(), index) {
                 let at = route.name.as_ref().map_or(span.clone(), Spanned::span);
-                self.error(at, format!("{prefix}.name"), format!("duplicate route name \"{name}\" (also routes[{first}])"));
+                self.error(
+                    at,
+                    format!("{prefix}.name"),
+                    format!("duplicate route name \"{name}\" (also routes[{first}])"),
+                );
             }
 
+            // The router checks the pattern itself (leading '/', matchit syntax).
             let path = route.path.get_ref().clone();
-            let mut path_ok = true;
-            if !path.starts_with('/') {
-                self.error(route.path.span(), format!("{prefix}.path"), format!("\"{path}\" must start with '/'"));
-                path_ok = false;
-            } else if let Some(bad) = path.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#') {
-                self.error(route.path.span(), format!("{prefix}.path"), format!("\"{path}\" contains {bad:?}; a pattern matches the path only, without query or fragment"));
-                path_ok = false;
+            if let Some(bad) = path
+                .chars()
+                .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
+            {
+                let why = format!(
+                    "\"{path}\" contains {bad:?}; a pattern matches the path only, without \
+                     query or fragment"
+                );
+                self.error(route.path.span(), format!("{prefix}.path"), why);
             }
 
-            let (route_hosts, hosts_ok) = self.route_hosts(&route, &prefix);
+            // The router validates and normalises host patterns and reports bad ones.
+            let mut host_spans = Vec::new();
+            let mut route_hosts = Vec::new();
+            if let Some(list) = &route.hosts {
+                if list.get_ref().is_empty() {
+                    self.error(
+                        list.span(),
+                        format!("{prefix}.hosts"),
+                        "empty list; omit `hosts` to match any host",
+                    );
+                }
+                for host in list.get_ref() {
+                    host_spans.push(host.span());
+                    route_hosts.push(host.get_ref().clone());
+                }
+            }
             let methods = self.methods(&route, &prefix);
             let action = self.action(&route, &prefix, span.clone(), upstreams);
 
             // A route with a bad action still goes to the router (with a placeholder), so its
             // routing conflicts are reported in the same run.
-            let action = action.unwrap_or_else(|| Action::Mock(MockResponse { status: 500, head: Bytes::new(), body: Bytes::new() }));
-            if path_ok && hosts_ok {
-                origins.push((index, route.path.span()));
-                routes.push(Route { name, path, methods, action });
-                hosts.push(route_hosts);
-            }
+            let action = action.unwrap_or_else(|| {
+                Action::Mock(MockResponse {
+                    status: 500,
+                    head: Bytes::new(),
+                    body: Bytes::new(),
+                })
+            });
+            spans.push((route.path.span(), host_spans));
+            routes.push(Route {
+                name,
+                path,
+                methods,
+                action,
+            });
+            hosts.push(route_hosts);
         }
 
         match RouteTable::build(routes, hosts) {
             Ok(table) => Some(table),
             Err(errors) => {
                 for error in errors {
-                    let (index, span) = origins.get(error.route).cloned().unwrap_or((error.route, 0..0));
-                    self.error(span, format!("routes[{index}].path"), error.message);
+                    let index = error.route;
+                    let (path_span, host_spans) = spans.get(index).cloned().unwrap_or_default();
+                    match error
+                        .host
+                        .and_then(|h| host_spans.get(h).cloned().map(|span| (h, span)))
+                    {
+                        Some((h, span)) => {
+                            self.error(span, format!("routes[{index}].hosts[{h}]"), error.message)
+                        }
+                        None => {
+                            self.error(path_span, format!("routes[{index}].path"), error.message)
+                        }
+                    }
                 }
                 None
             }
         }
-    }
-
-    /// Normalised host patterns (empty = any host), and whether all were valid.
-    fn route_hosts(&mut self, route: &FileRoute, prefix: &str) -> (Vec<String>, bool) {
-        let Some(list) = &route.hosts else { return (Vec::new(), true) };
-        if list.get_ref().is_empty() {
-            self.error(list.span(), format!("{prefix}.hosts"), "empty list; omit `hosts` to match any host");
-            return (Vec::new(), false);
-        }
-        let mut ok = true;
-        let mut out = Vec::new();
-        for (i, host) in list.get_ref().iter().enumerate() {
-            match normalize_host_pattern(host.get_ref()) {
-                Ok(normal) => out.push(normal),
-                Err(why) => {
-                    self.error(host.span(), format!("{prefix}.hosts[{i}]"), format!("invalid host \"{}\": {why}", host.get_ref()));
-                    ok = false;
-                }
-            }
-        }
-        (out, ok)
     }
 
     /// Upper-cased, de-duplicated method names; empty = any method.
@@ -479,7 +614,11 @@ impl<'a> Ctx<'a> {
         for (i, method) in route.methods.iter().flatten().enumerate() {
             let text = method.get_ref();
             if text.is_empty() || !text.bytes().all(is_tchar) {
-                self.error(method.span(), format!("{prefix}.methods[{i}]"), format!("invalid method \"{text}\": must be a token such as GET or POST"));
+                self.error(
+                    method.span(),
+                    format!("{prefix}.methods[{i}]"),
+                    format!("invalid method \"{text}\": must be a token such as GET or POST"),
+                );
                 continue;
             }
             let upper = text.to_ascii_uppercase();
@@ -490,41 +629,88 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    fn action(&mut self, route: &FileRoute, prefix: &str, span: Range<usize>, upstreams: &BTreeMap<String, UpstreamId>) -> Option<Action> {
+    fn action(
+        &mut self,
+        route: &FileRoute,
+        prefix: &str,
+        span: Range<usize>,
+        upstreams: &BTreeMap<String, UpstreamId>,
+    ) -> Option<Action> {
         match (&route.upstream, &route.mock) {
             (Some(_), Some(mock)) => {
-                self.error(mock.span(), format!("{prefix}.mock"), "set either `upstream` or `mock`, not both");
+                self.error(
+                    mock.span(),
+                    format!("{prefix}.mock"),
+                    "set either `upstream` or `mock`, not both",
+                );
                 None
             }
             (None, None) => {
-                self.error(span, prefix, "no action: set `upstream = \"name\"` or `mock = { status = 200, ... }`");
+                self.error(
+                    span,
+                    prefix,
+                    "no action: set `upstream = \"name\"` or `mock = { status = 200, ... }`",
+                );
                 None
             }
-            (Some(upstream), None) => self.proxy(route, prefix, upstream, upstreams).map(Action::Proxy),
+            (Some(upstream), None) => self
+                .proxy(route, prefix, upstream, upstreams)
+                .map(Action::Proxy),
             (None, Some(mock)) => {
                 for (field, span) in [
-                    ("strip_prefix", route.strip_prefix.as_ref().map(Spanned::span)),
-                    ("preserve_host", route.preserve_host.as_ref().map(Spanned::span)),
-                    ("host_rewrite", route.host_rewrite.as_ref().map(Spanned::span)),
+                    (
+                        "strip_prefix",
+                        route.strip_prefix.as_ref().map(Spanned::span),
+                    ),
+                    (
+                        "preserve_host",
+                        route.preserve_host.as_ref().map(Spanned::span),
+                    ),
+                    (
+                        "host_rewrite",
+                        route.host_rewrite.as_ref().map(Spanned::span),
+                    ),
                 ] {
                     if let Some(span) = span {
-                        self.error(span, format!("{prefix}.{field}"), "only applies to routes with an `upstream`");
+                        self.error(
+                            span,
+                            format!("{prefix}.{field}"),
+                            "only applies to routes with an `upstream`",
+                        );
                     }
                 }
-                self.mock(mock.get_ref(), &format!("{prefix}.mock")).map(Action::Mock)
+                self.mock(mock.get_ref(), &format!("{prefix}.mock"))
+                    .map(Action::Mock)
             }
         }
     }
 
-    fn proxy(&mut self, route: &FileRoute, prefix: &str, upstream: &Spanned<String>, upstreams: &BTreeMap<String, UpstreamId>) -> Option<ProxyAction> {
+    fn proxy(
+        &mut self,
+        route: &FileRoute,
+        prefix: &str,
+        upstream: &Spanned<String>,
+        upstreams: &BTreeMap<String, UpstreamId>,
+    ) -> Option<ProxyAction> {
         let id = upstreams.get(upstream.get_ref()).copied();
         if id.is_none() {
             let known = if upstreams.is_empty() {
                 "no upstreams are defined".to_owned()
             } else {
-                format!("known: {}", upstreams.keys().map(String::as_str).collect::<Vec<_>>().join(", "))
+                format!(
+                    "known: {}",
+                    upstreams
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
-            self.error(upstream.span(), format!("{prefix}.upstream"), format!("unknown upstream \"{}\" ({known})", upstream.get_ref()));
+            self.error(
+                upstream.span(),
+                format!("{prefix}.upstream"),
+                format!("unknown upstream \"{}\" ({known})", upstream.get_ref()),
+            );
         }
 
         let mut ok = true;
@@ -536,23 +722,40 @@ impl<'a> Ctx<'a> {
             let why = if !text.starts_with('/') {
                 Some("must start with '/'".to_owned())
             } else if text.ends_with('/') {
-                Some("must not end with '/': the forwarded path must keep its leading slash".to_owned())
+                Some(
+                    "must not end with '/': the forwarded path must keep its leading slash"
+                        .to_owned(),
+                )
             } else if !literal.starts_with(text.as_str()) {
-                Some(format!("is not a prefix of the literal part \"{literal}\" of path \"{path}\""))
-            } else if literal.len() > text.len() && literal.as_bytes().get(text.len()) != Some(&b'/') {
-                Some(format!("must end at a '/' boundary of path \"{path}\" (it would cut a segment in two)"))
+                Some(format!(
+                    "is not a prefix of the literal part \"{literal}\" of path \"{path}\""
+                ))
+            } else if literal.len() > text.len()
+                && literal.as_bytes().get(text.len()) != Some(&b'/')
+            {
+                Some(format!(
+                    "must end at a '/' boundary of path \"{path}\" (it would cut a segment in two)"
+                ))
             } else {
                 None
             };
             if let Some(why) = why {
-                self.error(strip.span(), format!("{prefix}.strip_prefix"), format!("\"{text}\" {why}"));
+                self.error(
+                    strip.span(),
+                    format!("{prefix}.strip_prefix"),
+                    format!("\"{text}\" {why}"),
+                );
                 ok = false;
             }
         }
 
         let preserve_host = match (&route.preserve_host, &route.host_rewrite) {
             (Some(preserve), Some(_)) if *preserve.get_ref() => {
-                self.error(preserve.span(), format!("{prefix}.preserve_host"), "`preserve_host = true` contradicts `host_rewrite`; remove one");
+                self.error(
+                    preserve.span(),
+                    format!("{prefix}.preserve_host"),
+                    "`preserve_host = true` contradicts `host_rewrite`; remove one",
+                );
                 ok = false;
                 true
             }
@@ -562,9 +765,16 @@ impl<'a> Ctx<'a> {
         };
         if let Some(rewrite) = &route.host_rewrite {
             let text = rewrite.get_ref();
-            let valid = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+            let valid = !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
             if !valid {
-                self.error(rewrite.span(), format!("{prefix}.host_rewrite"), format!("invalid host \"{text}\": expected host or host:port"));
+                self.error(
+                    rewrite.span(),
+                    format!("{prefix}.host_rewrite"),
+                    format!("invalid host \"{text}\": expected host or host:port"),
+                );
                 ok = false;
             }
         }
@@ -584,7 +794,11 @@ impl<'a> Ctx<'a> {
         let status = match u16::try_from(raw_status) {
             Ok(status) if (200..=599).contains(&status) => status,
             _ => {
-                self.error(mock.status.span(), format!("{key}.status"), format!("{raw_status} is not a final status: must be 200..=599"));
+                self.error(
+                    mock.status.span(),
+                    format!("{key}.status"),
+                    format!("{raw_status} is not a final status: must be 200..=599"),
+                );
                 ok = false;
                 200
             }
@@ -597,23 +811,45 @@ impl<'a> Ctx<'a> {
             let header_key = format!("{key}.headers.{}", name.get_ref());
             let lower = name.get_ref().to_ascii_lowercase();
             if name.get_ref().is_empty() || !name.get_ref().bytes().all(is_tchar) {
-                self.error(name.span(), &header_key, format!("invalid header name \"{}\"", name.get_ref()));
+                self.error(
+                    name.span(),
+                    &header_key,
+                    format!("invalid header name \"{}\"", name.get_ref()),
+                );
                 ok = false;
             } else if RESERVED_MOCK_HEADERS.contains(&lower.as_str()) {
-                self.error(name.span(), &header_key, format!("\"{}\" is set by strait and cannot be configured", name.get_ref()));
+                self.error(
+                    name.span(),
+                    &header_key,
+                    format!(
+                        "\"{}\" is set by strait and cannot be configured",
+                        name.get_ref()
+                    ),
+                );
                 ok = false;
             } else if seen.contains(&lower) {
-                self.error(name.span(), &header_key, format!("header \"{}\" is set twice (names are case-insensitive)", name.get_ref()));
+                self.error(
+                    name.span(),
+                    &header_key,
+                    format!(
+                        "header \"{}\" is set twice (names are case-insensitive)",
+                        name.get_ref()
+                    ),
+                );
                 ok = false;
             }
             seen.push(lower);
             let text = value.get_ref();
             // RFC 9110 §5.5: visible ASCII with inner spaces/tabs; CR/LF would split the head.
-            let valid = text.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+            let valid = text
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
                 && !text.starts_with([' ', '\t'])
                 && !text.ends_with([' ', '\t']);
             if !valid {
-                self.error(value.span(), &header_key, "invalid header value: use visible ASCII, no CR/LF or control characters, no leading/trailing blanks");
+                let why = "invalid header value: use visible ASCII, no CR/LF or control \
+                           characters, no leading/trailing blanks";
+                self.error(value.span(), &header_key, why);
                 ok = false;
             }
             let _ = write!(head, "{}: {}\r\n", name.get_ref(), text);
@@ -621,7 +857,11 @@ impl<'a> Ctx<'a> {
 
         let body: Option<(Vec<u8>, Range<usize>, &str)> = match (&mock.body, &mock.body_file) {
             (Some(_), Some(file)) => {
-                self.error(file.span(), format!("{key}.body_file"), "set either `body` or `body_file`, not both");
+                self.error(
+                    file.span(),
+                    format!("{key}.body_file"),
+                    "set either `body` or `body_file`, not both",
+                );
                 ok = false;
                 None
             }
@@ -631,7 +871,11 @@ impl<'a> Ctx<'a> {
                 match std::fs::read(&path) {
                     Ok(bytes) => Some((bytes, file.span(), "body_file")),
                     Err(err) => {
-                        self.error(file.span(), format!("{key}.body_file"), format!("cannot read \"{}\": {err}", path.display()));
+                        self.error(
+                            file.span(),
+                            format!("{key}.body_file"),
+                            format!("cannot read \"{}\": {err}", path.display()),
+                        );
                         ok = false;
                         None
                     }
@@ -641,7 +885,11 @@ impl<'a> Ctx<'a> {
         };
         let body = match body {
             Some((_, span, field)) if bodyless => {
-                self.error(span, format!("{key}.{field}"), format!("a {status} response has no body"));
+                self.error(
+                    span,
+                    format!("{key}.{field}"),
+                    format!("a {status} response has no body"),
+                );
                 ok = false;
                 Vec::new()
             }
@@ -653,7 +901,11 @@ impl<'a> Ctx<'a> {
         if !bodyless {
             let _ = write!(head, "content-length: {}\r\n", body.len());
         }
-        ok.then(|| MockResponse { status, head: Bytes::from(head), body: Bytes::from(body) })
+        ok.then(|| MockResponse {
+            status,
+            head: Bytes::from(head),
+            body: Bytes::from(body),
+        })
     }
 }
 
@@ -663,7 +915,10 @@ fn is_tchar(b: u8) -> bool {
 }
 
 fn is_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// Best-effort dotted key for a TOML error at `offset`: the enclosing `[table]` (with an index
@@ -679,14 +934,20 @@ fn key_hint(text: &str, offset: usize) -> String {
         if let Some(rest) = trimmed.strip_prefix("[[") {
             if let Some(name) = rest.split("]]").next() {
                 let name = name.trim().to_owned();
-                let n = counts.entry(name.clone()).and_modify(|n| *n += 1).or_insert(0);
+                let n = counts
+                    .entry(name.clone())
+                    .and_modify(|n| *n += 1)
+                    .or_insert(0);
                 table = format!("{name}[{n}]");
             }
         } else if let Some(rest) = trimmed.strip_prefix('[') {
             if let Some(name) = rest.split(']').next() {
                 let name = name.trim();
                 // `[routes.mock]`-style subtables of the last array element keep its index.
-                table = match counts.iter().find(|(array, _)| name.starts_with(&format!("{array}."))) {
+                table = match counts
+                    .iter()
+                    .find(|(array, _)| name.starts_with(&format!("{array}.")))
+                {
                     Some((array, n)) => format!("{array}[{n}]{}", &name[array.len()..]),
                     None => name.to_owned(),
                 };
@@ -697,7 +958,12 @@ fn key_hint(text: &str, offset: usize) -> String {
     let key = if trimmed.starts_with('[') {
         ""
     } else {
-        trimmed.split('=').next().filter(|_| trimmed.contains('=')).unwrap_or("").trim()
+        trimmed
+            .split('=')
+            .next()
+            .filter(|_| trimmed.contains('='))
+            .unwrap_or("")
+            .trim()
     };
     match (table.is_empty(), key.is_empty()) {
         (_, true) => table,
@@ -742,10 +1008,53 @@ mod tests {
     }
 
     #[test]
+    fn example_gateway_routes() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/examples/api-gateway.toml");
+        let config = load(&path).unwrap();
+        let table = &config.routes;
+        let cases: &[(Option<&str>, &str, &str, &str)] = &[
+            (Some("api.example.com"), "GET", "/users/1", "users-read"),
+            (
+                Some("API.example.com:8080"),
+                "HEAD",
+                "/users/1",
+                "users-read",
+            ),
+            (Some("api.example.com"), "DELETE", "/users/1", "users-write"),
+            (Some("api.example.com"), "GET", "/users/", "users-read"),
+            (Some("api.example.com"), "GET", "/users", "fallback"),
+            (
+                Some("api.example.com"),
+                "GET",
+                "/billing/x",
+                "billing-maintenance",
+            ),
+            (Some("api.example.com"), "GET", "/healthz", "health"),
+            (Some("api.example.com"), "POST", "/healthz", "405 GET, HEAD"),
+            (Some("a.tenants.example.com"), "GET", "/x", "tenants"),
+            // A more specific pattern beats a host-specific catch-all.
+            (Some("a.tenants.example.com"), "GET", "/healthz", "health"),
+            (Some("tenants.example.com"), "GET", "/users/1", "fallback"),
+            (None, "GET", "/orders/1", "fallback"),
+        ];
+        for (host, method, path, want) in cases {
+            let got = match table.lookup(host.map(str::as_bytes), method.as_bytes(), path) {
+                RouteMatch::Found(route) => route.name.clone(),
+                RouteMatch::MethodNotAllowed { allow } => format!("405 {allow}"),
+                RouteMatch::NotFound => "404".to_owned(),
+            };
+            assert_eq!(&got, want, "{host:?} {method} {path}");
+        }
+    }
+
+    #[test]
     fn defaults() {
         let config = load_str(MINIMAL, "t.toml").unwrap();
         let s = &config.server;
-        assert_eq!(s.listen, vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            s.listen,
+            vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(s.workers, 0);
         assert_eq!(s.limits.max_header_bytes, 16 * 1024);
         assert_eq!(s.limits.max_headers, 100);
@@ -799,7 +1108,10 @@ mock = { status = 204, headers = { x-a = "b" } }
         assert_eq!(config.server.workers, 4);
         assert_eq!(config.server.limits.max_body_bytes, 1024);
         assert_eq!(config.server.limits.max_header_bytes, 32 * 1024);
-        assert_eq!(config.server.timeouts.header_read, Duration::from_millis(250));
+        assert_eq!(
+            config.server.timeouts.header_read,
+            Duration::from_millis(250)
+        );
         let users = &config.upstreams[0];
         assert_eq!(users.endpoints[1].weight, 2);
         assert_eq!(users.endpoints[0].weight, 1);
@@ -908,31 +1220,34 @@ mock = { status = 404, body_file = "does-not-exist.html" }
             "t.toml:2:37: server.listen[2]: duplicate address \"127.0.0.1:8080\"",
             "t.toml:3:11: server.workers: -1 is out of range: must be at least 0",
             "t.toml:5:18: server.limits.max_body_bytes: invalid size \"10 MiB\"",
-            "t.toml:6:15: server.limits.max_headers: 0 is out of range: must be 1..=10000",
+            "t.toml:6:15: server.limits.max_headers: 0 is out of range: must be 1..=256",
             "t.toml:8:15: server.timeouts.header_read: must be greater than zero",
             "t.toml:9:13: server.timeouts.body_read: invalid duration \"5\": missing unit",
-            "t.toml:12:31: upstreams.users.endpoints[1]: duplicate endpoint \"127.0.0.1:9001\"",
-            "t.toml:12:112: upstreams.users.endpoints[2].weight: 0 is out of range: must be 1..=1000",
+            "t.toml:12:32: upstreams.users.endpoints[1]: duplicate endpoint \"127.0.0.1:9001\"",
+            "t.toml:12:92: upstreams.users.endpoints[2].weight: 0 is out of range: must be 1..=1000",
             "t.toml:14:13: upstreams.empty.endpoints: at least one endpoint is required",
             "t.toml:18:12: routes[0].upstream: unknown upstream \"userz\" (known: empty, users)",
-            "t.toml:21:8: routes[1].path: \"x\" must start with '/'",
-            "t.toml:22:17: routes[1].mock.status: 101 is not a final status",
-            "t.toml:22:38: routes[1].mock.headers.Content-Length: \"Content-Length\" is set by strait",
-            "t.toml:22:61: routes[1].mock.headers.bad name: invalid header name",
-            "t.toml:22:84: routes[1].mock.headers.x-ok: invalid header value",
+            "t.toml:21:8: routes[1].path: path \"x\" must start with '/'",
+            "t.toml:22:19: routes[1].mock.status: 101 is not a final status",
+            "t.toml:22:36: routes[1].mock.headers.Content-Length: \"Content-Length\" is set by strait",
+            "t.toml:22:58: routes[1].mock.headers.bad name: invalid header name",
+            "t.toml:22:83: routes[1].mock.headers.x-ok: invalid header value",
             "t.toml:27:8: routes[2].mock: set either `upstream` or `mock`, not both",
             "t.toml:29:1: routes[3]: no action",
-            "t.toml:34:20: routes[4].methods[1]: invalid method \"BAD METHOD\"",
-            "t.toml:35:53: routes[4].mock.body_file: set either `body` or `body_file`",
+            "t.toml:34:19: routes[4].methods[1]: invalid method \"BAD METHOD\"",
+            "t.toml:35:48: routes[4].mock.body_file: set either `body` or `body_file`",
             "t.toml:40:16: routes[5].strip_prefix: \"/user\" must end at a '/' boundary",
             "t.toml:41:17: routes[5].preserve_host: `preserve_host = true` contradicts `host_rewrite`",
             "t.toml:46:9: routes[6].hosts: empty list",
             "t.toml:51:10: routes[7].hosts[0]: invalid host \"a.com:80\": must not include a port",
-            "t.toml:59:8: routes[9].path: path \"/dup\" with any method conflicts with routes[8]",
-            "t.toml:60:35: routes[9].mock.body_file: cannot read \"does-not-exist.html\"",
+            "t.toml:59:8: routes[9].path: path \"/dup\" with any method conflicts with routes[8]: same hosts",
+            "t.toml:60:36: routes[9].mock.body_file: cannot read \"does-not-exist.html\"",
         ];
         for (one, want) in got.iter().zip(want.iter()) {
-            assert!(one.starts_with(want), "\n got: {one}\nwant: {want}\n all: {got:#?}");
+            assert!(
+                one.starts_with(want),
+                "\n got: {one}\nwant: {want}\n all: {got:#?}"
+            );
         }
         assert_eq!(got.len(), want.len(), "{got:#?}");
     }
@@ -960,8 +1275,8 @@ mock = { status = 404, body_file = "does-not-exist.html" }
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[server.timeouts]\nheader_read = 5\n", "t.toml:4:15: server.timeouts.header_read: invalid type: integer `5`, expected a duration with a unit"),
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\nmock = { status = 200, bdy = \"x\" }\n", "t.toml:5:24: routes[0].mock: unknown field `bdy`"),
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [{ adr = \"1.2.3.4:5\" }]\n", "t.toml:4:16: upstreams.u.endpoints: unknown field `adr`"),
-            ("[server]\nlisten = [\"127.0.0.1:1\"\n", "t.toml:2:"),
-            ("", "t.toml: missing field `server`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"\n", "t.toml:3:1: server: invalid array"),
+            ("", "t.toml:1:1: missing field `server`"),
         ];
         for (text, want) in cases {
             let got = errors(text);
@@ -987,7 +1302,10 @@ mock = { status = 404, body_file = "does-not-exist.html" }
         match &config.routes.routes()[0].action {
             Action::Mock(m) => {
                 assert_eq!(&m.body[..], b"<p>hi</p>");
-                assert_eq!(&m.head[..], b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 9\r\n");
+                assert_eq!(
+                    &m.head[..],
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 9\r\n"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -996,12 +1314,21 @@ mock = { status = 404, body_file = "does-not-exist.html" }
     #[test]
     fn missing_file_names_it() {
         let err = load(Path::new("/nonexistent/strait.toml")).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/strait.toml: cannot read config file"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/strait.toml: cannot read config file"),
+            "{err}"
+        );
     }
 
     #[test]
     fn reasons() {
-        let cases = [(200, "OK"), (404, "Not Found"), (431, "Request Header Fields Too Large"), (299, "")];
+        let cases = [
+            (200, "OK"),
+            (404, "Not Found"),
+            (431, "Request Header Fields Too Large"),
+            (299, ""),
+        ];
         for (status, reason) in cases {
             assert_eq!(reason_phrase(status), reason);
         }

@@ -127,7 +127,7 @@ impl<'de> Deserialize<'de> for FileEndpoint {
         impl<'de> Visitor<'de> for EndpointVisitor {
             type Value = FileEndpoint;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"an address such as "127.0.0.1:9001" or { addr = "…", weight = N }"#)
+                f.write_str(r#"an address "ip:port" or a table { addr = "ip:port", weight = N }"#)
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<FileEndpoint, E> {
                 Ok(FileEndpoint::Addr(value.to_owned()))

@@ -129,4 +129,3 @@ pub struct Route {
     pub methods: Vec<String>,
     pub action: Action,
 }
-
