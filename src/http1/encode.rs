@@ -92,11 +92,11 @@ pub fn encode_request_head(
         UpstreamHost::Preserve => original_host,
         UpstreamHost::Rewrite(h) => Some(h),
     };
-    if let Some(host) = host {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(host);
-        out.extend_from_slice(b"\r\n");
-    }
+    // RFC 9112 §3.2: every HTTP/1.1 request carries a Host; when the target URI has no
+    // authority (an HTTP/1.0 client sent none) its value is empty.
+    out.extend_from_slice(b"host: ");
+    out.extend_from_slice(host.unwrap_or_default());
+    out.extend_from_slice(b"\r\n");
     let mut had_content_length = false;
     for h in &head.headers {
         let name = h.name(raw);
@@ -190,4 +190,39 @@ pub fn write_content_length(out: &mut BytesMut, n: u64) {
     out.extend_from_slice(b"content-length: ");
     out.extend_from_slice(digits.format(n).as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::http1::parse_request_head;
+
+    fn forwarded(raw: &[u8]) -> String {
+        let limits = Limits { max_header_bytes: 4096, max_headers: 16, max_body_bytes: 1024, max_uri_bytes: 256 };
+        let head = parse_request_head(raw, &limits).unwrap();
+        let fwd = ForwardedRequest {
+            target: head.target(raw),
+            host: UpstreamHost::Preserve,
+            client_ip: b"10.0.0.1",
+            scheme: b"http",
+        };
+        let mut out = BytesMut::new();
+        encode_request_head(&mut out, raw, &head, &fwd, head.framing);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn upstream_request_always_has_one_host() {
+        // RFC 9112 §3.2: an HTTP/1.0 client may omit Host; the HTTP/1.1 request we send may
+        // not, so it gets an empty one (the target URI has no authority).
+        let out = forwarded(b"GET /old HTTP/1.0\r\n\r\n");
+        assert!(out.starts_with("GET /old HTTP/1.1\r\nhost: \r\n"), "{out:?}");
+        assert_eq!(out.matches("host:").count(), 1, "{out:?}");
+        assert!(!out.contains("x-forwarded-host"), "{out:?}");
+
+        let out = forwarded(b"GET http://example.com/x HTTP/1.1\r\nHost: other\r\n\r\n");
+        assert!(out.starts_with("GET /x HTTP/1.1\r\nhost: example.com\r\n"), "{out:?}");
+        assert_eq!(out.matches("host:").count(), 2, "host and x-forwarded-host: {out:?}");
+    }
 }

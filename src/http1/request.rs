@@ -101,8 +101,18 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(ProxyError::BadRequest),
         Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadTooLarge),
-        Err(httparse::Error::Version) if is_other_http_version(head) => {
-            return Err(ProxyError::VersionNotSupported)
+        Err(httparse::Error::Version) => {
+            // RFC 9110 §2.5: a higher minor version of 1.x is served as HTTP/1.1. httparse
+            // knows only 1.0 and 1.1, so parse a copy that says 1.1: every offset is the
+            // same, and the version bytes themselves are never sent on.
+            if let Some(as_http11) = with_minor_version_one(head) {
+                return parse_request_head(&as_http11, limits);
+            }
+            return Err(if is_other_http_version(head) {
+                ProxyError::VersionNotSupported
+            } else {
+                ProxyError::BadRequest
+            });
         }
         Err(_) => return Err(ProxyError::BadRequest),
     }
@@ -115,6 +125,11 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
     }
     if target.len() > limits.max_uri_bytes {
         return Err(ProxyError::UriTooLong);
+    }
+    // The read loop enforces this only while a head is incomplete: one that arrived whole
+    // in a single read is measured here.
+    if head.len() > limits.max_header_bytes {
+        return Err(ProxyError::HeadTooLarge);
     }
     let method_kind = Method::parse(method.as_bytes());
     let (target_span, url_authority) = split_target(head, target.as_bytes(), method_kind)?;
@@ -138,8 +153,11 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
     let mut host: Option<&[u8]> = None;
     let mut hosts = 0;
     let mut content_length: Option<u64> = None;
-    let mut chunked = false;
+    // Transfer codings in order across every Transfer-Encoding line (RFC 9110 §5.3).
     let mut transfer_encodings = 0;
+    let mut chunked_count = 0;
+    let mut last_is_chunked = false;
+    let mut other_coding = false;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim_ows(h.value);
@@ -154,16 +172,17 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Only a lone `chunked` is accepted: it must be the final coding
-            // (RFC 9112 §6.3), and we decode no other.
+            // Judged once all lines are seen: which error applies depends on the last coding.
             for coding in list_tokens(value) {
-                transfer_encodings += 1;
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    chunked = true;
-                } else if is_token(coding) {
-                    return Err(ProxyError::UnsupportedTransferCoding);
-                } else {
+                if !is_token(coding) {
                     return Err(ProxyError::BadFraming);
+                }
+                transfer_encodings += 1;
+                last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                if last_is_chunked {
+                    chunked_count += 1;
+                } else {
+                    other_coding = true;
                 }
             }
             if list_tokens(value).next().is_none() {
@@ -208,11 +227,17 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
         }
     }
 
-    if chunked {
-        // §6.1: chunked must be the final coding and appear once; §6.3: Transfer-Encoding
-        // with Content-Length is a smuggling attempt; an HTTP/1.0 request cannot use it.
-        if transfer_encodings != 1 || content_length.is_some() || version == Version::Http10 {
+    if transfer_encodings > 0 {
+        // §6.3: unless chunked is the final coding the body's end is unknowable (400, a
+        // MUST that comes before §6.1's 501 for a coding we do not understand); §6.1:
+        // chunked appears once; §6.3: Transfer-Encoding with Content-Length is a smuggling
+        // attempt; §6.1: an HTTP/1.0 request cannot use it.
+        if !last_is_chunked || chunked_count != 1 || content_length.is_some() || version == Version::Http10 {
             return Err(ProxyError::BadFraming);
+        }
+        // Framing is known, but we decode no coding but chunked (§6.1).
+        if other_coding {
+            return Err(ProxyError::UnsupportedTransferCoding);
         }
         parsed.framing = BodyFraming::Chunked;
     } else if let Some(n) = content_length {
@@ -302,15 +327,128 @@ fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// True when the request line ends in `HTTP/x.y` for a version we do not speak, so the
-/// answer is 505 rather than 400.
-fn is_other_http_version(head: &[u8]) -> bool {
+/// The request line, without its line end.
+fn request_line(head: &[u8]) -> &[u8] {
     let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
-    let line = trim_ows(head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end]));
-    match line.len().checked_sub(8).map(|i| &line[i..]) {
-        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]) => {
-            major.is_ascii_digit() && minor.is_ascii_digit() && line.len() > 8 && line[line.len() - 9] == b' '
+    head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end])
+}
+
+/// True when the request line is well formed (`method SP target SP HTTP/d.d`) but names a
+/// version we do not speak, so the answer is 505 rather than 400. A space inside the
+/// target makes the line malformed whatever it ends with.
+fn is_other_http_version(head: &[u8]) -> bool {
+    let mut parts = request_line(head).split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let version_ok = match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] => {
+            major.is_ascii_digit() && minor.is_ascii_digit() && !(*major == b'1' && *minor <= b'1')
         }
         _ => false,
+    };
+    version_ok && is_token(method) && !target.is_empty() && target.iter().all(u8::is_ascii_graphic)
+}
+
+/// A copy of `head` whose request line says `HTTP/1.1` instead of `HTTP/1.2`…`HTTP/1.9`.
+fn with_minor_version_one(head: &[u8]) -> Option<Vec<u8>> {
+    let line = request_line(head);
+    let minor_at = line.len().checked_sub(1)?;
+    match line.get(minor_at.checked_sub(8)?..) {
+        Some([b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']) => {
+            let mut copy = head.to_vec();
+            *copy.get_mut(minor_at)? = b'1';
+            Some(copy)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_header_bytes: 256, max_headers: 8, max_body_bytes: 1024, max_uri_bytes: 64 };
+
+    fn status(head: &[u8]) -> Result<BodyFraming, u16> {
+        parse_request_head(head, &LIMITS).map(|h| h.framing).map_err(ProxyError::status)
+    }
+
+    #[test]
+    fn transfer_codings_follow_rfc_9112_section_6() {
+        let post = |te: &str| format!("POST / HTTP/1.1\r\nHost: a\r\n{te}\r\n\r\n");
+        let cases: &[(&str, Result<BodyFraming, u16>)] = &[
+            ("Transfer-Encoding: chunked", Ok(BodyFraming::Chunked)),
+            ("Transfer-Encoding: ChUnKeD", Ok(BodyFraming::Chunked)),
+            ("Transfer-Encoding: , chunked ", Ok(BodyFraming::Chunked)),
+            // §6.3: chunked not final → the body's end is unknowable: 400, even for a
+            // coding we would not understand anyway.
+            ("Transfer-Encoding: gzip", Err(400)),
+            ("Transfer-Encoding: identity", Err(400)),
+            ("Transfer-Encoding: xchunked", Err(400)),
+            ("Transfer-Encoding: chunked, gzip", Err(400)),
+            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip", Err(400)),
+            ("Transfer-Encoding: \"chunked\"", Err(400)),
+            ("Transfer-Encoding: ", Err(400)),
+            // §6.1: chunked once.
+            ("Transfer-Encoding: chunked, chunked", Err(400)),
+            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", Err(400)),
+            ("Transfer-Encoding: chunked\r\nContent-Length: 5", Err(400)),
+            ("Content-Length: 5\r\nTransfer-Encoding: gzip, chunked", Err(400)),
+            // §6.1: framing known, coding not implemented → 501.
+            ("Transfer-Encoding: gzip, chunked", Err(501)),
+            ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", Err(501)),
+        ];
+        for (te, want) in cases {
+            assert_eq!(status(post(te).as_bytes()), *want, "{te:?}");
+        }
+        assert_eq!(status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), Err(400));
+    }
+
+    #[test]
+    fn versions_505_only_for_a_well_formed_line() {
+        let cases: &[(&[u8], Result<BodyFraming, u16>)] = &[
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Err(505)),
+            (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", Err(505)),
+            (b"GET / HTTP/3\r\nHost: a\r\n\r\n", Err(400)),
+            (b"GET / http/1.1\r\nHost: a\r\n\r\n", Err(400)),
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
+            (b"GET /a b HTTP/2.0\r\nHost: a\r\n\r\n", Err(400)),
+            (b"GET /a\x01 HTTP/2.0\r\nHost: a\r\n\r\n", Err(400)),
+            (b"G@T / HTTP/2.0\r\nHost: a\r\n\r\n", Err(400)),
+            (b"GET /\r\n\r\n", Err(400)),
+            // RFC 9110 §2.5: a higher 1.x minor version is served as 1.1.
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Ok(BodyFraming::Length(0))),
+            (b"GET / HTTP/1.9\nHost: a\n\n", Ok(BodyFraming::Length(0))),
+            (b"GET / HTTP/1.2\r\n\r\n", Err(400)),
+            (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", Err(400)),
+        ];
+        for (head, want) in cases {
+            assert_eq!(status(head), *want, "{:?}", String::from_utf8_lossy(head));
+        }
+    }
+
+    #[test]
+    fn higher_minor_version_keeps_offsets() {
+        let raw = b"POST /p?q HTTP/1.5\r\nHost: h\r\nContent-Length: 3\r\n\r\n";
+        let head = parse_request_head(raw, &LIMITS).unwrap();
+        assert_eq!(head.version, Version::Http11);
+        assert!(head.keep_alive);
+        assert_eq!((head.method(raw), head.target(raw), head.path(raw)), (&b"POST"[..], &b"/p?q"[..], &b"/p"[..]));
+        assert_eq!(head.authority(raw), Some(&b"h"[..]));
+        assert_eq!(head.framing, BodyFraming::Length(3));
+    }
+
+    #[test]
+    fn head_size_is_limited_even_when_it_arrived_whole() {
+        let head = |filler: usize| format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(filler));
+        let fits = head(LIMITS.max_header_bytes - head(0).len());
+        assert_eq!(fits.len(), LIMITS.max_header_bytes);
+        assert_eq!(status(fits.as_bytes()), Ok(BodyFraming::Length(0)));
+        assert_eq!(status(head(LIMITS.max_header_bytes + 1 - head(0).len()).as_bytes()), Err(431));
+        // A long target is the more precise answer.
+        let target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(300));
+        assert_eq!(status(target.as_bytes()), Err(414));
     }
 }

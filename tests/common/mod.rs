@@ -464,3 +464,17 @@ upstream = "app"
 "#
     )
 }
+
+impl Strait {
+    /// The process id of the running strait (for reading `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl<'a, S: Read> Reader<'a, S> {
+    /// Bytes read past the last message returned (e.g. a response that should not exist).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+}
