@@ -131,7 +131,10 @@ impl ErrorResponse {
             reason_phrase(status),
             body.len()
         );
-        ErrorResponse { head: Bytes::from(head), body: Bytes::from(body) }
+        ErrorResponse {
+            head: Bytes::from(head),
+            body: Bytes::from(body),
+        }
     }
 }
 
@@ -144,8 +147,12 @@ mod tests {
         for (i, e) in ALL.iter().enumerate() {
             assert_eq!(*e as usize, i);
             let r = e.response();
-            assert!(r.head.starts_with(format!("HTTP/1.1 {} ", e.status()).as_bytes()));
-            assert!(std::str::from_utf8(&r.body).unwrap().contains(&format!("\"status\":{}", e.status())));
+            assert!(r
+                .head
+                .starts_with(format!("HTTP/1.1 {} ", e.status()).as_bytes()));
+            assert!(std::str::from_utf8(&r.body)
+                .unwrap()
+                .contains(&format!("\"status\":{}", e.status())));
         }
     }
 }

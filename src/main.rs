@@ -15,7 +15,11 @@ use strait::runtime::{self, IoDriver};
 const DEFAULT_CONFIG_PATH: &str = "conf/strait.toml";
 
 #[derive(Parser, Debug)]
-#[command(name = "strait", version, about = "A thread-per-core HTTP/1.1 API gateway and reverse proxy")]
+#[command(
+    name = "strait",
+    version,
+    about = "A thread-per-core HTTP/1.1 API gateway and reverse proxy"
+)]
 struct Args {
     /// Config file (default: conf/strait.toml, else the embedded default).
     #[arg(short, long)]
@@ -76,12 +80,16 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn load_config(path: Option<&std::path::Path>) -> (String, Result<Config, config::ConfigErrors>) {
     match path {
         Some(path) => (path.display().to_string(), config::load(path)),
-        None if std::path::Path::new(DEFAULT_CONFIG_PATH).exists() => {
-            (DEFAULT_CONFIG_PATH.to_string(), config::load(std::path::Path::new(DEFAULT_CONFIG_PATH)))
-        }
+        None if std::path::Path::new(DEFAULT_CONFIG_PATH).exists() => (
+            DEFAULT_CONFIG_PATH.to_string(),
+            config::load(std::path::Path::new(DEFAULT_CONFIG_PATH)),
+        ),
         None => {
             let origin = "<embedded default>";
-            (origin.to_string(), config::load_str(config::EMBEDDED_DEFAULT, origin))
+            (
+                origin.to_string(),
+                config::load_str(config::EMBEDDED_DEFAULT, origin),
+            )
         }
     }
 }

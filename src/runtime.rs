@@ -52,9 +52,17 @@ impl Running {
 
 /// Starts `workers` worker threads (0: one per CPU this process may run on), serving the
 /// config in `config`. Returns once every worker listens on every address.
-pub fn start(config: Arc<ArcSwap<Config>>, workers: usize, driver: IoDriver) -> std::io::Result<Running> {
+pub fn start(
+    config: Arc<ArcSwap<Config>>,
+    workers: usize,
+    driver: IoDriver,
+) -> std::io::Result<Running> {
     let cpus = allowed_cpus();
-    let workers = if workers == 0 { cpus.len().max(1) } else { workers };
+    let workers = if workers == 0 {
+        cpus.len().max(1)
+    } else {
+        workers
+    };
     let uring = match driver {
         IoDriver::Auto => monoio::utils::detect_uring(),
         IoDriver::IoUring => true,
@@ -81,33 +89,39 @@ pub fn start(config: Arc<ArcSwap<Config>>, workers: usize, driver: IoDriver) -> 
         let addrs = addrs.clone();
         let config = config.clone();
         let ready = ready_tx.clone();
-        let handle = std::thread::Builder::new().name(format!("strait-w{index}")).spawn(move || {
-            if let Some(cpu) = cpu {
-                pin_to_cpu(cpu);
-            }
-            let listeners = match addrs.iter().map(|a| listener(*a)).collect::<std::io::Result<Vec<_>>>() {
-                Ok(listeners) => listeners,
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                    return;
+        let handle = std::thread::Builder::new()
+            .name(format!("strait-w{index}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to_cpu(cpu);
                 }
-            };
-            let result = if uring {
-                RuntimeBuilder::<IoUringDriver>::new()
-                    .with_entries(URING_ENTRIES)
-                    .enable_timer()
-                    .build()
-                    .map(|mut rt| rt.block_on(worker_main(listeners, config, ready.clone())))
-            } else {
-                RuntimeBuilder::<LegacyDriver>::new()
-                    .enable_timer()
-                    .build()
-                    .map(|mut rt| rt.block_on(worker_main(listeners, config, ready.clone())))
-            };
-            if let Err(e) = result {
-                let _ = ready.send(Err(e));
-            }
-        })?;
+                let listeners = match addrs
+                    .iter()
+                    .map(|a| listener(*a))
+                    .collect::<std::io::Result<Vec<_>>>()
+                {
+                    Ok(listeners) => listeners,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let result = if uring {
+                    RuntimeBuilder::<IoUringDriver>::new()
+                        .with_entries(URING_ENTRIES)
+                        .enable_timer()
+                        .build()
+                        .map(|mut rt| rt.block_on(worker_main(listeners, config, ready.clone())))
+                } else {
+                    RuntimeBuilder::<LegacyDriver>::new()
+                        .enable_timer()
+                        .build()
+                        .map(|mut rt| rt.block_on(worker_main(listeners, config, ready.clone())))
+                };
+                if let Err(e) = result {
+                    let _ = ready.send(Err(e));
+                }
+            })?;
         handles.push(handle);
     }
     drop(ready_tx);
@@ -115,11 +129,19 @@ pub fn start(config: Arc<ArcSwap<Config>>, workers: usize, driver: IoDriver) -> 
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(std::io::Error::other("a worker stopped before it was ready")),
+            Err(_) => {
+                return Err(std::io::Error::other(
+                    "a worker stopped before it was ready",
+                ))
+            }
         }
     }
     drop(reserved);
-    Ok(Running { addrs, driver: if uring { "io_uring" } else { "epoll" }, handles })
+    Ok(Running {
+        addrs,
+        driver: if uring { "io_uring" } else { "epoll" },
+        handles,
+    })
 }
 
 async fn worker_main(
@@ -193,7 +215,9 @@ fn allowed_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return Vec::new();
         }
-        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
     }
 }
 

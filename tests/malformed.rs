@@ -37,17 +37,35 @@ struct Case {
 
 /// A request refused from its head; the connection must close.
 const fn bad(name: &'static str, raw: &'static [u8], status: u16) -> Case {
-    Case { name, raw, status, closes: true, reach: Reach::Nothing }
+    Case {
+        name,
+        raw,
+        status,
+        closes: true,
+        reach: Reach::Nothing,
+    }
 }
 
 /// A request refused from its head whose framing is known, so the connection may stay.
 const fn refused(name: &'static str, raw: &'static [u8], status: u16) -> Case {
-    Case { name, raw, status, closes: false, reach: Reach::Nothing }
+    Case {
+        name,
+        raw,
+        status,
+        closes: false,
+        reach: Reach::Nothing,
+    }
 }
 
 /// A request whose chunked body is refused while it streams.
 const fn bad_body(name: &'static str, raw: &'static [u8], status: u16) -> Case {
-    Case { name, raw, status, closes: true, reach: Reach::NoRequest }
+    Case {
+        name,
+        raw,
+        status,
+        closes: true,
+        reach: Reach::NoRequest,
+    }
 }
 
 /// `prefix`, then `fill` repeated, then `suffix`: `N` bytes in all, built at compile time.
@@ -75,18 +93,25 @@ const MAX_BODY_BYTES: usize = 1024;
 static HEAD_TOO_LARGE: [u8; MAX_HEADER_BYTES + 176] =
     padded(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: ", b'a', b"\r\n\r\n");
 /// A request target of 300 bytes.
-static URI_TOO_LONG: [u8; MAX_URI_BYTES + 70] = padded(b"GET /", b'u', b" HTTP/1.1\r\nHost: a\r\n\r\n");
+static URI_TOO_LONG: [u8; MAX_URI_BYTES + 70] =
+    padded(b"GET /", b'u', b" HTTP/1.1\r\nHost: a\r\n\r\n");
 /// A request line that never ends.
 static ENDLESS_LINE: [u8; 600] = padded(b"GET /", b'u', b"");
 
-const CHUNKED_HEAD: &[u8] = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n";
+const CHUNKED_HEAD: &[u8] =
+    b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n";
 /// One 2 KiB chunk: past `max_body_bytes`, and only the stream can tell.
-static CHUNKED_TOO_LARGE: [u8; CHUNKED_HEAD.len() + 2048 + 7] = padded(CHUNKED_HEAD, b'b', b"\r\n0\r\n\r\n");
+static CHUNKED_TOO_LARGE: [u8; CHUNKED_HEAD.len() + 2048 + 7] =
+    padded(CHUNKED_HEAD, b'b', b"\r\n0\r\n\r\n");
 
 /// A chunked POST with `$body` after its head.
 macro_rules! chunked {
     ($body:literal) => {
-        concat!("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", $body).as_bytes()
+        concat!(
+            "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            $body
+        )
+        .as_bytes()
     };
 }
 
@@ -273,13 +298,21 @@ fn check_case(strait: &mut Strait, app: &Upstream, case: &Case) -> Vec<String> {
     match reader.read_response("GET") {
         Ok(response) => {
             if response.status != case.status {
-                failures.push(format!("status {} (want {}), body {:?}", response.status, case.status, response.text()));
+                failures.push(format!(
+                    "status {} (want {}), body {:?}",
+                    response.status,
+                    case.status,
+                    response.text()
+                ));
             } else if let Err(why) = check_error_body(&response, case.status) {
                 failures.push(why);
             }
             let extra = reader.buffered().to_vec();
             if !extra.is_empty() {
-                failures.push(format!("bytes after the error response: {:?}", String::from_utf8_lossy(&extra)));
+                failures.push(format!(
+                    "bytes after the error response: {:?}",
+                    String::from_utf8_lossy(&extra)
+                ));
             }
             if case.closes {
                 if response.header("connection") != Some("close") {
@@ -294,7 +327,10 @@ fn check_case(strait: &mut Strait, app: &Upstream, case: &Case) -> Vec<String> {
                 let mut rest = Vec::new();
                 let _ = stream.read_to_end(&mut rest);
                 if !rest.is_empty() {
-                    failures.push(format!("bytes after the response: {:?}", String::from_utf8_lossy(&rest)));
+                    failures.push(format!(
+                        "bytes after the response: {:?}",
+                        String::from_utf8_lossy(&rest)
+                    ));
                 }
             }
         }
@@ -303,13 +339,19 @@ fn check_case(strait: &mut Strait, app: &Upstream, case: &Case) -> Vec<String> {
     // The client saw the answer and the close, so anything forwarded is recorded by now.
     let received = app.requests();
     if received.len() != requests_before {
-        let lines: Vec<&str> = received[requests_before..].iter().map(Received::request_line).collect();
+        let lines: Vec<&str> = received[requests_before..]
+            .iter()
+            .map(Received::request_line)
+            .collect();
         failures.push(format!("upstream received {lines:?}"));
     }
     if case.reach == Reach::Nothing {
         let connections = app.connections.load(Ordering::SeqCst);
         if connections != connections_before {
-            failures.push(format!("upstream got {} new connection(s)", connections - connections_before));
+            failures.push(format!(
+                "upstream got {} new connection(s)",
+                connections - connections_before
+            ));
         }
     }
     if !strait.is_running() {
@@ -321,7 +363,10 @@ fn check_case(strait: &mut Strait, app: &Upstream, case: &Case) -> Vec<String> {
 /// An error answer carries `{"error":"…","status":N}` as JSON.
 fn check_error_body(response: &Response, status: u16) -> Result<(), String> {
     if response.header("content-type") != Some("application/json") {
-        return Err(format!("content-type {:?}", response.header("content-type")));
+        return Err(format!(
+            "content-type {:?}",
+            response.header("content-type")
+        ));
     }
     let text = response.text();
     let suffix = format!("\",\"status\":{status}}}");
@@ -330,7 +375,8 @@ fn check_error_body(response: &Response, status: u16) -> Result<(), String> {
         .strip_prefix("{\"error\":\"")
         .and_then(|rest| rest.strip_suffix(&suffix))
         .ok_or_else(|| format!("body is not the JSON error for {status}: {text:?}"))?;
-    if message.is_empty() || message.contains(['"', '\\']) || message.chars().any(char::is_control) {
+    if message.is_empty() || message.contains(['"', '\\']) || message.chars().any(char::is_control)
+    {
         return Err(format!("error message {message:?}"));
     }
     Ok(())
@@ -343,7 +389,10 @@ fn run_table(strait: &mut Strait, app: &Upstream) {
     let mut failures = Vec::new();
     // Head-level refusals first: their "no connection" check is completed by the sentinel.
     let head_level = CASES.iter().filter(|c| c.reach == Reach::Nothing).count();
-    let order = CASES.iter().filter(|c| c.reach == Reach::Nothing).chain(CASES.iter().filter(|c| c.reach != Reach::Nothing));
+    let order = CASES
+        .iter()
+        .filter(|c| c.reach == Reach::Nothing)
+        .chain(CASES.iter().filter(|c| c.reach != Reach::Nothing));
     for (i, case) in order.enumerate() {
         for why in check_case(strait, app, case) {
             failures.push(format!("[{i}] {}: {why}", case.name));
@@ -352,7 +401,11 @@ fn run_table(strait: &mut Strait, app: &Upstream) {
             // The upstream accepts in order: the sentinel's connection is the first.
             let response = strait.request(b"GET /sentinel HTTP/1.1\r\nHost: a\r\n\r\n");
             assert_eq!(response.status, 200, "sentinel");
-            let lines: Vec<String> = app.requests().iter().map(|r| r.request_line().to_owned()).collect();
+            let lines: Vec<String> = app
+                .requests()
+                .iter()
+                .map(|r| r.request_line().to_owned())
+                .collect();
             if lines != ["GET /sentinel HTTP/1.1"] || app.connections.load(Ordering::SeqCst) != 1 {
                 failures.push(format!(
                     "after the head-level cases the upstream has {} connection(s) and {lines:?}",
@@ -382,9 +435,14 @@ fn malformed_requests_are_refused() {
 #[test]
 fn malformed_requests_are_refused_on_epoll() {
     let (app, byhost) = (Upstream::echo(), Upstream::echo());
-    let mut strait = Strait::start_with(&config(&app, &byhost, ""), &["--workers", "1", "--io-driver", "epoll"]);
+    let mut strait = Strait::start_with(
+        &config(&app, &byhost, ""),
+        &["--workers", "1", "--io-driver", "epoll"],
+    );
     // The log line naming the driver is recorded just after the address is reported.
-    wait_until("the epoll driver in the log", || strait.log.lock().unwrap().contains("\"epoll\""));
+    wait_until("the epoll driver in the log", || {
+        strait.log.lock().unwrap().contains("\"epoll\"")
+    });
     run_table(&mut strait, &app);
     assert!(byhost.requests().is_empty());
 }
@@ -397,17 +455,30 @@ fn pipelined_request_after_body_is_separate_but_smuggled_one_is_not() {
     let strait = Strait::start(&config(&app, &byhost, ""));
 
     let mut stream = strait.connect();
-    let raw = format!("POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello{SMUGGLED}");
+    let raw =
+        format!("POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello{SMUGGLED}");
     stream.write_all(raw.as_bytes()).unwrap();
     let mut reader = Reader::new(&mut stream);
     let first = reader.read_response("POST").unwrap();
     let second = reader.read_response("GET").unwrap();
-    assert_eq!((first.status, first.text().as_str()), (200, "POST /first HTTP/1.1\nhello"));
-    assert_eq!((second.status, second.text().as_str()), (200, "GET /smuggled HTTP/1.1\n"));
+    assert_eq!(
+        (first.status, first.text().as_str()),
+        (200, "POST /first HTTP/1.1\nhello")
+    );
+    assert_eq!(
+        (second.status, second.text().as_str()),
+        (200, "GET /smuggled HTTP/1.1\n")
+    );
     let received = app.requests();
     assert_eq!(received.len(), 2);
-    assert_eq!((received[0].request_line(), &received[0].body[..]), ("POST /first HTTP/1.1", &b"hello"[..]));
-    assert_eq!((received[1].request_line(), &received[1].body[..]), ("GET /smuggled HTTP/1.1", &b""[..]));
+    assert_eq!(
+        (received[0].request_line(), &received[0].body[..]),
+        ("POST /first HTTP/1.1", &b"hello"[..])
+    );
+    assert_eq!(
+        (received[1].request_line(), &received[1].body[..]),
+        ("GET /smuggled HTTP/1.1", &b""[..])
+    );
 
     let mut stream = strait.connect();
     let raw = format!("POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}");
@@ -426,28 +497,38 @@ fn unusual_valid_requests_are_forwarded() {
     let (app, byhost) = (Upstream::echo(), Upstream::echo());
     let strait = Strait::start(&config(&app, &byhost, ""));
     let mut failures = Vec::new();
-    let mut expect = |name: &str, raw: &[u8], want_line: &str, want_body: &str| -> Option<Received> {
-        let before = app.requests().len();
-        let mut stream = strait.connect();
-        stream.write_all(raw).unwrap();
-        let response = match Reader::new(&mut stream).read_response("GET") {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(format!("{name}: no response: {e}"));
+    let mut expect =
+        |name: &str, raw: &[u8], want_line: &str, want_body: &str| -> Option<Received> {
+            let before = app.requests().len();
+            let mut stream = strait.connect();
+            stream.write_all(raw).unwrap();
+            let response = match Reader::new(&mut stream).read_response("GET") {
+                Ok(r) => r,
+                Err(e) => {
+                    failures.push(format!("{name}: no response: {e}"));
+                    return None;
+                }
+            };
+            let received = app.requests();
+            if response.status != 200 || received.len() != before + 1 {
+                failures.push(format!(
+                    "{name}: status {} {:?}, upstream got {}",
+                    response.status,
+                    response.text(),
+                    received.len() - before
+                ));
                 return None;
             }
+            let got = received[before].clone();
+            if got.request_line() != want_line || got.body != want_body.as_bytes() {
+                failures.push(format!(
+                    "{name}: upstream got {:?} with body {:?}",
+                    got.request_line(),
+                    String::from_utf8_lossy(&got.body)
+                ));
+            }
+            Some(got)
         };
-        let received = app.requests();
-        if response.status != 200 || received.len() != before + 1 {
-            failures.push(format!("{name}: status {} {:?}, upstream got {}", response.status, response.text(), received.len() - before));
-            return None;
-        }
-        let got = received[before].clone();
-        if got.request_line() != want_line || got.body != want_body.as_bytes() {
-            failures.push(format!("{name}: upstream got {:?} with body {:?}", got.request_line(), String::from_utf8_lossy(&got.body)));
-        }
-        Some(got)
-    };
 
     if let Some(r) = expect(
         "chunked with extensions and trailers",
@@ -472,21 +553,54 @@ fn unusual_valid_requests_are_forwarded() {
         "abc",
     );
     // RFC 9112 §2.2: empty lines before the request line are ignored.
-    expect("leading CRLFs", b"\r\n\r\nGET /lead HTTP/1.1\r\nHost: a\r\n\r\n", "GET /lead HTTP/1.1", "");
+    expect(
+        "leading CRLFs",
+        b"\r\n\r\nGET /lead HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /lead HTTP/1.1",
+        "",
+    );
     // RFC 9110 §9.1: a lowercase method is just another method; the catch-all takes any.
-    expect("lowercase method", b"get /x HTTP/1.1\r\nHost: a\r\n\r\n", "get /x HTTP/1.1", "");
-    expect("GET on the GET-only route", b"GET /readonly HTTP/1.1\r\nHost: a\r\n\r\n", "GET /readonly HTTP/1.1", "");
+    expect(
+        "lowercase method",
+        b"get /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "get /x HTTP/1.1",
+        "",
+    );
+    expect(
+        "GET on the GET-only route",
+        b"GET /readonly HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /readonly HTTP/1.1",
+        "",
+    );
     if let Some(r) = expect(
         "identical duplicate Content-Length",
         b"POST /d HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
         "POST /d HTTP/1.1",
         "hello",
     ) {
-        let lines = r.head.to_ascii_lowercase().matches("\r\ncontent-length:").count();
+        let lines = r
+            .head
+            .to_ascii_lowercase()
+            .matches("\r\ncontent-length:")
+            .count();
         assert_eq!(lines, 1, "one Content-Length forwarded: {:?}", r.head);
     }
-    expect("Content-Length with leading zeros", b"POST /z HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\n\r\nhello", "POST /z HTTP/1.1", "hello");
-    expect("body of exactly max_body_bytes", &padded::<{ 55 + MAX_BODY_BYTES }>(b"POST /m HTTP/1.1\r\nHost: a\r\nContent-Length: 1024\r\n\r\n", b'm', b""), "POST /m HTTP/1.1", &"m".repeat(MAX_BODY_BYTES));
+    expect(
+        "Content-Length with leading zeros",
+        b"POST /z HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\n\r\nhello",
+        "POST /z HTTP/1.1",
+        "hello",
+    );
+    expect(
+        "body of exactly max_body_bytes",
+        &padded::<{ 55 + MAX_BODY_BYTES }>(
+            b"POST /m HTTP/1.1\r\nHost: a\r\nContent-Length: 1024\r\n\r\n",
+            b'm',
+            b"",
+        ),
+        "POST /m HTTP/1.1",
+        &"m".repeat(MAX_BODY_BYTES),
+    );
     expect(
         "exactly max_headers headers",
         b"GET /h HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: 7\r\nH: 8\r\nI: 9\r\n\r\n",
@@ -494,24 +608,52 @@ fn unusual_valid_requests_are_forwarded() {
         "",
     );
     // RFC 9110 §2.5: a higher minor version is served as the highest we implement.
-    expect("HTTP/1.2 as HTTP/1.1", b"GET /v HTTP/1.2\r\nHost: a\r\n\r\n", "GET /v HTTP/1.1", "");
+    expect(
+        "HTTP/1.2 as HTTP/1.1",
+        b"GET /v HTTP/1.2\r\nHost: a\r\n\r\n",
+        "GET /v HTTP/1.1",
+        "",
+    );
     // RFC 9112 §3.2: Host is an HTTP/1.1 requirement; 1.0 may omit it. We speak 1.1 to the
     // upstream, so it must get a Host (empty: the target URI has no authority).
-    if let Some(r) = expect("HTTP/1.0 without Host", b"GET /old HTTP/1.0\r\n\r\n", "GET /old HTTP/1.1", "") {
+    if let Some(r) = expect(
+        "HTTP/1.0 without Host",
+        b"GET /old HTTP/1.0\r\n\r\n",
+        "GET /old HTTP/1.1",
+        "",
+    ) {
         if r.head.to_ascii_lowercase().matches("\r\nhost:").count() != 1 {
-            failures.push(format!("HTTP/1.0 without Host: upstream head has no single Host: {:?}", r.head));
+            failures.push(format!(
+                "HTTP/1.0 without Host: upstream head has no single Host: {:?}",
+                r.head
+            ));
         }
     }
     // RFC 9112 §3.2.2: an absolute-form target's authority wins over the Host header.
     let before = byhost.requests().len();
-    let response = strait.request(b"GET http://example.com/x?y=1 HTTP/1.1\r\nHost: other.org\r\n\r\n");
+    let response =
+        strait.request(b"GET http://example.com/x?y=1 HTTP/1.1\r\nHost: other.org\r\n\r\n");
     let got = byhost.requests();
     if response.status != 200 || got.len() != before + 1 {
-        failures.push(format!("absolute-form: status {} {:?}", response.status, response.text()));
-    } else if got[before].request_line() != "GET /x?y=1 HTTP/1.1" || got[before].header("host").as_deref() != Some("example.com") {
-        failures.push(format!("absolute-form: upstream got {:?}", got[before].head));
+        failures.push(format!(
+            "absolute-form: status {} {:?}",
+            response.status,
+            response.text()
+        ));
+    } else if got[before].request_line() != "GET /x?y=1 HTTP/1.1"
+        || got[before].header("host").as_deref() != Some("example.com")
+    {
+        failures.push(format!(
+            "absolute-form: upstream got {:?}",
+            got[before].head
+        ));
     }
-    assert!(failures.is_empty(), "{} controls failed:\n  {}", failures.len(), failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "{} controls failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
 }
 
 /// The config for the timeout tests: `header_read` short enough to wait for.
@@ -528,7 +670,11 @@ fn check_head_timeouts(args: &[&str]) {
     let response = read_response(&mut stream).expect("a 408");
     assert_eq!(response.status, 408, "{:?}", response.text());
     check_error_body(&response, 408).unwrap();
-    assert!(start.elapsed() >= HEADER_READ, "answered after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= HEADER_READ,
+        "answered after {:?}",
+        start.elapsed()
+    );
     assert!(is_closed(&mut stream));
 
     // An HTTP/0.9-style line without the blank line is just an unfinished head.
@@ -541,7 +687,9 @@ fn check_head_timeouts(args: &[&str]) {
     // the first byte. The read timeout paces the writes; the answer ends the loop.
     let start = Instant::now();
     let mut stream = strait.connect();
-    stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     stream.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     let mut got = Vec::new();
     let mut byte = [0u8; 1024];
@@ -550,7 +698,12 @@ fn check_head_timeouts(args: &[&str]) {
         match stream.read(&mut byte) {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&byte[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 if got.is_empty() && i < 40 {
                     let _ = stream.write_all(format!("X-{i}: a\r\n").as_bytes());
                 }
@@ -561,13 +714,21 @@ fn check_head_timeouts(args: &[&str]) {
     }
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408 "), "slow head got {text:?}");
-    assert!(start.elapsed() < HEADER_READ * 4, "the deadline was extended: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < HEADER_READ * 4,
+        "the deadline was extended: {:?}",
+        start.elapsed()
+    );
 
     // A connection that never sends a byte is closed quietly: there is no request to answer.
     let mut stream = strait.connect();
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
-    assert!(rest.is_empty(), "idle connection got {:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        rest.is_empty(),
+        "idle connection got {:?}",
+        String::from_utf8_lossy(&rest)
+    );
 
     assert!(app.requests().is_empty() && app.connections.load(Ordering::SeqCst) == 0);
     assert!(strait.is_running());

@@ -23,5 +23,8 @@ fn proxies_to_upstream() {
     assert_eq!(response.text(), "GET /a/b?c=d HTTP/1.1\n");
     let received = upstream.last();
     assert_eq!(received.header("host").as_deref(), Some("example.com"));
-    assert_eq!(received.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        received.header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
 }

@@ -53,7 +53,9 @@ pub enum ChunkedEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// Whitespace after the size, before `;` or CR (RFC 9112 §7.1.1 BWS).
     SizeWhitespace,
     /// Inside chunk extensions, up to CR.
@@ -65,7 +67,9 @@ enum State {
     /// At the start of a trailer line (or the final CRLF).
     TrailerStart,
     /// Inside a trailer field line.
-    TrailerLine { seen_colon: bool },
+    TrailerLine {
+        seen_colon: bool,
+    },
     TrailerLf,
     EndLf,
     Done,
@@ -92,7 +96,13 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder { state: State::Size { digits: 0 }, remaining: 0, line_bytes: 0, trailer_bytes: 0, decoded: 0 }
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            remaining: 0,
+            line_bytes: 0,
+            trailer_bytes: 0,
+            decoded: 0,
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -154,7 +164,13 @@ impl ChunkedDecoder {
                     if self.remaining == 0 {
                         self.state = State::DataCr;
                     }
-                    return Ok((i + take, ChunkedEvent::Data { start: i, end: i + take }));
+                    return Ok((
+                        i + take,
+                        ChunkedEvent::Data {
+                            start: i,
+                            end: i + take,
+                        },
+                    ));
                 }
                 State::DataCr => {
                     if b != b'\r' {
@@ -286,7 +302,9 @@ mod tests {
                     trailers.extend_from_slice(&piece[at..at + used]);
                 }
                 match event {
-                    ChunkedEvent::Data { start, end } => payload.extend_from_slice(&piece[at + start..at + end]),
+                    ChunkedEvent::Data { start, end } => {
+                        payload.extend_from_slice(&piece[at + start..at + end])
+                    }
                     ChunkedEvent::LastChunk => in_trailers = true,
                     ChunkedEvent::Done => return Ok((payload, trailers, true)),
                     ChunkedEvent::NeedMore => {}
@@ -302,8 +320,16 @@ mod tests {
         let cases: &[(&[u8], &[u8], &[u8])] = &[
             (b"0\r\n\r\n", b"", b"\r\n"),
             (b"5\r\nhello\r\n0\r\n\r\n", b"hello", b"\r\n"),
-            (b"5;ext=1\r\nhello\r\n6 ; a=\"b\"\r\n world\r\n0\r\n\r\n", b"hello world", b"\r\n"),
-            (b"A\r\n0123456789\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n", b"0123456789", b"X-Sum: 1\r\nY: 2\r\n\r\n"),
+            (
+                b"5;ext=1\r\nhello\r\n6 ; a=\"b\"\r\n world\r\n0\r\n\r\n",
+                b"hello world",
+                b"\r\n",
+            ),
+            (
+                b"A\r\n0123456789\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n",
+                b"0123456789",
+                b"X-Sum: 1\r\nY: 2\r\n\r\n",
+            ),
             (b"00000003\r\nabc\r\n0\r\n\r\n", b"abc", b"\r\n"),
         ];
         for (input, payload, trailers) in cases {
@@ -335,7 +361,12 @@ mod tests {
         ];
         for (input, want) in cases {
             for step in 1..=input.len() {
-                assert_eq!(decode_in_steps(input, step).err(), Some(*want), "{:?} step {step}", String::from_utf8_lossy(input));
+                assert_eq!(
+                    decode_in_steps(input, step).err(),
+                    Some(*want),
+                    "{:?} step {step}",
+                    String::from_utf8_lossy(input)
+                );
             }
         }
     }

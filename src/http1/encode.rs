@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 
-use super::headers::{is_hop_by_hop, is_nominated};
+use super::headers::{is_hop_by_hop, is_nominated, list_tokens};
 use super::{BodyFraming, HeaderSpan, RequestHead, ResponseHead, Version};
 
 /// How the Host header travels upstream.
@@ -30,13 +30,24 @@ pub struct ForwardedRequest<'a> {
 
 /// Headers Strait writes itself on the upstream request, so the client's copies are dropped.
 fn is_rewritten_request_header(name: &[u8]) -> bool {
-    const OWN: [&[u8]; 6] =
-        [b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"via", b"expect"];
+    const OWN: [&[u8]; 6] = [
+        b"host",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"via",
+        b"expect",
+    ];
     OWN.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Headers that must not pass: hop-by-hop, or named by a Connection header.
-fn is_dropped(name: &[u8], raw: &[u8], headers: &[HeaderSpan], has_connection_header: bool) -> bool {
+fn is_dropped(
+    name: &[u8],
+    raw: &[u8],
+    headers: &[HeaderSpan],
+    has_connection_header: bool,
+) -> bool {
     if is_hop_by_hop(name) {
         return true;
     }
@@ -45,7 +56,10 @@ fn is_dropped(name: &[u8], raw: &[u8], headers: &[HeaderSpan], has_connection_he
     }
     let mut values = [&b""[..]; 4];
     let mut n = 0;
-    for h in headers.iter().filter(|h| h.name(raw).eq_ignore_ascii_case(b"connection")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name(raw).eq_ignore_ascii_case(b"connection"))
+    {
         if n == values.len() {
             // More Connection headers than any real client sends: be conservative.
             return true;
@@ -60,7 +74,10 @@ fn is_dropped(name: &[u8], raw: &[u8], headers: &[HeaderSpan], has_connection_he
 fn write_joined(out: &mut BytesMut, raw: &[u8], headers: &[HeaderSpan], name: &[u8], extra: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    for h in headers.iter().filter(|h| h.name(raw).eq_ignore_ascii_case(name)) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name(raw).eq_ignore_ascii_case(name))
+    {
         let value = h.value(raw);
         if !value.is_empty() {
             out.extend_from_slice(value);
@@ -103,7 +120,9 @@ pub fn encode_request_head(
         if name.eq_ignore_ascii_case(b"content-length") {
             had_content_length = true;
         }
-        if is_rewritten_request_header(name) || is_dropped(name, raw, &head.headers, head.has_connection_header) {
+        if is_rewritten_request_header(name)
+            || is_dropped(name, raw, &head.headers, head.has_connection_header)
+        {
             continue;
         }
         out.extend_from_slice(name);
@@ -120,7 +139,11 @@ pub fn encode_request_head(
         out.extend_from_slice(host);
         out.extend_from_slice(b"\r\n");
     }
-    let via: &[u8] = if head.version == Version::Http10 { b"1.0 strait" } else { b"1.1 strait" };
+    let via: &[u8] = if head.version == Version::Http10 {
+        b"1.0 strait"
+    } else {
+        b"1.1 strait"
+    };
     write_joined(out, raw, &head.headers, b"via", via);
     match framing {
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -130,19 +153,35 @@ pub fn encode_request_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// How the response is delimited towards the client, and whether the connection stays.
+/// How the response body is delimited towards the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBody {
+    /// No body follows (HEAD, 1xx, 204, 304). For HEAD and 304 the upstream's own
+    /// Content-Length, when it sent one, describes the representation and passes through;
+    /// none is invented (RFC 9110 §8.6).
+    None {
+        content_length: Option<u64>,
+    },
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// What the client side of a response needs besides the upstream's head.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientFraming {
-    pub framing: BodyFraming,
-    /// The response carries no body even though its headers describe one (HEAD, 304):
-    /// the upstream's Content-Length is passed through as it was.
-    pub bodiless_with_length: Option<u64>,
+    pub body: ClientBody,
     pub keep_alive: bool,
     pub client_version: Version,
 }
 
 /// Writes the response head for the client, ending with the blank line.
-pub fn encode_response_head(out: &mut BytesMut, raw: &[u8], head: &ResponseHead, client: &ClientFraming) {
+pub fn encode_response_head(
+    out: &mut BytesMut,
+    raw: &[u8],
+    head: &ResponseHead,
+    client: &ClientFraming,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     let mut status = itoa::Buffer::new();
     out.extend_from_slice(status.format(head.status).as_bytes());
@@ -151,7 +190,9 @@ pub fn encode_response_head(out: &mut BytesMut, raw: &[u8], head: &ResponseHead,
     out.extend_from_slice(b"\r\n");
     for h in &head.headers {
         let name = h.name(raw);
-        if name.eq_ignore_ascii_case(b"via") || is_dropped(name, raw, &head.headers, head.has_connection_header) {
+        if name.eq_ignore_ascii_case(b"via")
+            || is_dropped(name, raw, &head.headers, head.has_connection_header)
+        {
             continue;
         }
         out.extend_from_slice(name);
@@ -159,21 +200,53 @@ pub fn encode_response_head(out: &mut BytesMut, raw: &[u8], head: &ResponseHead,
         out.extend_from_slice(h.value(raw));
         out.extend_from_slice(b"\r\n");
     }
-    let via: &[u8] = if head.version == Version::Http10 { b"1.0 strait" } else { b"1.1 strait" };
+    let via: &[u8] = if head.version == Version::Http10 {
+        b"1.0 strait"
+    } else {
+        b"1.1 strait"
+    };
     write_joined(out, raw, &head.headers, b"via", via);
-    match (client.framing, client.bodiless_with_length) {
-        (_, Some(n)) => write_content_length(out, n),
-        (BodyFraming::Chunked, None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        (BodyFraming::Length(n), None) if !is_bodiless_status(head.status) => write_content_length(out, n),
-        _ => {}
+    match client.body {
+        ClientBody::None {
+            content_length: Some(n),
+        }
+        | ClientBody::Length(n) => write_content_length(out, n),
+        ClientBody::None {
+            content_length: None,
+        } => {}
+        ClientBody::Chunked => write_transfer_codings(out, raw, head, true),
+        ClientBody::UntilClose => write_transfer_codings(out, raw, head, false),
     }
     write_connection(out, client.keep_alive, client.client_version);
     out.extend_from_slice(b"\r\n");
 }
 
-/// 1xx and 204 carry no Content-Length at all (RFC 9110 §8.6).
-fn is_bodiless_status(status: u16) -> bool {
-    status < 200 || status == 204
+/// Writes Transfer-Encoding for a body Strait sends chunked or until close: the upstream's
+/// codings other than `chunked` stay (the payload is still coded with them; we only
+/// decode chunked), then `chunked` when we chunk.
+fn write_transfer_codings(out: &mut BytesMut, raw: &[u8], head: &ResponseHead, chunked: bool) {
+    let mut wrote_any = false;
+    for h in head
+        .headers
+        .iter()
+        .filter(|h| h.name(raw).eq_ignore_ascii_case(b"transfer-encoding"))
+    {
+        for coding in list_tokens(h.value(raw)).filter(|c| !c.eq_ignore_ascii_case(b"chunked")) {
+            out.extend_from_slice(if wrote_any {
+                b", "
+            } else {
+                b"transfer-encoding: "
+            });
+            out.extend_from_slice(coding);
+            wrote_any = true;
+        }
+    }
+    match (wrote_any, chunked) {
+        (true, true) => out.extend_from_slice(b", chunked\r\n"),
+        (true, false) => out.extend_from_slice(b"\r\n"),
+        (false, true) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        (false, false) => {}
+    }
 }
 
 /// Writes the Connection header a client of `version` needs to know the connection's fate.
@@ -199,7 +272,12 @@ mod tests {
     use crate::http1::parse_request_head;
 
     fn forwarded(raw: &[u8]) -> String {
-        let limits = Limits { max_header_bytes: 4096, max_headers: 16, max_body_bytes: 1024, max_uri_bytes: 256 };
+        let limits = Limits {
+            max_header_bytes: 4096,
+            max_headers: 16,
+            max_body_bytes: 1024,
+            max_uri_bytes: 256,
+        };
         let head = parse_request_head(raw, &limits).unwrap();
         let fwd = ForwardedRequest {
             target: head.target(raw),
@@ -217,12 +295,22 @@ mod tests {
         // RFC 9112 §3.2: an HTTP/1.0 client may omit Host; the HTTP/1.1 request we send may
         // not, so it gets an empty one (the target URI has no authority).
         let out = forwarded(b"GET /old HTTP/1.0\r\n\r\n");
-        assert!(out.starts_with("GET /old HTTP/1.1\r\nhost: \r\n"), "{out:?}");
+        assert!(
+            out.starts_with("GET /old HTTP/1.1\r\nhost: \r\n"),
+            "{out:?}"
+        );
         assert_eq!(out.matches("host:").count(), 1, "{out:?}");
         assert!(!out.contains("x-forwarded-host"), "{out:?}");
 
         let out = forwarded(b"GET http://example.com/x HTTP/1.1\r\nHost: other\r\n\r\n");
-        assert!(out.starts_with("GET /x HTTP/1.1\r\nhost: example.com\r\n"), "{out:?}");
-        assert_eq!(out.matches("host:").count(), 2, "host and x-forwarded-host: {out:?}");
+        assert!(
+            out.starts_with("GET /x HTTP/1.1\r\nhost: example.com\r\n"),
+            "{out:?}"
+        );
+        assert_eq!(
+            out.matches("host:").count(),
+            2,
+            "host and x-forwarded-host: {out:?}"
+        );
     }
 }

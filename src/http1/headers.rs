@@ -5,7 +5,10 @@
 /// Iterates the comma-separated elements of a list header, trimmed of optional whitespace,
 /// skipping empty elements (RFC 9110 §5.6.1).
 pub fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim_ows).filter(|t| !t.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|t| !t.is_empty())
 }
 
 pub fn trim_ows(mut s: &[u8]) -> &[u8] {
@@ -83,7 +86,12 @@ mod tests {
             (b"1_000", None),
         ];
         for (input, want) in cases {
-            assert_eq!(parse_content_length(input), *want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                parse_content_length(input),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

@@ -21,6 +21,9 @@ pub enum Version {
     Http11,
 }
 
+/// `(start, end)` byte offsets of a part of a head buffer.
+pub type Span = (u32, u32);
+
 /// The byte offsets of one header line within a head buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderSpan {
@@ -78,7 +81,11 @@ mod tests {
     fn head_end_found_from_any_resume_point() {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest";
         for split in 0..head.len() {
-            assert_eq!(find_head_end(head, split.min(26)), Some(27), "split {split}");
+            assert_eq!(
+                find_head_end(head, split.min(26)),
+                Some(27),
+                "split {split}"
+            );
         }
         assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: a\n\n", 0), Some(24));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);

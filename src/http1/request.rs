@@ -6,7 +6,7 @@
 use std::mem::MaybeUninit;
 
 use super::headers::{list_tokens, parse_content_length, trim_ows};
-use super::{span_of, BodyFraming, HeaderSpan, Version, MAX_HEADERS_CAP};
+use super::{span_of, BodyFraming, HeaderSpan, Span, Version, MAX_HEADERS_CAP};
 use crate::config::Limits;
 use crate::error::ProxyError;
 
@@ -43,7 +43,12 @@ impl Method {
     pub fn is_idempotent(self) -> bool {
         matches!(
             self,
-            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
         )
     }
 }
@@ -119,7 +124,11 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(ProxyError::BadRequest);
     };
-    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     if method == "CONNECT" {
         return Err(ProxyError::MethodNotImplemented);
     }
@@ -161,7 +170,10 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim_ows(h.value);
-        parsed.headers.push(HeaderSpan { name: span_of(head, name), value: span_of(head, value) });
+        parsed.headers.push(HeaderSpan {
+            name: span_of(head, name),
+            value: span_of(head, value),
+        });
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
             host = Some(value);
@@ -232,7 +244,11 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
         // MUST that comes before §6.1's 501 for a coding we do not understand); §6.1:
         // chunked appears once; §6.3: Transfer-Encoding with Content-Length is a smuggling
         // attempt; §6.1: an HTTP/1.0 request cannot use it.
-        if !last_is_chunked || chunked_count != 1 || content_length.is_some() || version == Version::Http10 {
+        if !last_is_chunked
+            || chunked_count != 1
+            || content_length.is_some()
+            || version == Version::Http10
+        {
             return Err(ProxyError::BadFraming);
         }
         // Framing is known, but we decode no coding but chunked (§6.1).
@@ -258,7 +274,7 @@ fn split_target(
     head: &[u8],
     target: &[u8],
     method: Method,
-) -> Result<((u32, u32), Option<(u32, u32)>), ProxyError> {
+) -> Result<(Span, Option<Span>), ProxyError> {
     if target.first() == Some(&b'/') {
         return Ok((span_of(head, target), None));
     }
@@ -272,7 +288,10 @@ fn split_target(
     let rest = strip_prefix_ignore_case(target, b"http://")
         .or_else(|| strip_prefix_ignore_case(target, b"https://"))
         .ok_or(ProxyError::BadRequest)?;
-    let authority_len = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let authority_len = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_len);
     if authority.is_empty() || !is_valid_host(authority) || path.first() == Some(&b'?') {
         return Err(ProxyError::BadRequest);
@@ -280,13 +299,17 @@ fn split_target(
     if path.is_empty() {
         // `http://host` means `/`, but the bytes of a bare authority contain no `/`; the
         // connection loop sends `/` for an empty path.
-        return Ok(((span_of(head, path).0, span_of(head, path).0), Some(span_of(head, authority))));
+        return Ok((
+            (span_of(head, path).0, span_of(head, path).0),
+            Some(span_of(head, authority)),
+        ));
     }
     Ok((span_of(head, path), Some(span_of(head, authority))))
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
 }
 
 /// uri-host [ ":" port ] (RFC 3986 §3.2.2): reg-name characters, an IP literal in brackets,
@@ -300,7 +323,11 @@ pub fn is_valid_host(host: &[u8]) -> bool {
         Some(b'[') => match memchr::memchr(b']', host) {
             Some(end) => {
                 let literal = &host[1..end];
-                if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                if literal.is_empty()
+                    || !literal
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
                     return false;
                 }
                 (&host[..=end], &host[end + 1..])
@@ -319,18 +346,24 @@ pub fn is_valid_host(host: &[u8]) -> bool {
     };
     let name_ok = name.first() == Some(&b'[')
         || (!name.is_empty()
-            && name.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(&b)));
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(&b)));
     port_ok && name_ok
 }
 
 fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The request line, without its line end.
 fn request_line(head: &[u8]) -> &[u8] {
     let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
-    head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end])
+    head[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&head[..line_end])
 }
 
 /// True when the request line is well formed (`method SP target SP HTTP/d.d`) but names a
@@ -338,7 +371,8 @@ fn request_line(head: &[u8]) -> &[u8] {
 /// target makes the line malformed whatever it ends with.
 fn is_other_http_version(head: &[u8]) -> bool {
     let mut parts = request_line(head).split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -369,10 +403,17 @@ fn with_minor_version_one(head: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_header_bytes: 256, max_headers: 8, max_body_bytes: 1024, max_uri_bytes: 64 };
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 256,
+        max_headers: 8,
+        max_body_bytes: 1024,
+        max_uri_bytes: 64,
+    };
 
     fn status(head: &[u8]) -> Result<BodyFraming, u16> {
-        parse_request_head(head, &LIMITS).map(|h| h.framing).map_err(ProxyError::status)
+        parse_request_head(head, &LIMITS)
+            .map(|h| h.framing)
+            .map_err(ProxyError::status)
     }
 
     #[test]
@@ -388,22 +429,37 @@ mod tests {
             ("Transfer-Encoding: identity", Err(400)),
             ("Transfer-Encoding: xchunked", Err(400)),
             ("Transfer-Encoding: chunked, gzip", Err(400)),
-            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip", Err(400)),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip",
+                Err(400),
+            ),
             ("Transfer-Encoding: \"chunked\"", Err(400)),
             ("Transfer-Encoding: ", Err(400)),
             // §6.1: chunked once.
             ("Transfer-Encoding: chunked, chunked", Err(400)),
-            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", Err(400)),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                Err(400),
+            ),
             ("Transfer-Encoding: chunked\r\nContent-Length: 5", Err(400)),
-            ("Content-Length: 5\r\nTransfer-Encoding: gzip, chunked", Err(400)),
+            (
+                "Content-Length: 5\r\nTransfer-Encoding: gzip, chunked",
+                Err(400),
+            ),
             // §6.1: framing known, coding not implemented → 501.
             ("Transfer-Encoding: gzip, chunked", Err(501)),
-            ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", Err(501)),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+                Err(501),
+            ),
         ];
         for (te, want) in cases {
             assert_eq!(status(post(te).as_bytes()), *want, "{te:?}");
         }
-        assert_eq!(status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), Err(400));
+        assert_eq!(
+            status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(400)
+        );
     }
 
     #[test]
@@ -419,7 +475,10 @@ mod tests {
             (b"G@T / HTTP/2.0\r\nHost: a\r\n\r\n", Err(400)),
             (b"GET /\r\n\r\n", Err(400)),
             // RFC 9110 §2.5: a higher 1.x minor version is served as 1.1.
-            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Ok(BodyFraming::Length(0))),
+            (
+                b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+                Ok(BodyFraming::Length(0)),
+            ),
             (b"GET / HTTP/1.9\nHost: a\n\n", Ok(BodyFraming::Length(0))),
             (b"GET / HTTP/1.2\r\n\r\n", Err(400)),
             (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", Err(400)),
@@ -435,18 +494,29 @@ mod tests {
         let head = parse_request_head(raw, &LIMITS).unwrap();
         assert_eq!(head.version, Version::Http11);
         assert!(head.keep_alive);
-        assert_eq!((head.method(raw), head.target(raw), head.path(raw)), (&b"POST"[..], &b"/p?q"[..], &b"/p"[..]));
+        assert_eq!(
+            (head.method(raw), head.target(raw), head.path(raw)),
+            (&b"POST"[..], &b"/p?q"[..], &b"/p"[..])
+        );
         assert_eq!(head.authority(raw), Some(&b"h"[..]));
         assert_eq!(head.framing, BodyFraming::Length(3));
     }
 
     #[test]
     fn head_size_is_limited_even_when_it_arrived_whole() {
-        let head = |filler: usize| format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(filler));
+        let head = |filler: usize| {
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+                "a".repeat(filler)
+            )
+        };
         let fits = head(LIMITS.max_header_bytes - head(0).len());
         assert_eq!(fits.len(), LIMITS.max_header_bytes);
         assert_eq!(status(fits.as_bytes()), Ok(BodyFraming::Length(0)));
-        assert_eq!(status(head(LIMITS.max_header_bytes + 1 - head(0).len()).as_bytes()), Err(431));
+        assert_eq!(
+            status(head(LIMITS.max_header_bytes + 1 - head(0).len()).as_bytes()),
+            Err(431)
+        );
         // A long target is the more precise answer.
         let target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(300));
         assert_eq!(status(target.as_bytes()), Err(414));

@@ -22,17 +22,28 @@ pub struct ResponseHead {
 
 /// Parses one complete response head. `request_was_head` and the status decide whether a
 /// body follows at all (RFC 9112 §6.3 rules 1–2).
-pub fn parse_response_head(head: &[u8], request_was_head: bool) -> Result<ResponseHead, ProxyError> {
+pub fn parse_response_head(
+    head: &[u8],
+    request_was_head: bool,
+) -> Result<ResponseHead, ProxyError> {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
     let mut res = httparse::Response::new(&mut []);
-    match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, head, &mut storage) {
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        head,
+        &mut storage,
+    ) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err(ProxyError::UpstreamBadResponse),
     }
     let (Some(minor), Some(status)) = (res.version, res.code) else {
         return Err(ProxyError::UpstreamBadResponse);
     };
-    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     if !(100..=599).contains(&status) {
         return Err(ProxyError::UpstreamBadResponse);
     }
@@ -40,7 +51,11 @@ pub fn parse_response_head(head: &[u8], request_was_head: bool) -> Result<Respon
     let mut parsed = ResponseHead {
         status,
         version,
-        reason: if reason.is_empty() { (0, 0) } else { span_of(head, reason.as_bytes()) },
+        reason: if reason.is_empty() {
+            (0, 0)
+        } else {
+            span_of(head, reason.as_bytes())
+        },
         headers: Vec::with_capacity(res.headers.len()),
         framing: BodyFraming::UntilClose,
         keep_alive: version == Version::Http11,
@@ -51,7 +66,10 @@ pub fn parse_response_head(head: &[u8], request_was_head: bool) -> Result<Respon
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim_ows(h.value);
-        parsed.headers.push(HeaderSpan { name: span_of(head, name), value: span_of(head, value) });
+        parsed.headers.push(HeaderSpan {
+            name: span_of(head, name),
+            value: span_of(head, value),
+        });
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_content_length(value).ok_or(ProxyError::UpstreamBadResponse)?;
             if content_length.is_some_and(|prev| prev != n) {
@@ -73,7 +91,8 @@ pub fn parse_response_head(head: &[u8], request_was_head: bool) -> Result<Respon
             }
         }
     }
-    let no_body = request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let no_body =
+        request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
     parsed.framing = if no_body {
         BodyFraming::Length(0)
     } else {

@@ -84,7 +84,8 @@ impl Pump {
                 }
                 BodyFraming::Chunked => {
                     while !inbuf.is_empty() && !done {
-                        let (used, event) = decoder.decode(inbuf).map_err(|_| PumpError::BadChunk)?;
+                        let (used, event) =
+                            decoder.decode(inbuf).map_err(|_| PumpError::BadChunk)?;
                         if let Some(t) = trailers.as_mut() {
                             t.extend_from_slice(&inbuf[..used]);
                         }
@@ -117,7 +118,9 @@ impl Pump {
             if !out.is_empty() {
                 out = self.flush(dst, out).await?;
             }
-            let n = read_more(src, inbuf, BODY_READ_BYTES, self.read_timeout).await.map_err(PumpError::Read)?;
+            let n = read_more(src, inbuf, BODY_READ_BYTES, self.read_timeout)
+                .await
+                .map_err(PumpError::Read)?;
             if n == 0 {
                 if self.from != BodyFraming::UntilClose {
                     return Err(PumpError::ReadClosed);
@@ -163,7 +166,11 @@ impl Pump {
         Ok(out)
     }
 
-    async fn flush<W: AsyncWriteRent>(&self, dst: &mut W, out: BytesMut) -> Result<BytesMut, PumpError> {
+    async fn flush<W: AsyncWriteRent>(
+        &self,
+        dst: &mut W,
+        out: BytesMut,
+    ) -> Result<BytesMut, PumpError> {
         if out.is_empty() {
             return Ok(out);
         }

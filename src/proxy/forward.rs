@@ -18,9 +18,14 @@ use super::io::{read_more, write_out, ReadFail};
 use super::ClientConn;
 use crate::config::{Config, ProxyAction};
 use crate::error::ProxyError;
-use crate::http1::encode::{encode_request_head, encode_response_head, ClientFraming, ForwardedRequest, UpstreamHost};
+use crate::http1::encode::{
+    encode_request_head, encode_response_head, ClientBody, ClientFraming, ForwardedRequest,
+    UpstreamHost,
+};
 use crate::http1::request::Method;
-use crate::http1::{find_head_end, parse_response_head, BodyFraming, RequestHead, ResponseHead, Version};
+use crate::http1::{
+    find_head_end, parse_response_head, BodyFraming, RequestHead, ResponseHead, Version,
+};
 use crate::upstream::UpstreamConn;
 
 /// Read buffer per upstream connection.
@@ -40,7 +45,13 @@ enum Failure {
 
 impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     /// Proxies one request; returns whether the client connection may carry another.
-    pub(super) async fn forward(&mut self, config: &Config, action: &ProxyAction, raw: Bytes, head: RequestHead) -> bool {
+    pub(super) async fn forward(
+        &mut self,
+        config: &Config,
+        action: &ProxyAction,
+        raw: Bytes,
+        head: RequestHead,
+    ) -> bool {
         let keep_alive = match self.exchange(config, action, &raw, &head).await {
             Ok(keep_alive) => keep_alive,
             Err(Failure::Answer(error)) => {
@@ -71,7 +82,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
 
         // The upstream head, followed by the body when it all arrived with the head.
         let inline_body = match head.framing {
-            BodyFraming::Length(n) if n as usize <= self.buf.len() && n as usize <= INLINE_BODY_BYTES => Some(n as usize),
+            BodyFraming::Length(n)
+                if n as usize <= self.buf.len() && n as usize <= INLINE_BODY_BYTES =>
+            {
+                Some(n as usize)
+            }
             _ => None,
         };
         let endpoint_host;
@@ -101,7 +116,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let replayable = inline_body.is_some() || head.framing == BodyFraming::Length(0);
         let mut fresh_only = false;
         let (mut upstream, response) = loop {
-            let mut upstream = self.upstream_conn(config, action.upstream, endpoint, fresh_only).await?;
+            let mut upstream = self
+                .upstream_conn(config, action.upstream, endpoint, fresh_only)
+                .await?;
             let reused = upstream.reused;
             let retry = reused && replayable && head.method.is_idempotent();
             let (written, _) = upstream.stream.write_all(request.clone()).await;
@@ -123,7 +140,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 Err(error) => return Err(Failure::Answer(error)),
             }
         };
-        let response_keep_alive = self.relay_response(config, head, &mut upstream, response).await?;
+        let response_keep_alive = self
+            .relay_response(config, head, &mut upstream, response)
+            .await?;
         if response_keep_alive.upstream_reusable {
             let mut upstreams = self.worker.upstreams.borrow_mut();
             upstreams.upstreams[action.upstream].pools[endpoint].checkin(upstream, Instant::now());
@@ -139,16 +158,26 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         fresh_only: bool,
     ) -> Result<UpstreamConn, Failure> {
         if !fresh_only {
-            let pooled = self.worker.upstreams.borrow_mut().upstreams[upstream].pools[endpoint].checkout(Instant::now());
+            let pooled = self.worker.upstreams.borrow_mut().upstreams[upstream].pools[endpoint]
+                .checkout(Instant::now());
             if let Some(conn) = pooled {
                 return Ok(conn);
             }
         }
         let addr = config.upstreams[upstream].endpoints[endpoint].addr;
-        match monoio::time::timeout(config.server.timeouts.upstream_connect, TcpStream::connect_addr(addr)).await {
+        match monoio::time::timeout(
+            config.server.timeouts.upstream_connect,
+            TcpStream::connect_addr(addr),
+        )
+        .await
+        {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                Ok(UpstreamConn { stream, buf: BytesMut::with_capacity(UPSTREAM_READ_BYTES), reused: false })
+                Ok(UpstreamConn {
+                    stream,
+                    buf: BytesMut::with_capacity(UPSTREAM_READ_BYTES),
+                    reused: false,
+                })
             }
             Ok(Err(_)) => Err(Failure::Answer(ProxyError::UpstreamConnect)),
             Err(_) => Err(Failure::Answer(ProxyError::UpstreamConnectTimeout)),
@@ -166,21 +195,32 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             // The client waits for our go-ahead before sending the body (RFC 9110 §10.1.1).
             let mut out = std::mem::take(&mut self.out);
             out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            self.out = write_out(&mut self.stream, out).await.map_err(|_| Failure::Abort)?;
+            self.out = write_out(&mut self.stream, out)
+                .await
+                .map_err(|_| Failure::Abort)?;
         }
         let pump = Pump {
             from: head.framing,
-            encode: if head.framing == BodyFraming::Chunked { Encode::Chunked } else { Encode::Raw },
+            encode: if head.framing == BodyFraming::Chunked {
+                Encode::Chunked
+            } else {
+                Encode::Raw
+            },
             max_bytes: config.server.limits.max_body_bytes,
             read_timeout: config.server.timeouts.body_read,
         };
         let out = std::mem::take(&mut self.out);
-        match pump.run(&mut self.stream, &mut self.buf, &mut upstream.stream, out).await {
+        match pump
+            .run(&mut self.stream, &mut self.buf, &mut upstream.stream, out)
+            .await
+        {
             Ok(out) => {
                 self.out = out;
                 Ok(())
             }
-            Err(PumpError::Read(ReadFail::Timeout)) => Err(Failure::Answer(ProxyError::BodyTimeout)),
+            Err(PumpError::Read(ReadFail::Timeout)) => {
+                Err(Failure::Answer(ProxyError::BodyTimeout))
+            }
             Err(PumpError::Read(ReadFail::Io) | PumpError::ReadClosed) => Err(Failure::Abort),
             Err(PumpError::BadChunk) => Err(Failure::Answer(ProxyError::BadChunk)),
             Err(PumpError::TooLarge) => Err(Failure::Answer(ProxyError::BodyTooLarge)),
@@ -206,43 +246,76 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             if request.version == Version::Http11 && response.1.status != 100 {
                 let mut out = std::mem::take(&mut self.out);
                 let framing = ClientFraming {
-                    framing: BodyFraming::Length(0),
-                    bodiless_with_length: None,
+                    body: ClientBody::None {
+                        content_length: None,
+                    },
                     keep_alive: true,
                     client_version: Version::Http11,
                 };
                 encode_response_head(&mut out, &response.0, &response.1, &framing);
-                self.out = write_out(&mut self.stream, out).await.map_err(|_| Failure::Abort)?;
+                self.out = write_out(&mut self.stream, out)
+                    .await
+                    .map_err(|_| Failure::Abort)?;
             }
-            response = read_response_head(upstream, request, timeout).await.map_err(Failure::Answer)?;
+            response = read_response_head(upstream, request, timeout)
+                .await
+                .map_err(Failure::Answer)?;
         }
         let (raw, head) = response;
         let is_http11 = request.version == Version::Http11;
-        let bodiless = request.method == Method::Head || head.status == 204 || head.status == 304;
         let mut client_keep_alive = request.keep_alive;
-        let (encode, framing) = match head.framing {
-            BodyFraming::Length(n) => (Encode::Raw, BodyFraming::Length(n)),
-            BodyFraming::Chunked | BodyFraming::UntilClose if is_http11 => (Encode::Chunked, BodyFraming::Chunked),
+        let (encode, body) = match head.framing {
+            _ if request.method == Method::Head || head.status == 304 => (
+                Encode::Raw,
+                ClientBody::None {
+                    content_length: content_length_of(&raw, &head),
+                },
+            ),
+            _ if head.status == 204 => (
+                Encode::Raw,
+                ClientBody::None {
+                    content_length: None,
+                },
+            ),
+            BodyFraming::Length(n) => (Encode::Raw, ClientBody::Length(n)),
+            BodyFraming::Chunked | BodyFraming::UntilClose if is_http11 => {
+                (Encode::Chunked, ClientBody::Chunked)
+            }
             BodyFraming::Chunked | BodyFraming::UntilClose => {
                 // An HTTP/1.0 client can only find the end of this body at the close.
                 client_keep_alive = false;
-                (Encode::Raw, BodyFraming::UntilClose)
+                (Encode::Raw, ClientBody::UntilClose)
             }
         };
         let client_framing = ClientFraming {
-            framing,
-            bodiless_with_length: if bodiless && head.status != 204 { content_length_of(&raw, &head) } else { None },
+            body,
             keep_alive: client_keep_alive,
             client_version: request.version,
         };
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &raw, &head, &client_framing);
-        let pump = Pump { from: head.framing, encode, max_bytes: u64::MAX, read_timeout: timeout };
-        match pump.run(&mut upstream.stream, &mut upstream.buf, &mut self.stream, out).await {
+        let pump = Pump {
+            from: head.framing,
+            encode,
+            max_bytes: u64::MAX,
+            read_timeout: timeout,
+        };
+        match pump
+            .run(
+                &mut upstream.stream,
+                &mut upstream.buf,
+                &mut self.stream,
+                out,
+            )
+            .await
+        {
             Ok(out) => self.out = out,
             Err(_) => return Err(Failure::Abort),
         }
-        Ok(Reuse { client: client_keep_alive, upstream_reusable: head.keep_alive && upstream.buf.is_empty() })
+        Ok(Reuse {
+            client: client_keep_alive,
+            upstream_reusable: head.keep_alive && upstream.buf.is_empty(),
+        })
     }
 }
 
@@ -271,7 +344,14 @@ async fn read_response_head(
             return Err(ProxyError::UpstreamBadResponse);
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match read_more(&mut upstream.stream, &mut upstream.buf, UPSTREAM_READ_BYTES / 2, left).await {
+        match read_more(
+            &mut upstream.stream,
+            &mut upstream.buf,
+            UPSTREAM_READ_BYTES / 2,
+            left,
+        )
+        .await
+        {
             Ok(0) | Err(ReadFail::Io) if scanned == 0 => return Err(ProxyError::UpstreamClosed),
             Ok(0) | Err(ReadFail::Io) => return Err(ProxyError::UpstreamBadResponse),
             Ok(_) => {}
@@ -318,7 +398,11 @@ mod tests {
             ("/users/1", None, "/users/1"),
         ];
         for (target, prefix, want) in cases {
-            assert_eq!(strip_prefix(target.as_bytes(), *prefix), want.as_bytes(), "{target} {prefix:?}");
+            assert_eq!(
+                strip_prefix(target.as_bytes(), *prefix),
+                want.as_bytes(),
+                "{target} {prefix:?}"
+            );
         }
     }
 }

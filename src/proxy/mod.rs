@@ -37,6 +37,7 @@ pub struct Worker {
     latest: RefCell<Cache<Arc<ArcSwap<Config>>, Arc<Config>>>,
     /// The snapshot this worker serves, wrapped so that handing it to a request is a
     /// non-atomic increment rather than a cross-core one.
+    #[allow(clippy::redundant_allocation)] // the Rc is the point: see above
     current: RefCell<Rc<Arc<Config>>>,
     pub upstreams: RefCell<WorkerUpstreams>,
 }
@@ -52,6 +53,7 @@ impl Worker {
     }
 
     /// The config a new request runs on. A reload is noticed here, between requests.
+    #[allow(clippy::redundant_allocation)] // see `current`
     fn snapshot(&self) -> Rc<Arc<Config>> {
         let mut cache = self.latest.borrow_mut();
         let latest = cache.load();
@@ -95,7 +97,11 @@ enum NextHead {
 }
 
 /// Serves requests on `stream` until the client or an error ends the connection.
-pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(stream: S, peer: SocketAddr, worker: Rc<Worker>) {
+pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
+    stream: S,
+    peer: SocketAddr,
+    worker: Rc<Worker>,
+) {
     let mut conn = ClientConn {
         stream,
         buf: BytesMut::with_capacity(CLIENT_READ_BYTES),
@@ -174,10 +180,19 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 None if first => timeouts.header_read,
                 None => timeouts.keepalive_idle,
             };
-            match read_more(&mut self.stream, &mut self.buf, CLIENT_READ_BYTES / 2, timeout).await {
+            match read_more(
+                &mut self.stream,
+                &mut self.buf,
+                CLIENT_READ_BYTES / 2,
+                timeout,
+            )
+            .await
+            {
                 Ok(0) | Err(ReadFail::Io) => return NextHead::Closed,
                 Ok(_) => {}
-                Err(ReadFail::Timeout) if had_bytes => return NextHead::Fail(ProxyError::HeadTimeout),
+                Err(ReadFail::Timeout) if had_bytes => {
+                    return NextHead::Fail(ProxyError::HeadTimeout)
+                }
                 Err(ReadFail::Timeout) => return NextHead::Closed,
             }
         }
@@ -190,7 +205,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let Ok(path) = std::str::from_utf8(path) else {
             return self.answer_error_after(ProxyError::BadRequest, &head).await;
         };
-        match config.routes.lookup(head.authority(&raw), head.method(&raw), path) {
+        match config
+            .routes
+            .lookup(head.authority(&raw), head.method(&raw), path)
+        {
             RouteMatch::NotFound => self.answer_error_after(ProxyError::NoRoute, &head).await,
             RouteMatch::MethodNotAllowed { allow } => self.answer_not_allowed(allow, &head).await,
             RouteMatch::Found(route) => match &route.action {
@@ -226,7 +244,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         out.extend_from_slice(b"allow: ");
         out.extend_from_slice(allow.as_bytes());
         out.extend_from_slice(b"\r\n");
-        self.finish_local_answer(out, &response.body, keep_alive, head.version, false).await && keep_alive
+        self.finish_local_answer(out, &response.body, keep_alive, head.version, false)
+            .await
+            && keep_alive
     }
 
     async fn answer_mock(&mut self, mock: &MockResponse, head: &RequestHead) -> bool {
@@ -234,15 +254,23 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let mut out = std::mem::take(&mut self.out);
         out.extend_from_slice(&mock.head);
         let is_head = head.method == crate::http1::request::Method::Head;
-        self.finish_local_answer(out, &mock.body, keep_alive, head.version, is_head).await && keep_alive
+        self.finish_local_answer(out, &mock.body, keep_alive, head.version, is_head)
+            .await
+            && keep_alive
     }
 
     /// Writes a pre-rendered error; returns whether the write succeeded.
-    async fn answer_error(&mut self, error: ProxyError, version: Version, keep_alive: bool) -> bool {
+    async fn answer_error(
+        &mut self,
+        error: ProxyError,
+        version: Version,
+        keep_alive: bool,
+    ) -> bool {
         let response = error.response();
         let mut out = std::mem::take(&mut self.out);
         out.extend_from_slice(&response.head);
-        self.finish_local_answer(out, &response.body, keep_alive, version, false).await
+        self.finish_local_answer(out, &response.body, keep_alive, version, false)
+            .await
     }
 
     /// Ends a locally generated head (`out` holds its lines) and sends it with `body`.

@@ -13,7 +13,11 @@ impl WeightedRoundRobin {
     pub fn new(weights: impl Iterator<Item = u32>) -> Self {
         let weights: Vec<i64> = weights.map(i64::from).collect();
         let total = weights.iter().sum();
-        WeightedRoundRobin { scores: vec![0; weights.len()], weights, total }
+        WeightedRoundRobin {
+            scores: vec![0; weights.len()],
+            weights,
+            total,
+        }
     }
 
     /// The index of the next endpoint, or `None` when there are none.

@@ -32,10 +32,17 @@ impl WorkerUpstreams {
             .iter()
             .map(|u| UpstreamState {
                 balancer: WeightedRoundRobin::new(u.endpoints.iter().map(|e| e.weight)),
-                pools: u.endpoints.iter().map(|_| EndpointPool::new(u.pool.clone())).collect(),
+                pools: u
+                    .endpoints
+                    .iter()
+                    .map(|_| EndpointPool::new(u.pool.clone()))
+                    .collect(),
             })
             .collect();
-        WorkerUpstreams { built_for: config.clone(), upstreams }
+        WorkerUpstreams {
+            built_for: config.clone(),
+            upstreams,
+        }
     }
 
     /// Rebuilds the state when the worker starts serving a different snapshot.

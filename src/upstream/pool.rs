@@ -33,7 +33,10 @@ pub struct EndpointPool {
 
 impl EndpointPool {
     pub fn new(config: PoolConfig) -> Self {
-        EndpointPool { config, idle: VecDeque::new() }
+        EndpointPool {
+            config,
+            idle: VecDeque::new(),
+        }
     }
 
     /// The most recently returned live connection, if any.

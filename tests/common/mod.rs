@@ -75,10 +75,18 @@ impl Strait {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("strait did not report listening; log:\n{}", log.lock().unwrap());
+                panic!(
+                    "strait did not report listening; log:\n{}",
+                    log.lock().unwrap()
+                );
             }
         };
-        Strait { child, addr, dir, log }
+        Strait {
+            child,
+            addr,
+            dir,
+            log,
+        }
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -156,11 +164,18 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn text(&self) -> String {
@@ -176,7 +191,10 @@ pub struct Reader<'a, S: Read> {
 
 impl<'a, S: Read> Reader<'a, S> {
     pub fn new(stream: &'a mut S) -> Self {
-        Reader { stream, buf: Vec::new() }
+        Reader {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     fn fill(&mut self) -> std::io::Result<usize> {
@@ -194,7 +212,10 @@ impl<'a, S: Read> Reader<'a, S> {
                 return Ok(String::from_utf8_lossy(&head).into_owned());
             }
             if self.fill()? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof in head"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "eof in head",
+                ));
             }
         }
     }
@@ -206,7 +227,10 @@ impl<'a, S: Read> Reader<'a, S> {
                 return Ok(String::from_utf8_lossy(&line[..i]).into_owned());
             }
             if self.fill()? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof in line"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "eof in line",
+                ));
             }
         }
     }
@@ -214,7 +238,10 @@ impl<'a, S: Read> Reader<'a, S> {
     pub fn read_exact_vec(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
         while self.buf.len() < n {
             if self.fill()? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof in body"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "eof in body",
+                ));
             }
         }
         Ok(self.buf.drain(..n).collect())
@@ -233,14 +260,24 @@ impl<'a, S: Read> Reader<'a, S> {
             if (100..200).contains(&status) {
                 continue;
             }
-            let mut response = Response { status, headers, body: Vec::new(), trailers: Vec::new(), head };
+            let mut response = Response {
+                status,
+                headers,
+                body: Vec::new(),
+                trailers: Vec::new(),
+                head,
+            };
             if method == "HEAD" || status == 204 || status == 304 {
                 return Ok(response);
             }
-            if response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            if response
+                .header("transfer-encoding")
+                .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+            {
                 loop {
                     let line = self.read_line()?;
-                    let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
+                    let size =
+                        usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
                     if size == 0 {
                         loop {
                             let trailer = self.read_line()?;
@@ -248,7 +285,9 @@ impl<'a, S: Read> Reader<'a, S> {
                                 return Ok(response);
                             }
                             let (n, v) = trailer.split_once(':').unwrap();
-                            response.trailers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+                            response
+                                .trailers
+                                .push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
                         }
                     }
                     let data = self.read_exact_vec(size + 2)?;
@@ -275,7 +314,11 @@ pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
 fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -312,11 +355,14 @@ pub struct Received {
 impl Received {
     /// Header values by lower-case name.
     pub fn header(&self, name: &str) -> Option<String> {
-        parse_head(&format!("X 0\r\n{}", self.head.split_once("\r\n").map(|x| x.1).unwrap_or("")))
-            .1
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
+        parse_head(&format!(
+            "X 0\r\n{}",
+            self.head.split_once("\r\n").map(|x| x.1).unwrap_or("")
+        ))
+        .1
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
     }
 
     pub fn request_line(&self) -> &str {
@@ -356,7 +402,12 @@ impl Upstream {
                 thread::spawn(move || serve_upstream(stream, conn, rec, handler));
             }
         });
-        Upstream { addr, received, connections, stop }
+        Upstream {
+            addr,
+            received,
+            connections,
+            stop,
+        }
     }
 
     /// An origin that answers 200 with `body` and a Content-Length.
@@ -370,7 +421,8 @@ impl Upstream {
             let mut body = r.request_line().as_bytes().to_vec();
             body.push(b'\n');
             body.extend_from_slice(&r.body);
-            let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+            let mut out =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
             out.extend_from_slice(&body);
             out
         })
@@ -395,31 +447,49 @@ impl Drop for Upstream {
 
 /// A 200 response with a Content-Length.
 pub fn ok(body: &str) -> Vec<u8> {
-    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}", body.len(), body).into_bytes()
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        body
+    )
+    .into_bytes()
 }
 
-fn serve_upstream(mut stream: TcpStream, conn: usize, received: Arc<Mutex<Vec<Received>>>, handler: Arc<Handler>) {
+fn serve_upstream(
+    mut stream: TcpStream,
+    conn: usize,
+    received: Arc<Mutex<Vec<Received>>>,
+    handler: Arc<Handler>,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader_stream = stream.try_clone().unwrap();
     let mut reader = Reader::new(&mut reader_stream);
     loop {
         let Ok(head) = reader.read_head() else { return };
-        let (_, headers) = parse_head(&format!("X 0\r\n{}", head.split_once("\r\n").map(|x| x.1).unwrap_or("")));
+        let (_, headers) = parse_head(&format!(
+            "X 0\r\n{}",
+            head.split_once("\r\n").map(|x| x.1).unwrap_or("")
+        ));
         let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         let mut body = Vec::new();
         if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
             loop {
                 let Ok(line) = reader.read_line() else { return };
-                let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+                let size =
+                    usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap_or(0);
                 if size == 0 {
                     while reader.read_line().map(|l| !l.is_empty()).unwrap_or(false) {}
                     break;
                 }
-                let Ok(data) = reader.read_exact_vec(size + 2) else { return };
+                let Ok(data) = reader.read_exact_vec(size + 2) else {
+                    return;
+                };
                 body.extend_from_slice(&data[..size]);
             }
         } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            let Ok(data) = reader.read_exact_vec(len) else { return };
+            let Ok(data) = reader.read_exact_vec(len) else {
+                return;
+            };
             body = data;
         }
         let request = Received { head, body, conn };
