@@ -3,10 +3,13 @@
 //! `main.rs` is a thin CLI over this library; `tests/`, `fuzz/` and `bench/` link it too.
 //! See `docs/architecture.md` for how the pieces fit.
 
+pub mod admin;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod http1;
 pub mod proxy;
+pub mod registry;
 pub mod router;
 pub mod runtime;
 pub mod upstream;

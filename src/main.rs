@@ -1,14 +1,14 @@
 //! The `strait` command: load and validate the config, then run the workers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use clap::Parser;
 
-use strait::config::{self, Config};
+use strait::admin;
+use strait::control::{ConfigSource, Control};
 use strait::runtime::{self, IoDriver};
 
 /// The config file used when `--config` is not given, relative to the working directory.
@@ -33,6 +33,9 @@ struct Args {
     /// I/O driver for the workers.
     #[arg(long, value_enum, default_value = "auto")]
     io_driver: IoDriver,
+    /// Admin API address; overrides `admin.listen` (port 0 picks a free port).
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -54,42 +57,42 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (origin, loaded) = load_config(args.config.as_deref());
-    let config = match loaded {
-        Ok(config) => config,
+    let source = config_source(args.config);
+    let control = match Control::load(source) {
+        Ok(control) => Arc::new(control),
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);
         }
     };
     if args.check {
-        println!("{origin}: configuration is valid");
+        println!("{}: configuration is valid", control.origin());
         return Ok(ExitCode::SUCCESS);
     }
+    let config = control.current();
     let workers = args.workers.unwrap_or(config.server.workers);
-    let shared = Arc::new(ArcSwap::from_pointee(config));
-    let running = runtime::start(shared, workers, args.io_driver).context("starting workers")?;
+    let running =
+        runtime::start(control.shared(), workers, args.io_driver).context("starting workers")?;
     for addr in &running.addrs {
-        tracing::info!(%addr, config = %origin, driver = running.driver, "listening");
+        tracing::info!(%addr, config = %control.origin(), driver = running.driver, "listening");
     }
+    if let Some(addr) = args.admin_listen.or(config.admin.listen) {
+        let bound = admin::start(control.clone(), addr)
+            .with_context(|| format!("starting the admin API on {addr}"))?;
+        tracing::info!(addr = %bound, "admin api listening");
+    }
+    control.set_ready(true);
     running.wait();
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads the config named on the command line, or the default file, or the embedded one.
-fn load_config(path: Option<&std::path::Path>) -> (String, Result<Config, config::ConfigErrors>) {
+/// The config named on the command line, or the default file, or the embedded one.
+fn config_source(path: Option<PathBuf>) -> ConfigSource {
     match path {
-        Some(path) => (path.display().to_string(), config::load(path)),
-        None if std::path::Path::new(DEFAULT_CONFIG_PATH).exists() => (
-            DEFAULT_CONFIG_PATH.to_string(),
-            config::load(std::path::Path::new(DEFAULT_CONFIG_PATH)),
-        ),
-        None => {
-            let origin = "<embedded default>";
-            (
-                origin.to_string(),
-                config::load_str(config::EMBEDDED_DEFAULT, origin),
-            )
+        Some(path) => ConfigSource::File(path),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            ConfigSource::File(PathBuf::from(DEFAULT_CONFIG_PATH))
         }
+        None => ConfigSource::Embedded,
     }
 }

@@ -18,13 +18,13 @@ use bytes::Bytes;
 use toml::Spanned;
 
 use super::file::{
-    DurationValue, FileConfig, FileEndpoint, FileMock, FileRoute, FileServer, FileUpstream,
-    SizeValue,
+    DurationValue, FileAdmin, FileConfig, FileEndpoint, FileMock, FileRoute, FileServer,
+    FileUpstream, SizeValue,
 };
 use super::units::{parse_duration, parse_size};
 use super::{
-    Action, Config, Endpoint, Limits, MockResponse, PoolConfig, ProxyAction, Route, ServerConfig,
-    Timeouts, UpstreamConfig, UpstreamId,
+    Action, AdminConfig, Config, Endpoint, Limits, MockResponse, PoolConfig, ProxyAction, Route,
+    ServerConfig, Timeouts, UpstreamConfig, UpstreamId,
 };
 use crate::router::RouteTable;
 
@@ -37,6 +37,8 @@ const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const DEFAULT_BODY_READ: Duration = Duration::from_secs(30);
 const DEFAULT_UPSTREAM_CONNECT: Duration = Duration::from_secs(2);
 const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(30);
+const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 const DEFAULT_POOL_MAX_IDLE: i64 = 64;
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_WEIGHT: i64 = 1000;
@@ -142,6 +144,20 @@ pub struct ConfigErrors {
     pub errors: Vec<ConfigError>,
 }
 
+impl ConfigErrors {
+    /// One error about the whole of `origin` (an unreadable file, say).
+    pub fn single(origin: &str, message: String) -> Self {
+        ConfigErrors {
+            errors: vec![ConfigError {
+                origin: origin.to_owned(),
+                position: None,
+                key: String::new(),
+                message,
+            }],
+        }
+    }
+}
+
 fn render_errors(errors: &[ConfigError]) -> String {
     let mut out = String::new();
     for (index, error) in errors.iter().enumerate() {
@@ -158,14 +174,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => load_str(&text, &origin),
-        Err(err) => Err(ConfigErrors {
-            errors: vec![ConfigError {
-                origin,
-                position: None,
-                key: String::new(),
-                message: format!("cannot read config file: {err}"),
-            }],
-        }),
+        Err(err) => Err(ConfigErrors::single(
+            &origin,
+            format!("cannot read config file: {err}"),
+        )),
     }
 }
 
@@ -255,10 +267,55 @@ impl<'a> Ctx<'a> {
         let server = self.server(file.server);
         let (upstreams, upstream_ids) = self.upstreams(file.upstreams);
         let routes = self.routes(file.routes, &upstream_ids);
+        let admin = self.admin(file.admin);
         Some(Config {
             server: server?,
             upstreams,
             routes: routes?,
+            admin: admin?,
+        })
+    }
+
+    // ---- [admin] ----
+
+    fn admin(&mut self, admin: Option<FileAdmin>) -> Option<AdminConfig> {
+        let Some(admin) = admin else {
+            let listen = DEFAULT_ADMIN_LISTEN.parse().ok();
+            return Some(AdminConfig {
+                listen,
+                token: None,
+                state_file: None,
+            });
+        };
+        let token = admin.token.as_ref().map(|t| t.get_ref().clone());
+        if let Some(t) = &admin.token {
+            if t.get_ref().len() < 16 {
+                self.error(t.span(), "admin.token", "must be at least 16 characters");
+            }
+        }
+        let listen = match (&admin.enabled, &admin.listen) {
+            (Some(false), _) => None,
+            (_, None) => DEFAULT_ADMIN_LISTEN.parse().ok(),
+            (_, Some(addr)) => {
+                let parsed = self.socket_addr(addr, "admin.listen")?;
+                if !parsed.ip().is_loopback() && token.is_none() {
+                    self.error(
+                        addr.span(),
+                        "admin.listen",
+                        format!("\"{parsed}\" is not a loopback address: set admin.token to expose the admin API"),
+                    );
+                }
+                Some(parsed)
+            }
+        };
+        let state_file = admin
+            .state_file
+            .as_ref()
+            .map(|f| self.base_dir.join(f.get_ref()));
+        Some(AdminConfig {
+            listen,
+            token,
+            state_file,
         })
     }
 
@@ -340,6 +397,7 @@ impl<'a> Ctx<'a> {
                 "server.timeouts.upstream_response",
                 DEFAULT_UPSTREAM_RESPONSE,
             ),
+            drain: self.duration(&t.drain, "server.timeouts.drain", DEFAULT_DRAIN),
         };
         Some(ServerConfig {
             listen,

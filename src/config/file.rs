@@ -21,6 +21,16 @@ pub struct FileConfig {
     pub upstreams: BTreeMap<Spanned<String>, FileUpstream>,
     #[serde(default)]
     pub routes: Vec<Spanned<FileRoute>>,
+    pub admin: Option<FileAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    pub enabled: Option<bool>,
+    pub listen: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub state_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +61,7 @@ pub struct FileTimeouts {
     pub body_read: Option<Spanned<DurationValue>>,
     pub upstream_connect: Option<Spanned<DurationValue>>,
     pub upstream_response: Option<Spanned<DurationValue>>,
+    pub drain: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]

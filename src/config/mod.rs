@@ -26,6 +26,20 @@ pub struct Config {
     /// Indexed by [`UpstreamId`].
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: RouteTable,
+    pub admin: AdminConfig,
+}
+
+/// The admin API's listener. Read at startup only: a reload does not move it.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None` when `admin.enabled = false`.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token every admin request must carry, when set. Required for a
+    /// non-loopback `listen`.
+    pub token: Option<String>,
+    /// Where endpoints registered through the API are kept across restarts; relative paths
+    /// resolve against the config file's directory. `None`: kept in memory only.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +76,8 @@ pub struct Timeouts {
     /// From the request sent to the upstream response head received, and between two reads
     /// of the response body (504).
     pub upstream_response: Duration,
+    /// On shutdown or upgrade, how long requests in flight may take to finish.
+    pub drain: Duration,
 }
 
 /// Index into [`Config::upstreams`].

@@ -43,6 +43,21 @@ impl Strait {
         Strait::start_with(config, &["--workers", "1"])
     }
 
+    /// The admin API's address (every test instance gets one on a free port).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let start = Instant::now();
+        loop {
+            if let Some(addr) = self.log.lock().unwrap().lines().find_map(admin_addr) {
+                return addr;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "admin api did not report listening"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn start_with(config: &str, args: &[&str]) -> Strait {
         let dir = scratch_dir();
         let path = dir.join("strait.toml");
@@ -50,6 +65,7 @@ impl Strait {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strait"))
             .arg("--config")
             .arg(&path)
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -116,7 +132,17 @@ impl Drop for Strait {
 
 /// Pulls `127.0.0.1:PORT` out of the "listening addr=..." log line.
 fn listening_addr(line: &str) -> Option<SocketAddr> {
-    if !line.contains("listening") {
+    if !line.contains("listening") || line.contains("admin") {
+        return None;
+    }
+    let plain: String = strip_ansi(line);
+    let start = plain.find("addr=")? + 5;
+    plain[start..].split_whitespace().next()?.parse().ok()
+}
+
+/// Pulls the address out of the "admin api listening addr=..." log line.
+fn admin_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("admin api listening") {
         return None;
     }
     let plain: String = strip_ansi(line);
