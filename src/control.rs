@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigErrors, Endpoint};
 use crate::registry::{Registry, RegistryError};
+use crate::sd_notify;
 
 /// Where the config text is read from, at startup and on every reload.
 #[derive(Debug, Clone)]
@@ -128,6 +129,7 @@ impl Control {
     /// Re-reads the config source, validates it, and swaps it in. On failure the running
     /// snapshot stays and the errors are returned (and recorded as the last outcome).
     pub fn reload(&self) -> Result<ReloadStatus, ConfigErrors> {
+        sd_notify::reloading();
         let started = Instant::now();
         let result = self.source.read().and_then(|text| {
             let mut config = config::load_str(&text, &self.source.origin())?;
@@ -153,6 +155,7 @@ impl Control {
             took: started.elapsed(),
         };
         *lock(&self.last_reload) = status.clone();
+        sd_notify::ready(&format!("serving config generation {}", self.generation()));
         outcome.map(|()| status)
     }
 

@@ -12,4 +12,6 @@ pub mod proxy;
 pub mod registry;
 pub mod router;
 pub mod runtime;
+pub mod sd_notify;
+pub mod upgrade;
 pub mod upstream;

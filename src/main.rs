@@ -7,9 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+use signal_hook::iterator::Signals;
 use strait::admin;
 use strait::control::{ConfigSource, Control};
 use strait::runtime::{self, IoDriver};
+use strait::{sd_notify, upgrade};
 
 /// The config file used when `--config` is not given, relative to the working directory.
 const DEFAULT_CONFIG_PATH: &str = "conf/strait.toml";
@@ -69,10 +72,19 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}: configuration is valid", control.origin());
         return Ok(ExitCode::SUCCESS);
     }
+    // Signals are taken before any worker starts, so that none hits a default handler.
+    let mut signals =
+        Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR2]).context("installing signal handlers")?;
+    let exe = std::env::current_exe().context("locating the strait binary")?;
     let config = control.current();
     let workers = args.workers.unwrap_or(config.server.workers);
-    let running =
-        runtime::start(control.shared(), workers, args.io_driver).context("starting workers")?;
+    let running = runtime::start(
+        control.shared(),
+        workers,
+        args.io_driver,
+        upgrade::inherited_listeners(),
+    )
+    .context("starting workers")?;
     for addr in &running.addrs {
         tracing::info!(%addr, config = %control.origin(), driver = running.driver, "listening");
     }
@@ -82,8 +94,49 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!(addr = %bound, "admin api listening");
     }
     control.set_ready(true);
+    sd_notify::main_pid(std::process::id());
+    sd_notify::ready(&format!(
+        "serving {} on {} worker(s)",
+        control.origin(),
+        workers.max(1)
+    ));
+    upgrade::release_predecessor();
+
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => reload(&control),
+            SIGUSR2 => match upgrade::spawn_successor(&exe, &running.listener_fds) {
+                Ok(child) => {
+                    tracing::info!(pid = child.id(), exe = %exe.display(), "upgrade: successor started")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "upgrade: could not start the successor; still serving")
+                }
+            },
+            _ => break,
+        }
+    }
+    tracing::info!("draining");
+    control.set_ready(false);
+    sd_notify::stopping();
+    running.drain();
     running.wait();
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the config; a failure leaves the running config in place and says why.
+fn reload(control: &Control) {
+    match control.reload() {
+        Ok(status) => tracing::info!(
+            generation = status.generation,
+            took_ms = status.took.as_secs_f64() * 1e3,
+            "config reloaded"
+        ),
+        Err(errors) => {
+            tracing::error!("config reload failed, still serving the previous config:\n{errors}")
+        }
+    }
 }
 
 /// The config named on the command line, or the default file, or the embedded one.

@@ -1,9 +1,15 @@
 //! Worker threads: one per core, each pinned, each with its own monoio runtime and its own
 //! `SO_REUSEPORT` listener per address, so the kernel spreads connections across workers
 //! and nothing on the request path crosses a thread.
+//!
+//! A drain (shutdown or upgrade) is a flag the workers watch: each stops accepting, closes
+//! idle connections, lets requests in flight finish (their answers say `Connection:
+//! close`) and exits once its connections are done or the drain timeout has passed.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,15 +39,34 @@ const URING_ENTRIES: u32 = 4096;
 const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (out of file descriptors, typically) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// How often a worker looks at the process-wide drain flag, and, while draining, at its
+/// count of open connections.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Where a worker's listening socket for one address comes from.
+enum ListenerSource {
+    Bind(SocketAddr),
+    /// Inherited from the process this one replaces (binary upgrade): same socket, same
+    /// accept queue, so nothing queued is lost.
+    Inherit(OwnedFd),
+}
 
 /// Running workers and the addresses they listen on (with any port 0 resolved).
 pub struct Running {
     pub addrs: Vec<SocketAddr>,
     pub driver: &'static str,
+    /// Every worker's listening socket, for a successor process to inherit.
+    pub listener_fds: Vec<RawFd>,
+    drain: Arc<AtomicBool>,
     handles: Vec<JoinHandle<()>>,
 }
 
 impl Running {
+    /// Tells every worker to drain; returns at once.
+    pub fn drain(&self) {
+        self.drain.store(true, Ordering::Release);
+    }
+
     /// Blocks until every worker has stopped.
     pub fn wait(self) {
         for handle in self.handles {
@@ -51,11 +76,13 @@ impl Running {
 }
 
 /// Starts `workers` worker threads (0: one per CPU this process may run on), serving the
-/// config in `config`. Returns once every worker listens on every address.
+/// config in `config`, adopting `inherited` listening sockets where their address is still
+/// configured. Returns once every worker listens on every address.
 pub fn start(
     config: Arc<ArcSwap<Config>>,
     workers: usize,
     driver: IoDriver,
+    inherited: Vec<(SocketAddr, OwnedFd)>,
 ) -> std::io::Result<Running> {
     let cpus = allowed_cpus();
     let workers = if workers == 0 {
@@ -81,23 +108,25 @@ pub fn start(
             addrs.push(addr);
         }
     }
+    let plans = plan_listeners(&addrs, workers, inherited);
 
-    let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
+    let drain = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<Vec<RawFd>>>();
     let mut handles = Vec::with_capacity(workers);
-    for index in 0..workers {
+    for (index, sources) in plans.into_iter().enumerate() {
         let cpu = cpus.get(index % cpus.len().max(1)).copied();
-        let addrs = addrs.clone();
         let config = config.clone();
         let ready = ready_tx.clone();
+        let drain = drain.clone();
         let handle = std::thread::Builder::new()
             .name(format!("strait-w{index}"))
             .spawn(move || {
                 if let Some(cpu) = cpu {
                     pin_to_cpu(cpu);
                 }
-                let listeners = match addrs
-                    .iter()
-                    .map(|a| listener(*a))
+                let listeners = match sources
+                    .into_iter()
+                    .map(open_listener)
                     .collect::<std::io::Result<Vec<_>>>()
                 {
                     Ok(listeners) => listeners,
@@ -111,12 +140,16 @@ pub fn start(
                         .with_entries(URING_ENTRIES)
                         .enable_timer()
                         .build()
-                        .map(|mut rt| rt.block_on(worker_main(listeners, config, ready.clone())))
+                        .map(|mut rt| {
+                            rt.block_on(worker_main(listeners, config, ready.clone(), drain))
+                        })
                 } else {
                     RuntimeBuilder::<LegacyDriver>::new()
                         .enable_timer()
                         .build()
-                        .map(|mut rt| rt.block_on(worker_main(listeners, config, ready.clone())))
+                        .map(|mut rt| {
+                            rt.block_on(worker_main(listeners, config, ready.clone(), drain))
+                        })
                 };
                 if let Err(e) = result {
                     let _ = ready.send(Err(e));
@@ -125,10 +158,14 @@ pub fn start(
         handles.push(handle);
     }
     drop(ready_tx);
+    let mut listener_fds = Vec::new();
     for _ in 0..workers {
         match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
+            Ok(Ok(fds)) => listener_fds.extend(fds),
+            Ok(Err(e)) => {
+                drain.store(true, Ordering::Release);
+                return Err(e);
+            }
             Err(_) => {
                 return Err(std::io::Error::other(
                     "a worker stopped before it was ready",
@@ -140,16 +177,62 @@ pub fn start(
     Ok(Running {
         addrs,
         driver: if uring { "io_uring" } else { "epoll" },
+        listener_fds,
+        drain,
         handles,
     })
+}
+
+/// Decides each worker's listeners: inherited sockets of a configured address are dealt out
+/// round-robin (a worker may get several); workers left without one for an address bind
+/// their own. Inherited sockets for addresses no longer configured are closed here.
+fn plan_listeners(
+    addrs: &[SocketAddr],
+    workers: usize,
+    inherited: Vec<(SocketAddr, OwnedFd)>,
+) -> Vec<Vec<ListenerSource>> {
+    let mut plans: Vec<Vec<ListenerSource>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut inherited = inherited;
+    for &addr in addrs {
+        let mine: Vec<OwnedFd> = {
+            let (same, rest): (Vec<_>, Vec<_>) =
+                inherited.into_iter().partition(|(a, _)| *a == addr);
+            inherited = rest;
+            same.into_iter().map(|(_, fd)| fd).collect()
+        };
+        let count = mine.len();
+        for (i, fd) in mine.into_iter().enumerate() {
+            plans[i % workers].push(ListenerSource::Inherit(fd));
+        }
+        for plan in plans.iter_mut().skip(count) {
+            plan.push(ListenerSource::Bind(addr));
+        }
+    }
+    for (addr, _) in &inherited {
+        tracing::info!(%addr, "closing an inherited listener whose address is no longer configured");
+    }
+    plans
+}
+
+fn open_listener(source: ListenerSource) -> std::io::Result<std::net::TcpListener> {
+    match source {
+        ListenerSource::Bind(addr) => listener(addr),
+        ListenerSource::Inherit(fd) => {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        }
+    }
 }
 
 async fn worker_main(
     listeners: Vec<std::net::TcpListener>,
     config: Arc<ArcSwap<Config>>,
-    ready: mpsc::Sender<std::io::Result<()>>,
+    ready: mpsc::Sender<std::io::Result<Vec<RawFd>>>,
+    drain: Arc<AtomicBool>,
 ) {
     let worker = Rc::new(Worker::new(config));
+    let fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
     let mut accepting = Vec::new();
     for std_listener in listeners {
         match monoio::net::TcpListener::from_std(std_listener) {
@@ -160,7 +243,7 @@ async fn worker_main(
             }
         }
     }
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(Ok(fds));
     let sweeper = worker.clone();
     monoio::spawn(async move {
         loop {
@@ -168,14 +251,35 @@ async fn worker_main(
             sweeper.evict_idle(Instant::now());
         }
     });
+
+    while !drain.load(Ordering::Acquire) {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    worker.drain.start();
     for task in accepting {
         task.await;
     }
+    let deadline = Instant::now() + worker.drain_timeout();
+    while worker.open_connections() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    if worker.open_connections() > 0 {
+        tracing::warn!(
+            open = worker.open_connections(),
+            "drain timeout: closing connections still open"
+        );
+    }
 }
 
+/// Accepts until the worker drains; dropping the listener then closes this worker's
+/// socket (a successor that inherited it keeps it open).
 async fn accept_loop(listener: monoio::net::TcpListener, worker: Rc<Worker>) {
     loop {
-        match listener.accept().await {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            _ = worker.drain.started() => return,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 monoio::spawn(serve_connection(stream, peer, worker.clone()));

@@ -38,6 +38,7 @@ const DEFAULT_BODY_READ: Duration = Duration::from_secs(30);
 const DEFAULT_UPSTREAM_CONNECT: Duration = Duration::from_secs(2);
 const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(30);
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+const DEFAULT_CLIENT_SEND: Duration = Duration::from_secs(60);
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 const DEFAULT_POOL_MAX_IDLE: i64 = 64;
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -398,6 +399,11 @@ impl<'a> Ctx<'a> {
                 DEFAULT_UPSTREAM_RESPONSE,
             ),
             drain: self.duration(&t.drain, "server.timeouts.drain", DEFAULT_DRAIN),
+            client_send: self.duration(
+                &t.client_send,
+                "server.timeouts.client_send",
+                DEFAULT_CLIENT_SEND,
+            ),
         };
         Some(ServerConfig {
             listen,

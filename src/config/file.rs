@@ -62,6 +62,7 @@ pub struct FileTimeouts {
     pub upstream_connect: Option<Spanned<DurationValue>>,
     pub upstream_response: Option<Spanned<DurationValue>>,
     pub drain: Option<Spanned<DurationValue>>,
+    pub client_send: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]

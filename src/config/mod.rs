@@ -78,6 +78,9 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     /// On shutdown or upgrade, how long requests in flight may take to finish.
     pub drain: Duration,
+    /// How long one write to a client may take: a client that stops reading is dropped
+    /// (with the upstream connection serving it) instead of holding both.
+    pub client_send: Duration,
 }
 
 /// Index into [`Config::upstreams`].
@@ -97,7 +100,7 @@ pub struct Endpoint {
     pub weight: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
     /// Idle keep-alive connections kept per worker per endpoint.
     pub max_idle: usize,

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::io::{read_more, write_out, ReadFail};
+use super::io::{read_more, write_out, write_within, ReadFail};
 use crate::http1::body::write_hex;
 use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedEvent};
 
@@ -44,6 +44,7 @@ pub struct Pump {
     pub encode: Encode,
     pub max_bytes: u64,
     pub read_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 impl Pump {
@@ -158,7 +159,9 @@ impl Pump {
                 if !out.is_empty() {
                     out = self.flush(dst, out).await?;
                 }
-                let (result, _) = dst.write_all(data.freeze()).await;
+                let (result, _) = write_within(dst, data.freeze(), self.write_timeout)
+                    .await
+                    .map_err(|_| PumpError::Write)?;
                 result.map_err(|_| PumpError::Write)?;
             }
             Encode::Raw => out.extend_from_slice(&data),
@@ -174,6 +177,8 @@ impl Pump {
         if out.is_empty() {
             return Ok(out);
         }
-        write_out(dst, out).await.map_err(|_| PumpError::Write)
+        write_out(dst, out, self.write_timeout)
+            .await
+            .map_err(|_| PumpError::Write)
     }
 }

@@ -7,14 +7,15 @@
 //! then sent again on a fresh connection when that is safe: nothing came back, the whole
 //! body is still in hand, and the method is idempotent.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::body::{Encode, Pump, PumpError};
-use super::io::{read_more, write_out, ReadFail};
+use super::io::{read_more, write_out, write_within, ReadFail};
 use super::ClientConn;
 use crate::config::{Config, ProxyAction};
 use crate::error::ProxyError;
@@ -47,7 +48,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     /// Proxies one request; returns whether the client connection may carry another.
     pub(super) async fn forward(
         &mut self,
-        config: &Config,
+        config: &Arc<Config>,
         action: &ProxyAction,
         raw: Bytes,
         head: RequestHead,
@@ -66,18 +67,27 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
 
     async fn exchange(
         &mut self,
-        config: &Config,
+        config: &Arc<Config>,
         action: &ProxyAction,
         raw: &Bytes,
         head: &RequestHead,
     ) -> Result<bool, Failure> {
         let timeouts = &config.server.timeouts;
         let upstream_config = &config.upstreams[action.upstream];
-        let endpoint = {
-            let mut upstreams = self.worker.upstreams.borrow_mut();
-            upstreams.upstreams[action.upstream].balancer.pick()
+        if let BodyFraming::Length(n) = head.framing {
+            if n as usize <= INLINE_BODY_BYTES && (self.buf.len() as u64) < n {
+                self.read_small_body(config, head, n as usize).await?;
+            }
         }
-        .ok_or(Failure::Answer(ProxyError::NoEndpoint))?;
+        // The worker's state was synced to `config` when this request's head completed, and
+        // nothing awaited since, so it is there.
+        let endpoint = self
+            .worker
+            .upstreams
+            .borrow_mut()
+            .get(config, action.upstream)
+            .and_then(|state| state.balancer.pick())
+            .ok_or(Failure::Answer(ProxyError::NoEndpoint))?;
         let endpoint_addr = upstream_config.endpoints[endpoint].addr;
 
         // The upstream head, followed by the body when it all arrived with the head.
@@ -121,15 +131,20 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 .await?;
             let reused = upstream.reused;
             let retry = reused && replayable && head.method.is_idempotent();
-            let (written, _) = upstream.stream.write_all(request.clone()).await;
+            let written = write_within(
+                &mut upstream.stream,
+                request.clone(),
+                timeouts.upstream_response,
+            )
+            .await;
             match written {
-                Ok(_) => {}
-                Err(_) if reused && replayable => {
+                Ok((Ok(_), _)) => {}
+                _ if reused && replayable => {
                     // The pooled connection was dead before the request reached the upstream.
                     fresh_only = true;
                     continue;
                 }
-                Err(_) => return Err(Failure::Answer(ProxyError::UpstreamConnect)),
+                _ => return Err(Failure::Answer(ProxyError::UpstreamConnect)),
             }
             if inline_body.is_none() && head.has_body() {
                 self.send_request_body(config, head, &mut upstream).await?;
@@ -144,22 +159,34 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             .relay_response(config, head, &mut upstream, response)
             .await?;
         if response_keep_alive.upstream_reusable {
-            let mut upstreams = self.worker.upstreams.borrow_mut();
-            upstreams.upstreams[action.upstream].pools[endpoint].checkin(upstream, Instant::now());
+            // After a reload during the exchange the state is another snapshot's: the
+            // connection is then closed rather than pooled under the wrong index.
+            if let Some(state) = self
+                .worker
+                .upstreams
+                .borrow_mut()
+                .get(config, action.upstream)
+            {
+                state.pools[endpoint].checkin(upstream, Instant::now());
+            }
         }
         Ok(response_keep_alive.client)
     }
 
     async fn upstream_conn(
         &mut self,
-        config: &Config,
+        config: &Arc<Config>,
         upstream: usize,
         endpoint: usize,
         fresh_only: bool,
     ) -> Result<UpstreamConn, Failure> {
         if !fresh_only {
-            let pooled = self.worker.upstreams.borrow_mut().upstreams[upstream].pools[endpoint]
-                .checkout(Instant::now());
+            let pooled = self
+                .worker
+                .upstreams
+                .borrow_mut()
+                .get(config, upstream)
+                .and_then(|state| state.pools[endpoint].checkout(Instant::now()));
             if let Some(conn) = pooled {
                 return Ok(conn);
             }
@@ -184,6 +211,46 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         }
     }
 
+    /// Reads a small request body whole before any upstream connection is taken, so that a
+    /// slow client holds no upstream connection and the request stays replayable.
+    async fn read_small_body(
+        &mut self,
+        config: &Config,
+        head: &RequestHead,
+        len: usize,
+    ) -> Result<(), Failure> {
+        self.send_continue(head).await?;
+        while self.buf.len() < len {
+            let missing = len - self.buf.len();
+            match read_more(
+                &mut self.stream,
+                &mut self.buf,
+                missing,
+                config.server.timeouts.body_read,
+            )
+            .await
+            {
+                Ok(0) | Err(ReadFail::Io) => return Err(Failure::Abort),
+                Ok(_) => {}
+                Err(ReadFail::Timeout) => return Err(Failure::Answer(ProxyError::BodyTimeout)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `100 Continue` when the client waits for it before sending its body
+    /// (RFC 9110 §10.1.1) and has not started anyway.
+    async fn send_continue(&mut self, head: &RequestHead) -> Result<(), Failure> {
+        if head.expect_continue && self.buf.is_empty() {
+            let mut out = std::mem::take(&mut self.out);
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.out = write_out(&mut self.stream, out, self.send_timeout)
+                .await
+                .map_err(|_| Failure::Abort)?;
+        }
+        Ok(())
+    }
+
     /// Streams the part of the request body that did not come with the head.
     async fn send_request_body(
         &mut self,
@@ -191,14 +258,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         head: &RequestHead,
         upstream: &mut UpstreamConn,
     ) -> Result<(), Failure> {
-        if head.expect_continue && self.buf.is_empty() {
-            // The client waits for our go-ahead before sending the body (RFC 9110 §10.1.1).
-            let mut out = std::mem::take(&mut self.out);
-            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            self.out = write_out(&mut self.stream, out)
-                .await
-                .map_err(|_| Failure::Abort)?;
-        }
+        self.send_continue(head).await?;
         let pump = Pump {
             from: head.framing,
             encode: if head.framing == BodyFraming::Chunked {
@@ -208,6 +268,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             },
             max_bytes: config.server.limits.max_body_bytes,
             read_timeout: config.server.timeouts.body_read,
+            write_timeout: config.server.timeouts.upstream_response,
         };
         let out = std::mem::take(&mut self.out);
         match pump
@@ -253,7 +314,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     client_version: Version::Http11,
                 };
                 encode_response_head(&mut out, &response.0, &response.1, &framing);
-                self.out = write_out(&mut self.stream, out)
+                self.out = write_out(&mut self.stream, out, self.send_timeout)
                     .await
                     .map_err(|_| Failure::Abort)?;
             }
@@ -263,7 +324,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         }
         let (raw, head) = response;
         let is_http11 = request.version == Version::Http11;
-        let mut client_keep_alive = request.keep_alive;
+        let mut client_keep_alive = request.keep_alive && !self.worker.drain.is_started();
         let (encode, body) = match head.framing {
             _ if request.method == Method::Head || head.status == 304 => (
                 Encode::Raw,
@@ -299,6 +360,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             encode,
             max_bytes: u64::MAX,
             read_timeout: timeout,
+            write_timeout: self.send_timeout,
         };
         match pump
             .run(

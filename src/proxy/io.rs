@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 /// Why a read brought nothing.
@@ -37,10 +37,27 @@ pub async fn read_more<R: AsyncReadRent>(
     }
 }
 
-/// Writes all of `out`, then hands it back emptied for reuse.
-pub async fn write_out<W: AsyncWriteRent>(dst: &mut W, out: BytesMut) -> std::io::Result<BytesMut> {
-    let (result, mut out) = dst.write_all(out).await;
+/// Writes all of `out` within `timeout`, then hands it back emptied for reuse. A peer that
+/// stops reading must not hold the connection (and the upstream behind it) forever.
+pub async fn write_out<W: AsyncWriteRent>(
+    dst: &mut W,
+    out: BytesMut,
+    timeout: Duration,
+) -> std::io::Result<BytesMut> {
+    let (result, mut out) = write_within(dst, out, timeout).await?;
     result?;
     out.clear();
     Ok(out)
+}
+
+/// Writes all of `buf` within `timeout`. On expiry the buffer is abandoned with the write
+/// (an io_uring write may still be in flight), and the connection must be closed.
+pub async fn write_within<W: AsyncWriteRent, B: IoBuf + 'static>(
+    dst: &mut W,
+    buf: B,
+    timeout: Duration,
+) -> std::io::Result<(std::io::Result<usize>, B)> {
+    monoio::time::timeout(timeout, dst.write_all(buf))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))
 }

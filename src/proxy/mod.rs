@@ -8,10 +8,13 @@
 //! not be framed); a timed-out read ends the connection.
 
 mod body;
+mod drain;
 mod forward;
 mod io;
 
-use std::cell::RefCell;
+pub use drain::DrainSignal;
+
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -40,6 +43,9 @@ pub struct Worker {
     #[allow(clippy::redundant_allocation)] // the Rc is the point: see above
     current: RefCell<Rc<Arc<Config>>>,
     pub upstreams: RefCell<WorkerUpstreams>,
+    pub drain: DrainSignal,
+    /// Client connections being served, so that a drain knows when it is done.
+    connections: Cell<usize>,
 }
 
 impl Worker {
@@ -49,7 +55,18 @@ impl Worker {
             upstreams: RefCell::new(WorkerUpstreams::new(&snapshot)),
             current: RefCell::new(Rc::new(snapshot)),
             latest: RefCell::new(Cache::new(config)),
+            drain: DrainSignal::default(),
+            connections: Cell::new(0),
         }
+    }
+
+    /// How long requests in flight may take once a drain starts (from the current config).
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        self.snapshot().server.timeouts.drain
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.connections.get()
     }
 
     /// The config a new request runs on. A reload is noticed here, between requests.
@@ -67,7 +84,7 @@ impl Worker {
 
     /// Closes pooled connections that sat idle past their timeout.
     pub fn evict_idle(&self, now: Instant) {
-        for upstream in &mut self.upstreams.borrow_mut().upstreams {
+        for upstream in self.upstreams.borrow_mut().all_mut() {
             for pool in &mut upstream.pools {
                 pool.evict_expired(now);
             }
@@ -84,6 +101,16 @@ pub struct ClientConn<S> {
     out: BytesMut,
     client_ip: Bytes,
     worker: Rc<Worker>,
+    /// `server.timeouts.client_send` of the request being served.
+    send_timeout: std::time::Duration,
+}
+
+impl<S> Drop for ClientConn<S> {
+    fn drop(&mut self) {
+        self.worker
+            .connections
+            .set(self.worker.connections.get() - 1);
+    }
 }
 
 /// How reading the next request head ended.
@@ -102,17 +129,18 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
     peer: SocketAddr,
     worker: Rc<Worker>,
 ) {
+    worker.connections.set(worker.connections.get() + 1);
     let mut conn = ClientConn {
         stream,
         buf: BytesMut::with_capacity(CLIENT_READ_BYTES),
         out: BytesMut::with_capacity(CLIENT_READ_BYTES),
         client_ip: Bytes::from(peer.ip().to_string()),
+        send_timeout: worker.snapshot().server.timeouts.client_send,
         worker,
     };
     let mut first = true;
     loop {
-        let config = conn.worker.snapshot();
-        let head_end = match conn.read_head(&config, first).await {
+        let head_end = match conn.read_head(&conn.worker.snapshot(), first).await {
             NextHead::Head(end) => end,
             NextHead::Closed => return,
             NextHead::Fail(error) => {
@@ -121,9 +149,17 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
             }
         };
         first = false;
+        // The request runs on the snapshot current when its head is complete: a reload
+        // while the connection sat idle applies to it.
+        let config = conn.worker.snapshot();
+        conn.send_timeout = config.server.timeouts.client_send;
         let raw = conn.buf.split_to(head_end).freeze();
         let keep_alive = match parse_request_head(&raw, &config.server.limits) {
-            Ok(head) => conn.handle(&config, raw, head).await,
+            Ok(mut head) => {
+                // Once draining, every answer says `Connection: close`.
+                head.keep_alive &= !conn.worker.drain.is_started();
+                conn.handle(&config, raw, head).await
+            }
             Err(error) => {
                 let _ = conn.answer_error(error, version_of(&raw), false).await;
                 false
@@ -199,7 +235,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     }
 
     /// Serves one parsed request; returns whether the connection may carry another.
-    async fn handle(&mut self, config: &Config, raw: Bytes, head: RequestHead) -> bool {
+    async fn handle(&mut self, config: &Arc<Config>, raw: Bytes, head: RequestHead) -> bool {
         let path = head.path(&raw);
         let path = if path.is_empty() { &b"/"[..] } else { path };
         let Ok(path) = std::str::from_utf8(path) else {
@@ -287,7 +323,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         if !omit_body {
             out.extend_from_slice(body);
         }
-        match write_out(&mut self.stream, out).await {
+        match write_out(&mut self.stream, out, self.send_timeout).await {
             Ok(out) => {
                 self.out = out;
                 true

@@ -39,6 +39,10 @@ impl EndpointPool {
         }
     }
 
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
     /// The most recently returned live connection, if any.
     pub fn checkout(&mut self, now: Instant) -> Option<UpstreamConn> {
         while let Some((mut conn, since)) = self.idle.pop_back() {

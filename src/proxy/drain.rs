@@ -1,0 +1,134 @@
+//! The worker-local signal that a drain has begun (shutdown or binary upgrade): accept loops
+//! stop, idle keep-alive connections close, and answers say `Connection: close`.
+//!
+//! Single-threaded by construction (`Cell`, `RefCell`): the runtime thread that owns the
+//! worker sets it and awaits it. Waiters sit in a slab and leave it when dropped, so the
+//! many short idle waits of keep-alive connections leave nothing behind.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Default)]
+pub struct DrainSignal {
+    started: Cell<bool>,
+    waiters: RefCell<Slab>,
+}
+
+#[derive(Default)]
+struct Slab {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl DrainSignal {
+    pub fn is_started(&self) -> bool {
+        self.started.get()
+    }
+
+    /// Starts the drain and wakes everything waiting for it. Idempotent.
+    pub fn start(&self) {
+        if !self.started.replace(true) {
+            for waker in self
+                .waiters
+                .borrow_mut()
+                .slots
+                .iter_mut()
+                .filter_map(Option::take)
+            {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Resolves once the drain has started.
+    pub fn started(&self) -> Started<'_> {
+        Started {
+            signal: self,
+            slot: None,
+        }
+    }
+}
+
+pub struct Started<'a> {
+    signal: &'a DrainSignal,
+    slot: Option<usize>,
+}
+
+impl Future for Started<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.started.get() {
+            return Poll::Ready(());
+        }
+        let mut slab = self.signal.waiters.borrow_mut();
+        match self.slot {
+            Some(i) => slab.slots[i] = Some(cx.waker().clone()),
+            None => {
+                let i = match slab.free.pop() {
+                    Some(i) => {
+                        slab.slots[i] = Some(cx.waker().clone());
+                        i
+                    }
+                    None => {
+                        slab.slots.push(Some(cx.waker().clone()));
+                        slab.slots.len() - 1
+                    }
+                };
+                drop(slab);
+                self.slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            let mut slab = self.signal.waiters.borrow_mut();
+            slab.slots[i] = None;
+            slab.free.push(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn wakes_waiters_and_forgets_dropped_ones() {
+        let signal = DrainSignal::default();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..100 {
+            let mut gone = Box::pin(signal.started());
+            assert!(gone.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(
+            signal.waiters.borrow().slots.len(),
+            1,
+            "dropped waiters reuse their slot"
+        );
+        let mut waiting = Box::pin(signal.started());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        signal.start();
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        assert!(Box::pin(signal.started()).as_mut().poll(&mut cx).is_ready());
+    }
+}
