@@ -23,8 +23,9 @@ use super::file::{
 };
 use super::units::{parse_duration, parse_size};
 use super::{
-    Action, AdminConfig, Config, Endpoint, Limits, MockResponse, PoolConfig, ProxyAction, Route,
-    ServerConfig, Timeouts, UpstreamConfig, UpstreamId,
+    Action, AdminConfig, BalancePolicy, BreakerLimits, Config, Endpoint, Limits, MockResponse,
+    OutlierConfig, PoolConfig, ProxyAction, RetryPolicy, Route, ServerConfig, Timeouts,
+    UpstreamConfig, UpstreamId,
 };
 use crate::router::RouteTable;
 
@@ -553,6 +554,7 @@ impl<'a> Ctx<'a> {
                 }
                 // `count` bounded it to 1..=MAX_WEIGHT, which fits in u32.
                 endpoints.push(Endpoint {
+                    hostname: None,
                     addr,
                     weight: u32::try_from(weight).unwrap_or(1),
                 });
@@ -575,6 +577,30 @@ impl<'a> Ctx<'a> {
                 name: name.into_inner(),
                 endpoints,
                 pool,
+                balance: BalancePolicy::RoundRobin,
+                health: None,
+                outlier: OutlierConfig {
+                    consecutive_failures: 5,
+                    base_ejection: Duration::from_secs(30),
+                    max_ejection: Duration::from_secs(300),
+                    max_ejected_percent: 50,
+                },
+                retry: RetryPolicy {
+                    attempts: 2,
+                    on_connect_failure: true,
+                    on_reset: true,
+                    on_statuses: Vec::new(),
+                    per_try_timeout: None,
+                    timeout: None,
+                    budget_percent: 20,
+                    buffer_body_bytes: 64 * 1024,
+                },
+                limits: BreakerLimits {
+                    max_connections: 10_000,
+                    max_pending: 10_000,
+                    max_requests: 10_000,
+                },
+                resolve_interval: Duration::from_secs(30),
             });
         }
         (configs, ids)
@@ -862,6 +888,7 @@ impl<'a> Ctx<'a> {
         }
 
         (ok && id.is_some()).then(|| ProxyAction {
+            retry_non_idempotent: false,
             upstream: id.unwrap_or_default(),
             strip_prefix: route.strip_prefix.as_ref().map(|s| s.get_ref().clone()),
             preserve_host,
