@@ -14,9 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, Config, ConfigErrors, Endpoint};
+use crate::config::{self, Config, ConfigErrors, Endpoint, UpstreamConfig};
 use crate::registry::{Registry, RegistryError};
 use crate::sd_notify;
+use crate::upstream::HealthRegistry;
 
 /// Where the config text is read from, at startup and on every reload.
 #[derive(Debug, Clone)]
@@ -67,6 +68,8 @@ pub struct Control {
     generation: AtomicU64,
     /// Workers are listening and the process is not draining (for `/readyz`).
     ready: AtomicBool,
+    /// Active-health flags of every endpoint, shared with the workers and the checker.
+    health: Arc<HealthRegistry>,
 }
 
 impl Control {
@@ -93,6 +96,7 @@ impl Control {
             }),
             generation: AtomicU64::new(1),
             ready: AtomicBool::new(false),
+            health: Arc::new(HealthRegistry::new()),
         })
     }
 
@@ -107,6 +111,10 @@ impl Control {
 
     pub fn current(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    pub fn health(&self) -> Arc<HealthRegistry> {
+        self.health.clone()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -174,6 +182,34 @@ impl Control {
         lock(&self.registry).entries()
     }
 
+    /// Rebuilds the served config from its cached text and the registry, which resolves the
+    /// host-name endpoints again, and swaps it in only if some upstream's endpoints changed.
+    /// Returns whether it swapped. Called periodically by [`crate::resolver`].
+    ///
+    /// DNS may block for seconds, so no lock is held while building: registrations and
+    /// reloads go on meanwhile, and when one of them changed the text or swapped a snapshot
+    /// (itself freshly resolved), this rebuild is dropped and `Ok(false)` returned.
+    pub fn refresh(&self) -> Result<bool, ConfigErrors> {
+        let generation = self.generation();
+        let text = lock(&self.text).clone();
+        let registry = lock(&self.registry).clone();
+        let mut config = config::load_str(&text, &self.source.origin())?;
+        registry.apply(&mut config);
+        // The same locks as `change_registry`, so that no registration commits in between;
+        // a reload stores its text before its swap, so a changed text or generation covers it.
+        let current_text = lock(&self.text);
+        let _registry = lock(&self.registry);
+        if self.generation() != generation || *current_text != text {
+            return Ok(false);
+        }
+        if same_endpoints(&self.current().upstreams, &config.upstreams) {
+            return Ok(false);
+        }
+        self.swap(config);
+        tracing::info!(generation = self.generation(), "endpoints re-resolved");
+        Ok(true)
+    }
+
     /// Applies `change` to a copy of the registry, rebuilds the served config with it, and
     /// commits (state file first, then the swap) only if both succeed.
     fn change_registry(
@@ -194,9 +230,20 @@ impl Control {
     }
 
     fn swap(&self, config: Config) {
+        self.health.retain(&config);
         self.config.store(Arc::new(config));
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// Whether two snapshots have the same upstreams with the same endpoints (address, weight,
+/// host name) in the same order. The build sorts each host name's addresses, so a DNS
+/// server rotating its answers is not a change.
+fn same_endpoints(a: &[UpstreamConfig], b: &[UpstreamConfig]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.name == y.name && x.endpoints == y.endpoints)
 }
 
 /// Locks a control-plane mutex; a panic while holding one cannot leave its data half
@@ -205,4 +252,113 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The upstreams of config `text`.
+    fn upstreams(text: &str) -> Vec<UpstreamConfig> {
+        config::load_str(text, "t.toml").unwrap().upstreams
+    }
+
+    fn endpoint(addr: &str, weight: u32, hostname: Option<&str>) -> Endpoint {
+        Endpoint {
+            addr: addr.parse().unwrap(),
+            weight,
+            hostname: hostname.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn same_endpoints_compares_every_upstream() {
+        let text = "[server]\nlisten = [\"127.0.0.1:1\"]\n\
+                    [upstreams.a]\nendpoints = [\"10.0.0.1:80\"]\n\
+                    [upstreams.b]\nendpoints = [\"10.0.0.2:80\", \"10.0.0.3:80\"]\n";
+        let base = upstreams(text);
+        let changed = |change: &dyn Fn(&mut Vec<UpstreamConfig>)| {
+            let mut other = base.clone();
+            change(&mut other);
+            other
+        };
+        let cases: Vec<(&str, Vec<UpstreamConfig>, bool)> = vec![
+            ("identical", base.clone(), true),
+            (
+                "an address changed",
+                changed(&|u| u[1].endpoints[1] = endpoint("10.0.0.4:80", 1, None)),
+                false,
+            ),
+            (
+                "an address added",
+                changed(&|u| u[0].endpoints.push(endpoint("10.0.0.9:80", 1, None))),
+                false,
+            ),
+            (
+                "an address gone",
+                changed(&|u| {
+                    u[1].endpoints.pop();
+                }),
+                false,
+            ),
+            (
+                "a weight changed",
+                changed(&|u| u[0].endpoints[0].weight = 2),
+                false,
+            ),
+            (
+                "a host name appeared",
+                changed(&|u| u[0].endpoints[0].hostname = Some("a.internal:80".into())),
+                false,
+            ),
+            (
+                "an upstream gone",
+                changed(&|u| {
+                    u.pop();
+                }),
+                false,
+            ),
+            (
+                "an upstream renamed",
+                changed(&|u| u[0].name = "c".into()),
+                false,
+            ),
+            (
+                "other settings do not count",
+                changed(&|u| {
+                    u[0].resolve_interval = Duration::from_secs(1);
+                    u[0].pool.max_idle = 1;
+                }),
+                true,
+            ),
+        ];
+        for (what, other, want) in cases {
+            assert_eq!(same_endpoints(&base, &other), want, "{what}");
+            assert_eq!(same_endpoints(&other, &base), want, "{what} (reversed)");
+        }
+    }
+
+    #[test]
+    fn refresh_without_dns_change_keeps_the_snapshot() {
+        let dir = std::env::temp_dir().join(format!("strait-refresh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("strait.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = [\"127.0.0.1:1\"]\n[admin]\nenabled = false\n\
+             [upstreams.a]\nendpoints = [\"localhost:9\", \"10.0.0.1:80\"]\n",
+        )
+        .unwrap();
+        let control = Control::load(ConfigSource::File(path)).unwrap();
+        let before = control.current();
+        assert!(before.upstreams[0]
+            .endpoints
+            .iter()
+            .any(|e| e.hostname.as_deref() == Some("localhost:9")));
+        // localhost resolves the same way twice: nothing to swap.
+        assert!(!control.refresh().unwrap());
+        assert_eq!(control.generation(), 1);
+        assert!(Arc::ptr_eq(&before, &control.current()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -57,6 +57,8 @@ pub enum ProxyError {
     UpstreamClosed,
     #[error("no upstream endpoint available")]
     NoEndpoint,
+    #[error("upstream overloaded")]
+    Overloaded,
 }
 
 impl ProxyError {
@@ -73,7 +75,7 @@ impl ProxyError {
             HeadTooLarge => 431,
             UnsupportedTransferCoding | MethodNotImplemented => 501,
             UpstreamConnect | UpstreamBadResponse | UpstreamClosed => 502,
-            NoEndpoint => 503,
+            NoEndpoint | Overloaded => 503,
             UpstreamConnectTimeout | UpstreamTimeout => 504,
             VersionNotSupported => 505,
         }
@@ -88,7 +90,7 @@ impl ProxyError {
     }
 }
 
-const ALL: [ProxyError; 21] = {
+const ALL: [ProxyError; 22] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -112,6 +114,7 @@ const ALL: [ProxyError; 21] = {
         UpstreamBadResponse,
         UpstreamClosed,
         NoEndpoint,
+        Overloaded,
     ]
 };
 

@@ -12,7 +12,7 @@ use signal_hook::iterator::Signals;
 use strait::admin;
 use strait::control::{ConfigSource, Control};
 use strait::runtime::{self, IoDriver};
-use strait::{sd_notify, upgrade};
+use strait::{health_checker, resolver, sd_notify, upgrade};
 
 /// The config file used when `--config` is not given, relative to the working directory.
 const DEFAULT_CONFIG_PATH: &str = "conf/strait.toml";
@@ -80,6 +80,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let workers = args.workers.unwrap_or(config.server.workers);
     let running = runtime::start(
         control.shared(),
+        control.health(),
         workers,
         args.io_driver,
         upgrade::inherited_listeners(),
@@ -93,6 +94,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("starting the admin API on {addr}"))?;
         tracing::info!(addr = %bound, "admin api listening");
     }
+    // Off the request path: one thread probes endpoints, another re-resolves host names.
+    health_checker::try_spawn(control.shared(), control.health())
+        .context("starting the health checker")?;
+    resolver::spawn(control.clone());
     control.set_ready(true);
     sd_notify::main_pid(std::process::id());
     sd_notify::ready(&format!(

@@ -21,6 +21,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::proxy::{serve_connection, Worker};
+use crate::upstream::HealthRegistry;
 
 /// Which monoio driver the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -80,6 +81,7 @@ impl Running {
 /// configured. Returns once every worker listens on every address.
 pub fn start(
     config: Arc<ArcSwap<Config>>,
+    health: Arc<HealthRegistry>,
     workers: usize,
     driver: IoDriver,
     inherited: Vec<(SocketAddr, OwnedFd)>,
@@ -116,6 +118,7 @@ pub fn start(
     for (index, sources) in plans.into_iter().enumerate() {
         let cpu = cpus.get(index % cpus.len().max(1)).copied();
         let config = config.clone();
+        let health = health.clone();
         let ready = ready_tx.clone();
         let drain = drain.clone();
         let handle = std::thread::Builder::new()
@@ -141,14 +144,26 @@ pub fn start(
                         .enable_timer()
                         .build()
                         .map(|mut rt| {
-                            rt.block_on(worker_main(listeners, config, ready.clone(), drain))
+                            rt.block_on(worker_main(
+                                listeners,
+                                config,
+                                health,
+                                ready.clone(),
+                                drain,
+                            ))
                         })
                 } else {
                     RuntimeBuilder::<LegacyDriver>::new()
                         .enable_timer()
                         .build()
                         .map(|mut rt| {
-                            rt.block_on(worker_main(listeners, config, ready.clone(), drain))
+                            rt.block_on(worker_main(
+                                listeners,
+                                config,
+                                health,
+                                ready.clone(),
+                                drain,
+                            ))
                         })
                 };
                 if let Err(e) = result {
@@ -228,10 +243,11 @@ fn open_listener(source: ListenerSource) -> std::io::Result<std::net::TcpListene
 async fn worker_main(
     listeners: Vec<std::net::TcpListener>,
     config: Arc<ArcSwap<Config>>,
+    health: Arc<HealthRegistry>,
     ready: mpsc::Sender<std::io::Result<Vec<RawFd>>>,
     drain: Arc<AtomicBool>,
 ) {
-    let worker = Rc::new(Worker::new(config));
+    let worker = Rc::new(Worker::new(config, health));
     let fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
     let mut accepting = Vec::new();
     for std_listener in listeners {

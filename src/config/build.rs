@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,14 +18,14 @@ use bytes::Bytes;
 use toml::Spanned;
 
 use super::file::{
-    DurationValue, FileAdmin, FileConfig, FileEndpoint, FileMock, FileRoute, FileServer,
-    FileUpstream, SizeValue,
+    CodeValue, DurationValue, FileAdmin, FileBreakerLimits, FileConfig, FileEndpoint, FileHealth,
+    FileMock, FileOutlier, FileRetry, FileRoute, FileServer, FileUpstream, SizeValue,
 };
 use super::units::{parse_duration, parse_size};
 use super::{
-    Action, AdminConfig, BalancePolicy, BreakerLimits, Config, Endpoint, Limits, MockResponse,
-    OutlierConfig, PoolConfig, ProxyAction, RetryPolicy, Route, ServerConfig, Timeouts,
-    UpstreamConfig, UpstreamId,
+    Action, AdminConfig, BalancePolicy, BreakerLimits, Config, Endpoint, HashKey,
+    HealthCheckConfig, Limits, MockResponse, OutlierConfig, PoolConfig, ProxyAction, RetryPolicy,
+    Route, ServerConfig, Timeouts, UpstreamConfig, UpstreamId,
 };
 use crate::router::RouteTable;
 
@@ -44,6 +44,36 @@ const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 const DEFAULT_POOL_MAX_IDLE: i64 = 64;
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_WEIGHT: i64 = 1000;
+const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_HEALTH_METHOD: &str = "GET";
+const DEFAULT_HEALTH_EXPECT: (u16, u16) = (200, 399);
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+const MAX_HEALTH_THRESHOLD: i64 = 100;
+const DEFAULT_OUTLIER_FAILURES: u32 = 5;
+const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
+const DEFAULT_MAX_EJECTED_PERCENT: u8 = 50;
+const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
+/// Tries in all; more would turn one slow request into a storm.
+const MAX_RETRY_ATTEMPTS: i64 = 10;
+const DEFAULT_RETRY_BUDGET_PERCENT: u8 = 20;
+const DEFAULT_RETRY_BUFFER_BODY: u64 = 64 * 1024;
+/// Upstream statuses a retry may be configured on: the ones that say "not processed here"
+/// (a gateway or availability failure), never an application's own answer.
+const RETRYABLE_STATUSES: &[u16] = &[502, 503, 504];
+const DEFAULT_BREAKER_LIMIT: usize = 10_000;
+
+/// Resolves a `host:port` into its socket addresses. Config builds call it off the request
+/// path (main or admin thread, resolver thread); tests inject a fake one.
+pub(crate) type Resolve<'a> = &'a dyn Fn(&str) -> std::io::Result<Vec<SocketAddr>>;
+
+/// The system resolver (`getaddrinfo`, blocking).
+fn system_resolve(host_port: &str) -> std::io::Result<Vec<SocketAddr>> {
+    host_port.to_socket_addrs().map(Iterator::collect)
+}
 /// More than this many headers per request is a configuration mistake, not a need.
 const MAX_MAX_HEADERS: i64 = crate::http1::MAX_HEADERS_CAP as i64;
 
@@ -184,9 +214,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Validates config `text`; `origin` names it in messages, and relative `body_file` paths
-/// resolve against its parent directory.
+/// resolve against its parent directory. Host-name endpoints are resolved with the system
+/// resolver (blocking): never call this on a worker.
 pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
-    let mut ctx = Ctx::new(text, origin);
+    load_str_with(text, origin, &system_resolve)
+}
+
+/// [`load_str`] with the host-name resolver given.
+pub(crate) fn load_str_with(
+    text: &str,
+    origin: &str,
+    resolve: Resolve<'_>,
+) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(text, origin, resolve);
     let file: FileConfig = match toml::from_str(text) {
         Ok(file) => file,
         Err(err) => {
@@ -222,10 +262,11 @@ struct Ctx<'a> {
     line_starts: Vec<usize>,
     base_dir: PathBuf,
     errors: Vec<ConfigError>,
+    resolve: Resolve<'a>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(text: &'a str, origin: &'a str) -> Self {
+    fn new(text: &'a str, origin: &'a str, resolve: Resolve<'a>) -> Self {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -239,6 +280,7 @@ impl<'a> Ctx<'a> {
             line_starts,
             base_dir,
             errors: Vec::new(),
+            resolve,
         }
     }
 
@@ -457,18 +499,32 @@ impl<'a> Ctx<'a> {
     /// (the config is discarded anyway).
     fn size(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> u64 {
         let Some(value) = value else { return default };
-        let parsed = match value.get_ref() {
-            SizeValue::Bytes(n) => {
-                u64::try_from(*n).map_err(|_| format!("invalid size {n}: must not be negative"))
-            }
-            SizeValue::Text(text) => parse_size(text),
-        };
-        match parsed {
+        match size_value(value.get_ref()) {
             Ok(0) => self.error(value.span(), key, "must be greater than zero"),
             Ok(n) => return n,
             Err(why) => self.error(value.span(), key, why),
         }
         0
+    }
+
+    /// A size where zero is meaningful; `default` when absent.
+    fn size_or_zero(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> u64 {
+        let Some(value) = value else { return default };
+        size_value(value.get_ref()).unwrap_or_else(|why| {
+            self.error(value.span(), key, why);
+            0
+        })
+    }
+
+    /// A percentage, 0..=100; `default` when absent.
+    fn percent(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u8) -> u8 {
+        match value {
+            None => default,
+            Some(value) => self
+                .count(value, key, 0, 100)
+                .and_then(|n| u8::try_from(n).ok())
+                .unwrap_or(0),
+        }
     }
 
     fn size_usize(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> usize {
@@ -498,6 +554,17 @@ impl<'a> Ctx<'a> {
         Duration::ZERO
     }
 
+    /// An optional duration greater than zero; `None` when absent (or invalid: the error is
+    /// recorded and the config discarded).
+    fn opt_duration(
+        &mut self,
+        value: &Option<Spanned<DurationValue>>,
+        key: &str,
+    ) -> Option<Duration> {
+        value.as_ref()?;
+        Some(self.duration(value, key, Duration::ZERO)).filter(|d| !d.is_zero())
+    }
+
     // ---- [upstreams.NAME] ----
 
     fn upstreams(
@@ -515,50 +582,7 @@ impl<'a> Ctx<'a> {
                     "upstream names may only use letters, digits, '-', '_' and '.'",
                 );
             }
-            let mut endpoints: Vec<Endpoint> = Vec::new();
-            if upstream.endpoints.get_ref().is_empty() {
-                self.error(
-                    upstream.endpoints.span(),
-                    format!("{prefix}.endpoints"),
-                    "at least one endpoint is required",
-                );
-            }
-            for (index, endpoint) in upstream.endpoints.get_ref().iter().enumerate() {
-                let key = format!("{prefix}.endpoints[{index}]");
-                let (addr, weight) = match endpoint.get_ref() {
-                    FileEndpoint::Addr(addr) => (
-                        self.socket_addr(&Spanned::new(endpoint.span(), addr.clone()), &key),
-                        Some(1),
-                    ),
-                    FileEndpoint::Table(table) => {
-                        let addr = self.socket_addr(&table.addr, &format!("{key}.addr"));
-                        let weight = match &table.weight {
-                            None => Some(1),
-                            Some(weight) => {
-                                self.count(weight, &format!("{key}.weight"), 1, MAX_WEIGHT)
-                            }
-                        };
-                        (addr, weight)
-                    }
-                };
-                let (Some(addr), Some(weight)) = (addr, weight) else {
-                    continue;
-                };
-                if endpoints.iter().any(|e| e.addr == addr) {
-                    self.error(
-                        endpoint.span(),
-                        key,
-                        format!("duplicate endpoint \"{addr}\" in this upstream"),
-                    );
-                    continue;
-                }
-                // `count` bounded it to 1..=MAX_WEIGHT, which fits in u32.
-                endpoints.push(Endpoint {
-                    hostname: None,
-                    addr,
-                    weight: u32::try_from(weight).unwrap_or(1),
-                });
-            }
+            let endpoints = self.endpoints(&upstream, &prefix);
             let pool = PoolConfig {
                 max_idle: match &upstream.pool.max_idle {
                     None => DEFAULT_POOL_MAX_IDLE as usize,
@@ -572,38 +596,552 @@ impl<'a> Ctx<'a> {
                     DEFAULT_POOL_IDLE_TIMEOUT,
                 ),
             };
+            let balance = self.balance(&upstream, &prefix);
+            let health = upstream
+                .health
+                .as_ref()
+                .and_then(|health| self.health(health, &format!("{prefix}.health")));
+            let outlier = self.outlier(&upstream.outlier, &format!("{prefix}.outlier"));
+            let retry = self.retry(&upstream.retry, &format!("{prefix}.retry"));
+            let limits = self.breaker_limits(&upstream.limits, &format!("{prefix}.limits"));
+            let resolve_interval = self.duration(
+                &upstream.resolve_interval,
+                &format!("{prefix}.resolve_interval"),
+                DEFAULT_RESOLVE_INTERVAL,
+            );
             ids.insert(name.get_ref().clone(), configs.len());
             configs.push(UpstreamConfig {
                 name: name.into_inner(),
                 endpoints,
                 pool,
-                balance: BalancePolicy::RoundRobin,
-                health: None,
-                outlier: OutlierConfig {
-                    consecutive_failures: 5,
-                    base_ejection: Duration::from_secs(30),
-                    max_ejection: Duration::from_secs(300),
-                    max_ejected_percent: 50,
-                },
-                retry: RetryPolicy {
-                    attempts: 2,
-                    on_connect_failure: true,
-                    on_reset: true,
-                    on_statuses: Vec::new(),
-                    per_try_timeout: None,
-                    timeout: None,
-                    budget_percent: 20,
-                    buffer_body_bytes: 64 * 1024,
-                },
-                limits: BreakerLimits {
-                    max_connections: 10_000,
-                    max_pending: 10_000,
-                    max_requests: 10_000,
-                },
-                resolve_interval: Duration::from_secs(30),
+                balance,
+                health,
+                outlier,
+                retry,
+                limits,
+                resolve_interval,
             });
         }
         (configs, ids)
+    }
+
+    /// The endpoints of one upstream: IP literals as written, host names resolved now into
+    /// one endpoint per address (sorted, so that the order does not follow DNS rotation).
+    fn endpoints(&mut self, upstream: &FileUpstream, prefix: &str) -> Vec<Endpoint> {
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        if upstream.endpoints.get_ref().is_empty() {
+            self.error(
+                upstream.endpoints.span(),
+                format!("{prefix}.endpoints"),
+                "at least one endpoint is required",
+            );
+        }
+        // Which entry each endpoint came from, to name it in duplicate errors.
+        let mut origins: Vec<usize> = Vec::new();
+        for (index, endpoint) in upstream.endpoints.get_ref().iter().enumerate() {
+            let key = format!("{prefix}.endpoints[{index}]");
+            let (resolved, weight) = match endpoint.get_ref() {
+                FileEndpoint::Addr(addr) => (
+                    self.endpoint_addrs(&Spanned::new(endpoint.span(), addr.clone()), &key),
+                    Some(1),
+                ),
+                FileEndpoint::Table(table) => {
+                    let addrs = self.endpoint_addrs(&table.addr, &format!("{key}.addr"));
+                    let weight = match &table.weight {
+                        None => Some(1),
+                        Some(weight) => self.count(weight, &format!("{key}.weight"), 1, MAX_WEIGHT),
+                    };
+                    (addrs, weight)
+                }
+            };
+            let (Some((addrs, hostname)), Some(weight)) = (resolved, weight) else {
+                continue;
+            };
+            let duplicate = match &hostname {
+                Some(name) if endpoints.iter().any(|e| e.hostname.as_ref() == Some(name)) => {
+                    Some(format!("duplicate endpoint \"{name}\" in this upstream"))
+                }
+                _ => addrs.iter().find_map(|addr| {
+                    let at = endpoints.iter().position(|e| e.addr == *addr)?;
+                    let first = origins.get(at).copied().unwrap_or_default();
+                    Some(match &hostname {
+                        None => format!("duplicate endpoint \"{addr}\" in this upstream"),
+                        Some(name) => format!(
+                            "duplicate endpoint \"{addr}\" in this upstream (\"{name}\" resolves \
+                             to it, and so does endpoints[{first}])"
+                        ),
+                    })
+                }),
+            };
+            if let Some(message) = duplicate {
+                self.error(endpoint.span(), key, message);
+                continue;
+            }
+            for addr in addrs {
+                // `count` bounded it to 1..=MAX_WEIGHT, which fits in u32.
+                endpoints.push(Endpoint {
+                    addr,
+                    weight: u32::try_from(weight).unwrap_or(1),
+                    hostname: hostname.clone(),
+                });
+                origins.push(index);
+            }
+        }
+        endpoints
+    }
+
+    /// An endpoint address: an IP literal (`hostname` `None`), or a `host:port` resolved
+    /// with the context's resolver into sorted, de-duplicated addresses.
+    fn endpoint_addrs(
+        &mut self,
+        addr: &Spanned<String>,
+        key: &str,
+    ) -> Option<(Vec<SocketAddr>, Option<String>)> {
+        let text = addr.get_ref();
+        if let Ok(parsed) = text.parse::<SocketAddr>() {
+            return Some((vec![parsed], None));
+        }
+        if !is_host_port(text) {
+            self.error(
+                addr.span(),
+                key,
+                format!(
+                    "invalid address \"{text}\": expected ip:port or host:port such as \
+                     \"127.0.0.1:8080\", \"[::1]:8080\" or \"users.internal:8080\""
+                ),
+            );
+            return None;
+        }
+        // DNS names are case-insensitive: one spelling, so duplicates are found.
+        let name = text.to_ascii_lowercase();
+        match (self.resolve)(&name) {
+            Ok(mut addrs) if !addrs.is_empty() => {
+                addrs.sort();
+                addrs.dedup();
+                Some((addrs, Some(name)))
+            }
+            Ok(_) => {
+                self.error(
+                    addr.span(),
+                    key,
+                    format!("cannot resolve \"{text}\": no addresses"),
+                );
+                None
+            }
+            Err(err) => {
+                self.error(
+                    addr.span(),
+                    key,
+                    format!("cannot resolve \"{text}\": {err}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn balance(&mut self, upstream: &FileUpstream, prefix: &str) -> BalancePolicy {
+        let hash_key = upstream.hash_key.as_ref();
+        let policy = match upstream.balance.as_ref() {
+            None => "round_robin",
+            Some(balance) => balance.get_ref().as_str(),
+        };
+        let balance = match policy {
+            "round_robin" => BalancePolicy::RoundRobin,
+            "p2c" => BalancePolicy::P2c,
+            "least_conn" => BalancePolicy::LeastConn,
+            "hash" => match hash_key {
+                Some(key) => BalancePolicy::Hash(
+                    self.hash_key(key, &format!("{prefix}.hash_key"))
+                        .unwrap_or(HashKey::Path),
+                ),
+                None => {
+                    let span = upstream
+                        .balance
+                        .as_ref()
+                        .map(Spanned::span)
+                        .unwrap_or_default();
+                    self.error(
+                        span,
+                        format!("{prefix}.balance"),
+                        "`balance = \"hash\"` needs `hash_key` (client_ip, path, header:NAME \
+                         or cookie:NAME)",
+                    );
+                    BalancePolicy::RoundRobin
+                }
+            },
+            other => {
+                let span = upstream
+                    .balance
+                    .as_ref()
+                    .map(Spanned::span)
+                    .unwrap_or_default();
+                self.error(
+                    span,
+                    format!("{prefix}.balance"),
+                    format!(
+                        "unknown policy \"{other}\": expected round_robin, p2c, least_conn or hash"
+                    ),
+                );
+                BalancePolicy::RoundRobin
+            }
+        };
+        if let Some(key) = hash_key {
+            if policy != "hash" {
+                self.error(
+                    key.span(),
+                    format!("{prefix}.hash_key"),
+                    "only applies with `balance = \"hash\"`",
+                );
+            }
+        }
+        balance
+    }
+
+    fn hash_key(&mut self, value: &Spanned<String>, key: &str) -> Option<HashKey> {
+        let text = value.get_ref();
+        let parsed = match text.split_once(':') {
+            None if text == "client_ip" => Ok(HashKey::ClientIp),
+            None if text == "path" => Ok(HashKey::Path),
+            Some(("header", name)) if is_token(name) => {
+                Ok(HashKey::Header(name.to_ascii_lowercase()))
+            }
+            // RFC 6265 §4.1.1: a cookie-name is a token.
+            Some(("cookie", name)) if is_token(name) => Ok(HashKey::Cookie(name.to_owned())),
+            Some(("header" | "cookie", name)) => Err(format!(
+                "invalid name \"{name}\" in \"{text}\": must be a non-empty token"
+            )),
+            _ => Err(format!(
+                "unknown hash key \"{text}\": expected client_ip, path, header:NAME or \
+                 cookie:NAME"
+            )),
+        };
+        match parsed {
+            Ok(hash_key) => Some(hash_key),
+            Err(why) => {
+                self.error(value.span(), key, why);
+                None
+            }
+        }
+    }
+
+    // ---- [upstreams.NAME.health | outlier | retry | limits] ----
+
+    fn health(&mut self, health: &Spanned<FileHealth>, key: &str) -> Option<HealthCheckConfig> {
+        let span = health.span();
+        let health = health.get_ref();
+        let mut ok = true;
+        let method = match &health.method {
+            None => DEFAULT_HEALTH_METHOD.to_owned(),
+            Some(method) => {
+                let text = method.get_ref();
+                if !is_token(text) {
+                    self.error(
+                        method.span(),
+                        format!("{key}.method"),
+                        format!("invalid method \"{text}\": must be a token such as GET or HEAD"),
+                    );
+                    ok = false;
+                }
+                text.to_ascii_uppercase()
+            }
+        };
+        let path = match &health.path {
+            None => {
+                self.error(
+                    span.clone(),
+                    key,
+                    "missing `path`, the request target to check (e.g. path = \"/healthz\")",
+                );
+                ok = false;
+                String::new()
+            }
+            Some(path) => {
+                let text = path.get_ref();
+                let why = if !text.starts_with('/') {
+                    Some("must start with '/' (origin-form)")
+                } else if text
+                    .bytes()
+                    .any(|b| !(0x21..0x7f).contains(&b) || b == b'#')
+                {
+                    Some("must be visible ASCII without spaces or '#' (percent-encode them)")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    self.error(
+                        path.span(),
+                        format!("{key}.path"),
+                        format!("\"{text}\" {why}"),
+                    );
+                    ok = false;
+                }
+                text.clone()
+            }
+        };
+        let host = health.host.as_ref().map(|host| {
+            let text = host.get_ref();
+            if !is_host_header(text) {
+                self.error(
+                    host.span(),
+                    format!("{key}.host"),
+                    format!("invalid host \"{text}\": expected host or host:port"),
+                );
+                ok = false;
+            }
+            text.clone()
+        });
+        let expect = match &health.expect {
+            None => vec![DEFAULT_HEALTH_EXPECT],
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.error(
+                        list.span(),
+                        format!("{key}.expect"),
+                        "empty list: no answer could count as healthy",
+                    );
+                    ok = false;
+                }
+                let mut ranges = Vec::new();
+                for (index, value) in list.get_ref().iter().enumerate() {
+                    match status_range(value.get_ref()) {
+                        Ok(range) => ranges.push(range),
+                        Err(why) => {
+                            self.error(value.span(), format!("{key}.expect[{index}]"), why);
+                            ok = false;
+                        }
+                    }
+                }
+                ranges
+            }
+        };
+        let interval = self.duration(
+            &health.interval,
+            &format!("{key}.interval"),
+            DEFAULT_HEALTH_INTERVAL,
+        );
+        let timeout = self.duration(
+            &health.timeout,
+            &format!("{key}.timeout"),
+            DEFAULT_HEALTH_TIMEOUT,
+        );
+        if !interval.is_zero() && !timeout.is_zero() && timeout >= interval {
+            // Point at whichever of the two the user wrote, the timeout first.
+            let (at, field) = match (&health.timeout, &health.interval) {
+                (Some(t), _) => (t.span(), "timeout"),
+                (None, Some(i)) => (i.span(), "interval"),
+                (None, None) => (span.clone(), ""),
+            };
+            let key = if field.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{key}.{field}")
+            };
+            self.error(
+                at,
+                key,
+                format!(
+                    "timeout ({}) must be shorter than interval ({})",
+                    show_duration(timeout),
+                    show_duration(interval)
+                ),
+            );
+            ok = false;
+        }
+        let healthy_threshold = self.threshold(
+            &health.healthy_threshold,
+            &format!("{key}.healthy_threshold"),
+            DEFAULT_HEALTHY_THRESHOLD,
+        );
+        let unhealthy_threshold = self.threshold(
+            &health.unhealthy_threshold,
+            &format!("{key}.unhealthy_threshold"),
+            DEFAULT_UNHEALTHY_THRESHOLD,
+        );
+        let (Some(healthy_threshold), Some(unhealthy_threshold)) =
+            (healthy_threshold, unhealthy_threshold)
+        else {
+            return None;
+        };
+        ok.then_some(HealthCheckConfig {
+            method,
+            path,
+            host,
+            expect,
+            interval,
+            timeout,
+            healthy_threshold,
+            unhealthy_threshold,
+        })
+    }
+
+    fn threshold(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u32) -> Option<u32> {
+        match value {
+            None => Some(default),
+            Some(value) => self
+                .count(value, key, 1, MAX_HEALTH_THRESHOLD)
+                .and_then(|n| u32::try_from(n).ok()),
+        }
+    }
+
+    fn outlier(&mut self, outlier: &FileOutlier, key: &str) -> OutlierConfig {
+        let consecutive_failures = match &outlier.consecutive_failures {
+            None => DEFAULT_OUTLIER_FAILURES,
+            Some(value) => self
+                .count(
+                    value,
+                    &format!("{key}.consecutive_failures"),
+                    0,
+                    u32::MAX.into(),
+                )
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+        };
+        let base_ejection = self.duration(
+            &outlier.base_ejection,
+            &format!("{key}.base_ejection"),
+            DEFAULT_BASE_EJECTION,
+        );
+        let max_ejection = self.duration(
+            &outlier.max_ejection,
+            &format!("{key}.max_ejection"),
+            DEFAULT_MAX_EJECTION,
+        );
+        if !base_ejection.is_zero() && !max_ejection.is_zero() && max_ejection < base_ejection {
+            let (at, field) = match (&outlier.max_ejection, &outlier.base_ejection) {
+                (Some(m), _) => (m.span(), "max_ejection"),
+                (None, Some(b)) => (b.span(), "base_ejection"),
+                (None, None) => (0..0, ""),
+            };
+            self.error(
+                at,
+                format!("{key}.{field}"),
+                format!(
+                    "max_ejection ({}) must be at least base_ejection ({})",
+                    show_duration(max_ejection),
+                    show_duration(base_ejection)
+                ),
+            );
+        }
+        let max_ejected_percent = self.percent(
+            &outlier.max_ejected_percent,
+            &format!("{key}.max_ejected_percent"),
+            DEFAULT_MAX_EJECTED_PERCENT,
+        );
+        OutlierConfig {
+            consecutive_failures,
+            base_ejection,
+            max_ejection,
+            max_ejected_percent,
+        }
+    }
+
+    fn retry(&mut self, retry: &FileRetry, key: &str) -> RetryPolicy {
+        let attempts = match &retry.attempts {
+            None => DEFAULT_RETRY_ATTEMPTS,
+            Some(value) => self
+                .count(value, &format!("{key}.attempts"), 1, MAX_RETRY_ATTEMPTS)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1),
+        };
+        let (mut on_connect_failure, mut on_reset, mut on_statuses) = (true, true, Vec::new());
+        if let Some(list) = &retry.on {
+            (on_connect_failure, on_reset) = (false, false);
+            if list.get_ref().is_empty() {
+                self.error(
+                    list.span(),
+                    format!("{key}.on"),
+                    "empty list; set `attempts = 1` to turn retries off",
+                );
+            }
+            for (index, value) in list.get_ref().iter().enumerate() {
+                let status = match value.get_ref() {
+                    CodeValue::Text(text) if text == "connect_failure" => {
+                        on_connect_failure = true;
+                        continue;
+                    }
+                    CodeValue::Text(text) if text == "reset" => {
+                        on_reset = true;
+                        continue;
+                    }
+                    CodeValue::Text(text) => text.parse::<u16>().ok(),
+                    CodeValue::Int(n) => u16::try_from(*n).ok(),
+                };
+                match status.filter(|s| RETRYABLE_STATUSES.contains(s)) {
+                    Some(status) => {
+                        if !on_statuses.contains(&status) {
+                            on_statuses.push(status);
+                        }
+                    }
+                    None => {
+                        let shown = match value.get_ref() {
+                            CodeValue::Text(text) => format!("\"{text}\""),
+                            CodeValue::Int(n) => n.to_string(),
+                        };
+                        self.error(
+                            value.span(),
+                            format!("{key}.on[{index}]"),
+                            format!(
+                                "unknown retry condition {shown}: expected connect_failure, \
+                                 reset, \"502\", \"503\" or \"504\""
+                            ),
+                        );
+                    }
+                }
+            }
+            on_statuses.sort_unstable();
+        }
+        let per_try_timeout =
+            self.opt_duration(&retry.per_try_timeout, &format!("{key}.per_try_timeout"));
+        let timeout = self.opt_duration(&retry.timeout, &format!("{key}.timeout"));
+        if let (Some(per_try), Some(overall), Some(value)) =
+            (per_try_timeout, timeout, &retry.per_try_timeout)
+        {
+            if per_try > overall {
+                self.error(
+                    value.span(),
+                    format!("{key}.per_try_timeout"),
+                    format!(
+                        "{} is longer than `timeout` ({}), which would always end the request first",
+                        show_duration(per_try),
+                        show_duration(overall)
+                    ),
+                );
+            }
+        }
+        let budget_percent = self.percent(
+            &retry.budget_percent,
+            &format!("{key}.budget_percent"),
+            DEFAULT_RETRY_BUDGET_PERCENT,
+        );
+        let buffer_body_bytes = self.size_or_zero(
+            &retry.buffer_body,
+            &format!("{key}.buffer_body"),
+            DEFAULT_RETRY_BUFFER_BODY,
+        );
+        RetryPolicy {
+            attempts,
+            on_connect_failure,
+            on_reset,
+            on_statuses,
+            per_try_timeout,
+            timeout,
+            budget_percent,
+            buffer_body_bytes,
+        }
+    }
+
+    fn breaker_limits(&mut self, limits: &FileBreakerLimits, key: &str) -> BreakerLimits {
+        let mut limit = |value: &Option<Spanned<i64>>, field: &str| match value {
+            None => DEFAULT_BREAKER_LIMIT,
+            Some(value) => self
+                .count(value, &format!("{key}.{field}"), 1, i64::MAX)
+                .unwrap_or(1),
+        };
+        BreakerLimits {
+            max_connections: limit(&limits.max_connections, "max_connections"),
+            max_pending: limit(&limits.max_pending, "max_pending"),
+            max_requests: limit(&limits.max_requests, "max_requests"),
+        }
     }
 
     // ---- [[routes]] ----
@@ -778,6 +1316,10 @@ impl<'a> Ctx<'a> {
                         "host_rewrite",
                         route.host_rewrite.as_ref().map(Spanned::span),
                     ),
+                    (
+                        "retry_non_idempotent",
+                        route.retry_non_idempotent.as_ref().map(Spanned::span),
+                    ),
                 ] {
                     if let Some(span) = span {
                         self.error(
@@ -873,11 +1415,7 @@ impl<'a> Ctx<'a> {
         };
         if let Some(rewrite) = &route.host_rewrite {
             let text = rewrite.get_ref();
-            let valid = !text.is_empty()
-                && text
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
-            if !valid {
+            if !is_host_header(text) {
                 self.error(
                     rewrite.span(),
                     format!("{prefix}.host_rewrite"),
@@ -888,7 +1426,10 @@ impl<'a> Ctx<'a> {
         }
 
         (ok && id.is_some()).then(|| ProxyAction {
-            retry_non_idempotent: false,
+            retry_non_idempotent: route
+                .retry_non_idempotent
+                .as_ref()
+                .is_some_and(|r| *r.get_ref()),
             upstream: id.unwrap_or_default(),
             strip_prefix: route.strip_prefix.as_ref().map(|s| s.get_ref().clone()),
             preserve_host,
@@ -1021,6 +1562,88 @@ impl<'a> Ctx<'a> {
 /// RFC 9110 §5.6.2 `tchar`: the characters of a method or header-name token.
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_tchar)
+}
+
+/// A `Host` value as configured: `host` or `host:port` (IPv6 in brackets).
+fn is_host_header(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
+}
+
+/// `host:port` where `host` is a DNS name (RFC 1123 §2.1 labels; the last label is not
+/// all digits, so that a malformed IP such as `1.2.3:80` is never sent to the resolver,
+/// which might read it as `1.2.0.3`).
+fn is_host_port(text: &str) -> bool {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok =
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok();
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let labels_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        && !host
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()));
+    port_ok && labels_ok
+}
+
+/// A status or an inclusive range of statuses: `200`, `"204"`, `"200-399"`; 100..=599.
+fn status_range(value: &CodeValue) -> Result<(u16, u16), String> {
+    let status = |n: i64| u16::try_from(n).ok().filter(|s| (100..=599).contains(s));
+    let bad = |shown: String| {
+        format!(
+            "invalid status range {shown}: expected \"NNN\" or \"NNN-MMM\" with \
+             100 <= NNN <= MMM <= 599"
+        )
+    };
+    match value {
+        CodeValue::Int(n) => status(*n).map(|s| (s, s)).ok_or_else(|| bad(n.to_string())),
+        CodeValue::Text(text) => {
+            let parse = |part: &str| {
+                (part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| part.parse::<i64>().ok())
+                    .flatten()
+                    .and_then(status)
+            };
+            let (low, high) = match text.split_once('-') {
+                None => (parse(text), parse(text)),
+                Some((low, high)) => (parse(low), parse(high)),
+            };
+            match (low, high) {
+                (Some(low), Some(high)) if low <= high => Ok((low, high)),
+                _ => Err(bad(format!("\"{text}\""))),
+            }
+        }
+    }
+}
+
+fn size_value(value: &SizeValue) -> Result<u64, String> {
+    match value {
+        SizeValue::Bytes(n) => {
+            u64::try_from(*n).map_err(|_| format!("invalid size {n}: must not be negative"))
+        }
+        SizeValue::Text(text) => parse_size(text),
+    }
+}
+
+fn show_duration(duration: Duration) -> String {
+    format!("{duration:?}")
 }
 
 fn is_name(name: &str) -> bool {
@@ -1384,6 +2007,9 @@ mock = { status = 404, body_file = "does-not-exist.html" }
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[server.timeouts]\nheader_read = 5\n", "t.toml:4:15: server.timeouts.header_read: invalid type: integer `5`, expected a duration with a unit"),
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\nmock = { status = 200, bdy = \"x\" }\n", "t.toml:5:24: routes[0].mock: unknown field `bdy`"),
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [{ adr = \"1.2.3.4:5\" }]\n", "t.toml:4:16: upstreams.u.endpoints: unknown field `adr`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\n[upstreams.u.retry]\nattempt = 3\n", "t.toml:6:1: upstreams.u.retry.attempt: unknown field `attempt`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\nhealth = { path = \"/\", intervall = \"1s\" }\n", "t.toml:5:24: upstreams.u.health: unknown field `intervall`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\n[upstreams.u.retry]\non = \"reset\"\n", "t.toml:6:6: upstreams.u.retry.on: invalid type: string \"reset\", expected a sequence"),
             ("[server]\nlisten = [\"127.0.0.1:1\"\n", "t.toml:3:1: server: invalid array"),
             ("", "t.toml:1:1: missing field `server`"),
         ];
@@ -1417,6 +2043,571 @@ mock = { status = 404, body_file = "does-not-exist.html" }
                 );
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    // ---- upstream resilience: balance, health, outlier, retry, limits, host names ----
+
+    /// A fake DNS for deterministic tests: unknown names fail like `getaddrinfo` does.
+    fn fake_resolve(name: &str) -> std::io::Result<Vec<SocketAddr>> {
+        let addrs: &[&str] = match name {
+            // Unsorted and with a repeat, as DNS answers may be.
+            "users.internal:8080" => &["10.0.0.7:8080", "10.0.0.6:8080", "10.0.0.7:8080"],
+            "dual.internal:80" => &["[fd00::1]:80", "10.0.0.1:80"],
+            "alias.internal:80" => &["10.0.0.1:80"],
+            "empty.internal:80" => &[],
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such host",
+                ))
+            }
+        };
+        Ok(addrs.iter().map(|a| a.parse().unwrap()).collect())
+    }
+
+    fn load_fake(text: &str) -> Result<Config, ConfigErrors> {
+        load_str_with(text, "t.toml", &fake_resolve)
+    }
+
+    fn fake_errors(text: &str) -> Vec<String> {
+        match load_fake(text) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// `MINIMAL` plus upstream `u` with one endpoint, then `extra` (keys of `[upstreams.u]`
+    /// unless it opens a table).
+    fn with_upstream(extra: &str) -> String {
+        format!("{MINIMAL}[upstreams.u]\nendpoints = [\"10.0.0.1:80\"]\n{extra}\n")
+    }
+
+    fn upstream_u(extra: &str) -> UpstreamConfig {
+        match load_fake(&with_upstream(extra)) {
+            Ok(config) => config.upstreams[0].clone(),
+            Err(err) => panic!("{extra}:\n{err}"),
+        }
+    }
+
+    #[test]
+    fn resilience_defaults() {
+        let u = upstream_u("");
+        assert_eq!(u.balance, BalancePolicy::RoundRobin);
+        assert_eq!(u.health, None);
+        assert_eq!(
+            u.outlier,
+            OutlierConfig {
+                consecutive_failures: 5,
+                base_ejection: Duration::from_secs(30),
+                max_ejection: Duration::from_secs(300),
+                max_ejected_percent: 50,
+            }
+        );
+        assert_eq!(
+            u.retry,
+            RetryPolicy {
+                attempts: 2,
+                on_connect_failure: true,
+                on_reset: true,
+                on_statuses: Vec::new(),
+                per_try_timeout: None,
+                timeout: None,
+                budget_percent: 20,
+                buffer_body_bytes: 64 * 1024,
+            }
+        );
+        assert_eq!(
+            u.limits,
+            BreakerLimits {
+                max_connections: 10_000,
+                max_pending: 10_000,
+                max_requests: 10_000,
+            }
+        );
+        assert_eq!(u.resolve_interval, Duration::from_secs(30));
+        assert_eq!(u.endpoints[0].hostname, None);
+
+        // A health table with only its required key takes every other default.
+        let u = upstream_u("[upstreams.u.health]\npath = \"/healthz\"");
+        assert_eq!(
+            u.health,
+            Some(HealthCheckConfig {
+                method: "GET".into(),
+                path: "/healthz".into(),
+                host: None,
+                expect: vec![(200, 399)],
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(1),
+                healthy_threshold: 2,
+                unhealthy_threshold: 3,
+            })
+        );
+    }
+
+    #[test]
+    fn resilience_full() {
+        let text = format!(
+            r#"{MINIMAL}
+[upstreams.users]
+endpoints = ["10.0.0.1:80", {{ addr = "users.internal:8080", weight = 2 }}]
+balance = "hash"
+hash_key = "header:X-User"
+resolve_interval = "10s"
+
+[upstreams.users.health]
+method = "head"
+path = "/healthz?full=1"
+host = "users.internal"
+expect = ["200-299", 304, "418"]
+interval = "2s"
+timeout = "500ms"
+healthy_threshold = 1
+unhealthy_threshold = 100
+
+[upstreams.users.outlier]
+consecutive_failures = 0
+base_ejection = "10s"
+max_ejection = "10s"
+max_ejected_percent = 100
+
+[upstreams.users.retry]
+attempts = 10
+on = ["502", 504, "reset", "502"]
+per_try_timeout = "5s"
+timeout = "15s"
+budget_percent = 0
+buffer_body = 0
+
+[upstreams.users.limits]
+max_connections = 1
+max_pending = 2
+max_requests = 3
+
+[[routes]]
+path = "/users/{{*rest}}"
+upstream = "users"
+retry_non_idempotent = true
+
+[[routes]]
+path = "/other"
+upstream = "users"
+"#
+        );
+        let config = load_fake(&text).unwrap();
+        let u = &config.upstreams[0];
+        let ep = |addr: &str, weight, hostname: Option<&str>| Endpoint {
+            addr: addr.parse().unwrap(),
+            weight,
+            hostname: hostname.map(str::to_owned),
+        };
+        assert_eq!(
+            u.endpoints,
+            vec![
+                ep("10.0.0.1:80", 1, None),
+                // Sorted, de-duplicated, each with the entry's weight and name.
+                ep("10.0.0.6:8080", 2, Some("users.internal:8080")),
+                ep("10.0.0.7:8080", 2, Some("users.internal:8080")),
+            ]
+        );
+        assert_eq!(
+            u.balance,
+            BalancePolicy::Hash(HashKey::Header("x-user".into()))
+        );
+        assert_eq!(u.resolve_interval, Duration::from_secs(10));
+        assert_eq!(
+            u.health,
+            Some(HealthCheckConfig {
+                method: "HEAD".into(),
+                path: "/healthz?full=1".into(),
+                host: Some("users.internal".into()),
+                expect: vec![(200, 299), (304, 304), (418, 418)],
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_millis(500),
+                healthy_threshold: 1,
+                unhealthy_threshold: 100,
+            })
+        );
+        assert_eq!(
+            u.outlier,
+            OutlierConfig {
+                consecutive_failures: 0,
+                base_ejection: Duration::from_secs(10),
+                max_ejection: Duration::from_secs(10),
+                max_ejected_percent: 100,
+            }
+        );
+        assert_eq!(
+            u.retry,
+            RetryPolicy {
+                attempts: 10,
+                on_connect_failure: false,
+                on_reset: true,
+                on_statuses: vec![502, 504],
+                per_try_timeout: Some(Duration::from_secs(5)),
+                timeout: Some(Duration::from_secs(15)),
+                budget_percent: 0,
+                buffer_body_bytes: 0,
+            }
+        );
+        assert_eq!(
+            u.limits,
+            BreakerLimits {
+                max_connections: 1,
+                max_pending: 2,
+                max_requests: 3,
+            }
+        );
+        let retry_flags: Vec<bool> = config
+            .routes
+            .routes()
+            .iter()
+            .map(|r| match &r.action {
+                Action::Proxy(p) => p.retry_non_idempotent,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(retry_flags, vec![true, false]);
+    }
+
+    #[test]
+    fn balance_policies() {
+        let cases: &[(&str, BalancePolicy)] = &[
+            ("", BalancePolicy::RoundRobin),
+            ("balance = \"round_robin\"", BalancePolicy::RoundRobin),
+            ("balance = \"p2c\"", BalancePolicy::P2c),
+            ("balance = \"least_conn\"", BalancePolicy::LeastConn),
+            (
+                "balance = \"hash\"\nhash_key = \"client_ip\"",
+                BalancePolicy::Hash(HashKey::ClientIp),
+            ),
+            (
+                "balance = \"hash\"\nhash_key = \"path\"",
+                BalancePolicy::Hash(HashKey::Path),
+            ),
+            (
+                "balance = \"hash\"\nhash_key = \"header:X-Tenant-Id\"",
+                BalancePolicy::Hash(HashKey::Header("x-tenant-id".into())),
+            ),
+            // Cookie names are case-sensitive (RFC 6265): kept as written.
+            (
+                "balance = \"hash\"\nhash_key = \"cookie:Session\"",
+                BalancePolicy::Hash(HashKey::Cookie("Session".into())),
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(&upstream_u(extra).balance, want, "{extra}");
+        }
+    }
+
+    #[test]
+    fn value_forms() {
+        type Check = dyn Fn(&UpstreamConfig) -> bool;
+        let cases: &[(&str, &Check)] = &[
+            ("[upstreams.u.retry]\non = [\"connect_failure\"]", &|u| {
+                u.retry.on_connect_failure && !u.retry.on_reset && u.retry.on_statuses.is_empty()
+            }),
+            ("[upstreams.u.retry]\non = [503, \"503\"]", &|u| {
+                !u.retry.on_connect_failure && !u.retry.on_reset && u.retry.on_statuses == [503]
+            }),
+            ("[upstreams.u.retry]\nattempts = 1", &|u| {
+                u.retry.attempts == 1
+            }),
+            ("[upstreams.u.retry]\nbuffer_body = \"1MiB\"", &|u| {
+                u.retry.buffer_body_bytes == 1 << 20
+            }),
+            ("[upstreams.u.retry]\nbuffer_body = 512", &|u| {
+                u.retry.buffer_body_bytes == 512
+            }),
+            (
+                "[upstreams.u.retry]\nper_try_timeout = \"15s\"\ntimeout = \"15s\"",
+                &|u| u.retry.per_try_timeout == u.retry.timeout,
+            ),
+            (
+                "[upstreams.u.health]\npath = \"/\"\nexpect = [\"100-599\"]",
+                &|u| u.health.as_ref().is_some_and(|h| h.expect == [(100, 599)]),
+            ),
+            // timeout < interval is checked on the values, defaults included.
+            (
+                "[upstreams.u.health]\npath = \"/\"\ninterval = \"2s\"",
+                &|u| {
+                    u.health
+                        .as_ref()
+                        .is_some_and(|h| h.interval == Duration::from_secs(2))
+                },
+            ),
+            ("[upstreams.u.outlier]\nbase_ejection = \"300s\"", &|u| {
+                u.outlier.base_ejection == u.outlier.max_ejection
+            }),
+            ("[upstreams.u.limits]\nmax_requests = 1", &|u| {
+                u.limits.max_requests == 1 && u.limits.max_connections == 10_000
+            }),
+        ];
+        for (extra, check) in cases {
+            assert!(
+                check(&upstream_u(extra)),
+                "{extra}: {:#?}",
+                upstream_u(extra)
+            );
+        }
+    }
+
+    #[test]
+    fn resilience_errors() {
+        // (extra lines for `[upstreams.u]`, the one expected error after "t.toml:L:C: ")
+        let cases: &[(&str, &str)] = &[
+            ("balance = \"random\"", "upstreams.u.balance: unknown policy \"random\": expected round_robin, p2c, least_conn or hash"),
+            ("balance = \"hash\"", "upstreams.u.balance: `balance = \"hash\"` needs `hash_key`"),
+            ("hash_key = \"path\"", "upstreams.u.hash_key: only applies with `balance = \"hash\"`"),
+            ("balance = \"p2c\"\nhash_key = \"path\"", "upstreams.u.hash_key: only applies with"),
+            ("balance = \"hash\"\nhash_key = \"ip\"", "upstreams.u.hash_key: unknown hash key \"ip\""),
+            ("balance = \"hash\"\nhash_key = \"header:\"", "upstreams.u.hash_key: invalid name \"\" in \"header:\""),
+            ("balance = \"hash\"\nhash_key = \"cookie:a b\"", "upstreams.u.hash_key: invalid name \"a b\""),
+            ("balance = \"hash\"\nhash_key = \"query:x\"", "upstreams.u.hash_key: unknown hash key"),
+            ("resolve_interval = \"0s\"", "upstreams.u.resolve_interval: must be greater than zero"),
+            ("resolve_interval = \"30\"", "upstreams.u.resolve_interval: invalid duration \"30\": missing unit"),
+            ("[upstreams.u.health]\ninterval = \"5s\"", "upstreams.u.health: missing `path`"),
+            ("[upstreams.u.health]\npath = \"healthz\"", "upstreams.u.health.path: \"healthz\" must start with '/'"),
+            ("[upstreams.u.health]\npath = \"/a b\"", "upstreams.u.health.path: \"/a b\" must be visible ASCII"),
+            ("[upstreams.u.health]\npath = \"/a#b\"", "upstreams.u.health.path: \"/a#b\" must be visible ASCII"),
+            ("[upstreams.u.health]\npath = \"/\"\nmethod = \"GE T\"", "upstreams.u.health.method: invalid method \"GE T\""),
+            ("[upstreams.u.health]\npath = \"/\"\nmethod = \"\"", "upstreams.u.health.method: invalid method \"\""),
+            ("[upstreams.u.health]\npath = \"/\"\nhost = \"a b\"", "upstreams.u.health.host: invalid host \"a b\""),
+            ("[upstreams.u.health]\npath = \"/\"\nexpect = []", "upstreams.u.health.expect: empty list"),
+            ("[upstreams.u.health]\npath = \"/\"\nexpect = [\"2xx\"]", "upstreams.u.health.expect[0]: invalid status range \"2xx\""),
+            ("[upstreams.u.health]\npath = \"/\"\nexpect = [200, \"399-200\"]", "upstreams.u.health.expect[1]: invalid status range \"399-200\""),
+            ("[upstreams.u.health]\npath = \"/\"\nexpect = [600]", "upstreams.u.health.expect[0]: invalid status range 600"),
+            ("[upstreams.u.health]\npath = \"/\"\nexpect = [\"099-200\"]", "upstreams.u.health.expect[0]: invalid status range"),
+            ("[upstreams.u.health]\npath = \"/\"\nexpect = [\"2000\"]", "upstreams.u.health.expect[0]: invalid status range"),
+            ("[upstreams.u.health]\npath = \"/\"\ntimeout = \"5s\"", "upstreams.u.health.timeout: timeout (5s) must be shorter than interval (5s)"),
+            ("[upstreams.u.health]\npath = \"/\"\ninterval = \"1s\"", "upstreams.u.health.interval: timeout (1s) must be shorter than interval (1s)"),
+            ("[upstreams.u.health]\npath = \"/\"\ninterval = \"0s\"", "upstreams.u.health.interval: must be greater than zero"),
+            ("[upstreams.u.health]\npath = \"/\"\nhealthy_threshold = 0", "upstreams.u.health.healthy_threshold: 0 is out of range: must be 1..=100"),
+            ("[upstreams.u.health]\npath = \"/\"\nunhealthy_threshold = 101", "upstreams.u.health.unhealthy_threshold: 101 is out of range: must be 1..=100"),
+            ("[upstreams.u.outlier]\nconsecutive_failures = -1", "upstreams.u.outlier.consecutive_failures: -1 is out of range: must be 0..=4294967295"),
+            ("[upstreams.u.outlier]\nbase_ejection = \"60s\"\nmax_ejection = \"30s\"", "upstreams.u.outlier.max_ejection: max_ejection (30s) must be at least base_ejection (60s)"),
+            ("[upstreams.u.outlier]\nbase_ejection = \"10m\"", "upstreams.u.outlier.base_ejection: max_ejection (300s) must be at least base_ejection (600s)"),
+            ("[upstreams.u.outlier]\nmax_ejected_percent = 101", "upstreams.u.outlier.max_ejected_percent: 101 is out of range: must be 0..=100"),
+            ("[upstreams.u.retry]\nattempts = 0", "upstreams.u.retry.attempts: 0 is out of range: must be 1..=10"),
+            ("[upstreams.u.retry]\nattempts = 11", "upstreams.u.retry.attempts: 11 is out of range: must be 1..=10"),
+            ("[upstreams.u.retry]\non = []", "upstreams.u.retry.on: empty list; set `attempts = 1` to turn retries off"),
+            ("[upstreams.u.retry]\non = [\"reset\", \"500\"]", "upstreams.u.retry.on[1]: unknown retry condition \"500\""),
+            ("[upstreams.u.retry]\non = [429]", "upstreams.u.retry.on[0]: unknown retry condition 429"),
+            ("[upstreams.u.retry]\non = [\"timeout\"]", "upstreams.u.retry.on[0]: unknown retry condition \"timeout\""),
+            ("[upstreams.u.retry]\nper_try_timeout = \"0s\"", "upstreams.u.retry.per_try_timeout: must be greater than zero"),
+            ("[upstreams.u.retry]\ntimeout = \"1\"", "upstreams.u.retry.timeout: invalid duration \"1\": missing unit"),
+            ("[upstreams.u.retry]\nper_try_timeout = \"10s\"\ntimeout = \"5s\"", "upstreams.u.retry.per_try_timeout: 10s is longer than `timeout` (5s)"),
+            ("[upstreams.u.retry]\nbudget_percent = -1", "upstreams.u.retry.budget_percent: -1 is out of range: must be 0..=100"),
+            ("[upstreams.u.retry]\nbuffer_body = \"1 KiB\"", "upstreams.u.retry.buffer_body: invalid size \"1 KiB\""),
+            ("[upstreams.u.retry]\nbuffer_body = -1", "upstreams.u.retry.buffer_body: invalid size -1: must not be negative"),
+            ("[upstreams.u.limits]\nmax_connections = 0", "upstreams.u.limits.max_connections: 0 is out of range: must be at least 1"),
+            ("[upstreams.u.limits]\nmax_pending = 0", "upstreams.u.limits.max_pending: 0 is out of range: must be at least 1"),
+            ("[upstreams.u.limits]\nmax_requests = -5", "upstreams.u.limits.max_requests: -5 is out of range: must be at least 1"),
+            ("[[routes]]\npath = \"/\"\nmock = { status = 200 }\nretry_non_idempotent = true", "routes[0].retry_non_idempotent: only applies to routes with an `upstream`"),
+        ];
+        for (extra, want) in cases {
+            let got = fake_errors(&with_upstream(extra));
+            assert_eq!(got.len(), 1, "{extra}: {got:#?}");
+            let message = got[0]
+                .splitn(4, ':')
+                .nth(3)
+                .unwrap_or_default()
+                .trim_start();
+            assert!(
+                message.starts_with(want),
+                "{extra}\n got: {}\nwant: {want}",
+                got[0]
+            );
+        }
+    }
+
+    #[test]
+    fn resilience_errors_have_positions() {
+        let text = r#"[server]
+listen = ["127.0.0.1:8080"]
+
+[upstreams.users]
+endpoints = ["10.0.0.1:80", { addr = "missing.internal:80", weight = 2 }, "nope"]
+balance = "hash"
+resolve_interval = "0s"
+
+[upstreams.users.health]
+path = "healthz"
+expect = ["200-399", "5xx"]
+timeout = "10s"
+
+[upstreams.users.outlier]
+base_ejection = "1m"
+max_ejection = "30s"
+
+[upstreams.users.retry]
+attempts = 0
+on = ["connect_failure", "500"]
+per_try_timeout = "20s"
+timeout = "10s"
+
+[upstreams.users.limits]
+max_pending = 0
+
+[upstreams.other]
+endpoints = ["10.0.0.2:80"]
+[upstreams.other.health]
+interval = "1s"
+
+[[routes]]
+path = "/"
+mock = { status = 200 }
+retry_non_idempotent = false
+"#;
+        let want = [
+            "t.toml:5:38: upstreams.users.endpoints[1].addr: cannot resolve \"missing.internal:80\": no such host",
+            "t.toml:5:75: upstreams.users.endpoints[2]: invalid address \"nope\": expected ip:port or host:port",
+            "t.toml:6:11: upstreams.users.balance: `balance = \"hash\"` needs `hash_key`",
+            "t.toml:7:20: upstreams.users.resolve_interval: must be greater than zero",
+            "t.toml:10:8: upstreams.users.health.path: \"healthz\" must start with '/'",
+            "t.toml:11:22: upstreams.users.health.expect[1]: invalid status range \"5xx\"",
+            "t.toml:12:11: upstreams.users.health.timeout: timeout (10s) must be shorter than interval (5s)",
+            "t.toml:16:16: upstreams.users.outlier.max_ejection: max_ejection (30s) must be at least base_ejection (60s)",
+            "t.toml:19:12: upstreams.users.retry.attempts: 0 is out of range: must be 1..=10",
+            "t.toml:20:26: upstreams.users.retry.on[1]: unknown retry condition \"500\"",
+            "t.toml:21:19: upstreams.users.retry.per_try_timeout: 20s is longer than `timeout` (10s)",
+            "t.toml:25:15: upstreams.users.limits.max_pending: 0 is out of range: must be at least 1",
+            // A missing key points at its table's header.
+            "t.toml:29:1: upstreams.other.health: missing `path`, the request target to check",
+            // The default timeout (1s) against a written interval: the interval is named.
+            "t.toml:30:12: upstreams.other.health.interval: timeout (1s) must be shorter than interval (1s)",
+            "t.toml:35:24: routes[0].retry_non_idempotent: only applies to routes with an `upstream`",
+        ];
+        let got = fake_errors(text);
+        for (one, want) in got.iter().zip(want.iter()) {
+            assert!(
+                one.starts_with(want),
+                "\n got: {one}\nwant: {want}\n all: {got:#?}"
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn host_name_endpoints() {
+        // (the `endpoints` list, the expected (address, hostname) of each endpoint)
+        type Want<'a> = &'a [(&'a str, Option<&'a str>)];
+        let ok: &[(&str, Want)] = &[
+            (
+                "\"dual.internal:80\"",
+                &[
+                    ("10.0.0.1:80", Some("dual.internal:80")),
+                    ("[fd00::1]:80", Some("dual.internal:80")),
+                ],
+            ),
+            // DNS names are case-insensitive: stored lower case.
+            (
+                "\"Dual.Internal:80\"",
+                &[
+                    ("10.0.0.1:80", Some("dual.internal:80")),
+                    ("[fd00::1]:80", Some("dual.internal:80")),
+                ],
+            ),
+            (
+                "\"10.0.0.9:80\", \"[::1]:80\"",
+                &[("10.0.0.9:80", None), ("[::1]:80", None)],
+            ),
+            // Other ports of a resolved address are other endpoints.
+            (
+                "\"10.0.0.1:81\", \"alias.internal:80\"",
+                &[
+                    ("10.0.0.1:81", None),
+                    ("10.0.0.1:80", Some("alias.internal:80")),
+                ],
+            ),
+        ];
+        for (list, want) in ok {
+            let text = format!("{MINIMAL}[upstreams.u]\nendpoints = [{list}]\n");
+            let config = match load_fake(&text) {
+                Ok(config) => config,
+                Err(err) => panic!("{list}:\n{err}"),
+            };
+            let got: Vec<(SocketAddr, Option<&str>)> = config.upstreams[0]
+                .endpoints
+                .iter()
+                .map(|e| (e.addr, e.hostname.as_deref()))
+                .collect();
+            let want: Vec<(SocketAddr, Option<&str>)> =
+                want.iter().map(|(a, h)| (a.parse().unwrap(), *h)).collect();
+            assert_eq!(got, want, "{list}");
+        }
+
+        let bad: &[(&str, &str)] = &[
+            ("\"missing.internal:80\"", "endpoints[0]: cannot resolve \"missing.internal:80\": no such host"),
+            ("\"empty.internal:80\"", "endpoints[0]: cannot resolve \"empty.internal:80\": no addresses"),
+            ("\"users.internal\"", "endpoints[0]: invalid address \"users.internal\""),
+            ("\"users.internal:http\"", "endpoints[0]: invalid address"),
+            ("\"users.internal:65536\"", "endpoints[0]: invalid address"),
+            ("\"http://users.internal:80\"", "endpoints[0]: invalid address"),
+            ("\"-bad.internal:80\"", "endpoints[0]: invalid address"),
+            ("\"a..b:80\"", "endpoints[0]: invalid address"),
+            ("\":80\"", "endpoints[0]: invalid address"),
+            // A malformed IP is not sent to the resolver (which might read 1.2.3 as 1.2.0.3).
+            ("\"1.2.3:80\"", "endpoints[0]: invalid address \"1.2.3:80\""),
+            ("\"::1:80\"", "endpoints[0]: invalid address"),
+            ("\"dual.internal:80\", \"DUAL.internal:80\"", "endpoints[1]: duplicate endpoint \"dual.internal:80\" in this upstream"),
+            ("\"10.0.0.1:80\", \"alias.internal:80\"", "endpoints[1]: duplicate endpoint \"10.0.0.1:80\" in this upstream (\"alias.internal:80\" resolves to it, and so does endpoints[0])"),
+            ("\"dual.internal:80\", \"alias.internal:80\"", "endpoints[1]: duplicate endpoint \"10.0.0.1:80\" in this upstream (\"alias.internal:80\" resolves to it, and so does endpoints[0])"),
+            ("\"alias.internal:80\", \"10.0.0.1:80\"", "endpoints[1]: duplicate endpoint \"10.0.0.1:80\" in this upstream"),
+            ("{ addr = \"missing.internal:80\", weight = 2 }", "endpoints[0].addr: cannot resolve"),
+        ];
+        for (list, want) in bad {
+            let text = format!("{MINIMAL}[upstreams.u]\nendpoints = [{list}]\n");
+            let got = fake_errors(&text);
+            assert_eq!(got.len(), 1, "{list}: {got:#?}");
+            assert!(
+                got[0].contains(&format!("upstreams.u.{want}")),
+                "{list}\n got: {}\nwant: {want}",
+                got[0]
+            );
+        }
+    }
+
+    /// The system resolver, with the one name every machine has. `localhost` may resolve to
+    /// 127.0.0.1, ::1 or both, so the expectations are derived from what it resolves to here.
+    #[test]
+    fn localhost_resolves_with_the_system_resolver() {
+        let port = 9;
+        let resolved: Vec<SocketAddr> = ("localhost", port).to_socket_addrs().unwrap().collect();
+        assert!(!resolved.is_empty());
+        let text = format!(
+            "{MINIMAL}[upstreams.u]\nendpoints = [{{ addr = \"localhost:{port}\", weight = 3 }}]\n"
+        );
+        let config = load_str(&text, "t.toml").unwrap();
+        let endpoints = &config.upstreams[0].endpoints;
+        let mut want = resolved.clone();
+        want.sort();
+        want.dedup();
+        assert_eq!(endpoints.iter().map(|e| e.addr).collect::<Vec<_>>(), want);
+        for e in endpoints {
+            assert!(e.addr.ip().is_loopback(), "{e:?}");
+            assert_eq!(e.weight, 3);
+            assert_eq!(e.hostname.as_deref(), Some(&*format!("localhost:{port}")));
+        }
+
+        // Next to the IPv4 literal: a duplicate exactly when localhost includes 127.0.0.1.
+        let text = format!(
+            "{MINIMAL}[upstreams.u]\nendpoints = [\"127.0.0.1:{port}\", \"localhost:{port}\"]\n"
+        );
+        let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        match load_str(&text, "t.toml") {
+            Ok(config) => {
+                assert!(!resolved.contains(&v4), "{resolved:?}");
+                assert_eq!(config.upstreams[0].endpoints.len(), 1 + want.len());
+            }
+            Err(err) => {
+                assert!(resolved.contains(&v4), "{resolved:?}: {err}");
+                assert!(
+                    err.to_string()
+                        .contains("duplicate endpoint \"127.0.0.1:9\""),
+                    "{err}"
+                );
+            }
         }
     }
 

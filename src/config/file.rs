@@ -71,9 +71,67 @@ pub struct FileUpstream {
     pub endpoints: Spanned<Vec<Spanned<FileEndpoint>>>,
     #[serde(default)]
     pub pool: FilePool,
+    pub balance: Option<Spanned<String>>,
+    pub hash_key: Option<Spanned<String>>,
+    pub resolve_interval: Option<Spanned<DurationValue>>,
+    /// Spanned so that a missing `path` can point at the table.
+    pub health: Option<Spanned<FileHealth>>,
+    #[serde(default)]
+    pub outlier: FileOutlier,
+    #[serde(default)]
+    pub retry: FileRetry,
+    #[serde(default)]
+    pub limits: FileBreakerLimits,
 }
 
-/// `"127.0.0.1:9001"` or `{ addr = "127.0.0.1:9002", weight = 2 }`.
+/// `[upstreams.NAME.health]`: active checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealth {
+    pub method: Option<Spanned<String>>,
+    /// Required; optional here so that its absence is reported with the other errors.
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub expect: Option<Spanned<Vec<Spanned<CodeValue>>>>,
+    pub interval: Option<Spanned<DurationValue>>,
+    pub timeout: Option<Spanned<DurationValue>>,
+    pub healthy_threshold: Option<Spanned<i64>>,
+    pub unhealthy_threshold: Option<Spanned<i64>>,
+}
+
+/// `[upstreams.NAME.outlier]`: passive health.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOutlier {
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub base_ejection: Option<Spanned<DurationValue>>,
+    pub max_ejection: Option<Spanned<DurationValue>>,
+    pub max_ejected_percent: Option<Spanned<i64>>,
+}
+
+/// `[upstreams.NAME.retry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRetry {
+    pub attempts: Option<Spanned<i64>>,
+    pub on: Option<Spanned<Vec<Spanned<CodeValue>>>>,
+    pub per_try_timeout: Option<Spanned<DurationValue>>,
+    pub timeout: Option<Spanned<DurationValue>>,
+    pub budget_percent: Option<Spanned<i64>>,
+    pub buffer_body: Option<Spanned<SizeValue>>,
+}
+
+/// `[upstreams.NAME.limits]`: the circuit breaker.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBreakerLimits {
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_pending: Option<Spanned<i64>>,
+    pub max_requests: Option<Spanned<i64>>,
+}
+
+/// `"127.0.0.1:9001"` or `{ addr = "users.internal:9002", weight = 2 }` (`ip:port` or
+/// `host:port`).
 ///
 /// Deserialised by hand rather than `#[serde(untagged)]`: untagged buffers the value, which
 /// loses both the spans and `deny_unknown_fields`' precise error.
@@ -109,6 +167,7 @@ pub struct FileRoute {
     pub strip_prefix: Option<Spanned<String>>,
     pub preserve_host: Option<Spanned<bool>>,
     pub host_rewrite: Option<Spanned<String>>,
+    pub retry_non_idempotent: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +187,14 @@ pub enum SizeValue {
     Text(String),
 }
 
+/// A status code or a word as written: `200`, `"200-399"`, `"503"`, `"reset"`. Integers are
+/// accepted because `expect = [200]` is what people type.
+#[derive(Debug)]
+pub enum CodeValue {
+    Int(i64),
+    Text(String),
+}
+
 /// A duration as written (`"5s"`); a string with a unit is required, because a bare number
 /// would leave the unit to guesswork.
 #[derive(Debug)]
@@ -139,7 +206,9 @@ impl<'de> Deserialize<'de> for FileEndpoint {
         impl<'de> Visitor<'de> for EndpointVisitor {
             type Value = FileEndpoint;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"an address "ip:port" or a table { addr = "ip:port", weight = N }"#)
+                f.write_str(
+                    r#"an address "ip:port" or "host:port", or a table { addr = "ip:port", weight = N }"#,
+                )
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<FileEndpoint, E> {
                 Ok(FileEndpoint::Addr(value.to_owned()))
@@ -176,6 +245,28 @@ impl<'de> Deserialize<'de> for SizeValue {
             }
         }
         deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for CodeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CodeVisitor;
+        impl Visitor<'_> for CodeVisitor {
+            type Value = CodeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a status code such as 503 or "200-399", or a name"#)
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<CodeValue, E> {
+                Ok(CodeValue::Int(value))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<CodeValue, E> {
+                Ok(CodeValue::Int(i64::try_from(value).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<CodeValue, E> {
+                Ok(CodeValue::Text(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(CodeVisitor)
     }
 }
 

@@ -194,7 +194,8 @@ pub struct Endpoint {
     /// At least 1.
     pub weight: u32,
     /// The host name this address was resolved from (`users.internal:8080`), when the
-    /// config named one; re-resolved every `resolve_interval`.
+    /// config named one (lower case); re-resolved every `resolve_interval`. `None` for an
+    /// IP literal and for endpoints registered through the admin API.
     pub hostname: Option<String>,
 }
 

@@ -6,6 +6,11 @@
 //! A pooled connection can turn out dead only once the request meets it. The request is
 //! then sent again on a fresh connection when that is safe: nothing came back, the whole
 //! body is still in hand, and the method is idempotent.
+//!
+//! Beyond that, a failed try (connect failure, reset before any byte, timeout, or a
+//! configured 5xx) is retried on another endpoint when the upstream's retry policy, the
+//! method, the retry budget and the overall deadline all allow it. Every try feeds the
+//! endpoint's passive health; the circuit breaker answers 503 at once past its limits.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +22,7 @@ use monoio::net::TcpStream;
 use super::body::{Encode, Pump, PumpError};
 use super::io::{read_more, write_out, write_within, ReadFail};
 use super::ClientConn;
-use crate::config::{Config, ProxyAction};
+use crate::config::{BalancePolicy, Config, ProxyAction, UpstreamId};
 use crate::error::ProxyError;
 use crate::http1::encode::{
     encode_request_head, encode_response_head, ClientBody, ClientFraming, ForwardedRequest,
@@ -27,14 +32,28 @@ use crate::http1::request::Method;
 use crate::http1::{
     find_head_end, parse_response_head, BodyFraming, RequestHead, ResponseHead, Version,
 };
+use crate::upstream::hash_key::request_key;
+use crate::upstream::outlier;
 use crate::upstream::UpstreamConn;
 
 /// Read buffer per upstream connection.
 const UPSTREAM_READ_BYTES: usize = 16 * 1024;
 /// Upstream response heads larger than this are refused (502).
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
-/// Request bodies up to this size that arrived with the head are sent in the same write.
+/// Request bodies up to this size are sent in the same write as the head.
 const INLINE_BODY_BYTES: usize = 64 * 1024;
+
+/// Tries of one request at most (the config allows up to 10).
+const MAX_ATTEMPTS: usize = 10;
+
+/// Why one try failed.
+enum TryFailure {
+    /// The upstream failed (connect, reset, timeout, bad response): another endpoint may
+    /// be tried.
+    Upstream(ProxyError),
+    /// The client side failed or the request cannot continue: no retry.
+    Client(Failure),
+}
 
 /// Where the request stands when the upstream exchange fails.
 enum Failure {
@@ -72,33 +91,224 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         raw: &Bytes,
         head: &RequestHead,
     ) -> Result<bool, Failure> {
-        let timeouts = &config.server.timeouts;
-        let upstream_config = &config.upstreams[action.upstream];
+        let id = action.upstream;
+        let upstream_config = &config.upstreams[id];
+        let retry = &upstream_config.retry;
+        // A body up to `buffer_body` is read whole before any upstream connection is
+        // taken: a slow client then holds no upstream connection, and a retry can send the
+        // body again. Larger bodies are streamed and never replayed.
         if let BodyFraming::Length(n) = head.framing {
-            if n as usize <= INLINE_BODY_BYTES && (self.buf.len() as u64) < n {
+            if n <= retry.buffer_body_bytes && (self.buf.len() as u64) < n {
                 self.read_small_body(config, head, n as usize).await?;
             }
         }
-        // The worker's state was synced to `config` when this request's head completed, and
-        // nothing awaited since, so it is there.
-        let endpoint = self
-            .worker
-            .upstreams
-            .borrow_mut()
-            .get(config, action.upstream)
-            .and_then(|state| state.balancer.pick())
-            .ok_or(Failure::Answer(ProxyError::NoEndpoint))?;
-        let endpoint_addr = upstream_config.endpoints[endpoint].addr;
-
-        // The upstream head, followed by the body when it all arrived with the head.
-        let inline_body = match head.framing {
-            BodyFraming::Length(n)
-                if n as usize <= self.buf.len() && n as usize <= INLINE_BODY_BYTES =>
-            {
-                Some(n as usize)
+        let body = match head.framing {
+            BodyFraming::Length(n) if n <= self.buf.len() as u64 => {
+                Some(self.buf.split_to(n as usize).freeze())
             }
             _ => None,
         };
+        let may_retry =
+            body.is_some() && (head.method.is_idempotent() || action.retry_non_idempotent);
+        let key = match &upstream_config.balance {
+            BalancePolicy::Hash(key) => request_key(key, raw, head, &self.client_ip),
+            _ => None,
+        };
+        let started = Instant::now();
+        let deadline = retry.timeout.map(|t| started + t);
+        {
+            let mut upstreams = self.worker.upstreams.borrow_mut();
+            // Synced to `config` when the head completed, and nothing awaited since.
+            let state = upstreams
+                .get(config, id)
+                .ok_or(Failure::Answer(ProxyError::NoEndpoint))?;
+            if state.in_flight >= upstream_config.limits.max_requests {
+                return Err(Failure::Answer(ProxyError::Overloaded));
+            }
+            state.budget.record_request(started);
+        }
+
+        let mut tried = [usize::MAX; MAX_ATTEMPTS];
+        let mut tries = 0;
+        let mut last_error = ProxyError::NoEndpoint;
+        loop {
+            let now = Instant::now();
+            let endpoint = self.pick_endpoint(config, id, key, &tried[..tries], now);
+            let Some(endpoint) = endpoint else {
+                // No endpoint left to try: the last try's failure is the answer.
+                return Err(Failure::Answer(last_error));
+            };
+            tried[tries] = endpoint;
+            tries += 1;
+            let per_try = retry
+                .per_try_timeout
+                .unwrap_or(config.server.timeouts.upstream_response);
+            let try_deadline = match deadline {
+                Some(d) => (now + per_try).min(d),
+                None => now + per_try,
+            };
+            self.count_in_flight(config, id, endpoint, true);
+            let outcome = self
+                .try_endpoint(
+                    config,
+                    action,
+                    raw,
+                    head,
+                    endpoint,
+                    body.as_ref(),
+                    try_deadline,
+                )
+                .await;
+            let can_retry = |this: &Self, retry_on: bool| {
+                retry_on
+                    && may_retry
+                    && tries < retry.attempts as usize
+                    && tries < MAX_ATTEMPTS
+                    && deadline.is_none_or(|d| Instant::now() < d)
+                    && this.has_untried(config, id, &tried[..tries])
+                    && this.take_retry(config, id)
+            };
+            match outcome {
+                Ok((mut upstream, response)) => {
+                    let status = response.1.status;
+                    let failed = status >= 500;
+                    self.record_outcome(config, id, endpoint, !failed);
+                    if failed && retry.on_statuses.contains(&status) && can_retry(self, true) {
+                        // This answer is dropped with its connection; the next try replaces it.
+                        self.count_in_flight(config, id, endpoint, false);
+                        continue;
+                    }
+                    let reuse = self
+                        .relay_response(config, head, &mut upstream, response)
+                        .await;
+                    self.count_in_flight(config, id, endpoint, false);
+                    let reuse = reuse?;
+                    if reuse.upstream_reusable {
+                        // After a reload during the exchange the state is another snapshot's:
+                        // the connection is then closed rather than pooled under a wrong index.
+                        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
+                            state.endpoints[endpoint]
+                                .pool
+                                .checkin(upstream, Instant::now());
+                        }
+                    }
+                    return Ok(reuse.client);
+                }
+                Err(TryFailure::Upstream(error)) => {
+                    self.count_in_flight(config, id, endpoint, false);
+                    self.record_outcome(config, id, endpoint, false);
+                    let retry_on = match error {
+                        ProxyError::UpstreamConnect | ProxyError::UpstreamConnectTimeout => {
+                            retry.on_connect_failure
+                        }
+                        ProxyError::UpstreamClosed => retry.on_reset,
+                        ProxyError::UpstreamTimeout => retry.on_statuses.contains(&504),
+                        _ => false,
+                    };
+                    if !can_retry(self, retry_on) {
+                        return Err(Failure::Answer(error));
+                    }
+                    last_error = error;
+                    tracing::debug!(upstream = %upstream_config.name, endpoint = %upstream_config.endpoints[endpoint].addr, %error, "retrying on another endpoint");
+                }
+                Err(TryFailure::Client(failure)) => {
+                    self.count_in_flight(config, id, endpoint, false);
+                    return Err(failure);
+                }
+            }
+        }
+    }
+
+    /// Picks an endpoint that is healthy, not ejected and not tried yet.
+    fn pick_endpoint(
+        &self,
+        config: &Arc<Config>,
+        id: UpstreamId,
+        key: Option<u64>,
+        tried: &[usize],
+        now: Instant,
+    ) -> Option<usize> {
+        let mut upstreams = self.worker.upstreams.borrow_mut();
+        let state = upstreams.get(config, id)?;
+        state.refresh_usable(&config.upstreams[id], now);
+        state.pick(key, tried)
+    }
+
+    fn count_in_flight(&self, config: &Arc<Config>, id: UpstreamId, endpoint: usize, start: bool) {
+        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
+            let e = &mut state.endpoints[endpoint];
+            if start {
+                e.in_flight += 1;
+                state.in_flight += 1;
+            } else {
+                e.in_flight = e.in_flight.saturating_sub(1);
+                state.in_flight = state.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Feeds passive health: a connect failure, reset, timeout or 5xx counts against the
+    /// endpoint, anything else for it.
+    fn record_outcome(&self, config: &Arc<Config>, id: UpstreamId, endpoint: usize, success: bool) {
+        let upstream = &config.upstreams[id];
+        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
+            if success {
+                state.endpoints[endpoint].outlier.on_success();
+                return;
+            }
+            let now = Instant::now();
+            let ejected = state
+                .endpoints
+                .iter()
+                .filter(|e| e.outlier.is_ejected(now))
+                .count();
+            let total = state.endpoints.len();
+            let percent = upstream.outlier.max_ejected_percent;
+            // Never eject past `max_ejected_percent` of the endpoints.
+            let may_eject = || outlier::ejection_allowed(ejected, total, percent);
+            if state.endpoints[endpoint].outlier.on_failure_capped(
+                &upstream.outlier,
+                now,
+                may_eject,
+            ) {
+                tracing::warn!(upstream = %upstream.name, endpoint = %upstream.endpoints[endpoint].addr, "endpoint ejected after consecutive failures");
+            }
+        }
+    }
+
+    fn has_untried(&self, config: &Arc<Config>, id: UpstreamId, tried: &[usize]) -> bool {
+        let mut upstreams = self.worker.upstreams.borrow_mut();
+        match upstreams.get(config, id) {
+            Some(state) => {
+                state.refresh_usable(&config.upstreams[id], Instant::now());
+                state.has_untried(tried)
+            }
+            None => false,
+        }
+    }
+
+    /// Takes a retry from the upstream's budget; false when it is spent.
+    fn take_retry(&self, config: &Arc<Config>, id: UpstreamId) -> bool {
+        match self.worker.upstreams.borrow_mut().get(config, id) {
+            Some(state) => state.budget.try_retry(Instant::now()),
+            None => false,
+        }
+    }
+
+    /// One try on one endpoint: a connection (pooled first; again on a fresh one if the
+    /// pooled one was dead), the request, and the response head.
+    #[allow(clippy::too_many_arguments)] // the request's parts, borrowed from the caller
+    async fn try_endpoint(
+        &mut self,
+        config: &Arc<Config>,
+        action: &ProxyAction,
+        raw: &Bytes,
+        head: &RequestHead,
+        endpoint: usize,
+        body: Option<&Bytes>,
+        deadline: Instant,
+    ) -> Result<(UpstreamConn, (Bytes, ResponseHead)), TryFailure> {
+        let endpoint_addr = config.upstreams[action.upstream].endpoints[endpoint].addr;
         let endpoint_host;
         let host = if action.preserve_host {
             UpstreamHost::Preserve
@@ -114,63 +324,62 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             client_ip: &self.client_ip,
             scheme: b"http",
         };
-        let mut request = BytesMut::with_capacity(raw.len() + 256 + inline_body.unwrap_or(0));
+        let body_len = body.map_or(0, Bytes::len);
+        let mut request =
+            BytesMut::with_capacity(raw.len() + 256 + body_len.min(INLINE_BODY_BYTES));
         encode_request_head(&mut request, raw, head, &forwarded, head.framing);
-        if let Some(n) = inline_body {
-            request.extend_from_slice(&self.buf.split_to(n));
-        }
-        // Kept whole until a response arrives, so that a retry can send it again.
+        // A small body goes in the same write as the head.
+        let separate_body = match body {
+            Some(b) if b.len() <= INLINE_BODY_BYTES => {
+                request.extend_from_slice(b);
+                None
+            }
+            other => other.cloned(),
+        };
         let request = request.freeze();
+        let write_timeout = config.server.timeouts.upstream_response;
 
-        // Send, on a pooled connection first; again on a fresh one if the pooled one was dead.
-        let replayable = inline_body.is_some() || head.framing == BodyFraming::Length(0);
         let mut fresh_only = false;
-        let (mut upstream, response) = loop {
+        loop {
             let mut upstream = self
                 .upstream_conn(config, action.upstream, endpoint, fresh_only)
                 .await?;
             let reused = upstream.reused;
-            let retry = reused && replayable && head.method.is_idempotent();
-            let written = write_within(
-                &mut upstream.stream,
-                request.clone(),
-                timeouts.upstream_response,
-            )
-            .await;
-            match written {
-                Ok((Ok(_), _)) => {}
-                _ if reused && replayable => {
+            let written =
+                match write_within(&mut upstream.stream, request.clone(), write_timeout).await {
+                    Ok((Ok(_), _)) => match &separate_body {
+                        Some(b) => matches!(
+                            write_within(&mut upstream.stream, b.clone(), write_timeout).await,
+                            Ok((Ok(_), _))
+                        ),
+                        None => true,
+                    },
+                    _ => false,
+                };
+            if !written {
+                if reused && body.is_some() {
                     // The pooled connection was dead before the request reached the upstream.
                     fresh_only = true;
                     continue;
                 }
-                _ => return Err(Failure::Answer(ProxyError::UpstreamConnect)),
+                return Err(TryFailure::Upstream(ProxyError::UpstreamConnect));
             }
-            if inline_body.is_none() && head.has_body() {
-                self.send_request_body(config, head, &mut upstream).await?;
+            if body.is_none() && head.has_body() {
+                self.send_request_body(config, head, &mut upstream)
+                    .await
+                    .map_err(TryFailure::Client)?;
             }
-            match read_response_head(&mut upstream, head, timeouts.upstream_response).await {
-                Ok(response) => break (upstream, response),
-                Err(ProxyError::UpstreamClosed) if retry => fresh_only = true,
-                Err(error) => return Err(Failure::Answer(error)),
-            }
-        };
-        let response_keep_alive = self
-            .relay_response(config, head, &mut upstream, response)
-            .await?;
-        if response_keep_alive.upstream_reusable {
-            // After a reload during the exchange the state is another snapshot's: the
-            // connection is then closed rather than pooled under the wrong index.
-            if let Some(state) = self
-                .worker
-                .upstreams
-                .borrow_mut()
-                .get(config, action.upstream)
-            {
-                state.pools[endpoint].checkin(upstream, Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
+            match read_response_head(&mut upstream, head, left).await {
+                Ok(response) => return Ok((upstream, response)),
+                Err(ProxyError::UpstreamClosed)
+                    if reused && body.is_some() && head.method.is_idempotent() =>
+                {
+                    fresh_only = true;
+                }
+                Err(error) => return Err(TryFailure::Upstream(error)),
             }
         }
-        Ok(response_keep_alive.client)
     }
 
     async fn upstream_conn(
@@ -179,25 +388,36 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         upstream: usize,
         endpoint: usize,
         fresh_only: bool,
-    ) -> Result<UpstreamConn, Failure> {
-        if !fresh_only {
-            let pooled = self
-                .worker
-                .upstreams
-                .borrow_mut()
-                .get(config, upstream)
-                .and_then(|state| state.pools[endpoint].checkout(Instant::now()));
-            if let Some(conn) = pooled {
-                return Ok(conn);
+    ) -> Result<UpstreamConn, TryFailure> {
+        let limits = &config.upstreams[upstream].limits;
+        {
+            let mut upstreams = self.worker.upstreams.borrow_mut();
+            let Some(state) = upstreams.get(config, upstream) else {
+                return Err(TryFailure::Client(Failure::Answer(ProxyError::NoEndpoint)));
+            };
+            if !fresh_only {
+                if let Some(conn) = state.endpoints[endpoint].pool.checkout(Instant::now()) {
+                    return Ok(conn);
+                }
             }
+            // Circuit breaker: past its limits the answer is an immediate 503.
+            if state.connecting >= limits.max_pending
+                || state.open_connections() >= limits.max_connections
+            {
+                return Err(TryFailure::Client(Failure::Answer(ProxyError::Overloaded)));
+            }
+            state.connecting += 1;
         }
         let addr = config.upstreams[upstream].endpoints[endpoint].addr;
-        match monoio::time::timeout(
+        let connected = monoio::time::timeout(
             config.server.timeouts.upstream_connect,
             TcpStream::connect_addr(addr),
         )
-        .await
-        {
+        .await;
+        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, upstream) {
+            state.connecting = state.connecting.saturating_sub(1);
+        }
+        match connected {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 Ok(UpstreamConn {
@@ -206,8 +426,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     reused: false,
                 })
             }
-            Ok(Err(_)) => Err(Failure::Answer(ProxyError::UpstreamConnect)),
-            Err(_) => Err(Failure::Answer(ProxyError::UpstreamConnectTimeout)),
+            Ok(Err(_)) => Err(TryFailure::Upstream(ProxyError::UpstreamConnect)),
+            Err(_) => Err(TryFailure::Upstream(ProxyError::UpstreamConnectTimeout)),
         }
     }
 

@@ -29,7 +29,7 @@ use crate::error::ProxyError;
 use crate::http1::encode::write_connection;
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
 use crate::router::RouteMatch;
-use crate::upstream::WorkerUpstreams;
+use crate::upstream::{HealthRegistry, WorkerUpstreams};
 use io::{read_more, write_out, ReadFail};
 
 /// Initial read buffer per client connection; grows for large heads and bodies.
@@ -49,10 +49,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(config: Arc<ArcSwap<Config>>) -> Self {
+    pub fn new(config: Arc<ArcSwap<Config>>, health: Arc<HealthRegistry>) -> Self {
         let snapshot = config.load_full();
         Worker {
-            upstreams: RefCell::new(WorkerUpstreams::new(&snapshot)),
+            upstreams: RefCell::new(WorkerUpstreams::new(&snapshot, health)),
             current: RefCell::new(Rc::new(snapshot)),
             latest: RefCell::new(Cache::new(config)),
             drain: DrainSignal::default(),
@@ -85,8 +85,8 @@ impl Worker {
     /// Closes pooled connections that sat idle past their timeout.
     pub fn evict_idle(&self, now: Instant) {
         for upstream in self.upstreams.borrow_mut().all_mut() {
-            for pool in &mut upstream.pools {
-                pool.evict_expired(now);
+            for endpoint in &mut upstream.endpoints {
+                endpoint.pool.evict_expired(now);
             }
         }
     }

@@ -1,53 +1,137 @@
-//! Per-worker upstream state: a keep-alive pool and a balancer cursor per upstream, built
-//! from the config snapshot the worker is serving. Nothing here is shared between workers,
-//! so none of it needs a lock.
+//! Per-worker upstream state: per upstream a balancer, a retry budget and circuit-breaker
+//! counters; per endpoint a keep-alive pool, the requests in flight, the passive-health
+//! (outlier) record and a handle on the shared active-health flag. Built from the config
+//! snapshot the worker is serving; nothing here is shared between workers but the health
+//! flags, which are read with one atomic load.
 //!
-//! When a reload brings a new snapshot, the state is rebuilt for it, but the pool of every
-//! endpoint that is still there (same upstream name, same address, same pool settings)
-//! moves over warm. A request that started on an older snapshot still finishes on it: its
-//! connection is simply not returned to a pool that no longer matches.
+//! When a reload brings a new snapshot, the state is rebuilt for it, but every endpoint
+//! that is still there (same upstream name, same address, same pool settings) keeps its warm
+//! pool and its outlier record. A request that started on an older snapshot still finishes
+//! on it: its connection is simply not returned to a pool that no longer matches.
 
 pub mod balancer;
+pub mod budget;
+pub mod hash_key;
+pub mod health;
+pub mod maglev;
+pub mod outlier;
 pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
-use crate::config::{Config, UpstreamId};
+use crate::config::{Config, UpstreamConfig, UpstreamId};
 
-pub use balancer::WeightedRoundRobin;
+pub use balancer::Balancer;
+pub use budget::RetryBudget;
+pub use health::{EndpointHealth, HealthRegistry};
+pub use outlier::Outlier;
 pub use pool::{EndpointPool, UpstreamConn};
+
+/// One endpoint's per-worker state.
+pub struct EndpointState {
+    pub pool: EndpointPool,
+    pub in_flight: u32,
+    pub outlier: Outlier,
+    pub health: Arc<EndpointHealth>,
+}
 
 /// One upstream's per-worker state, indexed like `Config::upstreams`.
 pub struct UpstreamState {
-    pub balancer: WeightedRoundRobin,
-    /// One pool per endpoint, indexed like `UpstreamConfig::endpoints`.
-    pub pools: Vec<EndpointPool>,
+    pub balancer: Balancer,
+    pub budget: RetryBudget,
+    /// Indexed like `UpstreamConfig::endpoints`.
+    pub endpoints: Vec<EndpointState>,
+    /// Requests in flight to this upstream (the breaker's `max_requests`).
+    pub in_flight: usize,
+    /// Connections being established (the breaker's `max_pending`).
+    pub connecting: usize,
+    /// Scratch for [`UpstreamState::refresh_usable`], kept to avoid an allocation per request.
+    usable: Vec<bool>,
+    scratch_healthy: Vec<bool>,
+    scratch_ejected: Vec<bool>,
+}
+
+impl UpstreamState {
+    /// Recomputes which endpoints may take a request now (healthy, not ejected, or all of
+    /// them in panic mode); returns how many may.
+    pub fn refresh_usable(&mut self, config: &UpstreamConfig, now: Instant) -> usize {
+        self.scratch_healthy.clear();
+        self.scratch_ejected.clear();
+        for endpoint in &self.endpoints {
+            self.scratch_healthy.push(endpoint.health.is_healthy());
+            self.scratch_ejected.push(endpoint.outlier.is_ejected(now));
+        }
+        self.usable.resize(self.endpoints.len(), false);
+        outlier::usable_endpoints(
+            &self.scratch_healthy,
+            &self.scratch_ejected,
+            config.outlier.max_ejected_percent,
+            &mut self.usable,
+        )
+        .usable
+    }
+
+    /// Picks an endpoint among the usable ones not in `tried`.
+    pub fn pick(&mut self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
+        let UpstreamState {
+            balancer,
+            endpoints,
+            usable,
+            ..
+        } = self;
+        balancer.pick(key, &|i| endpoints[i].in_flight, &|i| {
+            usable[i] && !tried.contains(&i)
+        })
+    }
+
+    /// Whether an endpoint outside `tried` was usable at the last [`Self::refresh_usable`].
+    pub fn has_untried(&self, tried: &[usize]) -> bool {
+        self.usable
+            .iter()
+            .enumerate()
+            .any(|(i, &usable)| usable && !tried.contains(&i))
+    }
+
+    /// Open connections: idle in the pools plus those serving requests (the breaker's
+    /// `max_connections`).
+    pub fn open_connections(&self) -> usize {
+        self.endpoints
+            .iter()
+            .map(|e| e.pool.idle_count())
+            .sum::<usize>()
+            + self.in_flight
+    }
 }
 
 /// The worker's upstream state and the snapshot it was built for.
 pub struct WorkerUpstreams {
     built_for: Arc<Config>,
+    health: Arc<HealthRegistry>,
     upstreams: Vec<UpstreamState>,
 }
 
 impl WorkerUpstreams {
-    pub fn new(config: &Arc<Config>) -> Self {
+    pub fn new(config: &Arc<Config>, health: Arc<HealthRegistry>) -> Self {
         WorkerUpstreams {
             built_for: config.clone(),
+            health,
             upstreams: Vec::new(),
         }
         .rebuilt_for(config)
     }
 
-    /// Rebuilds the state when the worker starts serving a different snapshot, keeping the
-    /// pools of unchanged endpoints.
+    /// Rebuilds the state when the worker starts serving a different snapshot, keeping
+    /// unchanged endpoints' pools and outlier records.
     pub fn sync(&mut self, config: &Arc<Config>) {
         if !Arc::ptr_eq(&self.built_for, config) {
+            let health = self.health.clone();
             let old = std::mem::replace(
                 self,
                 WorkerUpstreams {
                     built_for: config.clone(),
+                    health,
                     upstreams: Vec::new(),
                 },
             );
@@ -57,34 +141,50 @@ impl WorkerUpstreams {
 
     fn rebuilt_for(self, config: &Arc<Config>) -> WorkerUpstreams {
         let old_config = self.built_for;
-        let mut old_pools: Vec<(String, SocketAddr, EndpointPool)> = Vec::new();
+        let mut old: Vec<(String, SocketAddr, EndpointState)> = Vec::new();
         for (state, upstream) in self.upstreams.into_iter().zip(&old_config.upstreams) {
-            for (pool, endpoint) in state.pools.into_iter().zip(&upstream.endpoints) {
-                old_pools.push((upstream.name.clone(), endpoint.addr, pool));
+            for (endpoint, config) in state.endpoints.into_iter().zip(&upstream.endpoints) {
+                old.push((upstream.name.clone(), config.addr, endpoint));
             }
         }
+        let health = self.health;
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| UpstreamState {
-                balancer: WeightedRoundRobin::new(u.endpoints.iter().map(|e| e.weight)),
-                pools: u
+                balancer: Balancer::new(&u.balance, &u.endpoints),
+                budget: RetryBudget::new(u.retry.budget_percent),
+                endpoints: u
                     .endpoints
                     .iter()
                     .map(|e| {
-                        let kept = old_pools.iter().position(|(name, addr, pool)| {
-                            *name == u.name && *addr == e.addr && pool.config() == &u.pool
+                        let kept = old.iter().position(|(name, addr, state)| {
+                            *name == u.name && *addr == e.addr && state.pool.config() == &u.pool
                         });
-                        match kept {
-                            Some(i) => old_pools.swap_remove(i).2,
-                            None => EndpointPool::new(u.pool.clone()),
-                        }
+                        let mut state = match kept {
+                            Some(i) => old.swap_remove(i).2,
+                            None => EndpointState {
+                                pool: EndpointPool::new(u.pool.clone()),
+                                in_flight: 0,
+                                outlier: Outlier::default(),
+                                health: health.endpoint(&u.name, e.addr),
+                            },
+                        };
+                        // Requests counted under the old snapshot finish there.
+                        state.in_flight = 0;
+                        state
                     })
                     .collect(),
+                in_flight: 0,
+                connecting: 0,
+                usable: Vec::new(),
+                scratch_healthy: Vec::new(),
+                scratch_ejected: Vec::new(),
             })
             .collect();
         WorkerUpstreams {
             built_for: config.clone(),
+            health,
             upstreams,
         }
     }
