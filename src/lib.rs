@@ -9,6 +9,7 @@ pub mod control;
 pub mod error;
 pub mod health_checker;
 pub mod http1;
+pub mod observe;
 pub mod proxy;
 pub mod registry;
 pub mod resolver;

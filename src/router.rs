@@ -455,6 +455,13 @@ impl RouteTable {
         &self.routes
     }
 
+    /// The position of `route` (one of [`Self::routes`]) in the table.
+    pub fn index_of(&self, route: &Route) -> usize {
+        // Address arithmetic only, no dereference: `route` came from `self.routes`.
+        (route as *const Route as usize - self.routes.as_ptr() as usize)
+            / std::mem::size_of::<Route>().max(1)
+    }
+
     /// Finds the route for a request. `host` is the raw Host header value (port allowed),
     /// `path` the request path without the query string.
     pub fn lookup(&self, host: Option<&[u8]>, method: &[u8], path: &str) -> RouteMatch<'_> {

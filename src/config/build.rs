@@ -19,13 +19,15 @@ use toml::Spanned;
 
 use super::file::{
     CodeValue, DurationValue, FileAdmin, FileBreakerLimits, FileConfig, FileEndpoint, FileHealth,
-    FileMock, FileOutlier, FileRetry, FileRoute, FileServer, FileUpstream, SizeValue,
+    FileMock, FileObservability, FileOutlier, FileRetry, FileRoute, FileServer, FileUpstream,
+    SizeValue,
 };
 use super::units::{parse_duration, parse_size};
 use super::{
-    Action, AdminConfig, BalancePolicy, BreakerLimits, Config, Endpoint, HashKey,
-    HealthCheckConfig, Limits, MockResponse, OutlierConfig, PoolConfig, ProxyAction, RetryPolicy,
-    Route, ServerConfig, Timeouts, UpstreamConfig, UpstreamId,
+    AccessLogConfig, AccessLogFormat, Action, AdminConfig, BalancePolicy, BreakerLimits, Config,
+    Endpoint, HashKey, HealthCheckConfig, Limits, LogDestination, MockResponse,
+    ObservabilityConfig, OutlierConfig, PoolConfig, ProxyAction, RetryPolicy, Route, ServerConfig,
+    Timeouts, TracingConfig, UpstreamConfig, UpstreamId,
 };
 use crate::router::RouteTable;
 
@@ -312,12 +314,129 @@ impl<'a> Ctx<'a> {
         let (upstreams, upstream_ids) = self.upstreams(file.upstreams);
         let routes = self.routes(file.routes, &upstream_ids);
         let admin = self.admin(file.admin);
+        let observability = self.observability(file.observability);
         Some(Config {
             server: server?,
             upstreams,
             routes: routes?,
             admin: admin?,
+            observability,
         })
+    }
+
+    // ---- [observability] ----
+
+    fn observability(&mut self, file: FileObservability) -> ObservabilityConfig {
+        let log = &file.access_log;
+        let format = match log.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "json")) => AccessLogFormat::Json,
+            Some((_, "combined")) => AccessLogFormat::Combined,
+            Some((f, other)) => {
+                self.error(
+                    f.span(),
+                    "observability.access_log.format",
+                    format!("unknown format \"{other}\": expected \"json\" or \"combined\""),
+                );
+                AccessLogFormat::Json
+            }
+        };
+        let destination = match log.destination.as_ref().map(|d| d.get_ref().as_str()) {
+            None | Some("stdout") => LogDestination::Stdout,
+            Some("stderr") => LogDestination::Stderr,
+            Some(path) => LogDestination::File(self.base_dir.join(path)),
+        };
+        let sample = self.ratio(&log.sample, "observability.access_log.sample", 1.0);
+        let access_log = (log.enabled != Some(false)).then_some(AccessLogConfig {
+            format,
+            destination,
+            sample,
+        });
+
+        let metrics_listen = file
+            .metrics
+            .listen
+            .as_ref()
+            .and_then(|addr| self.socket_addr(addr, "observability.metrics.listen"));
+
+        let request_id_header = match &file.request_id_header {
+            None => "x-request-id".to_owned(),
+            Some(name) => {
+                if name.get_ref().is_empty() || !name.get_ref().bytes().all(is_tchar) {
+                    self.error(
+                        name.span(),
+                        "observability.request_id_header",
+                        "must be a header name (a token)",
+                    );
+                }
+                name.get_ref().to_ascii_lowercase()
+            }
+        };
+
+        let tracing = file
+            .tracing
+            .as_ref()
+            .filter(|t| t.enabled != Some(false))
+            .map(|t| {
+                let key = "observability.tracing";
+                let otlp_endpoint = match &t.otlp_endpoint {
+                    Some(url) if url.get_ref().starts_with("http://") => url.get_ref().clone(),
+                    Some(url) => {
+                        self.error(
+                            url.span(),
+                            format!("{key}.otlp_endpoint"),
+                            "must be an http:// URL (OTLP over HTTP)",
+                        );
+                        String::new()
+                    }
+                    None => "http://127.0.0.1:4318/v1/traces".to_owned(),
+                };
+                let count = |ctx: &mut Self,
+                             value: &Option<Spanned<i64>>,
+                             name: &str,
+                             default: usize| match value {
+                    None => default,
+                    Some(v) => ctx
+                        .count(v, &format!("{key}.{name}"), 1, 1_000_000)
+                        .unwrap_or(default),
+                };
+                TracingConfig {
+                    otlp_endpoint,
+                    sample_ratio: self.ratio(&t.sample_ratio, &format!("{key}.sample_ratio"), 0.01),
+                    service_name: t
+                        .service_name
+                        .as_ref()
+                        .map_or_else(|| "strait".to_owned(), |s| s.get_ref().clone()),
+                    queue_size: count(self, &t.queue_size, "queue_size", 4096),
+                    batch_size: count(self, &t.batch_size, "batch_size", 512),
+                    flush_interval: self.duration(
+                        &t.flush_interval,
+                        &format!("{key}.flush_interval"),
+                        Duration::from_secs(1),
+                    ),
+                }
+            });
+        ObservabilityConfig {
+            access_log,
+            metrics_listen,
+            request_id_header,
+            tracing,
+        }
+    }
+
+    /// A share within 0.0..=1.0; `default` when absent.
+    fn ratio(&mut self, value: &Option<Spanned<f64>>, key: &str, default: f64) -> f64 {
+        match value {
+            None => default,
+            Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                self.error(
+                    v.span(),
+                    key,
+                    format!("{} is out of range: must be 0.0..=1.0", v.get_ref()),
+                );
+                default
+            }
+        }
     }
 
     // ---- [admin] ----

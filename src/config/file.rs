@@ -22,6 +22,46 @@ pub struct FileConfig {
     #[serde(default)]
     pub routes: Vec<Spanned<FileRoute>>,
     pub admin: Option<FileAdmin>,
+    #[serde(default)]
+    pub observability: FileObservability,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileObservability {
+    #[serde(default)]
+    pub access_log: FileAccessLog,
+    #[serde(default)]
+    pub metrics: FileMetrics,
+    pub request_id_header: Option<Spanned<String>>,
+    pub tracing: Option<FileTracing>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    pub enabled: Option<bool>,
+    pub format: Option<Spanned<String>>,
+    pub destination: Option<Spanned<String>>,
+    pub sample: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMetrics {
+    pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTracing {
+    pub enabled: Option<bool>,
+    pub otlp_endpoint: Option<Spanned<String>>,
+    pub sample_ratio: Option<Spanned<f64>>,
+    pub service_name: Option<Spanned<String>>,
+    pub queue_size: Option<Spanned<i64>>,
+    pub batch_size: Option<Spanned<i64>>,
+    pub flush_interval: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -50,14 +50,15 @@ pub struct Pump {
 impl Pump {
     /// Streams the body. `inbuf` holds bytes already read from `src` (they may contain the
     /// whole body and more); on return it holds whatever followed the body. `out` holds
-    /// bytes to send before the body (a head) and is handed back empty.
+    /// bytes to send before the body (a head) and is handed back empty, with the number of
+    /// payload bytes that went through.
     pub async fn run<R: AsyncReadRent, W: AsyncWriteRent>(
         &self,
         src: &mut R,
         inbuf: &mut BytesMut,
         dst: &mut W,
         mut out: BytesMut,
-    ) -> Result<BytesMut, PumpError> {
+    ) -> Result<(BytesMut, u64), PumpError> {
         let mut remaining = match self.from {
             BodyFraming::Length(n) => n,
             _ => 0,
@@ -114,7 +115,7 @@ impl Pump {
                         _ => out.extend_from_slice(b"\r\n"),
                     }
                 }
-                return self.flush(dst, out).await;
+                return Ok((self.flush(dst, out).await?, total));
             }
             if !out.is_empty() {
                 out = self.flush(dst, out).await?;
@@ -129,7 +130,7 @@ impl Pump {
                 if self.encode == Encode::Chunked {
                     out.extend_from_slice(b"0\r\n\r\n");
                 }
-                return self.flush(dst, out).await;
+                return Ok((self.flush(dst, out).await?, total));
             }
         }
     }

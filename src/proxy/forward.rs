@@ -32,6 +32,7 @@ use crate::http1::request::Method;
 use crate::http1::{
     find_head_end, parse_response_head, BodyFraming, RequestHead, ResponseHead, Version,
 };
+use crate::observe::Outcome;
 use crate::upstream::hash_key::request_key;
 use crate::upstream::outlier;
 use crate::upstream::UpstreamConn;
@@ -108,6 +109,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             }
             _ => None,
         };
+        self.rec.bytes_in += body.as_ref().map_or(0, |b| b.len() as u64);
+        self.rec.upstream = Some(id);
         let may_retry =
             body.is_some() && (head.method.is_idempotent() || action.retry_non_idempotent);
         let key = match &upstream_config.balance {
@@ -140,6 +143,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             };
             tried[tries] = endpoint;
             tries += 1;
+            self.rec.endpoint = Some(upstream_config.endpoints[endpoint].addr);
+            self.rec.retries = tries as u32 - 1;
             let per_try = retry
                 .per_try_timeout
                 .unwrap_or(config.server.timeouts.upstream_response);
@@ -170,6 +175,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             };
             match outcome {
                 Ok((mut upstream, response)) => {
+                    self.rec.upstream_time = Some(started.elapsed());
+                    self.rec.pool_hit = Some(upstream.reused);
                     let status = response.1.status;
                     let failed = status >= 500;
                     self.record_outcome(config, id, endpoint, !failed);
@@ -206,6 +213,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                         _ => false,
                     };
                     if !can_retry(self, retry_on) {
+                        self.rec.outcome = match error {
+                            ProxyError::UpstreamConnect | ProxyError::UpstreamConnectTimeout => {
+                                Outcome::UpstreamConnectError
+                            }
+                            ProxyError::UpstreamTimeout => Outcome::UpstreamTimeout,
+                            _ => Outcome::Answered,
+                        };
                         return Err(Failure::Answer(error));
                     }
                     last_error = error;
@@ -495,8 +509,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             .run(&mut self.stream, &mut self.buf, &mut upstream.stream, out)
             .await
         {
-            Ok(out) => {
+            Ok((out, payload)) => {
                 self.out = out;
+                self.rec.bytes_in += payload;
                 Ok(())
             }
             Err(PumpError::Read(ReadFail::Timeout)) => {
@@ -575,6 +590,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         };
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &raw, &head, &client_framing);
+        self.rec.status = head.status;
+        self.rec.bytes_out += out.len() as u64;
         let pump = Pump {
             from: head.framing,
             encode,
@@ -591,8 +608,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             )
             .await
         {
-            Ok(out) => self.out = out,
-            Err(_) => return Err(Failure::Abort),
+            Ok((out, payload)) => {
+                self.out = out;
+                self.rec.bytes_out += payload;
+            }
+            Err(_) => {
+                self.rec.outcome = Outcome::Aborted;
+                return Err(Failure::Abort);
+            }
         }
         Ok(Reuse {
             client: client_keep_alive,

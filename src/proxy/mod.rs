@@ -28,6 +28,7 @@ use crate::config::{Action, Config, MockResponse};
 use crate::error::ProxyError;
 use crate::http1::encode::write_connection;
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
+use crate::observe::RequestRecord;
 use crate::router::RouteMatch;
 use crate::upstream::{HealthRegistry, WorkerUpstreams};
 use io::{read_more, write_out, ReadFail};
@@ -64,6 +65,9 @@ impl Worker {
     pub fn drain_timeout(&self) -> std::time::Duration {
         self.snapshot().server.timeouts.drain
     }
+
+    /// Hands a finished request to metrics, the access log and tracing.
+    fn finish_request(&self, _config: &Config, _rec: &RequestRecord) {}
 
     pub fn open_connections(&self) -> usize {
         self.connections.get()
@@ -103,6 +107,8 @@ pub struct ClientConn<S> {
     worker: Rc<Worker>,
     /// `server.timeouts.client_send` of the request being served.
     send_timeout: std::time::Duration,
+    /// What the current request did, for metrics, the access log and tracing.
+    rec: RequestRecord,
 }
 
 impl<S> Drop for ClientConn<S> {
@@ -136,6 +142,7 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         out: BytesMut::with_capacity(CLIENT_READ_BYTES),
         client_ip: Bytes::from(peer.ip().to_string()),
         send_timeout: worker.snapshot().server.timeouts.client_send,
+        rec: RequestRecord::new(Bytes::new(), Instant::now()),
         worker,
     };
     let mut first = true;
@@ -154,8 +161,11 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         let config = conn.worker.snapshot();
         conn.send_timeout = config.server.timeouts.client_send;
         let raw = conn.buf.split_to(head_end).freeze();
+        conn.rec = RequestRecord::new(conn.client_ip.clone(), Instant::now());
+        conn.rec.bytes_in = raw.len() as u64;
         let keep_alive = match parse_request_head(&raw, &config.server.limits) {
             Ok(mut head) => {
+                conn.rec.describe(&raw, &head);
                 // Once draining, every answer says `Connection: close`.
                 head.keep_alive &= !conn.worker.drain.is_started();
                 conn.handle(&config, raw, head).await
@@ -165,6 +175,7 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
                 false
             }
         };
+        conn.worker.finish_request(&config, &conn.rec);
         if !keep_alive {
             return;
         }
@@ -247,10 +258,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         {
             RouteMatch::NotFound => self.answer_error_after(ProxyError::NoRoute, &head).await,
             RouteMatch::MethodNotAllowed { allow } => self.answer_not_allowed(allow, &head).await,
-            RouteMatch::Found(route) => match &route.action {
-                Action::Mock(mock) => self.answer_mock(mock, &head).await,
-                Action::Proxy(action) => self.forward(config, action, raw, head).await,
-            },
+            RouteMatch::Found(route) => {
+                self.rec.route = Some(config.routes.index_of(route));
+                match &route.action {
+                    Action::Mock(mock) => self.answer_mock(mock, &head).await,
+                    Action::Proxy(action) => self.forward(config, action, raw, head).await,
+                }
+            }
         }
     }
 
@@ -275,6 +289,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     async fn answer_not_allowed(&mut self, allow: &str, head: &RequestHead) -> bool {
         let keep_alive = head.keep_alive && self.discard_buffered_body(head);
         let response = ProxyError::MethodNotAllowed.response();
+        self.rec.status = 405;
         let mut out = std::mem::take(&mut self.out);
         out.extend_from_slice(&response.head);
         out.extend_from_slice(b"allow: ");
@@ -287,6 +302,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
 
     async fn answer_mock(&mut self, mock: &MockResponse, head: &RequestHead) -> bool {
         let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        self.rec.status = mock.status;
         let mut out = std::mem::take(&mut self.out);
         out.extend_from_slice(&mock.head);
         let is_head = head.method == crate::http1::request::Method::Head;
@@ -303,6 +319,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         keep_alive: bool,
     ) -> bool {
         let response = error.response();
+        self.rec.status = error.status();
         let mut out = std::mem::take(&mut self.out);
         out.extend_from_slice(&response.head);
         self.finish_local_answer(out, &response.body, keep_alive, version, false)
@@ -323,6 +340,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         if !omit_body {
             out.extend_from_slice(body);
         }
+        self.rec.bytes_out += out.len() as u64;
         match write_out(&mut self.stream, out, self.send_timeout).await {
             Ok(out) => {
                 self.out = out;
