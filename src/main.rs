@@ -111,8 +111,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         match signal {
             SIGHUP => reload(&control),
             SIGUSR2 => match upgrade::spawn_successor(&exe, &running.listener_fds) {
-                Ok(child) => {
-                    tracing::info!(pid = child.id(), exe = %exe.display(), "upgrade: successor started")
+                Ok(mut child) => {
+                    tracing::info!(pid = child.id(), exe = %exe.display(), "upgrade: successor started");
+                    // A successor that takes over ends this process; one that dies first is
+                    // reaped here and reported, and this process goes on serving.
+                    std::thread::spawn(move || {
+                        if let Ok(status) = child.wait() {
+                            tracing::error!(%status, "upgrade: the successor exited; still serving");
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "upgrade: could not start the successor; still serving")

@@ -291,13 +291,29 @@ async fn worker_main(
 /// socket (a successor that inherited it keeps it open).
 async fn accept_loop(listener: monoio::net::TcpListener, worker: Rc<Worker>) {
     loop {
+        // An io_uring accept dropped in flight can still complete in the kernel, and the
+        // connection it took off the queue would then belong to nobody (reset when the
+        // process exits): a drain cancels the accept and waits for its outcome instead.
+        let canceller = monoio::io::Canceller::new();
+        let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
         let accepted = monoio::select! {
-            accepted = listener.accept() => accepted,
-            _ = worker.drain.started() => return,
+            accepted = &mut accept => Some(accepted),
+            _ = worker.drain.started() => None,
+        };
+        let Some(accepted) = accepted else {
+            let _canceller = canceller.cancel();
+            // Canceled, or a connection that beat the cancel: serve it like any other.
+            if let Ok((stream, peer)) = accept.await {
+                let _ = stream.set_nodelay(true);
+                worker.connection_opened();
+                monoio::spawn(serve_connection(stream, peer, worker.clone()));
+            }
+            return;
         };
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                worker.connection_opened();
                 monoio::spawn(serve_connection(stream, peer, worker.clone()));
             }
             Err(e) => {

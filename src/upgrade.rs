@@ -27,10 +27,35 @@ pub fn spawn_successor(exe: &Path, fds: &[RawFd]) -> std::io::Result<Child> {
         .args(std::env::args_os().skip(1))
         .env(LISTEN_FDS_ENV, list.join(","))
         .env(PARENT_ENV, std::process::id().to_string());
-    // SAFETY: between fork and exec only async-signal-safe calls run: fcntl on descriptors
-    // this process owns, clearing close-on-exec so that they survive into the successor.
+    // SAFETY: between fork and exec only async-signal-safe calls run: close_range and fcntl
+    // on descriptors this process owns, marking every one close-on-exec and then clearing
+    // the flag on the listeners, so that only they (and stdio) survive into the successor.
     unsafe {
         command.pre_exec(move || {
+            // Client connections accepted through io_uring are not close-on-exec (its
+            // accept takes no flags): a successor holding them would keep every connection
+            // this process closes while draining open, and the clients would hang.
+            if libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
+                // Before Linux 5.11: one descriptor at a time, up to the limit.
+                let mut limit: libc::rlimit = std::mem::zeroed();
+                let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                    limit.rlim_cur.min(1 << 20) as libc::c_int
+                } else {
+                    1 << 16
+                };
+                for fd in 3..max {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                    }
+                }
+            }
             for &fd in &inherit {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());

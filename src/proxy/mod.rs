@@ -69,6 +69,12 @@ impl Worker {
     /// Hands a finished request to metrics, the access log and tracing.
     fn finish_request(&self, _config: &Config, _rec: &RequestRecord) {}
 
+    /// Counts a connection before its task is spawned, so that a drain starting in between
+    /// still waits for it.
+    pub fn connection_opened(&self) {
+        self.connections.set(self.connections.get() + 1);
+    }
+
     pub fn open_connections(&self) -> usize {
         self.connections.get()
     }
@@ -129,13 +135,13 @@ enum NextHead {
     Fail(ProxyError),
 }
 
-/// Serves requests on `stream` until the client or an error ends the connection.
+/// Serves requests on `stream` until the client or an error ends the connection. The
+/// caller has counted it with [`Worker::connection_opened`].
 pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
     stream: S,
     peer: SocketAddr,
     worker: Rc<Worker>,
 ) {
-    worker.connections.set(worker.connections.get() + 1);
     let mut conn = ClientConn {
         stream,
         buf: BytesMut::with_capacity(CLIENT_READ_BYTES),
@@ -227,14 +233,24 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 None if first => timeouts.header_read,
                 None => timeouts.keepalive_idle,
             };
-            match read_more(
+            let read = read_more(
                 &mut self.stream,
                 &mut self.buf,
                 CLIENT_READ_BYTES / 2,
                 timeout,
-            )
-            .await
-            {
+            );
+            // A drain closes a keep-alive connection idle between requests at once. A new
+            // connection still gets its first request read (it may be queued already), and
+            // a head that has begun is read to its end.
+            let read = if had_bytes || first {
+                read.await
+            } else {
+                monoio::select! {
+                    read = read => read,
+                    _ = self.worker.drain.started() => return NextHead::Closed,
+                }
+            };
+            match read {
                 Ok(0) | Err(ReadFail::Io) => return NextHead::Closed,
                 Ok(_) => {}
                 Err(ReadFail::Timeout) if had_bytes => {

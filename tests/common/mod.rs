@@ -574,3 +574,62 @@ impl<'a, S: Read> Reader<'a, S> {
         &self.buf
     }
 }
+
+impl Strait {
+    /// Sends `signal` (a `libc::SIG*` number) to the strait process.
+    pub fn signal(&self, signal: i32) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// The config file strait was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("strait.toml")
+    }
+
+    /// Replaces the config file atomically (write aside, rename over), so that a reload
+    /// never reads half a file.
+    pub fn write_config(&self, config: &str) {
+        let aside = self.dir.join("strait.toml.new");
+        std::fs::write(&aside, config).unwrap();
+        std::fs::rename(&aside, self.config_path()).unwrap();
+    }
+
+    /// Everything strait (and any successor it started, which shares its stderr) logged so
+    /// far, without colour codes.
+    pub fn log_text(&self) -> String {
+        strip_ansi(&self.log.lock().unwrap())
+    }
+
+    /// Polls until the process has exited (failing after `within`) and returns its status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < within,
+                "strait did not exit within {within:?}; log:\n{}",
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory-safety preconditions; a bad pid only fails.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
+/// A loopback port that was free a moment ago, for configs that cannot use port 0 (a binary
+/// upgrade re-reads the config, and port 0 would pick a different port).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
