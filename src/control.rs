@@ -68,6 +68,8 @@ pub struct Control {
     generation: AtomicU64,
     /// Workers are listening and the process is not draining (for `/readyz`).
     ready: AtomicBool,
+    /// A shutdown or upgrade drain has begun.
+    draining: AtomicBool,
     /// Active-health flags of every endpoint, shared with the workers and the checker.
     health: Arc<HealthRegistry>,
 }
@@ -96,6 +98,7 @@ impl Control {
             }),
             generation: AtomicU64::new(1),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             health: Arc::new(HealthRegistry::new()),
         })
     }
@@ -119,6 +122,16 @@ impl Control {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the process as draining: not ready, and the admin API stops accepting.
+    pub fn start_draining(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Set once the workers listen; cleared when draining starts.

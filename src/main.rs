@@ -129,7 +129,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("draining");
-    control.set_ready(false);
+    control.start_draining();
     sd_notify::stopping();
     running.drain();
     running.wait();

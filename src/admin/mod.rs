@@ -36,7 +36,7 @@ pub use routes::ROUTES;
 
 /// What every admin connection shares.
 pub(crate) struct Admin {
-    control: Arc<Control>,
+    pub(crate) control: Arc<Control>,
     /// The bearer token, as configured at startup (like the listen address, a reload does
     /// not change it).
     token: Option<String>,

@@ -48,11 +48,26 @@ const LIMITS: Limits = Limits {
     max_uri_bytes: MAX_URI_BYTES,
 };
 
-/// Accepts connections forever, each served on its own task.
+/// How often an idle accept loop looks at the drain flag. The legacy (epoll) driver's
+/// accept is readiness-based, so abandoning it loses no connection.
+const DRAIN_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Accepts connections until the process drains, each served on its own task.
 pub(super) async fn serve(listener: TcpListener, admin: Rc<Admin>) {
     let active = Rc::new(Cell::new(0usize));
     loop {
-        let stream = match listener.accept().await {
+        // Stop accepting once the process drains: during a binary upgrade the successor's
+        // admin listener takes over, and this process's state is on its way out.
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            _ = monoio::time::sleep(DRAIN_CHECK) => {
+                if admin.control.is_draining() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let stream = match accepted {
             Ok((stream, _peer)) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "admin api: accept failed");
