@@ -6,15 +6,21 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::config::{Action, Config, Endpoint, UpstreamConfig};
+use crate::config::{Action, BalancePolicy, Config, Endpoint, HashKey, UpstreamConfig};
 use crate::control::ReloadStatus;
+use crate::upstream::HealthRegistry;
 
 /// Registered endpoints by upstream name, as [`crate::control::Control::registered`] gives
 /// them.
 pub type Registered = [(String, Vec<Endpoint>)];
 
 /// The whole effective config.
-pub fn config(config: &Config, registered: &Registered, generation: u64) -> Value {
+pub fn config(
+    config: &Config,
+    registered: &Registered,
+    health: &HealthRegistry,
+    generation: u64,
+) -> Value {
     let server = &config.server;
     let limits = &server.limits;
     let timeouts = &server.timeouts;
@@ -40,7 +46,7 @@ pub fn config(config: &Config, registered: &Registered, generation: u64) -> Valu
                 "client_send": duration(timeouts.client_send),
             },
         },
-        "upstreams": upstreams(config, registered),
+        "upstreams": upstreams(config, registered, health),
         "routes": routes(config),
         "admin": {
             "enabled": config.admin.listen.is_some(),
@@ -51,17 +57,26 @@ pub fn config(config: &Config, registered: &Registered, generation: u64) -> Valu
     })
 }
 
-pub fn upstreams(config: &Config, registered: &Registered) -> Vec<Value> {
+pub fn upstreams(config: &Config, registered: &Registered, health: &HealthRegistry) -> Vec<Value> {
     config
         .upstreams
         .iter()
-        .map(|u| upstream(u, registered))
+        .map(|u| upstream(u, registered, health))
         .collect()
 }
 
-/// One upstream; each endpoint says whether it comes from the config file or was
-/// registered through the API.
-pub fn upstream(upstream: &UpstreamConfig, registered: &Registered) -> Value {
+/// One upstream: its balancing policy, and per endpoint whether it comes from the config
+/// file or was registered through the API, the host name it was resolved from (when it
+/// was), and the active-health verdict.
+///
+/// `healthy` is the shared flag the checker thread writes (true when the upstream has no
+/// active checks, or the checker has not judged the endpoint yet). Passive ejection
+/// (outlier detection) is per worker and not visible here.
+pub fn upstream(
+    upstream: &UpstreamConfig,
+    registered: &Registered,
+    health: &HealthRegistry,
+) -> Value {
     let own: &[Endpoint] = registered
         .iter()
         .find(|(name, _)| *name == upstream.name)
@@ -76,17 +91,56 @@ pub fn upstream(upstream: &UpstreamConfig, registered: &Registered) -> Value {
             } else {
                 "config"
             };
-            json!({"addr": e.addr.to_string(), "weight": e.weight, "source": source})
+            let healthy = upstream.health.is_none()
+                || health
+                    .get(&upstream.name, e.addr)
+                    .is_none_or(|flag| flag.is_healthy());
+            let mut view = json!({
+                "addr": e.addr.to_string(),
+                "weight": e.weight,
+                "source": source,
+                "healthy": healthy,
+            });
+            if let Some(hostname) = &e.hostname {
+                view["hostname"] = json!(hostname);
+            }
+            view
         })
         .collect();
-    json!({
+    let mut view = json!({
         "name": upstream.name,
+        "balance": balance_name(&upstream.balance),
+        "active_health_checks": upstream.health.is_some(),
         "endpoints": endpoints,
         "pool": {
             "max_idle": upstream.pool.max_idle,
             "idle_timeout": duration(upstream.pool.idle_timeout),
         },
-    })
+    });
+    if let BalancePolicy::Hash(key) = &upstream.balance {
+        view["hash_key"] = json!(hash_key_text(key));
+    }
+    view
+}
+
+/// The `balance` value as written in the config file.
+fn balance_name(policy: &BalancePolicy) -> &'static str {
+    match policy {
+        BalancePolicy::RoundRobin => "round_robin",
+        BalancePolicy::P2c => "p2c",
+        BalancePolicy::LeastConn => "least_conn",
+        BalancePolicy::Hash(_) => "hash",
+    }
+}
+
+/// The `hash_key` value in config syntax (header names lower case, as served).
+fn hash_key_text(key: &HashKey) -> String {
+    match key {
+        HashKey::ClientIp => "client_ip".to_string(),
+        HashKey::Path => "path".to_string(),
+        HashKey::Header(name) => format!("header:{name}"),
+        HashKey::Cookie(name) => format!("cookie:{name}"),
+    }
 }
 
 pub fn routes(config: &Config) -> Vec<Value> {
@@ -193,12 +247,19 @@ token = "0123456789abcdef-secret"
             "test.toml",
         )
         .unwrap();
-        let view = super::config(&config, &[], 1);
+        let health = HealthRegistry::new();
+        let view = super::config(&config, &[], &health, 1);
         let text = view.to_string();
         assert!(!text.contains("0123456789abcdef-secret"));
         assert_eq!(view["admin"]["token"], "***");
         assert_eq!(view["server"]["timeouts"]["header_read"], "10s");
         assert_eq!(view["upstreams"][0]["endpoints"][0]["source"], "config");
+        assert_eq!(view["upstreams"][0]["endpoints"][0]["healthy"], true);
+        assert!(view["upstreams"][0]["endpoints"][0]
+            .get("hostname")
+            .is_none());
+        assert_eq!(view["upstreams"][0]["balance"], "round_robin");
+        assert!(view["upstreams"][0].get("hash_key").is_none());
         assert_eq!(view["routes"][0]["action"]["upstream"], "app");
     }
 }

@@ -258,7 +258,12 @@ fn config(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
     let registered = admin.control.registered();
     Reply::json(
         200,
-        &json::config(&config, &registered, admin.control.generation()),
+        &json::config(
+            &config,
+            &registered,
+            &admin.control.health(),
+            admin.control.generation(),
+        ),
     )
 }
 
@@ -272,7 +277,7 @@ fn upstreams(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
     let registered = admin.control.registered();
     Reply::json(
         200,
-        &json!({"upstreams": json::upstreams(&config, &registered)}),
+        &json!({"upstreams": json::upstreams(&config, &registered, &admin.control.health())}),
     )
 }
 
@@ -285,7 +290,10 @@ fn upstream_reply(admin: &Admin, name: &str, status: u16) -> Reply {
     let config = admin.control.current();
     let registered = admin.control.registered();
     match config.upstreams.iter().find(|u| u.name == name) {
-        Some(upstream) => Reply::json(status, &json::upstream(upstream, &registered)),
+        Some(upstream) => Reply::json(
+            status,
+            &json::upstream(upstream, &registered, &admin.control.health()),
+        ),
         None => Reply::error(404, format!("unknown upstream \"{name}\"")),
     }
 }

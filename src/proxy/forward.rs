@@ -415,8 +415,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 }
             }
             // Circuit breaker: past its limits the answer is an immediate 503.
+            // `open_connections()` counts this request (in flight, no connection yet) as
+            // one: the new connection is the one it stands for, so only more than the
+            // limit is refused.
             if state.connecting >= limits.max_pending
-                || state.open_connections() >= limits.max_connections
+                || state.open_connections() > limits.max_connections
             {
                 return Err(TryFailure::Client(Failure::Answer(ProxyError::Overloaded)));
             }

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 /// The window is this many slots of `SLOT` each.
 const SLOTS: usize = 10;
 const SLOT: Duration = Duration::from_secs(1);
-/// Retries always allowed per window, whatever the percentage.
-const MIN_RETRIES: u32 = 3;
+/// Retries always allowed per window (one a second on average), whatever the percentage,
+/// so that an endpoint dying under light traffic is retried around until outlier detection
+/// ejects it.
+const MIN_RETRIES: u32 = 10;
 
 #[derive(Debug, Clone)]
 pub struct RetryBudget {
