@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigErrors, Endpoint, UpstreamConfig};
+use crate::observe::metrics::MetricsHub;
 use crate::registry::{Registry, RegistryError};
 use crate::sd_notify;
 use crate::upstream::HealthRegistry;
@@ -72,6 +73,8 @@ pub struct Control {
     draining: AtomicBool,
     /// Active-health flags of every endpoint, shared with the workers and the checker.
     health: Arc<HealthRegistry>,
+    /// The workers' scrape inboxes and last answers (`GET /metrics`).
+    metrics: Arc<MetricsHub>,
 }
 
 impl Control {
@@ -100,6 +103,7 @@ impl Control {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             health: Arc::new(HealthRegistry::new()),
+            metrics: Arc::new(MetricsHub::new()),
         })
     }
 
@@ -118,6 +122,11 @@ impl Control {
 
     pub fn health(&self) -> Arc<HealthRegistry> {
         self.health.clone()
+    }
+
+    /// Where workers register for scrapes and where `GET /metrics` gathers them.
+    pub fn metrics(&self) -> Arc<MetricsHub> {
+        self.metrics.clone()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -7,10 +7,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use strait::admin;
+use strait::config::Config;
 use strait::control::{ConfigSource, Control};
+use strait::observe::access_log::AccessLog;
+use strait::observe::trace::TraceExporter;
+use strait::observe::Observers;
 use strait::runtime::{self, IoDriver};
 use strait::{health_checker, resolver, sd_notify, upgrade};
 
@@ -73,14 +77,28 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Signals are taken before any worker starts, so that none hits a default handler.
-    let mut signals =
-        Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR2]).context("installing signal handlers")?;
+    let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
+        .context("installing signal handlers")?;
     let exe = std::env::current_exe().context("locating the strait binary")?;
     let config = control.current();
     let workers = args.workers.unwrap_or(config.server.workers);
+    // The admin API binds first: a successor that cannot bind it fails before it has
+    // accepted any client connection.
+    if let Some(addr) = args.admin_listen.or(config.admin.listen) {
+        let bound = admin::start(control.clone(), addr)
+            .with_context(|| format!("starting the admin API on {addr}"))?;
+        tracing::info!(addr = %bound, "admin api listening");
+    }
+    if let Some(addr) = config.observability.metrics_listen {
+        let bound = admin::start_metrics_only(control.clone(), addr)
+            .with_context(|| format!("starting the metrics listener on {addr}"))?;
+        tracing::info!(addr = %bound, "metrics listening");
+    }
+    let observers = start_observers(&control, &config)?;
     let running = runtime::start(
         control.shared(),
         control.health(),
+        observers.clone(),
         workers,
         args.io_driver,
         upgrade::inherited_listeners(),
@@ -88,11 +106,6 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     .context("starting workers")?;
     for addr in &running.addrs {
         tracing::info!(%addr, config = %control.origin(), driver = running.driver, "listening");
-    }
-    if let Some(addr) = args.admin_listen.or(config.admin.listen) {
-        let bound = admin::start(control.clone(), addr)
-            .with_context(|| format!("starting the admin API on {addr}"))?;
-        tracing::info!(addr = %bound, "admin api listening");
     }
     // Off the request path: one thread probes endpoints, another re-resolves host names.
     health_checker::try_spawn(control.shared(), control.health())
@@ -110,6 +123,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     for signal in signals.forever() {
         match signal {
             SIGHUP => reload(&control),
+            SIGUSR1 => {
+                if let Some(log) = &observers.access_log {
+                    log.reopen();
+                }
+            }
             SIGUSR2 => match upgrade::spawn_successor(&exe, &running.listener_fds) {
                 Ok(mut child) => {
                     tracing::info!(pid = child.id(), exe = %exe.display(), "upgrade: successor started");
@@ -133,8 +151,41 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     sd_notify::stopping();
     running.drain();
     running.wait();
+    // The workers are gone, and their handles with them: write out what they logged.
+    let Observers {
+        access_log,
+        tracing: exporter,
+        ..
+    } = observers;
+    if let Some(log) = access_log.and_then(|log| Arc::try_unwrap(log).ok()) {
+        log.shutdown();
+    }
+    if let Some(exporter) = exporter.and_then(|e| Arc::try_unwrap(e).ok()) {
+        exporter.shutdown();
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sets up metrics, the access log and the trace exporter for the workers.
+fn start_observers(control: &Control, config: &Config) -> anyhow::Result<Observers> {
+    let access_log = match &config.observability.access_log {
+        Some(log) => Some(Arc::new(
+            AccessLog::start(&log.destination).context("opening the access log")?,
+        )),
+        None => None,
+    };
+    let tracing = match &config.observability.tracing {
+        Some(tracing) => Some(Arc::new(
+            TraceExporter::start(tracing).context("starting the trace exporter")?,
+        )),
+        None => None,
+    };
+    Ok(Observers {
+        metrics: control.metrics(),
+        access_log,
+        tracing,
+    })
 }
 
 /// Reloads the config; a failure leaves the running config in place and says why.

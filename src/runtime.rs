@@ -20,6 +20,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
+use crate::observe::Observers;
 use crate::proxy::{serve_connection, Worker};
 use crate::upstream::HealthRegistry;
 
@@ -40,8 +41,8 @@ const URING_ENTRIES: u32 = 4096;
 const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (out of file descriptors, typically) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-/// How often a worker looks at the process-wide drain flag, and, while draining, at its
-/// count of open connections.
+/// How often a worker looks at the process-wide drain flag (and, while draining, at its
+/// count of open connections), answers metric scrapes and hands buffered log lines over.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Where a worker's listening socket for one address comes from.
@@ -82,6 +83,7 @@ impl Running {
 pub fn start(
     config: Arc<ArcSwap<Config>>,
     health: Arc<HealthRegistry>,
+    observers: Observers,
     workers: usize,
     driver: IoDriver,
     inherited: Vec<(SocketAddr, OwnedFd)>,
@@ -119,6 +121,7 @@ pub fn start(
         let cpu = cpus.get(index % cpus.len().max(1)).copied();
         let config = config.clone();
         let health = health.clone();
+        let observers = observers.clone();
         let ready = ready_tx.clone();
         let drain = drain.clone();
         let handle = std::thread::Builder::new()
@@ -138,36 +141,22 @@ pub fn start(
                         return;
                     }
                 };
+                let ready_on_error = ready.clone();
+                let main = move || worker_main(listeners, config, health, observers, ready, drain);
                 let result = if uring {
                     RuntimeBuilder::<IoUringDriver>::new()
                         .with_entries(URING_ENTRIES)
                         .enable_timer()
                         .build()
-                        .map(|mut rt| {
-                            rt.block_on(worker_main(
-                                listeners,
-                                config,
-                                health,
-                                ready.clone(),
-                                drain,
-                            ))
-                        })
+                        .map(|mut rt| rt.block_on(main()))
                 } else {
                     RuntimeBuilder::<LegacyDriver>::new()
                         .enable_timer()
                         .build()
-                        .map(|mut rt| {
-                            rt.block_on(worker_main(
-                                listeners,
-                                config,
-                                health,
-                                ready.clone(),
-                                drain,
-                            ))
-                        })
+                        .map(|mut rt| rt.block_on(main()))
                 };
                 if let Err(e) = result {
-                    let _ = ready.send(Err(e));
+                    let _ = ready_on_error.send(Err(e));
                 }
             })?;
         handles.push(handle);
@@ -244,10 +233,12 @@ async fn worker_main(
     listeners: Vec<std::net::TcpListener>,
     config: Arc<ArcSwap<Config>>,
     health: Arc<HealthRegistry>,
+    observers: Observers,
     ready: mpsc::Sender<std::io::Result<Vec<RawFd>>>,
     drain: Arc<AtomicBool>,
 ) {
-    let worker = Rc::new(Worker::new(config, health));
+    let worker = Rc::new(Worker::new(config, health, &observers));
+    drop(observers);
     let fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
     let mut accepting = Vec::new();
     for std_listener in listeners {
@@ -262,7 +253,7 @@ async fn worker_main(
     let _ = ready.send(Ok(fds));
     let sweeper = worker.clone();
     monoio::spawn(async move {
-        loop {
+        while !sweeper.drain.is_started() {
             monoio::time::sleep(POOL_SWEEP_INTERVAL).await;
             sweeper.evict_idle(Instant::now());
         }
@@ -270,6 +261,7 @@ async fn worker_main(
 
     while !drain.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
+        worker.observers.borrow_mut().tick();
     }
     worker.drain.start();
     for task in accepting {
@@ -278,7 +270,9 @@ async fn worker_main(
     let deadline = Instant::now() + worker.drain_timeout();
     while worker.open_connections() > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
+        worker.observers.borrow_mut().tick();
     }
+    worker.observers.borrow_mut().close();
     if worker.open_connections() > 0 {
         tracing::warn!(
             open = worker.open_connections(),

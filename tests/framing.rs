@@ -85,12 +85,17 @@ fn content_length_response_exact_bytes() {
     });
     let strait = Strait::start(&proxy_config(upstream.addr, ""));
     let mut client = Client::new(&strait);
-    for _ in 0..2 {
-        client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-        let want =
-            "HTTP/1.1 200 OK\r\nX-Up: 1\r\nvia: 1.1 strait\r\ncontent-length: 5\r\n\r\nhello";
+    for i in 1..=2 {
+        client.send(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-{i}\r\n\r\n").as_bytes());
+        let want = format!(
+            "HTTP/1.1 200 OK\r\nX-Up: 1\r\nvia: 1.1 strait\r\nx-request-id: t-{i}\r\ncontent-length: 5\r\n\r\nhello"
+        );
         let got = client.reader().read_exact_vec(want.len()).unwrap();
         assert_eq!(String::from_utf8_lossy(&got), want);
+        assert_eq!(
+            upstream.last().header("x-request-id"),
+            Some(format!("t-{i}"))
+        );
     }
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
 }
@@ -103,12 +108,12 @@ fn chunked_response_with_trailers_stays_chunked_for_http11() {
     });
     let strait = Strait::start(&proxy_config(upstream.addr, ""));
     let mut client = Client::new(&strait);
-    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-1\r\n\r\n");
     let mut reader = client.reader();
     let head = reader.read_head().unwrap();
     assert_eq!(
         head,
-        "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\ntransfer-encoding: chunked\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nx-request-id: t-1\r\ntransfer-encoding: chunked\r\n\r\n"
     );
     // Chunk boundaries may follow reads; the payload and trailer section may not change.
     let (payload, trailers) = read_chunked_strict(&mut reader);
@@ -134,12 +139,12 @@ fn chunked_response_to_http10_client_is_close_delimited() {
     let strait = Strait::start(&proxy_config(upstream.addr, ""));
     let mut stream = strait.connect();
     stream
-        .write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nX-Request-Id: t-1\r\n\r\n")
         .unwrap();
     let all = Reader::new(&mut stream).read_to_end().unwrap();
     assert_eq!(
         String::from_utf8(all).unwrap(),
-        "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nconnection: close\r\n\r\nabc"
+        "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nx-request-id: t-1\r\nconnection: close\r\n\r\nabc"
     );
 }
 
@@ -150,12 +155,12 @@ fn close_delimited_response_is_rechunked_for_http11_and_connection_stays() {
     let strait = Strait::start(&proxy_config(addr, ""));
     let mut client = Client::new(&strait);
     for i in 1..=2 {
-        client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        client.send(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-{i}\r\n\r\n").as_bytes());
         let mut reader = client.reader();
         let head = reader.read_head().unwrap();
         assert_eq!(
             head,
-            "HTTP/1.1 200 OK\r\nX-Up: 1\r\nvia: 1.1 strait\r\ntransfer-encoding: chunked\r\n\r\n"
+            format!("HTTP/1.1 200 OK\r\nX-Up: 1\r\nvia: 1.1 strait\r\nx-request-id: t-{i}\r\ntransfer-encoding: chunked\r\n\r\n")
         );
         let mut body = Vec::new();
         loop {
@@ -177,16 +182,19 @@ fn close_delimited_response_is_rechunked_for_http11_and_connection_stays() {
 fn close_delimited_response_to_http10_client_closes() {
     let (addr, _) = answer_once_and_close(b"HTTP/1.1 200 OK\r\nX-Up: 1\r\n\r\nuntil the end");
     let strait = Strait::start(&proxy_config(addr, ""));
-    for request in [
-        &b"GET / HTTP/1.0\r\n\r\n"[..],
-        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    for (request, id) in [
+        (&b"GET / HTTP/1.0\r\nX-Request-Id: t-1\r\n\r\n"[..], "t-1"),
+        (
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nX-Request-Id: t-2\r\n\r\n",
+            "t-2",
+        ),
     ] {
         let mut stream = strait.connect();
         stream.write_all(request).unwrap();
         let all = Reader::new(&mut stream).read_to_end().unwrap();
         assert_eq!(
             String::from_utf8(all).unwrap(),
-            "HTTP/1.1 200 OK\r\nX-Up: 1\r\nvia: 1.1 strait\r\nconnection: close\r\n\r\nuntil the end"
+            format!("HTTP/1.1 200 OK\r\nX-Up: 1\r\nvia: 1.1 strait\r\nx-request-id: {id}\r\nconnection: close\r\n\r\nuntil the end")
         );
     }
 }
@@ -202,12 +210,12 @@ fn head_response_passes_content_length_without_body() {
     });
     let strait = Strait::start(&proxy_config(upstream.addr, ""));
     let mut client = Client::new(&strait);
-    client.send(b"HEAD /f HTTP/1.1\r\nHost: x\r\n\r\nGET /g HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.send(b"HEAD /f HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-1\r\n\r\nGET /g HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut reader = client.reader();
     let head = reader.read_head().unwrap();
     assert_eq!(
         head,
-        "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nvia: 1.1 strait\r\ncontent-length: 1234\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nvia: 1.1 strait\r\nx-request-id: t-1\r\ncontent-length: 1234\r\n\r\n"
     );
     // No body bytes: the next thing on the wire is the next response.
     let next = reader.read_response("GET").unwrap();
@@ -259,22 +267,22 @@ fn no_content_and_not_modified_have_no_body() {
     let strait = Strait::start(&proxy_config(upstream.addr, ""));
     let mut client = Client::new(&strait);
     client.send(
-        b"GET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"v1\"\r\n\r\nGET /304cl HTTP/1.1\r\nHost: x\r\n\r\nGET /end HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /204 HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-204\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"v1\"\r\nX-Request-Id: t-304\r\n\r\nGET /304cl HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-304cl\r\n\r\nGET /end HTTP/1.1\r\nHost: x\r\n\r\n",
     );
     let mut reader = client.reader();
     assert_eq!(
         reader.read_head().unwrap(),
-        "HTTP/1.1 204 No Content\r\nX-A: 1\r\nvia: 1.1 strait\r\n\r\n"
+        "HTTP/1.1 204 No Content\r\nX-A: 1\r\nvia: 1.1 strait\r\nx-request-id: t-204\r\n\r\n"
     );
     // RFC 9110 §8.6: a 304 carries the Content-Length a 200 would have, or none; a cache
     // that merges this head into its stored one must not learn a length of 0.
     assert_eq!(
         reader.read_head().unwrap(),
-        "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nvia: 1.1 strait\r\n\r\n"
+        "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nvia: 1.1 strait\r\nx-request-id: t-304\r\n\r\n"
     );
     assert_eq!(
         reader.read_head().unwrap(),
-        "HTTP/1.1 304 Not Modified\r\nETag: \"v2\"\r\nvia: 1.1 strait\r\ncontent-length: 99\r\n\r\n"
+        "HTTP/1.1 304 Not Modified\r\nETag: \"v2\"\r\nvia: 1.1 strait\r\nx-request-id: t-304cl\r\ncontent-length: 99\r\n\r\n"
     );
     let last = reader.read_response("GET").unwrap();
     assert_eq!((last.status, last.text().as_str()), (200, "after"));
@@ -451,12 +459,13 @@ fn http10_with_and_without_keep_alive() {
     // Without keep-alive: answered with `connection: close`, then closed.
     let mut stream = strait.connect();
     stream
-        .write_all(b"GET /a HTTP/1.0\r\nHost: h\r\n\r\n")
+        .write_all(b"GET /a HTTP/1.0\r\nHost: h\r\nX-Request-Id: t-1\r\n\r\n")
         .unwrap();
     let all = String::from_utf8(Reader::new(&mut stream).read_to_end().unwrap()).unwrap();
-    assert_eq!(all, "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\ncontent-length: 16\r\nconnection: close\r\n\r\nGET /a HTTP/1.1\n");
+    assert_eq!(all, "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nx-request-id: t-1\r\ncontent-length: 16\r\nconnection: close\r\n\r\nGET /a HTTP/1.1\n");
     let received = upstream.last();
     assert_eq!(received.header("via").as_deref(), Some("1.0 strait"));
+    assert_eq!(received.header("x-request-id").as_deref(), Some("t-1"));
 
     // With keep-alive: acknowledged, and the connection carries a second request.
     let mut client = Client::new(&strait);
@@ -485,10 +494,17 @@ fn http10_request_without_host_gets_a_host_upstream() {
     let strait = Strait::start(&proxy_config(upstream.addr, ""));
     let r = strait.request(b"GET /a HTTP/1.0\r\n\r\n");
     assert_eq!(r.status, 200);
+    // The client sent no request ID: one was generated, and the client got the one the
+    // upstream saw.
+    let id = generated_request_id(&r.head);
+    assert_eq!(
+        r.head,
+        format!("HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nx-request-id: {id}\r\ncontent-length: 16\r\nconnection: close\r\n\r\n")
+    );
     let received = upstream.last();
     assert_eq!(
         received.head,
-        "GET /a HTTP/1.1\r\nhost: \r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nvia: 1.0 strait\r\n\r\n"
+        format!("GET /a HTTP/1.1\r\nhost: \r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nvia: 1.0 strait\r\nx-request-id: {id}\r\n\r\n")
     );
 }
 
@@ -736,10 +752,12 @@ X-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n\
 X-Forwarded-Proto: https\r\n\
 X-Forwarded-Host: spoofed.example\r\n\
 Via: 1.1 edge\r\n\
+X-Request-Id: t-hop\r\n\
 Accept: */*\r\n\r\n",
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.headers_named("x-request-id"), ["t-hop"]);
     assert!(is_closed(&mut client.reading));
     assert_eq!(
         upstream.last().head,
@@ -750,7 +768,8 @@ Accept: */*\r\n\
 x-forwarded-for: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\n\
 x-forwarded-proto: http\r\n\
 x-forwarded-host: api.example.com\r\n\
-via: 1.1 edge, 1.1 strait\r\n\r\n"
+via: 1.1 edge, 1.1 strait\r\n\
+x-request-id: t-hop\r\n\r\n"
     );
     // Several X-Forwarded-For lines are joined in order.
     client = Client::new(&strait);
@@ -780,8 +799,8 @@ Content-Length: 2\r\n\r\nok"
     });
     let strait = Strait::start(&proxy_config(upstream.addr, ""));
     let mut client = Client::new(&strait);
-    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let want = "HTTP/1.1 200 OK\r\nX-Public: 1\r\nvia: 1.0 origin, 1.1 strait\r\ncontent-length: 2\r\n\r\nok";
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-1\r\n\r\n");
+    let want = "HTTP/1.1 200 OK\r\nX-Public: 1\r\nvia: 1.0 origin, 1.1 strait\r\nx-request-id: t-1\r\ncontent-length: 2\r\n\r\nok";
     let got = client.reader().read_exact_vec(want.len()).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), want);
     // The upstream's `keep-alive` token described its own hop: both connections continue.
@@ -813,17 +832,20 @@ fn informational_responses_reach_http11_clients_only() {
     });
     let strait = Strait::start(&proxy_config(upstream.addr, ""));
     let mut client = Client::new(&strait);
-    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let want = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nvia: 1.1 strait\r\n\r\nHTTP/1.1 200 OK\r\nvia: 1.1 strait\r\ncontent-length: 2\r\n\r\nok";
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-1\r\n\r\n");
+    // The request ID goes on the interim 103 as on the final response.
+    let want = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nvia: 1.1 strait\r\nx-request-id: t-1\r\n\r\nHTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nx-request-id: t-1\r\ncontent-length: 2\r\n\r\nok";
     let got = client.reader().read_exact_vec(want.len()).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), want);
 
     let mut stream = strait.connect();
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nX-Request-Id: t-2\r\n\r\n")
+        .unwrap();
     let all = String::from_utf8(Reader::new(&mut stream).read_to_end().unwrap()).unwrap();
     assert_eq!(
         all,
-        "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+        "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nx-request-id: t-2\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
     );
 }
 

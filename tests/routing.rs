@@ -7,8 +7,8 @@ use common::*;
 use std::io::Write;
 use std::process::Command;
 
-/// The exact 404 answer, head and body.
-const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nserver: strait\r\ncontent-type: application/json\r\ncontent-length: 34\r\n\r\n{\"error\":\"no route\",\"status\":404}\n";
+/// The exact 404 answer, head and body, to a request that sent `X-Request-Id: t-404`.
+const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nserver: strait\r\ncontent-type: application/json\r\ncontent-length: 34\r\nx-request-id: t-404\r\n\r\n{\"error\":\"no route\",\"status\":404}\n";
 
 /// Sends `requests` on one keep-alive connection and returns the response bodies as text.
 fn bodies(strait: &Strait, requests: &[String]) -> Vec<(u16, String)> {
@@ -160,7 +160,7 @@ mock = { status = 200, body = "here" }
     let strait = Strait::start(config);
     let mut stream = strait.connect();
     stream
-        .write_all(b"GET /there HTTP/1.1\r\nHost: x\r\n\r\nGET /here HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /there HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-404\r\n\r\nGET /here HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut reader = Reader::new(&mut stream);
     let head = reader.read_head().unwrap();
@@ -168,11 +168,16 @@ mock = { status = 200, body = "here" }
     assert_eq!([head.as_bytes(), &body[..]].concat(), NOT_FOUND);
     let next = reader.read_response("GET").unwrap();
     assert_eq!((next.status, next.text().as_str()), (200, "here"));
-    // HTTP/1.0 gets the same answer and a close.
+    // HTTP/1.0 gets the same answer and a close; without a client ID, a generated one
+    // sits just before `connection`.
     let raw = raw_exchange(&strait, b"GET /there HTTP/1.0\r\n\r\n");
     let text = String::from_utf8(raw).unwrap();
+    let id = generated_request_id(&text);
     assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
-    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(
+        text.contains(&format!("\r\nx-request-id: {id}\r\nconnection: close\r\n")),
+        "{text}"
+    );
     assert!(
         text.ends_with("\r\n\r\n{\"error\":\"no route\",\"status\":404}\n"),
         "{text}"
@@ -423,33 +428,36 @@ mock = {{ status = 202 }}
         assert_eq!(String::from_utf8_lossy(&got), want, "{request}");
     };
     exchange(
-        "GET /inline HTTP/1.1\r\nHost: x\r\n\r\n",
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-a: 1 2\r\ncontent-length: 11\r\n\r\n{\"ok\":true}",
+        "GET /inline HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-a: 1 2\r\ncontent-length: 11\r\nx-request-id: t-1\r\n\r\n{\"ok\":true}",
     );
-    exchange("HEAD /inline HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-a: 1 2\r\ncontent-length: 11\r\n\r\n");
+    exchange("HEAD /inline HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-2\r\n\r\n", "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-a: 1 2\r\ncontent-length: 11\r\nx-request-id: t-2\r\n\r\n");
     exchange(
-        "GET /file HTTP/1.1\r\nHost: x\r\n\r\n",
-        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 600\r\ncontent-length: 14\r\n\r\n<h1>down</h1>\n",
-    );
-    exchange(
-        "HEAD /file HTTP/1.1\r\nHost: x\r\n\r\n",
-        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 600\r\ncontent-length: 14\r\n\r\n",
+        "GET /file HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-3\r\n\r\n",
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 600\r\ncontent-length: 14\r\nx-request-id: t-3\r\n\r\n<h1>down</h1>\n",
     );
     exchange(
-        "GET /empty HTTP/1.1\r\nHost: x\r\n\r\n",
-        "HTTP/1.1 204 No Content\r\n\r\n",
+        "HEAD /file HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-4\r\n\r\n",
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 600\r\ncontent-length: 14\r\nx-request-id: t-4\r\n\r\n",
+    );
+    exchange(
+        "GET /empty HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-5\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nx-request-id: t-5\r\n\r\n",
     );
     // Each exchange reads exactly the expected bytes from the start, so a body wrongly sent
     // after a HEAD would show up at the start of the next one.
     exchange(
-        "GET /accepted HTTP/1.1\r\nHost: x\r\n\r\n",
-        "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
+        "GET /accepted HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-6\r\n\r\n",
+        "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nx-request-id: t-6\r\n\r\n",
     );
     // An HTTP/1.0 client without keep-alive is told the connection closes.
-    let raw = raw_exchange(&strait, b"GET /inline HTTP/1.0\r\n\r\n");
+    let raw = raw_exchange(
+        &strait,
+        b"GET /inline HTTP/1.0\r\nX-Request-Id: t-7\r\n\r\n",
+    );
     assert_eq!(
         String::from_utf8(raw).unwrap(),
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-a: 1 2\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"ok\":true}"
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-a: 1 2\r\ncontent-length: 11\r\nx-request-id: t-7\r\nconnection: close\r\n\r\n{\"ok\":true}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -437,30 +437,50 @@ fn upstream_closing_mid_body_closes_the_client_connection() {
     ];
     let next = Arc::new(AtomicUsize::new(0));
     let which = next.clone();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
     let (addr, _) = raw_upstream(move |mut stream, _| {
         let mut reading = stream.try_clone().unwrap();
-        if read_request(&mut Reader::new(&mut reading)).is_some() {
+        if let Some(head) = read_request(&mut Reader::new(&mut reading)) {
+            seen.lock().unwrap().push(head);
             let _ = stream.write_all(responses[which.load(Ordering::SeqCst)]);
         }
     });
     let strait = Strait::start(&proxy_config(addr, ""));
 
+    // No client ID: a generated one, the same upstream and back to the client.
     next.store(0, Ordering::SeqCst);
     let mut stream = strait.connect();
     stream.write_all(&get("/")).unwrap();
     let all = String::from_utf8(Reader::new(&mut stream).read_to_end().unwrap()).unwrap();
+    let id = generated_request_id(&all);
     assert_eq!(
         all,
-        "HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\ncontent-length: 100\r\n\r\nonly ten b"
+        format!("HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nx-request-id: {id}\r\ncontent-length: 100\r\n\r\nonly ten b")
+    );
+    let upstream_head = heads
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("upstream saw the request");
+    assert_eq!(
+        upstream_head
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix("x-request-id: "))
+            .collect::<Vec<_>>(),
+        [id.as_str()],
+        "{upstream_head}"
     );
 
     // Chunked: the client sees the chunks so far and then the close, never a last chunk.
     next.store(1, Ordering::SeqCst);
     let mut stream = strait.connect();
-    stream.write_all(&get("/")).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: t-1\r\n\r\n")
+        .unwrap();
     let all = String::from_utf8(Reader::new(&mut stream).read_to_end().unwrap()).unwrap();
     assert!(
-        all.starts_with("HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\ntransfer-encoding: chunked\r\n\r\n"),
+        all.starts_with("HTTP/1.1 200 OK\r\nvia: 1.1 strait\r\nx-request-id: t-1\r\ntransfer-encoding: chunked\r\n\r\n"),
         "{all}"
     );
     assert!(all.contains("5\r\nhello\r\n"), "{all}");

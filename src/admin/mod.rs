@@ -1,6 +1,8 @@
 //! The admin API: a small HTTP/1.1 JSON server on its own listener and its own thread, off
 //! the request path. It reads the served config, reloads it, reports health and readiness,
-//! and registers or removes upstream endpoints at runtime; every change goes through
+//! registers or removes upstream endpoints at runtime, and serves `GET /metrics` (Prometheus
+//! text, gathered from the workers by [`crate::observe::metrics::MetricsHub`]; also alone,
+//! without a token, on [`start_metrics_only`]'s listener); every change goes through
 //! [`Control`], which swaps whole snapshots the workers pick up between requests.
 //!
 //! - `server.rs`: the accept and connection loop (head and body limits, read timeouts,
@@ -40,6 +42,8 @@ pub(crate) struct Admin {
     /// The bearer token, as configured at startup (like the listen address, a reload does
     /// not change it).
     token: Option<String>,
+    /// Serve only `GET /metrics` (the `observability.metrics.listen` listener).
+    metrics_only: bool,
 }
 
 /// Starts the admin API on its own thread ("strait-admin"); returns the address it listens
@@ -53,9 +57,33 @@ pub fn start(control: Arc<Control>, addr: SocketAddr) -> io::Result<SocketAddr> 
             format!("{addr} is not a loopback address: set admin.token to expose the admin API"),
         ));
     }
+    let admin = Admin {
+        control,
+        token,
+        metrics_only: false,
+    };
+    spawn("strait-admin", addr, admin)
+}
+
+/// Starts the metrics-only listener (`observability.metrics.listen`) on its own thread
+/// ("strait-metrics"): the admin server answering only `GET /metrics` (404 elsewhere, 405
+/// for other methods), without a token, so that a scraper can reach it on an address
+/// where the admin API is not exposed. Returns the address it listens on. A scrape here
+/// never waits behind an admin request, and the reverse.
+pub fn start_metrics_only(control: Arc<Control>, addr: SocketAddr) -> io::Result<SocketAddr> {
+    let admin = Admin {
+        control,
+        token: None,
+        metrics_only: true,
+    };
+    spawn("strait-metrics", addr, admin)
+}
+
+/// Runs the admin server for `admin` on a new thread named `name`, bound to `addr`.
+fn spawn(name: &str, addr: SocketAddr, admin: Admin) -> io::Result<SocketAddr> {
     let (bound_tx, bound_rx) = mpsc::channel();
     std::thread::Builder::new()
-        .name("strait-admin".to_string())
+        .name(name.to_string())
         .spawn(move || {
             let runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                 .enable_timer()
@@ -88,7 +116,7 @@ pub fn start(control: Arc<Control>, addr: SocketAddr) -> io::Result<SocketAddr> 
                         return;
                     }
                 }
-                server::serve(listener, Rc::new(Admin { control, token })).await;
+                server::serve(listener, Rc::new(admin)).await;
             });
         })?;
     bound_rx
@@ -117,6 +145,45 @@ mod tests {
     fn refuses_a_non_loopback_address_without_a_token() {
         let err = start(control(""), "0.0.0.0:0".parse().unwrap()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// One request on a new connection; the whole answer (the server closes: `close`).
+    fn exchange(addr: SocketAddr, request: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn metrics_only_listener_serves_only_get_metrics_without_a_token() {
+        // A token the admin API would demand (and a config file of its own: `control`
+        // names files by the length of `extra`, and tests run in parallel).
+        let control = control("[admin]\ntoken = \"0123456789abcdef-metrics\"\n");
+        let addr = start_metrics_only(control, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let ask = |method: &str, path: &str| {
+            exchange(
+                addr,
+                &format!("{method} {path} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n"),
+            )
+        };
+        let metrics = ask("GET", "/metrics");
+        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+        assert!(metrics.contains("\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        assert!(
+            metrics.contains("\nstrait_config_generation 1\n"),
+            "{metrics}"
+        );
+        assert!(ask("GET", "/healthz").starts_with("HTTP/1.1 404 "));
+        assert!(ask("GET", "/config").starts_with("HTTP/1.1 404 "));
+        let post = ask("POST", "/metrics");
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        assert!(post.contains("\r\nallow: GET\r\n"), "{post}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! path matches but the method does not, the answer is 405 with `Allow`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 use super::json;
 use super::Admin;
 use crate::config::Endpoint;
+use crate::observe::metrics::{render, unix_seconds, ProcessInfo, CONTENT_TYPE};
 use crate::registry::{RegistryError, MAX_WEIGHT};
 
 /// A request as the handlers see it: read whole, the path without its query.
@@ -26,10 +28,11 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-/// A JSON answer.
+/// An answer: JSON, except `GET /metrics`.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub content_type: &'static str,
     pub body: Vec<u8>,
     /// For 405: the methods the path accepts.
     pub allow: Option<String>,
@@ -43,7 +46,19 @@ impl Reply {
         body.push(b'\n');
         Reply {
             status,
+            content_type: "application/json",
             body,
+            allow: None,
+            authenticate: false,
+        }
+    }
+
+    /// A non-JSON answer.
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: body.into_bytes(),
             allow: None,
             authenticate: false,
         }
@@ -74,7 +89,7 @@ const fn op(method: &'static str, path: &'static str, handler: Handler) -> Op {
 
 /// Every route the admin API serves. `PUT` comes before `DELETE` on the endpoints so that
 /// walking the list in order (as the conformance test does) registers before removing.
-const TABLE: [Op; 11] = [
+const TABLE: [Op; 12] = [
     op("GET", "/healthz", healthz),
     op("GET", "/readyz", readyz),
     op("GET", "/status", status),
@@ -86,7 +101,15 @@ const TABLE: [Op; 11] = [
     op("DELETE", "/upstreams/{name}/endpoints/{addr}", deregister),
     op("POST", "/reload", reload),
     op("GET", "/reload/status", reload_status),
+    op("GET", "/metrics", metrics),
 ];
+
+/// The only route of the metrics-only listener (`observability.metrics.listen`).
+const METRICS_ONLY: [Op; 1] = [op("GET", "/metrics", metrics)];
+
+/// How long a scrape waits for the workers (they answer from a ~20 ms tick); a worker
+/// slower than this is shown with its last answer.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 
 const fn method_and_path<const N: usize>(table: [Op; N]) -> [(&'static str, &'static str); N] {
     let mut out = [("", ""); N];
@@ -106,6 +129,11 @@ pub const ROUTES: &[(&str, &str)] = &ROUTE_LIST;
 
 /// Answers one request: token check, route lookup, handler.
 pub fn handle(admin: &Admin, request: &Request<'_>) -> Reply {
+    let table: &[Op] = if admin.metrics_only {
+        &METRICS_ONLY
+    } else {
+        &TABLE
+    };
     if let Some(token) = &admin.token {
         if !is_authorized(token, request.authorization) {
             let mut reply = Reply::error(401, "missing or invalid bearer token");
@@ -114,7 +142,7 @@ pub fn handle(admin: &Admin, request: &Request<'_>) -> Reply {
         }
     }
     let mut allow: Vec<&str> = Vec::new();
-    for op in &TABLE {
+    for op in table {
         match match_path(op.path, request.path) {
             PathMatch::No => {}
             PathMatch::BadEncoding => {
@@ -296,6 +324,22 @@ fn upstream_reply(admin: &Admin, name: &str, status: u16) -> Reply {
         ),
         None => Reply::error(404, format!("unknown upstream \"{name}\"")),
     }
+}
+
+/// The Prometheus text format; blocks this thread until the workers answer (at most
+/// [`SCRAPE_TIMEOUT`]). Not on the request path: the workers only copy their counters.
+fn metrics(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
+    let control = &admin.control;
+    let snapshots = control.metrics().scrape(SCRAPE_TIMEOUT);
+    let last_reload = control.last_reload();
+    let process = ProcessInfo {
+        generation: control.generation(),
+        last_reload_ok: last_reload.ok,
+        last_reload_unix: unix_seconds(last_reload.at),
+        start_unix: control.metrics().start_unix(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    Reply::text(200, CONTENT_TYPE, render(&snapshots, &process))
 }
 
 fn reload(admin: &Admin, _: &[String], _: &[u8]) -> Reply {

@@ -265,9 +265,9 @@ fn encode(out: &mut BytesMut, reply: &Reply, keep_alive: bool) {
     out.put_slice(status.format(reply.status).as_bytes());
     out.put_u8(b' ');
     out.put_slice(reason_phrase(reply.status).as_bytes());
-    out.put_slice(
-        b"\r\nserver: strait\r\ncontent-type: application/json\r\ncache-control: no-store\r\n",
-    );
+    out.put_slice(b"\r\nserver: strait\r\ncontent-type: ");
+    out.put_slice(reply.content_type.as_bytes());
+    out.put_slice(b"\r\ncache-control: no-store\r\n");
     if let Some(allow) = &reply.allow {
         out.put_slice(b"allow: ");
         out.put_slice(allow.as_bytes());

@@ -7,6 +7,7 @@ use bytes::BytesMut;
 
 use super::headers::{is_hop_by_hop, is_nominated, list_tokens};
 use super::{BodyFraming, HeaderSpan, RequestHead, ResponseHead, Version};
+use crate::observe::trace::{write_traceparent, SpanContext};
 
 /// How the Host header travels upstream.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +27,10 @@ pub struct ForwardedRequest<'a> {
     pub client_ip: &'a [u8],
     /// `http` or `https`.
     pub scheme: &'static [u8],
+    /// The request-ID header (lower-case name, value): the client's copies are replaced.
+    pub request_id: (&'a [u8], &'a [u8]),
+    /// With tracing on, our span: it replaces the client's `traceparent`.
+    pub trace: Option<&'a SpanContext>,
 }
 
 /// Headers Strait writes itself on the upstream request, so the client's copies are dropped.
@@ -121,6 +126,8 @@ pub fn encode_request_head(
             had_content_length = true;
         }
         if is_rewritten_request_header(name)
+            || name.eq_ignore_ascii_case(fwd.request_id.0)
+            || (fwd.trace.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
             || is_dropped(name, raw, &head.headers, head.has_connection_header)
         {
             continue;
@@ -145,6 +152,10 @@ pub fn encode_request_head(
         b"1.1 strait"
     };
     write_joined(out, raw, &head.headers, b"via", via);
+    write_header(out, fwd.request_id.0, fwd.request_id.1);
+    if let Some(trace) = fwd.trace {
+        write_traceparent(out, trace);
+    }
     match framing {
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyFraming::Length(n) if n > 0 || had_content_length => write_content_length(out, n),
@@ -169,10 +180,13 @@ pub enum ClientBody {
 
 /// What the client side of a response needs besides the upstream's head.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientFraming {
+pub struct ClientFraming<'a> {
     pub body: ClientBody,
     pub keep_alive: bool,
     pub client_version: Version,
+    /// The request-ID header (lower-case name, value), returned to the client in place of
+    /// any the upstream sent.
+    pub request_id: (&'a [u8], &'a [u8]),
 }
 
 /// Writes the response head for the client, ending with the blank line.
@@ -191,6 +205,7 @@ pub fn encode_response_head(
     for h in &head.headers {
         let name = h.name(raw);
         if name.eq_ignore_ascii_case(b"via")
+            || name.eq_ignore_ascii_case(client.request_id.0)
             || is_dropped(name, raw, &head.headers, head.has_connection_header)
         {
             continue;
@@ -206,6 +221,7 @@ pub fn encode_response_head(
         b"1.1 strait"
     };
     write_joined(out, raw, &head.headers, b"via", via);
+    write_header(out, client.request_id.0, client.request_id.1);
     match client.body {
         ClientBody::None {
             content_length: Some(n),
@@ -258,6 +274,17 @@ pub fn write_connection(out: &mut BytesMut, keep_alive: bool, version: Version) 
     }
 }
 
+/// Writes `name: value` unless the value is empty.
+pub fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    if value.is_empty() {
+        return;
+    }
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 pub fn write_content_length(out: &mut BytesMut, n: u64) {
     let mut digits = itoa::Buffer::new();
     out.extend_from_slice(b"content-length: ");
@@ -284,6 +311,8 @@ mod tests {
             host: UpstreamHost::Preserve,
             client_ip: b"10.0.0.1",
             scheme: b"http",
+            request_id: (b"x-request-id", b"id-1"),
+            trace: None,
         };
         let mut out = BytesMut::new();
         encode_request_head(&mut out, raw, &head, &fwd, head.framing);

@@ -4,12 +4,23 @@
 //! structures, and the control plane gathers them when asked (a scrape) or receives them
 //! in batches (log lines, spans) through channels.
 
+pub mod access_log;
+pub mod metrics;
+pub mod request_id;
+pub mod trace;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use crate::config::Config;
 use crate::http1::{RequestHead, Version};
+use access_log::{AccessLog, LineNames, WorkerLog};
+use metrics::{MetricsHub, ScrapeInbox, WorkerMetrics};
+use request_id::RequestIdGen;
+use trace::{SpanContext, TraceExporter, WorkerTracer};
 
 /// How a request ended, beyond its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +65,8 @@ pub struct RequestRecord {
     pub pool_hit: Option<bool>,
     pub retries: u32,
     pub request_id: Bytes,
+    /// This request's span, when tracing is on.
+    pub trace: Option<SpanContext>,
 }
 
 impl RequestRecord {
@@ -97,6 +110,103 @@ impl RequestRecord {
             pool_hit: None,
             retries: 0,
             request_id: Bytes::new(),
+            trace: None,
+        }
+    }
+}
+
+/// The process-wide ends of observability, set up at startup and shared with every worker.
+#[derive(Clone)]
+pub struct Observers {
+    pub metrics: Arc<MetricsHub>,
+    pub access_log: Option<Arc<AccessLog>>,
+    pub tracing: Option<Arc<TraceExporter>>,
+}
+
+/// One worker's ends: its counters, its log buffer, its tracer and its ID generator.
+pub struct WorkerObservers {
+    pub metrics: WorkerMetrics,
+    inbox: ScrapeInbox,
+    log: Option<WorkerLog>,
+    tracer: Option<WorkerTracer>,
+    ids: RequestIdGen,
+}
+
+impl WorkerObservers {
+    pub fn new(observers: &Observers) -> Self {
+        WorkerObservers {
+            metrics: WorkerMetrics::new(),
+            inbox: observers.metrics.register_worker(),
+            log: observers.access_log.as_ref().map(|log| log.worker()),
+            tracer: observers.tracing.as_ref().map(|exporter| exporter.worker()),
+            ids: RequestIdGen::new(),
+        }
+    }
+
+    /// Gives a request its ID (the client's when acceptable) and, with tracing on, its span.
+    pub fn begin(
+        &mut self,
+        config: &Config,
+        raw: &Bytes,
+        head: &RequestHead,
+        rec: &mut RequestRecord,
+    ) {
+        let observability = &config.observability;
+        rec.request_id = match request_id::incoming(raw, head, &observability.request_id_header) {
+            Some((start, end)) => raw.slice(start as usize..end as usize),
+            None => self.ids.next(),
+        };
+        if let (Some(tracer), Some(tracing)) = (self.tracer.as_mut(), &observability.tracing) {
+            let traceparent = head
+                .headers
+                .iter()
+                .find(|h| h.name(raw).eq_ignore_ascii_case(b"traceparent"))
+                .map(|h| h.value(raw));
+            rec.trace = Some(tracer.start(tracing, traceparent));
+        }
+    }
+
+    /// Counts, logs and traces a finished request.
+    pub fn finish(&mut self, config: &Config, rec: &RequestRecord) {
+        let now = Instant::now();
+        self.metrics.record_at(config, rec, now);
+        let route = rec.route.and_then(|i| config.routes.routes().get(i));
+        let upstream = rec
+            .upstream
+            .and_then(|i| config.upstreams.get(i))
+            .map_or("", |u| u.name.as_str());
+        if let (Some(log), Some(log_config)) = (self.log.as_mut(), &config.observability.access_log)
+        {
+            let names = LineNames {
+                route: route.map_or("", |r| r.name.as_str()),
+                upstream,
+            };
+            log.log(log_config, &names, rec, now);
+        }
+        if let (Some(tracer), Some(tracing)) = (self.tracer.as_mut(), &config.observability.tracing)
+        {
+            tracer.finish(
+                tracing,
+                route.map_or("", |r| r.path.as_str()),
+                upstream,
+                rec,
+            );
+        }
+    }
+
+    /// At the end of a drain: hands the last log lines over and lets go of the log and the
+    /// tracer, so that their writer threads can finish.
+    pub fn close(&mut self) {
+        self.tick();
+        self.log = None;
+        self.tracer = None;
+    }
+
+    /// Periodic work off the request path: answer scrapes, hand buffered log lines over.
+    pub fn tick(&mut self) {
+        self.inbox.answer(&self.metrics);
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
         }
     }
 }

@@ -332,11 +332,18 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             endpoint_host = endpoint_addr.to_string();
             UpstreamHost::Rewrite(endpoint_host.as_bytes())
         };
+        let request_id = self.rec.request_id.clone();
+        let trace = self.rec.trace;
         let forwarded = ForwardedRequest {
             target: strip_prefix(head.target(raw), action.strip_prefix.as_deref()),
             host,
             client_ip: &self.client_ip,
             scheme: b"http",
+            request_id: (
+                config.observability.request_id_header.as_bytes(),
+                &request_id,
+            ),
+            trace: trace.as_ref(),
         };
         let body_len = body.map_or(0, Bytes::len);
         let mut request =
@@ -544,12 +551,17 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             }
             if request.version == Version::Http11 && response.1.status != 100 {
                 let mut out = std::mem::take(&mut self.out);
+                let request_id = self.rec.request_id.clone();
                 let framing = ClientFraming {
                     body: ClientBody::None {
                         content_length: None,
                     },
                     keep_alive: true,
                     client_version: Version::Http11,
+                    request_id: (
+                        config.observability.request_id_header.as_bytes(),
+                        &request_id,
+                    ),
                 };
                 encode_response_head(&mut out, &response.0, &response.1, &framing);
                 self.out = write_out(&mut self.stream, out, self.send_timeout)
@@ -586,10 +598,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 (Encode::Raw, ClientBody::UntilClose)
             }
         };
+        let request_id = self.rec.request_id.clone();
         let client_framing = ClientFraming {
             body,
             keep_alive: client_keep_alive,
             client_version: request.version,
+            request_id: (
+                config.observability.request_id_header.as_bytes(),
+                &request_id,
+            ),
         };
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &raw, &head, &client_framing);

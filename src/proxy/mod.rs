@@ -26,9 +26,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::config::{Action, Config, MockResponse};
 use crate::error::ProxyError;
-use crate::http1::encode::write_connection;
+use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
-use crate::observe::RequestRecord;
+use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::router::RouteMatch;
 use crate::upstream::{HealthRegistry, WorkerUpstreams};
 use io::{read_more, write_out, ReadFail};
@@ -47,10 +47,15 @@ pub struct Worker {
     pub drain: DrainSignal,
     /// Client connections being served, so that a drain knows when it is done.
     connections: Cell<usize>,
+    pub observers: RefCell<WorkerObservers>,
 }
 
 impl Worker {
-    pub fn new(config: Arc<ArcSwap<Config>>, health: Arc<HealthRegistry>) -> Self {
+    pub fn new(
+        config: Arc<ArcSwap<Config>>,
+        health: Arc<HealthRegistry>,
+        observers: &Observers,
+    ) -> Self {
         let snapshot = config.load_full();
         Worker {
             upstreams: RefCell::new(WorkerUpstreams::new(&snapshot, health)),
@@ -58,6 +63,7 @@ impl Worker {
             latest: RefCell::new(Cache::new(config)),
             drain: DrainSignal::default(),
             connections: Cell::new(0),
+            observers: RefCell::new(WorkerObservers::new(observers)),
         }
     }
 
@@ -67,12 +73,15 @@ impl Worker {
     }
 
     /// Hands a finished request to metrics, the access log and tracing.
-    fn finish_request(&self, _config: &Config, _rec: &RequestRecord) {}
+    fn finish_request(&self, config: &Config, rec: &RequestRecord) {
+        self.observers.borrow_mut().finish(config, rec);
+    }
 
     /// Counts a connection before its task is spawned, so that a drain starting in between
     /// still waits for it.
     pub fn connection_opened(&self) {
         self.connections.set(self.connections.get() + 1);
+        self.observers.borrow_mut().metrics.connection_accepted();
     }
 
     pub fn open_connections(&self) -> usize {
@@ -115,6 +124,9 @@ pub struct ClientConn<S> {
     send_timeout: std::time::Duration,
     /// What the current request did, for metrics, the access log and tracing.
     rec: RequestRecord,
+    /// The snapshot the current request runs on.
+    #[allow(clippy::redundant_allocation)] // see `Worker::current`
+    config: Rc<Arc<Config>>,
 }
 
 impl<S> Drop for ClientConn<S> {
@@ -122,6 +134,11 @@ impl<S> Drop for ClientConn<S> {
         self.worker
             .connections
             .set(self.worker.connections.get() - 1);
+        self.worker
+            .observers
+            .borrow_mut()
+            .metrics
+            .connection_closed();
     }
 }
 
@@ -149,6 +166,7 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         client_ip: Bytes::from(peer.ip().to_string()),
         send_timeout: worker.snapshot().server.timeouts.client_send,
         rec: RequestRecord::new(Bytes::new(), Instant::now()),
+        config: worker.snapshot(),
         worker,
     };
     let mut first = true;
@@ -166,12 +184,17 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         // while the connection sat idle applies to it.
         let config = conn.worker.snapshot();
         conn.send_timeout = config.server.timeouts.client_send;
+        conn.config = config.clone();
         let raw = conn.buf.split_to(head_end).freeze();
         conn.rec = RequestRecord::new(conn.client_ip.clone(), Instant::now());
         conn.rec.bytes_in = raw.len() as u64;
         let keep_alive = match parse_request_head(&raw, &config.server.limits) {
             Ok(mut head) => {
                 conn.rec.describe(&raw, &head);
+                conn.worker
+                    .observers
+                    .borrow_mut()
+                    .begin(&config, &raw, &head, &mut conn.rec);
                 // Once draining, every answer says `Connection: close`.
                 head.keep_alive &= !conn.worker.drain.is_started();
                 conn.handle(&config, raw, head).await
@@ -351,6 +374,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         version: Version,
         omit_body: bool,
     ) -> bool {
+        write_header(
+            &mut out,
+            self.config.observability.request_id_header.as_bytes(),
+            &self.rec.request_id,
+        );
         write_connection(&mut out, keep_alive, version);
         out.extend_from_slice(b"\r\n");
         if !omit_body {

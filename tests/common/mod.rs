@@ -633,3 +633,33 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Whether `id` has the shape of a request ID Strait generated: 36 bytes, lower-case hex in
+/// 8-4-4-4-12 groups, version nibble 4 and RFC 9562 variant (`[89ab]`).
+pub fn is_generated_request_id(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    id.len() == 36
+        && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        && groups[2].starts_with('4')
+        && groups[3].starts_with(['8', '9', 'a', 'b'])
+}
+
+/// The value of the single `x-request-id: ` line in the raw head at the start of `raw`
+/// (Strait writes the name lower-case), asserted to be a generated ID.
+pub fn generated_request_id(raw: &str) -> String {
+    let head = raw.split("\r\n\r\n").next().unwrap_or("");
+    let ids: Vec<&str> = head
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("x-request-id: "))
+        .collect();
+    assert_eq!(ids.len(), 1, "expected one x-request-id line in {raw:?}");
+    assert!(
+        is_generated_request_id(ids[0]),
+        "not a generated request id: {:?}",
+        ids[0]
+    );
+    ids[0].to_string()
+}
