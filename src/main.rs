@@ -47,13 +47,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -76,6 +69,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}: configuration is valid", control.origin());
         return Ok(ExitCode::SUCCESS);
     }
+    // Operational logs: RUST_LOG when set, else `observability.log_level`.
+    let level = control.current().observability.log_level.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     // Signals are taken before any worker starts, so that none hits a default handler.
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
         .context("installing signal handlers")?;

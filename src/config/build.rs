@@ -415,7 +415,28 @@ impl<'a> Ctx<'a> {
                     ),
                 }
             });
+        let log_level = match &file.log_level {
+            None => "info".to_owned(),
+            Some(level) => {
+                let text = level.get_ref();
+                let is_level =
+                    ["error", "warn", "info", "debug", "trace", "off"].contains(&text.as_str());
+                // Anything else must be filter directives (`target=level`, comma-separated).
+                if !is_level
+                    && (!text.contains('=')
+                        || tracing_subscriber::EnvFilter::try_new(text).is_err())
+                {
+                    self.error(
+                        level.span(),
+                        "observability.log_level",
+                        format!("invalid level \"{}\": expected error, warn, info, debug or trace (or filter directives)", level.get_ref()),
+                    );
+                }
+                level.get_ref().clone()
+            }
+        };
         ObservabilityConfig {
+            log_level,
             access_log,
             metrics_listen,
             request_id_header,
@@ -1835,6 +1856,29 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn observability_keys() {
+        let base = "[server]\nlisten = [\"127.0.0.1:1\"]\n[observability]\n";
+        let cases: &[(&str, &[&str])] = &[
+            ("log_level = \"debug\"\n", &[]),
+            ("log_level = \"strait=debug,warn\"\n", &[]),
+            ("log_level = \"loud\"\n", &["t.toml:4:13: observability.log_level: invalid level \"loud\": expected error, warn, info, debug or trace (or filter directives)"]),
+            ("request_id_header = \"X Id\"\n", &["t.toml:4:21: observability.request_id_header: must be a header name (a token)"]),
+            ("[observability.access_log]\nformat = \"xml\"\n", &["t.toml:5:10: observability.access_log.format: unknown format \"xml\": expected \"json\" or \"combined\""]),
+            ("[observability.access_log]\nsample = 1.5\n", &["t.toml:5:10: observability.access_log.sample: 1.5 is out of range: must be 0.0..=1.0"]),
+            ("[observability.tracing]\notlp_endpoint = \"https://c:4318\"\n", &["t.toml:5:17: observability.tracing.otlp_endpoint: must be an http:// URL (OTLP over HTTP)"]),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(errors(&format!("{base}{extra}")), *want, "{extra}");
+        }
+        let config = load_str(base, "t.toml").unwrap();
+        assert_eq!(config.observability.log_level, "info");
+        assert_eq!(config.observability.request_id_header, "x-request-id");
+        assert!(
+            config.observability.access_log.is_some() && config.observability.tracing.is_none()
+        );
     }
 
     #[test]

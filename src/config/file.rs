@@ -29,6 +29,7 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileObservability {
+    pub log_level: Option<Spanned<String>>,
     #[serde(default)]
     pub access_log: FileAccessLog,
     #[serde(default)]

@@ -33,6 +33,9 @@ pub struct Config {
 /// Metrics, access log, request IDs and tracing (`[observability]`).
 #[derive(Debug, Clone)]
 pub struct ObservabilityConfig {
+    /// Level (or `tracing` filter directives) of the operational logs; `RUST_LOG` wins.
+    /// Read at startup.
+    pub log_level: String,
     /// `None` when `access_log.enabled = false`.
     pub access_log: Option<AccessLogConfig>,
     /// Extra listener serving only `GET /metrics` (the admin API always serves it too).
