@@ -13,13 +13,19 @@ Columns:
   x nginx       req/s divided by nginx's req/s of the same round
   x direct      req/s divided by direct's req/s of the same round
   errors        wrk's Non-2xx responses + socket errors, summed over the rounds
+
+When strait-obs (or strait-base) ran, each table is followed by paired ratios, per round then
+median [min-max]: strait-obs/strait, strait/strait-base and strait-obs/strait-base, for req/s,
+CPU us/req and p99.
 """
 import csv
 import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["direct", "strait", "nginx", "haproxy"]
+ORDER = ["direct", "strait-base", "strait", "strait-obs", "nginx", "haproxy"]
+# (a, b): print a/b per round when both ran — what observability costs, what a change costs.
+PAIRS = [("strait-obs", "strait"), ("strait", "strait-base"), ("strait-obs", "strait-base")]
 
 
 def num(v):
@@ -49,6 +55,10 @@ def f_us(v):
 
 def f_ratio(v):
     return f"{v:.2f}"
+
+
+def f_pct(v):
+    return f"{v:.3f}"
 
 
 def load(path):
@@ -119,6 +129,22 @@ def main():
         for row in table:
             print("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
                             for i, cell in enumerate(row)).rstrip())
+        for a, b in PAIRS:
+            if a not in proxies or b not in proxies:
+                continue
+            ratios = {"rps": [], "proxy_cpu_us_per_req": [], "p99_us": []}
+            for rr in rounds.values():
+                ra, rb = rr.get(a), rr.get(b)
+                if ra is None or rb is None:
+                    continue
+                for key, vals in ratios.items():
+                    x, y = num(ra[key]), num(rb[key])
+                    if x is not None and y:
+                        vals.append(x / y)
+            print(f"  {a} / {b} (paired by round): "
+                  f"req/s {spread(ratios['rps'], f_pct)}, "
+                  f"CPU us/req {spread(ratios['proxy_cpu_us_per_req'], f_pct)}, "
+                  f"p99 {spread(ratios['p99_us'], f_pct)}")
     print("\nCPU us/req: proxy's own CPU per request (direct: the upstream's); added us/req: "
           "1e6/rps - 1e6/rps_direct; x nginx / x direct: req/s ratios within the same round.")
     return 0
