@@ -59,6 +59,8 @@ pub enum ProxyError {
     NoEndpoint,
     #[error("upstream overloaded")]
     Overloaded,
+    #[error("rate limit exceeded")]
+    RateLimited,
 }
 
 impl ProxyError {
@@ -67,6 +69,7 @@ impl ProxyError {
         match self {
             BadRequest | BadFraming | BadChunk | BadHost => 400,
             NoRoute => 404,
+            RateLimited => 429,
             MethodNotAllowed => 405,
             HeadTimeout | BodyTimeout => 408,
             BodyTooLarge => 413,
@@ -90,7 +93,7 @@ impl ProxyError {
     }
 }
 
-const ALL: [ProxyError; 22] = {
+const ALL: [ProxyError; 23] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -115,6 +118,7 @@ const ALL: [ProxyError; 22] = {
         UpstreamClosed,
         NoEndpoint,
         Overloaded,
+        RateLimited,
     ]
 };
 

@@ -11,6 +11,7 @@ pub mod health_checker;
 pub mod http1;
 pub mod observe;
 pub mod proxy;
+pub mod ratelimit;
 pub mod registry;
 pub mod resolver;
 pub mod router;

@@ -596,6 +596,7 @@ mod tests {
                 name: (*name).to_owned(),
                 path: (*path).to_owned(),
                 methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+                rate_limits: Vec::new(),
                 action: Action::Mock(MockResponse {
                     status: 200,
                     head: Bytes::new(),

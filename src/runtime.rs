@@ -142,7 +142,9 @@ pub fn start(
                     }
                 };
                 let ready_on_error = ready.clone();
-                let main = move || worker_main(listeners, config, health, observers, ready, drain);
+                let main = move || {
+                    worker_main(listeners, config, health, observers, ready, drain, workers)
+                };
                 let result = if uring {
                     RuntimeBuilder::<IoUringDriver>::new()
                         .with_entries(URING_ENTRIES)
@@ -236,8 +238,9 @@ async fn worker_main(
     observers: Observers,
     ready: mpsc::Sender<std::io::Result<Vec<RawFd>>>,
     drain: Arc<AtomicBool>,
+    workers: usize,
 ) {
-    let worker = Rc::new(Worker::new(config, health, &observers));
+    let worker = Rc::new(Worker::new(config, health, &observers, workers));
     drop(observers);
     let fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
     let mut accepting = Vec::new();

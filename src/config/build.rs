@@ -19,15 +19,15 @@ use toml::Spanned;
 
 use super::file::{
     CodeValue, DurationValue, FileAdmin, FileBreakerLimits, FileConfig, FileEndpoint, FileHealth,
-    FileMock, FileObservability, FileOutlier, FileRetry, FileRoute, FileServer, FileUpstream,
-    SizeValue,
+    FileMock, FileObservability, FileOutlier, FileRateLimit, FileRetry, FileRoute, FileServer,
+    FileUpstream, SizeValue,
 };
 use super::units::{parse_duration, parse_size};
 use super::{
     AccessLogConfig, AccessLogFormat, Action, AdminConfig, BalancePolicy, BreakerLimits, Config,
     Endpoint, HashKey, HealthCheckConfig, Limits, LogDestination, MockResponse,
-    ObservabilityConfig, OutlierConfig, PoolConfig, ProxyAction, RetryPolicy, Route, ServerConfig,
-    Timeouts, TracingConfig, UpstreamConfig, UpstreamId,
+    ObservabilityConfig, OutlierConfig, PoolConfig, ProxyAction, RateLimitConfig, RateLimitKey,
+    RetryPolicy, Route, ServerConfig, Timeouts, TracingConfig, UpstreamConfig, UpstreamId,
 };
 use crate::router::RouteTable;
 
@@ -1351,6 +1351,7 @@ impl<'a> Ctx<'a> {
             }
             let methods = self.methods(&route, &prefix);
             let action = self.action(&route, &prefix, span.clone(), upstreams);
+            let rate_limits = self.rate_limits(route.rate_limits.as_deref(), &prefix);
 
             // A route with a bad action still goes to the router (with a placeholder), so its
             // routing conflicts are reported in the same run.
@@ -1367,6 +1368,7 @@ impl<'a> Ctx<'a> {
                 path,
                 methods,
                 action,
+                rate_limits,
             });
             hosts.push(route_hosts);
         }
@@ -1392,6 +1394,88 @@ impl<'a> Ctx<'a> {
                 None
             }
         }
+    }
+
+    /// A route's `rate_limits`: unique names usable in a structured-field string, a known
+    /// key, `limit` 1..=1_000_000_000, `period` from 1ms.
+    fn rate_limits(
+        &mut self,
+        list: Option<&[Spanned<FileRateLimit>]>,
+        prefix: &str,
+    ) -> Vec<RateLimitConfig> {
+        let mut out: Vec<RateLimitConfig> = Vec::new();
+        for (i, entry) in list.unwrap_or_default().iter().enumerate() {
+            let entry = entry.get_ref();
+            let at = format!("{prefix}.rate_limits[{i}]");
+            let name = entry.name.get_ref();
+            if !is_name(name) {
+                self.error(
+                    entry.name.span(),
+                    format!("{at}.name"),
+                    format!("invalid name \"{name}\": use letters, digits, '-', '_' and '.'"),
+                );
+            } else if out.iter().any(|l| l.name == *name) {
+                self.error(
+                    entry.name.span(),
+                    format!("{at}.name"),
+                    format!("duplicate rate limit name \"{name}\" in this route"),
+                );
+            }
+            let text = entry.key.get_ref();
+            let key = match text.split_once(':') {
+                None if text == "client_ip" => Some(RateLimitKey::ClientIp),
+                None if text == "route" => Some(RateLimitKey::Route),
+                Some(("header", header)) if is_token(header) => {
+                    Some(RateLimitKey::Header(header.to_ascii_lowercase()))
+                }
+                Some(("header", header)) => {
+                    self.error(
+                        entry.key.span(),
+                        format!("{at}.key"),
+                        format!(
+                            "invalid name \"{header}\" in \"{text}\": must be a non-empty token"
+                        ),
+                    );
+                    None
+                }
+                _ => {
+                    self.error(
+                        entry.key.span(),
+                        format!("{at}.key"),
+                        format!(
+                            "unknown rate limit key \"{text}\": expected client_ip, route or \
+                             header:NAME"
+                        ),
+                    );
+                    None
+                }
+            };
+            let limit = self.count(&entry.limit, &format!("{at}.limit"), 1, 1_000_000_000);
+            let period = match parse_duration(&entry.period.get_ref().0) {
+                Ok(d) if d < Duration::from_millis(1) => {
+                    self.error(
+                        entry.period.span(),
+                        format!("{at}.period"),
+                        "must be at least 1ms",
+                    );
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(why) => {
+                    self.error(entry.period.span(), format!("{at}.period"), why);
+                    None
+                }
+            };
+            if let (Some(key), Some(limit), Some(period)) = (key, limit, period) {
+                out.push(RateLimitConfig {
+                    name: name.clone(),
+                    key,
+                    limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                    period,
+                });
+            }
+        }
+        out
     }
 
     /// Upper-cased, de-duplicated method names; empty = any method.
@@ -1856,6 +1940,49 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn rate_limits() {
+        let base = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\nmock = { status = 200 }\nrate_limits = [\n";
+        let cases: &[(&str, &[&str])] = &[
+            ("{ name = \"s\", key = \"client_ip\", limit = 10, period = \"1s\" }", &[]),
+            ("{ name = \"a b\", key = \"route\", limit = 1, period = \"1s\" }", &["t.toml:7:10: routes[0].rate_limits[0].name: invalid name \"a b\": use letters, digits, '-', '_' and '.'"]),
+            ("{ name = \"s\", key = \"ip\", limit = 1, period = \"1s\" }", &["t.toml:7:21: routes[0].rate_limits[0].key: unknown rate limit key \"ip\": expected client_ip, route or header:NAME"]),
+            ("{ name = \"s\", key = \"header:\", limit = 1, period = \"1s\" }", &["t.toml:7:21: routes[0].rate_limits[0].key: invalid name \"\" in \"header:\": must be a non-empty token"]),
+            ("{ name = \"s\", key = \"route\", limit = 0, period = \"1s\" }", &["t.toml:7:38: routes[0].rate_limits[0].limit: 0 is out of range: must be 1..=1000000000"]),
+            ("{ name = \"s\", key = \"route\", limit = 1, period = \"0s\" }", &["t.toml:7:50: routes[0].rate_limits[0].period: must be at least 1ms"]),
+            ("{ name = \"s\", key = \"route\", limit = 1, period = \"1s\" },\n{ name = \"s\", key = \"route\", limit = 2, period = \"1h\" }", &["t.toml:8:10: routes[0].rate_limits[1].name: duplicate rate limit name \"s\" in this route"]),
+        ];
+        for (limits, want) in cases {
+            assert_eq!(errors(&format!("{base}{limits}\n]\n")), *want, "{limits}");
+        }
+        // deny_unknown_fields: a misspelt or unsupported key is an error, not ignored.
+        let unknown = errors(&format!(
+            "{base}{{ name = \"s\", key = \"route\", limit = 1, period = \"1s\", burst = 2 }}\n]\n"
+        ));
+        assert!(
+            unknown.len() == 1
+                && unknown[0].starts_with("t.toml:7:56: ")
+                && unknown[0].contains("unknown field `burst`"),
+            "{unknown:?}"
+        );
+        let config = load_str(
+            &format!(
+                "{base}{{ name = \"k\", key = \"header:X-Key\", limit = 5, period = \"1m\" }}\n]\n"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            config.routes.routes()[0].rate_limits,
+            [RateLimitConfig {
+                name: "k".into(),
+                key: RateLimitKey::Header("x-key".into()),
+                limit: 5,
+                period: Duration::from_secs(60),
+            }]
+        );
     }
 
     #[test]

@@ -209,6 +209,16 @@ pub struct FileRoute {
     pub preserve_host: Option<Spanned<bool>>,
     pub host_rewrite: Option<Spanned<String>>,
     pub retry_non_idempotent: Option<Spanned<bool>>,
+    pub rate_limits: Option<Vec<Spanned<FileRateLimit>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRateLimit {
+    pub name: Spanned<String>,
+    pub key: Spanned<String>,
+    pub limit: Spanned<i64>,
+    pub period: Spanned<DurationValue>,
 }
 
 #[derive(Debug, Deserialize)]

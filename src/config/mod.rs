@@ -303,4 +303,29 @@ pub struct Route {
     /// Upper-case method names; empty means any method.
     pub methods: Vec<String>,
     pub action: Action,
+    /// Local rate limits, checked before the action (empty: none).
+    pub rate_limits: Vec<RateLimitConfig>,
+}
+
+/// One `rate_limits` entry of a route: `limit` requests per `period` per key, enforced per
+/// worker (each worker allows `ceil(limit / workers)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Shown in the `RateLimit` and `RateLimit-Policy` headers.
+    pub name: String,
+    pub key: RateLimitKey,
+    /// At least 1.
+    pub limit: u32,
+    /// Greater than zero.
+    pub period: Duration,
+}
+
+/// What a rate limit counts requests by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitKey {
+    ClientIp,
+    /// Header name, lower case. Requests without it share the bucket of the empty value.
+    Header(String),
+    /// The route as a whole: one bucket.
+    Route,
 }

@@ -187,6 +187,22 @@ pub struct ClientFraming<'a> {
     /// The request-ID header (lower-case name, value), returned to the client in place of
     /// any the upstream sent.
     pub request_id: (&'a [u8], &'a [u8]),
+    /// Pre-rendered header lines (each ending in CRLF) Strait adds, such as the rate-limit
+    /// headers; the upstream's own copies of those headers are dropped. Empty: none.
+    pub extra_headers: &'a [u8],
+}
+
+/// Headers Strait sets itself when it rate-limits a route.
+fn is_rate_limit_header(name: &[u8]) -> bool {
+    const OWN: [&[u8]; 6] = [
+        b"x-ratelimit-limit",
+        b"x-ratelimit-remaining",
+        b"x-ratelimit-reset",
+        b"ratelimit",
+        b"ratelimit-policy",
+        b"retry-after",
+    ];
+    OWN.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Writes the response head for the client, ending with the blank line.
@@ -206,6 +222,7 @@ pub fn encode_response_head(
         let name = h.name(raw);
         if name.eq_ignore_ascii_case(b"via")
             || name.eq_ignore_ascii_case(client.request_id.0)
+            || (!client.extra_headers.is_empty() && is_rate_limit_header(name))
             || is_dropped(name, raw, &head.headers, head.has_connection_header)
         {
             continue;
@@ -222,6 +239,7 @@ pub fn encode_response_head(
     };
     write_joined(out, raw, &head.headers, b"via", via);
     write_header(out, client.request_id.0, client.request_id.1);
+    out.extend_from_slice(client.extra_headers);
     match client.body {
         ClientBody::None {
             content_length: Some(n),

@@ -562,6 +562,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                         config.observability.request_id_header.as_bytes(),
                         &request_id,
                     ),
+                    extra_headers: b"",
                 };
                 encode_response_head(&mut out, &response.0, &response.1, &framing);
                 self.out = write_out(&mut self.stream, out, self.send_timeout)
@@ -599,6 +600,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             }
         };
         let request_id = self.rec.request_id.clone();
+        let extra_headers = std::mem::take(&mut self.extra_headers);
         let client_framing = ClientFraming {
             body,
             keep_alive: client_keep_alive,
@@ -607,9 +609,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 config.observability.request_id_header.as_bytes(),
                 &request_id,
             ),
+            extra_headers: &extra_headers,
         };
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &raw, &head, &client_framing);
+        self.extra_headers = extra_headers;
         self.rec.status = head.status;
         self.rec.bytes_out += out.len() as u64;
         let pump = Pump {

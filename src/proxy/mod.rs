@@ -24,11 +24,12 @@ use arc_swap::{ArcSwap, Cache};
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use crate::config::{Action, Config, MockResponse};
+use crate::config::{Action, Config, MockResponse, RateLimitKey};
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
+use crate::ratelimit::WorkerLimits;
 use crate::router::RouteMatch;
 use crate::upstream::{HealthRegistry, WorkerUpstreams};
 use io::{read_more, write_out, ReadFail};
@@ -48,6 +49,8 @@ pub struct Worker {
     /// Client connections being served, so that a drain knows when it is done.
     connections: Cell<usize>,
     pub observers: RefCell<WorkerObservers>,
+    /// Per-route rate-limit buckets of this worker.
+    limits: RefCell<WorkerLimits>,
 }
 
 impl Worker {
@@ -55,9 +58,11 @@ impl Worker {
         config: Arc<ArcSwap<Config>>,
         health: Arc<HealthRegistry>,
         observers: &Observers,
+        workers: usize,
     ) -> Self {
         let snapshot = config.load_full();
         Worker {
+            limits: RefCell::new(WorkerLimits::new(&snapshot, workers, Instant::now())),
             upstreams: RefCell::new(WorkerUpstreams::new(&snapshot, health)),
             current: RefCell::new(Rc::new(snapshot)),
             latest: RefCell::new(Cache::new(config)),
@@ -97,12 +102,14 @@ impl Worker {
         if !Arc::ptr_eq(latest, &current) {
             *current = Rc::new(latest.clone());
             self.upstreams.borrow_mut().sync(latest);
+            self.limits.borrow_mut().sync(latest, Instant::now());
         }
         current.clone()
     }
 
     /// Closes pooled connections that sat idle past their timeout.
     pub fn evict_idle(&self, now: Instant) {
+        self.limits.borrow_mut().sweep(now);
         for upstream in self.upstreams.borrow_mut().all_mut() {
             for endpoint in &mut upstream.endpoints {
                 endpoint.pool.evict_expired(now);
@@ -127,6 +134,9 @@ pub struct ClientConn<S> {
     /// The snapshot the current request runs on.
     #[allow(clippy::redundant_allocation)] // see `Worker::current`
     config: Rc<Arc<Config>>,
+    /// Extra response header lines (each ending in CRLF) for the current request's answer:
+    /// the rate-limit headers. Cleared before each request.
+    extra_headers: BytesMut,
 }
 
 impl<S> Drop for ClientConn<S> {
@@ -167,10 +177,12 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         send_timeout: worker.snapshot().server.timeouts.client_send,
         rec: RequestRecord::new(Bytes::new(), Instant::now()),
         config: worker.snapshot(),
+        extra_headers: BytesMut::new(),
         worker,
     };
     let mut first = true;
     loop {
+        conn.extra_headers.clear();
         let head_end = match conn.read_head(&conn.worker.snapshot(), first).await {
             NextHead::Head(end) => end,
             NextHead::Closed => return,
@@ -298,13 +310,55 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             RouteMatch::NotFound => self.answer_error_after(ProxyError::NoRoute, &head).await,
             RouteMatch::MethodNotAllowed { allow } => self.answer_not_allowed(allow, &head).await,
             RouteMatch::Found(route) => {
-                self.rec.route = Some(config.routes.index_of(route));
+                let index = config.routes.index_of(route);
+                self.rec.route = Some(index);
+                if !route.rate_limits.is_empty() && !self.check_rate_limits(index, &raw, &head) {
+                    return self
+                        .answer_error_after(ProxyError::RateLimited, &head)
+                        .await;
+                }
                 match &route.action {
                     Action::Mock(mock) => self.answer_mock(mock, &head).await,
                     Action::Proxy(action) => self.forward(config, action, raw, head).await,
                 }
             }
         }
+    }
+
+    /// Takes the request from route `index`'s rate limits; returns false when one denies
+    /// it. Either way the headers describing the answering limit go to `extra_headers`.
+    fn check_rate_limits(&mut self, index: usize, raw: &[u8], head: &RequestHead) -> bool {
+        let mut limits = self.worker.limits.borrow_mut();
+        let Some(limiter) = limits.route_mut(index) else {
+            return true;
+        };
+        let client_ip = &self.client_ip[..];
+        let keys = limiter.keys();
+        // One key per limit, resolved before the limiter is borrowed mutably.
+        let mut resolved: [&[u8]; 8] = [b""; 8];
+        let mut spill: Vec<&[u8]> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let value: &[u8] = match key {
+                RateLimitKey::ClientIp => client_ip,
+                RateLimitKey::Route => b"",
+                RateLimitKey::Header(name) => head
+                    .headers
+                    .iter()
+                    .find(|h| h.name(raw).eq_ignore_ascii_case(name.as_bytes()))
+                    .map_or(&b""[..], |h| h.value(raw)),
+            };
+            match resolved.get_mut(i) {
+                Some(slot) => *slot = value,
+                None => spill.push(value),
+            }
+        }
+        let key_of = |i: usize| match resolved.get(i) {
+            Some(k) => *k,
+            None => spill.get(i - resolved.len()).copied().unwrap_or_default(),
+        };
+        let verdict = limiter.check(key_of, Instant::now());
+        limiter.write_headers(&mut self.extra_headers, &verdict);
+        verdict.allowed
     }
 
     /// Drops a request body that arrived entirely with the head, so that the connection can
@@ -379,6 +433,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             self.config.observability.request_id_header.as_bytes(),
             &self.rec.request_id,
         );
+        out.extend_from_slice(&self.extra_headers);
         write_connection(&mut out, keep_alive, version);
         out.extend_from_slice(b"\r\n");
         if !omit_body {
