@@ -61,6 +61,10 @@ pub enum ProxyError {
     Overloaded,
     #[error("rate limit exceeded")]
     RateLimited,
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
 }
 
 impl ProxyError {
@@ -68,6 +72,8 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             BadRequest | BadFraming | BadChunk | BadHost => 400,
+            Unauthorized => 401,
+            Forbidden => 403,
             NoRoute => 404,
             RateLimited => 429,
             MethodNotAllowed => 405,
@@ -93,7 +99,7 @@ impl ProxyError {
     }
 }
 
-const ALL: [ProxyError; 23] = {
+const ALL: [ProxyError; 25] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -119,6 +125,8 @@ const ALL: [ProxyError; 23] = {
         NoEndpoint,
         Overloaded,
         RateLimited,
+        Unauthorized,
+        Forbidden,
     ]
 };
 

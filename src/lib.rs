@@ -3,7 +3,9 @@
 //! `main.rs` is a thin CLI over this library; `tests/`, `fuzz/` and `bench/` link it too.
 //! See `docs/architecture.md` for how the pieces fit.
 
+pub mod access;
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -597,6 +597,8 @@ mod tests {
                 path: (*path).to_owned(),
                 methods: methods.iter().map(|m| (*m).to_owned()).collect(),
                 rate_limits: Vec::new(),
+                auth: None,
+                access: None,
                 action: Action::Mock(MockResponse {
                     status: 200,
                     head: Bytes::new(),

@@ -18,16 +18,17 @@ use bytes::Bytes;
 use toml::Spanned;
 
 use super::file::{
-    CodeValue, DurationValue, FileAdmin, FileBreakerLimits, FileConfig, FileEndpoint, FileHealth,
-    FileMock, FileObservability, FileOutlier, FileRateLimit, FileRetry, FileRoute, FileServer,
-    FileUpstream, SizeValue,
+    CodeValue, DurationValue, FileAccess, FileAdmin, FileAuth, FileBreakerLimits, FileConfig,
+    FileConsumer, FileEndpoint, FileHealth, FileMock, FileObservability, FileOutlier,
+    FileRateLimit, FileRetry, FileRoute, FileServer, FileUpstream, SizeValue,
 };
 use super::units::{parse_duration, parse_size};
 use super::{
-    AccessLogConfig, AccessLogFormat, Action, AdminConfig, BalancePolicy, BreakerLimits, Config,
-    Endpoint, HashKey, HealthCheckConfig, Limits, LogDestination, MockResponse,
-    ObservabilityConfig, OutlierConfig, PoolConfig, ProxyAction, RateLimitConfig, RateLimitKey,
-    RetryPolicy, Route, ServerConfig, Timeouts, TracingConfig, UpstreamConfig, UpstreamId,
+    AccessLogConfig, AccessLogFormat, Action, AdminConfig, AuthConfig, BalancePolicy,
+    BreakerLimits, Config, ConsumerConfig, Endpoint, HashKey, HealthCheckConfig, Limits,
+    LogDestination, MockResponse, ObservabilityConfig, OutlierConfig, PoolConfig, ProxyAction,
+    RateLimitConfig, RateLimitKey, RetryPolicy, Route, ServerConfig, Timeouts, TracingConfig,
+    UpstreamConfig, UpstreamId,
 };
 use crate::router::RouteTable;
 
@@ -312,13 +313,16 @@ impl<'a> Ctx<'a> {
     fn build(&mut self, file: FileConfig) -> Option<Config> {
         let server = self.server(file.server);
         let (upstreams, upstream_ids) = self.upstreams(file.upstreams);
-        let routes = self.routes(file.routes, &upstream_ids);
+        let consumers = self.consumers(file.consumers);
+        let has_keys = consumers.iter().any(|c| !c.api_keys.is_empty());
+        let routes = self.routes(file.routes, &upstream_ids, has_keys);
         let admin = self.admin(file.admin);
         let observability = self.observability(file.observability);
         Some(Config {
             server: server?,
             upstreams,
             routes: routes?,
+            consumers,
             admin: admin?,
             observability,
         })
@@ -588,11 +592,17 @@ impl<'a> Ctx<'a> {
                 DEFAULT_CLIENT_SEND,
             ),
         };
+        let access = server
+            .access
+            .as_ref()
+            .map(|a| self.access(a, "server.access"))
+            .unwrap_or_default();
         Some(ServerConfig {
             listen,
             workers,
             limits,
             timeouts,
+            access,
         })
     }
 
@@ -1290,6 +1300,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         file_routes: Vec<Spanned<FileRoute>>,
         upstreams: &BTreeMap<String, UpstreamId>,
+        has_keys: bool,
     ) -> Option<RouteTable> {
         let mut routes = Vec::new();
         let mut hosts = Vec::new();
@@ -1352,6 +1363,15 @@ impl<'a> Ctx<'a> {
             let methods = self.methods(&route, &prefix);
             let action = self.action(&route, &prefix, span.clone(), upstreams);
             let rate_limits = self.rate_limits(route.rate_limits.as_deref(), &prefix);
+            let auth = route
+                .auth
+                .as_ref()
+                .and_then(|auth| self.auth(auth, &prefix, has_keys));
+            let access = route
+                .access
+                .as_ref()
+                .map(|a| self.access(a, &format!("{prefix}.access")))
+                .filter(|a| !a.is_empty());
 
             // A route with a bad action still goes to the router (with a placeholder), so its
             // routing conflicts are reported in the same run.
@@ -1369,6 +1389,8 @@ impl<'a> Ctx<'a> {
                 methods,
                 action,
                 rate_limits,
+                auth,
+                access,
             });
             hosts.push(route_hosts);
         }
@@ -1425,6 +1447,7 @@ impl<'a> Ctx<'a> {
             let key = match text.split_once(':') {
                 None if text == "client_ip" => Some(RateLimitKey::ClientIp),
                 None if text == "route" => Some(RateLimitKey::Route),
+                None if text == "consumer" => Some(RateLimitKey::Consumer),
                 Some(("header", header)) if is_token(header) => {
                     Some(RateLimitKey::Header(header.to_ascii_lowercase()))
                 }
@@ -1443,8 +1466,8 @@ impl<'a> Ctx<'a> {
                         entry.key.span(),
                         format!("{at}.key"),
                         format!(
-                            "unknown rate limit key \"{text}\": expected client_ip, route or \
-                             header:NAME"
+                            "unknown rate limit key \"{text}\": expected client_ip, consumer, route \
+                             or header:NAME"
                         ),
                     );
                     None
@@ -1476,6 +1499,171 @@ impl<'a> Ctx<'a> {
             }
         }
         out
+    }
+
+    /// An `access` table: every entry a CIDR (or a bare address) with no host bits set.
+    fn access(&mut self, file: &FileAccess, key: &str) -> crate::access::AccessList {
+        let mut list = crate::access::AccessList::default();
+        for (name, entries, out) in [
+            ("allow", &file.allow, &mut list.allow),
+            ("deny", &file.deny, &mut list.deny),
+        ] {
+            for (i, entry) in entries.iter().flatten().enumerate() {
+                match crate::access::Cidr::parse(entry.get_ref()) {
+                    Ok(cidr) => out.push(cidr),
+                    Err(why) => self.error(entry.span(), format!("{key}.{name}[{i}]"), why),
+                }
+            }
+        }
+        list
+    }
+
+    /// `[consumers.NAME]`: valid names, at least one key each, every key well formed and
+    /// owned by one consumer only (a plain key and the `sha256:` of the same key count as
+    /// the same key).
+    fn consumers(&mut self, file: BTreeMap<Spanned<String>, FileConsumer>) -> Vec<ConsumerConfig> {
+        let mut out = Vec::new();
+        // Digest of every key seen → where it was first configured.
+        let mut seen: HashMap<[u8; 32], String> = HashMap::new();
+        for (name, consumer) in file {
+            let prefix = format!("consumers.{}", name.get_ref());
+            if !is_name(name.get_ref()) {
+                self.error(
+                    name.span(),
+                    prefix.clone(),
+                    format!(
+                        "invalid consumer name \"{}\": use letters, digits, '-', '_' and '.'",
+                        name.get_ref()
+                    ),
+                );
+            }
+            if consumer.api_keys.get_ref().is_empty() {
+                self.error(
+                    consumer.api_keys.span(),
+                    format!("{prefix}.api_keys"),
+                    "empty list: a consumer needs at least one key",
+                );
+            }
+            let mut keys = Vec::new();
+            for (i, key) in consumer.api_keys.get_ref().iter().enumerate() {
+                let at = format!("{prefix}.api_keys[{i}]");
+                let parsed = match crate::auth::parse_api_key(key.get_ref()) {
+                    Ok(parsed) => parsed,
+                    Err(why) => {
+                        self.error(key.span(), at, why);
+                        continue;
+                    }
+                };
+                let digest = crate::auth::digest_of(&parsed);
+                if let Some(first) = seen.get(&digest) {
+                    let why = format!("duplicate API key (also {first})");
+                    self.error(key.span(), at, why);
+                    continue;
+                }
+                seen.insert(digest, at);
+                keys.push(parsed);
+            }
+            out.push(ConsumerConfig {
+                name: name.into_inner(),
+                api_keys: keys,
+            });
+        }
+        out
+    }
+
+    /// A route's `auth`: `api_key` is required and needs some consumer with a key; header
+    /// names are tokens (lower-cased), the query name a plain word.
+    fn auth(
+        &mut self,
+        auth: &Spanned<FileAuth>,
+        prefix: &str,
+        has_keys: bool,
+    ) -> Option<AuthConfig> {
+        let at = format!("{prefix}.auth");
+        let file = auth.get_ref();
+        let Some(api_key) = &file.api_key else {
+            self.error(
+                auth.span(),
+                at,
+                "no authentication method: set api_key = { header = \"x-api-key\" }",
+            );
+            return None;
+        };
+        let mut ok = true;
+        if !has_keys {
+            self.error(
+                api_key.span(),
+                format!("{at}.api_key"),
+                "no consumer has an API key: add [consumers.NAME] with api_keys = [...]",
+            );
+            ok = false;
+        }
+        let header_name =
+            |this: &mut Self, value: Option<&Spanned<String>>, key: String, default: &str| {
+                let Some(value) = value else {
+                    return Some(String::from(default));
+                };
+                let text = value.get_ref();
+                if is_token(text) {
+                    Some(text.to_ascii_lowercase())
+                } else {
+                    this.error(
+                        value.span(),
+                        key,
+                        format!("invalid header name \"{text}\": must be a non-empty token"),
+                    );
+                    None
+                }
+            };
+        let header = header_name(
+            self,
+            api_key.get_ref().header.as_ref(),
+            format!("{at}.api_key.header"),
+            "x-api-key",
+        );
+        let consumer_header = header_name(
+            self,
+            file.consumer_header.as_ref(),
+            format!("{at}.consumer_header"),
+            "x-consumer",
+        );
+        let query = match &api_key.get_ref().query {
+            None => None,
+            Some(q) if is_name(q.get_ref()) => Some(q.get_ref().clone()),
+            Some(q) => {
+                self.error(
+                    q.span(),
+                    format!("{at}.api_key.query"),
+                    format!(
+                        "invalid query parameter name \"{}\": use letters, digits, '-', '_' \
+                         and '.'",
+                        q.get_ref()
+                    ),
+                );
+                ok = false;
+                None
+            }
+        };
+        let (header, consumer_header) = (header?, consumer_header?);
+        if header == consumer_header {
+            let span = file
+                .consumer_header
+                .as_ref()
+                .map_or(auth.span(), Spanned::span);
+            self.error(
+                span,
+                format!("{at}.consumer_header"),
+                format!("\"{header}\" is also the API key header"),
+            );
+            ok = false;
+        }
+        let challenge = format!("www-authenticate: ApiKey header=\"{header}\"\r\n");
+        ok.then(|| AuthConfig {
+            header,
+            query,
+            consumer_header,
+            challenge: Bytes::from(challenge),
+        })
     }
 
     /// Upper-cased, de-duplicated method names; empty = any method.
@@ -1943,12 +2131,112 @@ mod tests {
     }
 
     #[test]
+    fn access_lists() {
+        let config = |server: &str, route: &str| {
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[server.access]\n{server}\n\
+                 [[routes]]\npath = \"/\"\nmock = {{ status = 200 }}\naccess = {route}\n"
+            )
+        };
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("allow = [\"10.0.0.0/8\", \"::1/128\"]", "{ deny = [\"10.0.0.5\"] }", &[]),
+            ("deny = [\"10.0.0.1/8\"]", "{}", &["t.toml:4:9: server.access.deny[0]: host bits set in \"10.0.0.1/8\": the network is 10.0.0.0/8"]),
+            ("allow = [\"::1/128\", \"x\"]", "{}", &["t.toml:4:21: server.access.allow[1]: invalid IP address \"x\" in \"x\""]),
+            ("", "{ allow = [\"10.0.0.0/40\"] }", &["t.toml:8:21: routes[0].access.allow[0]: invalid prefix length \"40\": must be 0..=32"]),
+        ];
+        for (server, route, want) in cases {
+            assert_eq!(errors(&config(server, route)), *want, "{server} {route}");
+        }
+        assert!(errors(&config("", "{ alow = [] }"))[0].contains("unknown field `alow`"));
+        let built = load_str(&config("deny = [\"10.0.0.0/8\"]", "{}"), "t.toml").unwrap();
+        assert!(!built.server.access.permits("10.1.1.1".parse().unwrap()));
+        assert!(built.server.access.permits("127.0.0.1".parse().unwrap()));
+        // An empty route table is no list at all.
+        assert!(built.routes.routes()[0].access.is_none());
+    }
+
+    #[test]
+    fn consumers_and_auth() {
+        let config = |keys: &str, auth: &str| {
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[consumers.alice]\napi_keys = [{keys}]\n\
+                 [[routes]]\npath = \"/\"\nmock = {{ status = 200 }}\nauth = {auth}\n"
+            )
+        };
+        let sha_test = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let ok_auth = "{ api_key = {} }";
+        let cases: &[(String, &str, &[&str])] = &[
+            ("\"k1\"".into(), ok_auth, &[]),
+            ("\"\", \"k9\"".into(), ok_auth, &["t.toml:4:13: consumers.alice.api_keys[0]: must not be empty"]),
+            ("\"a b\", \"k9\"".into(), ok_auth, &["t.toml:4:13: consumers.alice.api_keys[0]: must be visible ASCII without spaces (or sha256:<64 hex>)"]),
+            ("\"sha256:abc\", \"k9\"".into(), ok_auth, &["t.toml:4:13: consumers.alice.api_keys[0]: sha256 key must be 64 hex characters, found 3"]),
+            ("\"k1\", \"k1\"".into(), ok_auth, &["t.toml:4:19: consumers.alice.api_keys[1]: duplicate API key (also consumers.alice.api_keys[0])"]),
+            (format!("\"test\", \"{sha_test}\""), ok_auth, &["t.toml:4:21: consumers.alice.api_keys[1]: duplicate API key (also consumers.alice.api_keys[0])"]),
+            ("".into(), ok_auth, &[
+                "t.toml:4:12: consumers.alice.api_keys: empty list: a consumer needs at least one key",
+                "t.toml:8:20: routes[0].auth.api_key: no consumer has an API key: add [consumers.NAME] with api_keys = [...]",
+            ]),
+            ("\"k1\"".into(), "{}", &["t.toml:8:8: routes[0].auth: no authentication method: set api_key = { header = \"x-api-key\" }"]),
+            ("\"k1\"".into(), "{ api_key = { header = \"a b\" } }", &["t.toml:8:31: routes[0].auth.api_key.header: invalid header name \"a b\": must be a non-empty token"]),
+            ("\"k1\"".into(), "{ api_key = { query = \"a&b\" } }", &["t.toml:8:30: routes[0].auth.api_key.query: invalid query parameter name \"a&b\": use letters, digits, '-', '_' and '.'"]),
+            ("\"k1\"".into(), "{ api_key = {}, consumer_header = \"X-Api-Key\" }", &["t.toml:8:42: routes[0].auth.consumer_header: \"x-api-key\" is also the API key header"]),
+        ];
+        for (keys, auth, want) in cases {
+            assert_eq!(errors(&config(keys, auth)), *want, "{keys} {auth}");
+        }
+        // A key shared by two consumers.
+        let text = format!(
+            "{}[consumers.bob]\napi_keys = [\"k1\"]\n",
+            config("\"k1\"", ok_auth)
+        );
+        assert_eq!(
+            errors(&text),
+            ["t.toml:10:13: consumers.bob.api_keys[0]: duplicate API key (also consumers.alice.api_keys[0])"]
+        );
+        // deny_unknown_fields on the new tables.
+        assert!(
+            errors(&config("\"k1\"", "{ api_key = {}, realm = \"x\" }"))[0]
+                .contains("unknown field `realm`")
+        );
+        assert!(errors(&format!(
+            "{}[consumers.bob]\nkeys = []\n",
+            config("\"k1\"", ok_auth)
+        ))[0]
+            .contains("unknown field `keys`"));
+
+        let config = load_str(
+            &config(
+                &format!("\"k1\", \"{sha_test}\""),
+                "{ api_key = { header = \"X-Key\", query = \"api_key\" }, consumer_header = \"X-Who\" }",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(config.consumers.len(), 1);
+        assert_eq!(config.consumers[0].name, "alice");
+        assert_eq!(config.consumers[0].api_keys.len(), 2);
+        let auth = config.routes.routes()[0].auth.clone().unwrap();
+        assert_eq!(
+            (
+                auth.header.as_str(),
+                auth.query.as_deref(),
+                auth.consumer_header.as_str()
+            ),
+            ("x-key", Some("api_key"), "x-who")
+        );
+        assert_eq!(
+            &auth.challenge[..],
+            b"www-authenticate: ApiKey header=\"x-key\"\r\n"
+        );
+    }
+
+    #[test]
     fn rate_limits() {
         let base = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\nmock = { status = 200 }\nrate_limits = [\n";
         let cases: &[(&str, &[&str])] = &[
             ("{ name = \"s\", key = \"client_ip\", limit = 10, period = \"1s\" }", &[]),
             ("{ name = \"a b\", key = \"route\", limit = 1, period = \"1s\" }", &["t.toml:7:10: routes[0].rate_limits[0].name: invalid name \"a b\": use letters, digits, '-', '_' and '.'"]),
-            ("{ name = \"s\", key = \"ip\", limit = 1, period = \"1s\" }", &["t.toml:7:21: routes[0].rate_limits[0].key: unknown rate limit key \"ip\": expected client_ip, route or header:NAME"]),
+            ("{ name = \"s\", key = \"ip\", limit = 1, period = \"1s\" }", &["t.toml:7:21: routes[0].rate_limits[0].key: unknown rate limit key \"ip\": expected client_ip, consumer, route or header:NAME"]),
             ("{ name = \"s\", key = \"header:\", limit = 1, period = \"1s\" }", &["t.toml:7:21: routes[0].rate_limits[0].key: invalid name \"\" in \"header:\": must be a non-empty token"]),
             ("{ name = \"s\", key = \"route\", limit = 0, period = \"1s\" }", &["t.toml:7:38: routes[0].rate_limits[0].limit: 0 is out of range: must be 1..=1000000000"]),
             ("{ name = \"s\", key = \"route\", limit = 1, period = \"0s\" }", &["t.toml:7:50: routes[0].rate_limits[0].period: must be at least 1ms"]),

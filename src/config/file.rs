@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub upstreams: BTreeMap<Spanned<String>, FileUpstream>,
     #[serde(default)]
     pub routes: Vec<Spanned<FileRoute>>,
+    #[serde(default)]
+    pub consumers: BTreeMap<Spanned<String>, FileConsumer>,
     pub admin: Option<FileAdmin>,
     #[serde(default)]
     pub observability: FileObservability,
@@ -83,6 +85,15 @@ pub struct FileServer {
     pub limits: FileLimits,
     #[serde(default)]
     pub timeouts: FileTimeouts,
+    pub access: Option<FileAccess>,
+}
+
+/// `[server.access]` or a route's `access = { ... }`: CIDR lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccess {
+    pub allow: Option<Vec<Spanned<String>>>,
+    pub deny: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +221,32 @@ pub struct FileRoute {
     pub host_rewrite: Option<Spanned<String>>,
     pub retry_non_idempotent: Option<Spanned<bool>>,
     pub rate_limits: Option<Vec<Spanned<FileRateLimit>>>,
+    pub auth: Option<Spanned<FileAuth>>,
+    pub access: Option<FileAccess>,
+}
+
+/// `[consumers.NAME]`: who may call routes with `auth`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConsumer {
+    /// `"sha256:<64 hex>"` (stored hashed) or the key itself.
+    pub api_keys: Spanned<Vec<Spanned<String>>>,
+}
+
+/// A route's `auth = { api_key = { ... }, consumer_header = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    /// Required; optional here so that its absence is reported with the other errors.
+    pub api_key: Option<Spanned<FileApiKeyAuth>>,
+    pub consumer_header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileApiKeyAuth {
+    pub header: Option<Spanned<String>>,
+    pub query: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,8 @@ pub struct Config {
     /// Indexed by [`UpstreamId`].
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: RouteTable,
+    /// `[consumers.NAME]`, sorted by name; routes with `auth` authenticate against them.
+    pub consumers: Vec<ConsumerConfig>,
     pub admin: AdminConfig,
     pub observability: ObservabilityConfig,
 }
@@ -104,6 +106,8 @@ pub struct ServerConfig {
     pub workers: usize,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    /// `[server.access]`: checked for every request before routing (empty: everyone).
+    pub access: crate::access::AccessList,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +309,42 @@ pub struct Route {
     pub action: Action,
     /// Local rate limits, checked before the action (empty: none).
     pub rate_limits: Vec<RateLimitConfig>,
+    /// Authentication required before anything else (rate limits included); `None`: open.
+    pub auth: Option<AuthConfig>,
+    /// The route's `access`, checked after `[server.access]`; `None`: no route list.
+    pub access: Option<crate::access::AccessList>,
+}
+
+/// One `[consumers.NAME]`: a caller identified by its API keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Letters, digits, '-', '_' and '.': safe as a header value.
+    pub name: String,
+    /// At least one; no key belongs to two consumers.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// A configured API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKey {
+    /// `sha256:<hex>`: the SHA-256 digest of the key; the key itself is not in the file.
+    Sha256([u8; 32]),
+    /// The key itself (visible ASCII).
+    Plain(Box<[u8]>),
+}
+
+/// A route's `auth`: an API key is required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Header carrying the key, lower case (default `x-api-key`). Never forwarded.
+    pub header: String,
+    /// Query parameter carrying the key when the header is absent.
+    pub query: Option<String>,
+    /// Header that tells the upstream who called (default `x-consumer`); the client's
+    /// copies are replaced.
+    pub consumer_header: String,
+    /// The `www-authenticate` line of the 401 answer, CRLF-terminated.
+    pub challenge: Bytes,
 }
 
 /// One `rate_limits` entry of a route: `limit` requests per `period` per key, enforced per
@@ -328,4 +368,6 @@ pub enum RateLimitKey {
     Header(String),
     /// The route as a whole: one bucket.
     Route,
+    /// The authenticated consumer's name; the client IP on a route without `auth`.
+    Consumer,
 }

@@ -17,6 +17,9 @@ pub enum UpstreamHost<'a> {
     Rewrite(&'a [u8]),
 }
 
+/// A header as (lower-case name, value).
+pub type HeaderPair<'a> = (&'a [u8], &'a [u8]);
+
 /// What the upstream request head needs beyond the client's head.
 #[derive(Debug)]
 pub struct ForwardedRequest<'a> {
@@ -31,6 +34,11 @@ pub struct ForwardedRequest<'a> {
     pub request_id: (&'a [u8], &'a [u8]),
     /// With tracing on, our span: it replaces the client's `traceparent`.
     pub trace: Option<&'a SpanContext>,
+    /// Lower-case names of client headers never forwarded (the route's API key header).
+    pub drop_headers: &'a [&'a [u8]],
+    /// Headers (lower-case name, value) Strait sets: the client's copies are replaced
+    /// (the authenticated consumer).
+    pub set_headers: &'a [HeaderPair<'a>],
 }
 
 /// Headers Strait writes itself on the upstream request, so the client's copies are dropped.
@@ -128,6 +136,14 @@ pub fn encode_request_head(
         if is_rewritten_request_header(name)
             || name.eq_ignore_ascii_case(fwd.request_id.0)
             || (fwd.trace.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
+            || fwd
+                .drop_headers
+                .iter()
+                .any(|d| name.eq_ignore_ascii_case(d))
+            || fwd
+                .set_headers
+                .iter()
+                .any(|(n, _)| name.eq_ignore_ascii_case(n))
             || is_dropped(name, raw, &head.headers, head.has_connection_header)
         {
             continue;
@@ -153,6 +169,9 @@ pub fn encode_request_head(
     };
     write_joined(out, raw, &head.headers, b"via", via);
     write_header(out, fwd.request_id.0, fwd.request_id.1);
+    for (name, value) in fwd.set_headers {
+        write_header(out, name, value);
+    }
     if let Some(trace) = fwd.trace {
         write_traceparent(out, trace);
     }
@@ -331,6 +350,8 @@ mod tests {
             scheme: b"http",
             request_id: (b"x-request-id", b"id-1"),
             trace: None,
+            drop_headers: &[],
+            set_headers: &[],
         };
         let mut out = BytesMut::new();
         encode_request_head(&mut out, raw, &head, &fwd, head.framing);

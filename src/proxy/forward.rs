@@ -26,7 +26,7 @@ use crate::config::{BalancePolicy, Config, ProxyAction, UpstreamId};
 use crate::error::ProxyError;
 use crate::http1::encode::{
     encode_request_head, encode_response_head, ClientBody, ClientFraming, ForwardedRequest,
-    UpstreamHost,
+    HeaderPair, UpstreamHost,
 };
 use crate::http1::request::Method;
 use crate::http1::{
@@ -334,6 +334,20 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         };
         let request_id = self.rec.request_id.clone();
         let trace = self.rec.trace;
+        // An authenticated request: its key stays here, its consumer goes upstream.
+        let auth = self.consumer.and_then(|(route, consumer)| {
+            let auth = config.routes.routes().get(route)?.auth.as_ref()?;
+            Some((auth, config.consumers.get(consumer)?))
+        });
+        let (drop_storage, set_storage);
+        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match auth {
+            Some((auth, consumer)) => {
+                drop_storage = [auth.header.as_bytes()];
+                set_storage = [(auth.consumer_header.as_bytes(), consumer.name.as_bytes())];
+                (&drop_storage, &set_storage)
+            }
+            None => (&[], &[]),
+        };
         let forwarded = ForwardedRequest {
             target: strip_prefix(head.target(raw), action.strip_prefix.as_deref()),
             host,
@@ -344,6 +358,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 &request_id,
             ),
             trace: trace.as_ref(),
+            drop_headers,
+            set_headers,
         };
         let body_len = body.map_or(0, Bytes::len);
         let mut request =

@@ -126,6 +126,8 @@ pub struct ClientConn<S> {
     /// Output staging, reused across responses.
     out: BytesMut,
     client_ip: Bytes,
+    /// The TCP peer's address, for access lists.
+    peer_ip: std::net::IpAddr,
     worker: Rc<Worker>,
     /// `server.timeouts.client_send` of the request being served.
     send_timeout: std::time::Duration,
@@ -137,6 +139,8 @@ pub struct ClientConn<S> {
     /// Extra response header lines (each ending in CRLF) for the current request's answer:
     /// the rate-limit headers. Cleared before each request.
     extra_headers: BytesMut,
+    /// The current request's (route index, consumer index) once authenticated.
+    consumer: Option<(usize, usize)>,
 }
 
 impl<S> Drop for ClientConn<S> {
@@ -174,15 +178,18 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         buf: BytesMut::with_capacity(CLIENT_READ_BYTES),
         out: BytesMut::with_capacity(CLIENT_READ_BYTES),
         client_ip: Bytes::from(peer.ip().to_string()),
+        peer_ip: peer.ip(),
         send_timeout: worker.snapshot().server.timeouts.client_send,
         rec: RequestRecord::new(Bytes::new(), Instant::now()),
         config: worker.snapshot(),
         extra_headers: BytesMut::new(),
+        consumer: None,
         worker,
     };
     let mut first = true;
     loop {
         conn.extra_headers.clear();
+        conn.consumer = None;
         let head_end = match conn.read_head(&conn.worker.snapshot(), first).await {
             NextHead::Head(end) => end,
             NextHead::Closed => return,
@@ -298,6 +305,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
 
     /// Serves one parsed request; returns whether the connection may carry another.
     async fn handle(&mut self, config: &Arc<Config>, raw: Bytes, head: RequestHead) -> bool {
+        if !config.server.access.permits(self.peer_ip) {
+            return self.answer_error_after(ProxyError::Forbidden, &head).await;
+        }
         let path = head.path(&raw);
         let path = if path.is_empty() { &b"/"[..] } else { path };
         let Ok(path) = std::str::from_utf8(path) else {
@@ -312,7 +322,22 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             RouteMatch::Found(route) => {
                 let index = config.routes.index_of(route);
                 self.rec.route = Some(index);
-                if !route.rate_limits.is_empty() && !self.check_rate_limits(index, &raw, &head) {
+                if route
+                    .access
+                    .as_ref()
+                    .is_some_and(|a| !a.permits(self.peer_ip))
+                {
+                    return self.answer_error_after(ProxyError::Forbidden, &head).await;
+                }
+                if let Some(auth) = &route.auth {
+                    match crate::auth::authenticate(auth, &config.consumers, &raw, &head) {
+                        Some(consumer) => self.consumer = Some((index, consumer)),
+                        None => return self.answer_unauthorized(&auth.challenge, &head).await,
+                    }
+                }
+                if !route.rate_limits.is_empty()
+                    && !self.check_rate_limits(config, index, &raw, &head)
+                {
                     return self
                         .answer_error_after(ProxyError::RateLimited, &head)
                         .await;
@@ -327,12 +352,23 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
 
     /// Takes the request from route `index`'s rate limits; returns false when one denies
     /// it. Either way the headers describing the answering limit go to `extra_headers`.
-    fn check_rate_limits(&mut self, index: usize, raw: &[u8], head: &RequestHead) -> bool {
+    fn check_rate_limits(
+        &mut self,
+        config: &Config,
+        index: usize,
+        raw: &[u8],
+        head: &RequestHead,
+    ) -> bool {
         let mut limits = self.worker.limits.borrow_mut();
         let Some(limiter) = limits.route_mut(index) else {
             return true;
         };
         let client_ip = &self.client_ip[..];
+        // Without authentication on the route, a consumer limit counts by client IP.
+        let consumer = self
+            .consumer
+            .and_then(|(_, c)| config.consumers.get(c))
+            .map_or(client_ip, |c| c.name.as_bytes());
         let keys = limiter.keys();
         // One key per limit, resolved before the limiter is borrowed mutably.
         let mut resolved: [&[u8]; 8] = [b""; 8];
@@ -341,6 +377,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             let value: &[u8] = match key {
                 RateLimitKey::ClientIp => client_ip,
                 RateLimitKey::Route => b"",
+                RateLimitKey::Consumer => consumer,
                 RateLimitKey::Header(name) => head
                     .headers
                     .iter()
@@ -388,6 +425,19 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         out.extend_from_slice(b"allow: ");
         out.extend_from_slice(allow.as_bytes());
         out.extend_from_slice(b"\r\n");
+        self.finish_local_answer(out, &response.body, keep_alive, head.version, false)
+            .await
+            && keep_alive
+    }
+
+    /// 401 with the route's `WWW-Authenticate` challenge (RFC 9110 §11.6.1).
+    async fn answer_unauthorized(&mut self, challenge: &[u8], head: &RequestHead) -> bool {
+        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        let response = ProxyError::Unauthorized.response();
+        self.rec.status = 401;
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(&response.head);
+        out.extend_from_slice(challenge);
         self.finish_local_answer(out, &response.body, keep_alive, head.version, false)
             .await
             && keep_alive

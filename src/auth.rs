@@ -1,0 +1,275 @@
+//! API-key authentication of consumers.
+//!
+//! Where it sits: right after the route is found (`proxy::ClientConn::handle`), before the
+//! rate limits (which may count by consumer) and the mock or forward. A request without a
+//! valid key is answered 401 locally and nothing is forwarded.
+//!
+//! Invariants: a presented key is compared with every configured key, each comparison in
+//! time independent of where the bytes differ (no early exit), so neither the position of a
+//! mismatch nor which consumer matched shows in the timing; `sha256:` keys are compared as
+//! digests, so the file never holds them in clear.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{ApiKey, AuthConfig, ConsumerConfig};
+use crate::http1::RequestHead;
+
+/// Digest length of `sha256:` keys, in hex characters.
+const SHA256_HEX_CHARS: usize = 64;
+
+/// Parses one configured key: `sha256:<64 hex>` or the key itself (visible ASCII, no
+/// spaces, so that a client can send it in a header). The error says why, for `build.rs`.
+pub fn parse_api_key(text: &str) -> Result<ApiKey, String> {
+    if let Some(hex) = text.strip_prefix("sha256:") {
+        if hex.len() != SHA256_HEX_CHARS {
+            return Err(format!(
+                "sha256 key must be {SHA256_HEX_CHARS} hex characters, found {}",
+                hex.len()
+            ));
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            let pair = hex.get(i * 2..i * 2 + 2).unwrap_or("");
+            *byte = u8::from_str_radix(pair, 16)
+                .ok()
+                .filter(|_| pair.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| format!("sha256 key has a non-hex character in \"{pair}\""))?;
+        }
+        return Ok(ApiKey::Sha256(digest));
+    }
+    if text.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be visible ASCII without spaces (or sha256:<64 hex>)".into());
+    }
+    Ok(ApiKey::Plain(text.as_bytes().into()))
+}
+
+/// The SHA-256 digest a key stands for (to find duplicates across both forms).
+pub fn digest_of(key: &ApiKey) -> [u8; 32] {
+    match key {
+        ApiKey::Sha256(digest) => *digest,
+        ApiKey::Plain(plain) => Sha256::digest(plain).into(),
+    }
+}
+
+/// Whether `presented` equals `stored`, in time that depends only on `stored`'s length:
+/// every byte is compared, differences are OR-ed together and only the total is tested.
+pub fn ct_eq(presented: &[u8], stored: &[u8]) -> bool {
+    let mut diff = u8::from(presented.len() != stored.len());
+    for (i, s) in stored.iter().enumerate() {
+        diff |= presented.get(i).copied().unwrap_or(0) ^ s;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// The key the request presents: the `auth.header` header (first copy) when present and
+/// non-empty, else the `auth.query` parameter of the target. Query values are compared as
+/// sent (no percent-decoding).
+pub fn presented_key<'r>(auth: &AuthConfig, raw: &'r [u8], head: &RequestHead) -> Option<&'r [u8]> {
+    let header = head
+        .headers
+        .iter()
+        .find(|h| h.name(raw).eq_ignore_ascii_case(auth.header.as_bytes()))
+        .map(|h| h.value(raw))
+        .filter(|v| !v.is_empty());
+    if header.is_some() {
+        return header;
+    }
+    query_param(head.target(raw), auth.query.as_deref()?.as_bytes())
+}
+
+/// The value of the first `name=value` pair of `target`'s query (before any fragment).
+pub fn query_param<'t>(target: &'t [u8], name: &[u8]) -> Option<&'t [u8]> {
+    let start = memchr::memchr(b'?', target)? + 1;
+    let query = target.get(start..)?;
+    let query = match memchr::memchr(b'#', query) {
+        Some(end) => &query[..end],
+        None => query,
+    };
+    query
+        .split(|b| *b == b'&')
+        .find_map(|pair| match memchr::memchr(b'=', pair) {
+            Some(eq) if &pair[..eq] == name => Some(&pair[eq + 1..]),
+            _ => None,
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// The index (into `consumers`) of the consumer owning `presented`, comparing against every
+/// key of every consumer without stopping at a match.
+pub fn find_consumer(consumers: &[ConsumerConfig], presented: &[u8]) -> Option<usize> {
+    let digest: [u8; 32] = Sha256::digest(presented).into();
+    let mut found = None;
+    for (index, consumer) in consumers.iter().enumerate() {
+        for key in &consumer.api_keys {
+            let matches = match key {
+                ApiKey::Sha256(stored) => ct_eq(&digest, stored),
+                ApiKey::Plain(stored) => ct_eq(presented, stored),
+            };
+            if matches {
+                found = Some(index);
+            }
+        }
+    }
+    found
+}
+
+/// Authenticates a request on a route with `auth`: the matching consumer's index.
+pub fn authenticate(
+    auth: &AuthConfig,
+    consumers: &[ConsumerConfig],
+    raw: &[u8],
+    head: &RequestHead,
+) -> Option<usize> {
+    find_consumer(consumers, presented_key(auth, raw, head)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::http1::parse_request_head;
+
+    #[test]
+    fn parses_keys() {
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let cases: &[(&str, Result<ApiKey, &str>)] = &[
+            (
+                "plain-secret-key-123",
+                Ok(ApiKey::Plain(b"plain-secret-key-123"[..].into())),
+            ),
+            ("", Err("must not be empty")),
+            (
+                "has space",
+                Err("must be visible ASCII without spaces (or sha256:<64 hex>)"),
+            ),
+            (
+                "sha256:abc",
+                Err("sha256 key must be 64 hex characters, found 3"),
+            ),
+            (
+                "sha256:zz86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                Err("sha256 key has a non-hex character in \"zz\""),
+            ),
+            (
+                "sha256:+f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                Err("sha256 key has a non-hex character in \"+f\""),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_api_key(text),
+                want.clone().map_err(String::from),
+                "{text}"
+            );
+        }
+        // sha256("test"), upper or lower case hex.
+        let key = parse_api_key(&format!("sha256:{hex}")).unwrap();
+        assert_eq!(
+            key,
+            parse_api_key(&format!("sha256:{}", hex.to_uppercase())).unwrap()
+        );
+        assert_eq!(
+            digest_of(&key),
+            digest_of(&ApiKey::Plain(b"test"[..].into()))
+        );
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        let cases: &[(&[u8], &[u8], bool)] = &[
+            (b"abc", b"abc", true),
+            (b"abd", b"abc", false),
+            (b"ab", b"abc", false),
+            (b"abc\0", b"abc", false),
+            (b"abc", b"ab", false),
+            (b"", b"", true),
+            (b"", b"a", false),
+            (b"\0", b"", false),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(ct_eq(a, b), *want, "{a:?} {b:?}");
+        }
+    }
+
+    fn auth(query: Option<&str>) -> AuthConfig {
+        AuthConfig {
+            header: "x-api-key".into(),
+            query: query.map(Into::into),
+            consumer_header: "x-consumer".into(),
+            challenge: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn extracts_keys() {
+        let limits = Limits {
+            max_header_bytes: 4096,
+            max_headers: 32,
+            max_body_bytes: 0,
+            max_uri_bytes: 1024,
+        };
+        // (request, query parameter configured, key found)
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("GET / HTTP/1.1\r\nX-Api-Key: k1\r\n\r\n", None, Some("k1")),
+            (
+                "GET /?api_key=q HTTP/1.1\r\nx-api-key: h\r\n\r\n",
+                Some("api_key"),
+                Some("h"),
+            ),
+            (
+                "GET /?api_key=q HTTP/1.1\r\n\r\n",
+                Some("api_key"),
+                Some("q"),
+            ),
+            ("GET /?api_key=q HTTP/1.1\r\n\r\n", None, None),
+            (
+                "GET /?a=1&api_key=q2&api_key=x HTTP/1.1\r\n\r\n",
+                Some("api_key"),
+                Some("q2"),
+            ),
+            ("GET /?xapi_key=q HTTP/1.1\r\n\r\n", Some("api_key"), None),
+            (
+                "GET /?api_key= HTTP/1.1\r\nx-api-key:\r\n\r\n",
+                Some("api_key"),
+                None,
+            ),
+            ("GET /p?api_key HTTP/1.1\r\n\r\n", Some("api_key"), None),
+            ("GET / HTTP/1.1\r\nx-api-key: \r\n\r\n", None, None),
+            ("GET / HTTP/1.1\r\n\r\n", Some("api_key"), None),
+        ];
+        for (request, query, want) in cases {
+            let request = request.replacen("HTTP/1.1\r\n", "HTTP/1.1\r\nHost: t\r\n", 1);
+            let raw = request.as_bytes();
+            let head = parse_request_head(raw, &limits).unwrap();
+            assert_eq!(
+                presented_key(&auth(*query), raw, &head),
+                want.map(str::as_bytes),
+                "{request}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_consumers() {
+        let consumers = [
+            ConsumerConfig {
+                name: "alice".into(),
+                api_keys: vec![parse_api_key("a-key").unwrap()],
+            },
+            ConsumerConfig {
+                name: "bob".into(),
+                api_keys: vec![parse_api_key(
+                    "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                )
+                .unwrap()],
+            },
+        ];
+        assert_eq!(find_consumer(&consumers, b"a-key"), Some(0));
+        assert_eq!(find_consumer(&consumers, b"test"), Some(1));
+        assert_eq!(find_consumer(&consumers, b"a-ke"), None);
+        assert_eq!(find_consumer(&consumers, b""), None);
+    }
+}
