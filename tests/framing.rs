@@ -6,32 +6,9 @@ mod common;
 use common::*;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
-
-/// An origin that hands each accepted connection (and its 0-based index) to `serve` on its
-/// own thread, for upstreams whose behaviour `Upstream` cannot express.
-fn raw_upstream(
-    serve: impl Fn(TcpStream, usize) + Send + Sync + 'static,
-) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let count = connections.clone();
-    let serve = Arc::new(serve);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            stream.set_read_timeout(Some(DEADLINE)).unwrap();
-            let conn = count.fetch_add(1, Ordering::SeqCst);
-            let serve = serve.clone();
-            thread::spawn(move || serve(stream, conn));
-        }
-    });
-    (addr, connections)
-}
 
 /// An origin that reads one request head per connection, answers with `response`, and
 /// closes (a close-delimited body ends there).

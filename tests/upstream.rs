@@ -10,30 +10,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
-
-/// An origin that hands each accepted connection (and its 0-based index) to `serve` on its
-/// own thread, for upstreams whose behaviour `Upstream` cannot express.
-fn raw_upstream(
-    serve: impl Fn(TcpStream, usize) + Send + Sync + 'static,
-) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let count = connections.clone();
-    let serve = Arc::new(serve);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            stream.set_read_timeout(Some(DEADLINE)).unwrap();
-            let conn = count.fetch_add(1, Ordering::SeqCst);
-            let serve = serve.clone();
-            thread::spawn(move || serve(stream, conn));
-        }
-    });
-    (addr, connections)
-}
 
 /// Reads one request head and its Content-Length body; `None` at the end of the stream.
 fn read_request(reader: &mut Reader<'_, TcpStream>) -> Option<String> {
