@@ -1,18 +1,28 @@
-//! API-key authentication of consumers.
+//! Authentication of a route's callers; API keys of consumers live here.
 //!
 //! Where it sits: right after the route is found (`proxy::ClientConn::handle`), before the
 //! rate limits (which may count by consumer) and the mock or forward. A request without a
-//! valid key is answered 401 locally and nothing is forwarded.
+//! valid credential is answered 401 locally and nothing is forwarded; an accepted one
+//! yields an [`Identity`].
 //!
 //! Invariants: a presented key is compared with every configured key, each comparison in
 //! time independent of where the bytes differ (no early exit), so neither the position of a
 //! mismatch nor which consumer matched shows in the timing; `sha256:` keys are compared as
 //! digests, so the file never holds them in clear.
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ApiKey, AuthConfig, ConsumerConfig};
+use crate::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
 use crate::http1::RequestHead;
+
+/// Who an authenticated request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The consumer's name: the key of `key = "consumer"` rate limits, and the value of the
+    /// route's `consumer_header` upstream.
+    pub consumer: Bytes,
+}
 
 /// Digest length of `sha256:` keys, in hex characters.
 const SHA256_HEX_CHARS: usize = 64;
@@ -64,10 +74,10 @@ pub fn ct_eq(presented: &[u8], stored: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The key the request presents: the `auth.header` header (first copy) when present and
-/// non-empty, else the `auth.query` parameter of the target. Query values are compared as
-/// sent (no percent-decoding).
-pub fn presented_key<'r>(auth: &AuthConfig, raw: &'r [u8], head: &RequestHead) -> Option<&'r [u8]> {
+/// The key the request presents: the `header` header (first copy) when present and
+/// non-empty, else the `query` parameter of the target. Query values are compared as sent
+/// (no percent-decoding).
+pub fn presented_key<'r>(auth: &ApiKeyAuth, raw: &'r [u8], head: &RequestHead) -> Option<&'r [u8]> {
     let header = head
         .headers
         .iter()
@@ -116,14 +126,18 @@ pub fn find_consumer(consumers: &[ConsumerConfig], presented: &[u8]) -> Option<u
     found
 }
 
-/// Authenticates a request on a route with `auth`: the matching consumer's index.
+/// Authenticates a request on a route with `auth`; `None`: answer 401.
 pub fn authenticate(
     auth: &AuthConfig,
     consumers: &[ConsumerConfig],
     raw: &[u8],
     head: &RequestHead,
-) -> Option<usize> {
-    find_consumer(consumers, presented_key(auth, raw, head)?)
+) -> Option<Identity> {
+    let api_key = auth.api_key.as_ref()?;
+    let consumer = &consumers[find_consumer(consumers, presented_key(api_key, raw, head)?)?];
+    Some(Identity {
+        consumer: Bytes::copy_from_slice(consumer.name.as_bytes()),
+    })
 }
 
 #[cfg(test)]
@@ -194,12 +208,10 @@ mod tests {
         }
     }
 
-    fn auth(query: Option<&str>) -> AuthConfig {
-        AuthConfig {
+    fn auth(query: Option<&str>) -> ApiKeyAuth {
+        ApiKeyAuth {
             header: "x-api-key".into(),
             query: query.map(Into::into),
-            consumer_header: "x-consumer".into(),
-            challenge: bytes::Bytes::new(),
         }
     }
 

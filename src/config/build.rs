@@ -24,7 +24,7 @@ use super::file::{
 };
 use super::units::{parse_duration, parse_size};
 use super::{
-    AccessLogConfig, AccessLogFormat, Action, AdminConfig, AuthConfig, BalancePolicy,
+    AccessLogConfig, AccessLogFormat, Action, AdminConfig, ApiKeyAuth, AuthConfig, BalancePolicy,
     BreakerLimits, Config, ConsumerConfig, Endpoint, HashKey, HealthCheckConfig, Limits,
     LogDestination, MockResponse, ObservabilityConfig, OutlierConfig, PoolConfig, ProxyAction,
     RateLimitConfig, RateLimitKey, RetryPolicy, Route, ServerConfig, Timeouts, TracingConfig,
@@ -1659,8 +1659,7 @@ impl<'a> Ctx<'a> {
         }
         let challenge = format!("www-authenticate: ApiKey header=\"{header}\"\r\n");
         ok.then(|| AuthConfig {
-            header,
-            query,
+            api_key: Some(ApiKeyAuth { header, query }),
             consumer_header,
             challenge: Bytes::from(challenge),
         })
@@ -2216,10 +2215,11 @@ mod tests {
         assert_eq!(config.consumers[0].name, "alice");
         assert_eq!(config.consumers[0].api_keys.len(), 2);
         let auth = config.routes.routes()[0].auth.clone().unwrap();
+        let api_key = auth.api_key.clone().unwrap();
         assert_eq!(
             (
-                auth.header.as_str(),
-                auth.query.as_deref(),
+                api_key.header.as_str(),
+                api_key.query.as_deref(),
                 auth.consumer_header.as_str()
             ),
             ("x-key", Some("api_key"), "x-who")

@@ -333,18 +333,25 @@ pub enum ApiKey {
     Plain(Box<[u8]>),
 }
 
-/// A route's `auth`: an API key is required.
+/// A route's `auth`: the methods a request may authenticate with (at least one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
+    /// API keys of `[consumers.NAME]`; `None`: not accepted on this route.
+    pub api_key: Option<ApiKeyAuth>,
+    /// Header that tells the upstream who called (default `x-consumer`); the client's
+    /// copies are replaced.
+    pub consumer_header: String,
+    /// The `www-authenticate` lines of the 401 answer, one per method, each CRLF-terminated.
+    pub challenge: Bytes,
+}
+
+/// Where a route looks for an API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyAuth {
     /// Header carrying the key, lower case (default `x-api-key`). Never forwarded.
     pub header: String,
     /// Query parameter carrying the key when the header is absent.
     pub query: Option<String>,
-    /// Header that tells the upstream who called (default `x-consumer`); the client's
-    /// copies are replaced.
-    pub consumer_header: String,
-    /// The `www-authenticate` line of the 401 answer, CRLF-terminated.
-    pub challenge: Bytes,
 }
 
 /// One `rate_limits` entry of a route: `limit` requests per `period` per key, enforced per

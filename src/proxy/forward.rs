@@ -335,16 +335,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let request_id = self.rec.request_id.clone();
         let trace = self.rec.trace;
         // An authenticated request: its key stays here, its consumer goes upstream.
-        let auth = self.consumer.and_then(|(route, consumer)| {
-            let auth = config.routes.routes().get(route)?.auth.as_ref()?;
-            Some((auth, config.consumers.get(consumer)?))
+        let auth = self.identity.as_ref().and_then(|identity| {
+            let auth = config.routes.routes().get(self.rec.route?)?.auth.as_ref()?;
+            Some((auth, identity))
         });
         let (drop_storage, set_storage);
         let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match auth {
-            Some((auth, consumer)) => {
-                drop_storage = [auth.header.as_bytes()];
-                set_storage = [(auth.consumer_header.as_bytes(), consumer.name.as_bytes())];
-                (&drop_storage, &set_storage)
+            Some((auth, identity)) => {
+                drop_storage = auth.api_key.as_ref().map(|k| k.header.as_bytes());
+                set_storage = [(auth.consumer_header.as_bytes(), &identity.consumer[..])];
+                (drop_storage.as_slice(), &set_storage)
             }
             None => (&[], &[]),
         };

@@ -139,8 +139,8 @@ pub struct ClientConn<S> {
     /// Extra response header lines (each ending in CRLF) for the current request's answer:
     /// the rate-limit headers. Cleared before each request.
     extra_headers: BytesMut,
-    /// The current request's (route index, consumer index) once authenticated.
-    consumer: Option<(usize, usize)>,
+    /// Who the current request authenticated as, on a route with `auth`.
+    identity: Option<crate::auth::Identity>,
 }
 
 impl<S> Drop for ClientConn<S> {
@@ -183,13 +183,13 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         rec: RequestRecord::new(Bytes::new(), Instant::now()),
         config: worker.snapshot(),
         extra_headers: BytesMut::new(),
-        consumer: None,
+        identity: None,
         worker,
     };
     let mut first = true;
     loop {
         conn.extra_headers.clear();
-        conn.consumer = None;
+        conn.identity = None;
         let head_end = match conn.read_head(&conn.worker.snapshot(), first).await {
             NextHead::Head(end) => end,
             NextHead::Closed => return,
@@ -331,13 +331,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 }
                 if let Some(auth) = &route.auth {
                     match crate::auth::authenticate(auth, &config.consumers, &raw, &head) {
-                        Some(consumer) => self.consumer = Some((index, consumer)),
+                        Some(identity) => self.identity = Some(identity),
                         None => return self.answer_unauthorized(&auth.challenge, &head).await,
                     }
                 }
-                if !route.rate_limits.is_empty()
-                    && !self.check_rate_limits(config, index, &raw, &head)
-                {
+                if !route.rate_limits.is_empty() && !self.check_rate_limits(index, &raw, &head) {
                     return self
                         .answer_error_after(ProxyError::RateLimited, &head)
                         .await;
@@ -352,13 +350,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
 
     /// Takes the request from route `index`'s rate limits; returns false when one denies
     /// it. Either way the headers describing the answering limit go to `extra_headers`.
-    fn check_rate_limits(
-        &mut self,
-        config: &Config,
-        index: usize,
-        raw: &[u8],
-        head: &RequestHead,
-    ) -> bool {
+    fn check_rate_limits(&mut self, index: usize, raw: &[u8], head: &RequestHead) -> bool {
         let mut limits = self.worker.limits.borrow_mut();
         let Some(limiter) = limits.route_mut(index) else {
             return true;
@@ -366,9 +358,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let client_ip = &self.client_ip[..];
         // Without authentication on the route, a consumer limit counts by client IP.
         let consumer = self
-            .consumer
-            .and_then(|(_, c)| config.consumers.get(c))
-            .map_or(client_ip, |c| c.name.as_bytes());
+            .identity
+            .as_ref()
+            .map_or(client_ip, |identity| &identity.consumer[..]);
         let keys = limiter.keys();
         // One key per limit, resolved before the limiter is borrowed mutably.
         let mut resolved: [&[u8]; 8] = [b""; 8];
