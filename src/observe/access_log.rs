@@ -19,6 +19,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,6 +87,8 @@ impl AccessLog {
             buf: Vec::with_capacity(BATCH_BYTES + BATCH_BYTES / 4),
             lines: 0,
             rng: Rng::new(),
+            json_time: SecondText::default(),
+            combined_time: SecondText::default(),
         }
     }
 
@@ -128,6 +131,9 @@ pub struct WorkerLog {
     /// Lines in `buf`, to count them if the batch is dropped.
     lines: u64,
     rng: Rng,
+    /// The current second as each format writes it.
+    json_time: SecondText,
+    combined_time: SecondText,
 }
 
 impl WorkerLog {
@@ -147,8 +153,12 @@ impl WorkerLog {
         }
         let total = now.saturating_duration_since(rec.started);
         match config.format {
-            AccessLogFormat::Json => write_json(&mut self.buf, names, rec, total),
-            AccessLogFormat::Combined => write_combined(&mut self.buf, rec, total),
+            AccessLogFormat::Json => {
+                write_json(&mut self.buf, &mut self.json_time, names, rec, total)
+            }
+            AccessLogFormat::Combined => {
+                write_combined(&mut self.buf, &mut self.combined_time, rec, total)
+            }
         }
         self.lines += 1;
         if self.buf.len() >= BATCH_BYTES {
@@ -322,9 +332,15 @@ fn unix_nanos() -> u64 {
 // ---- line formats ----
 
 /// One JSON object and a newline.
-fn write_json(out: &mut Vec<u8>, names: &LineNames<'_>, rec: &RequestRecord, total: Duration) {
+fn write_json(
+    out: &mut Vec<u8>,
+    time: &mut SecondText,
+    names: &LineNames<'_>,
+    rec: &RequestRecord,
+    total: Duration,
+) {
     out.extend_from_slice(b"{\"time\":\"");
-    write_rfc3339(out, rec.started_wall);
+    write_rfc3339(out, time, rec.started_wall);
     out.extend_from_slice(b"\",\"client\":");
     json_str(out, &rec.client_ip);
     out.extend_from_slice(b",\"method\":");
@@ -354,8 +370,7 @@ fn write_json(out: &mut Vec<u8>, names: &LineNames<'_>, rec: &RequestRecord, tot
     match rec.endpoint {
         Some(addr) => {
             out.push(b'"');
-            // A SocketAddr renders as ASCII without quotes or backslashes.
-            let _ = write!(out, "{addr}");
+            write_socket_addr(out, addr);
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
@@ -378,10 +393,10 @@ fn write_json(out: &mut Vec<u8>, names: &LineNames<'_>, rec: &RequestRecord, tot
 /// nginx's "combined" line plus ` rt=<secs> urt=<secs|-> rid=<id>` and a newline. The
 /// time is UTC (`+0000`), and the bytes field counts the whole response (head and body,
 /// nginx's `$bytes_sent`), which is what the record holds.
-fn write_combined(out: &mut Vec<u8>, rec: &RequestRecord, total: Duration) {
+fn write_combined(out: &mut Vec<u8>, time: &mut SecondText, rec: &RequestRecord, total: Duration) {
     nginx_escaped_or_dash(out, &rec.client_ip);
     out.extend_from_slice(b" - - [");
-    write_clf_time(out, rec.started_wall);
+    time.write(out, rec.started_wall, write_clf_second);
     out.extend_from_slice(b"] \"");
     nginx_escaped(out, &rec.method);
     out.push(b' ');
@@ -421,6 +436,26 @@ fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::UpstreamConnectError => "upstream_connect_error",
         Outcome::UpstreamTimeout => "upstream_timeout",
         Outcome::Aborted => "aborted",
+    }
+}
+
+/// `addr` as `Display` renders it (ASCII, no quotes or backslashes); IPv4 without the
+/// formatting machinery, since it is written for nearly every line.
+fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                write_u64(out, u64::from(octet));
+            }
+            out.push(b':');
+            write_u64(out, u64::from(v4.port()));
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
+        }
     }
 }
 
@@ -502,9 +537,40 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// The text a format writes for one second, kept until the second changes: a worker logs
+/// thousands of lines per second and the calendar arithmetic need not run for each.
+#[derive(Default)]
+struct SecondText {
+    /// Seconds since the epoch that `text` renders.
+    secs: Option<u64>,
+    text: Vec<u8>,
+}
+
+impl SecondText {
+    /// Writes `render`'s text for `t`'s second (rendering it when the second changed);
+    /// returns `t`'s milliseconds within that second.
+    fn write(&mut self, out: &mut Vec<u8>, t: SystemTime, render: fn(&mut Vec<u8>, &Civil)) -> u64 {
+        let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if self.secs != Some(since.as_secs()) {
+            self.text.clear();
+            render(&mut self.text, &civil(t));
+            self.secs = Some(since.as_secs());
+        }
+        out.extend_from_slice(&self.text);
+        u64::from(since.subsec_millis())
+    }
+}
+
 /// RFC 3339, UTC, milliseconds: `2024-02-29T13:05:09.042Z`.
-fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
-    let c = civil(t);
+fn write_rfc3339(out: &mut Vec<u8>, time: &mut SecondText, t: SystemTime) {
+    let millis = time.write(out, t, write_rfc3339_second);
+    out.push(b'.');
+    write_padded(out, millis, 3);
+    out.push(b'Z');
+}
+
+/// `2024-02-29T13:05:09`.
+fn write_rfc3339_second(out: &mut Vec<u8>, c: &Civil) {
     write_padded(out, c.year, 4);
     out.push(b'-');
     write_padded(out, c.month, 2);
@@ -516,18 +582,14 @@ fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     write_padded(out, c.minute, 2);
     out.push(b':');
     write_padded(out, c.second, 2);
-    out.push(b'.');
-    write_padded(out, c.millis, 3);
-    out.push(b'Z');
 }
 
 /// Common Log Format time, in UTC: `29/Feb/2024:13:05:09 +0000`.
-fn write_clf_time(out: &mut Vec<u8>, t: SystemTime) {
+fn write_clf_second(out: &mut Vec<u8>, c: &Civil) {
     const MONTHS: [&[u8; 3]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
     ];
-    let c = civil(t);
     write_padded(out, c.day, 2);
     out.push(b'/');
     let month = MONTHS.get((c.month as usize).wrapping_sub(1)).copied();
@@ -669,16 +731,33 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
     }
 
-    fn rfc3339(t: SystemTime) -> String {
+    fn rfc3339(cache: &mut SecondText, t: SystemTime) -> String {
         let mut out = Vec::new();
-        write_rfc3339(&mut out, t);
+        write_rfc3339(&mut out, cache, t);
         String::from_utf8(out).unwrap()
     }
 
-    fn clf(t: SystemTime) -> String {
+    fn clf(cache: &mut SecondText, t: SystemTime) -> String {
         let mut out = Vec::new();
-        write_clf_time(&mut out, t);
+        cache.write(&mut out, t, write_clf_second);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn socket_addrs_render_as_display_does() {
+        for text in [
+            "0.0.0.0:0",
+            "10.0.0.7:8080",
+            "255.255.255.255:65535",
+            "127.0.0.1:1",
+            "[::1]:443",
+            "[2001:db8::7]:8080",
+        ] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let mut out = Vec::new();
+            write_socket_addr(&mut out, addr);
+            assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
+        }
     }
 
     #[test]
@@ -691,6 +770,9 @@ mod tests {
             (4_107_456_000, 0, "2100-02-28T00:00:00.000Z"), // 100-year: no Feb 29
             (4_107_542_400, 0, "2100-03-01T00:00:00.000Z"),
             (1_709_211_909, 42, "2024-02-29T13:05:09.042Z"),
+            // The same second again (its text is reused), then an earlier one.
+            (1_709_211_909, 43, "2024-02-29T13:05:09.043Z"),
+            (1_709_211_908, 999, "2024-02-29T13:05:08.999Z"),
             (1_709_251_199, 1, "2024-02-29T23:59:59.001Z"),
             (1_709_251_200, 0, "2024-03-01T00:00:00.000Z"),
             (1_704_067_199, 500, "2023-12-31T23:59:59.500Z"),
@@ -699,16 +781,29 @@ mod tests {
             (2_147_483_647, 0, "2038-01-19T03:14:07.000Z"),
             (253_402_300_799, 0, "9999-12-31T23:59:59.000Z"),
         ];
+        // One cache for the whole table, as a worker keeps one.
+        let cache = &mut SecondText::default();
         for &(secs, millis, want) in cases {
-            assert_eq!(rfc3339(at(secs, millis)), want, "{secs}");
+            assert_eq!(rfc3339(cache, at(secs, millis)), want, "{secs}");
         }
         assert_eq!(
-            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
+            rfc3339(cache, UNIX_EPOCH - Duration::from_secs(1)),
             "1970-01-01T00:00:00.000Z"
         );
-        assert_eq!(clf(at(1_709_211_909, 42)), "29/Feb/2024:13:05:09 +0000");
-        assert_eq!(clf(at(0, 0)), "01/Jan/1970:00:00:00 +0000");
-        assert_eq!(clf(at(1_704_067_199, 0)), "31/Dec/2023:23:59:59 +0000");
+        let cache = &mut SecondText::default();
+        assert_eq!(
+            clf(cache, at(1_709_211_909, 42)),
+            "29/Feb/2024:13:05:09 +0000"
+        );
+        assert_eq!(clf(cache, at(0, 0)), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(
+            clf(cache, at(1_704_067_199, 0)),
+            "31/Dec/2023:23:59:59 +0000"
+        );
+        assert_eq!(
+            clf(cache, at(1_704_067_199, 1)),
+            "31/Dec/2023:23:59:59 +0000"
+        );
     }
 
     #[test]
@@ -769,7 +864,13 @@ mod tests {
     fn json_line_exact() {
         let rec = record();
         let mut out = Vec::new();
-        write_json(&mut out, &NAMES, &rec, Duration::from_micros(12_345));
+        write_json(
+            &mut out,
+            &mut SecondText::default(),
+            &NAMES,
+            &rec,
+            Duration::from_micros(12_345),
+        );
         let want = concat!(
             r#"{"time":"2024-02-29T13:05:09.042Z","client":"127.0.0.1","method":"GET","#,
             r#""path":"/users/1?x=\"y\"","protocol":"HTTP/1.1","status":200,"bytes_in":78,"#,
@@ -801,7 +902,13 @@ mod tests {
             ..record()
         };
         let mut out = Vec::new();
-        write_json(&mut out, &NAMES, &rec, Duration::from_millis(3));
+        write_json(
+            &mut out,
+            &mut SecondText::default(),
+            &NAMES,
+            &rec,
+            Duration::from_millis(3),
+        );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         for key in [
             "upstream_ms",
@@ -832,7 +939,13 @@ mod tests {
             ..record()
         };
         let mut out = Vec::new();
-        write_json(&mut out, &NAMES, &rec, Duration::ZERO);
+        write_json(
+            &mut out,
+            &mut SecondText::default(),
+            &NAMES,
+            &rec,
+            Duration::ZERO,
+        );
         assert_eq!(memchr::memchr_iter(b'\n', &out).count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["method"], "G\"ET");
@@ -847,7 +960,12 @@ mod tests {
     fn combined_line_exact() {
         let rec = record();
         let mut out = Vec::new();
-        write_combined(&mut out, &rec, Duration::from_micros(12_345));
+        write_combined(
+            &mut out,
+            &mut SecondText::default(),
+            &rec,
+            Duration::from_micros(12_345),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "127.0.0.1 - - [29/Feb/2024:13:05:09 +0000] \"GET /users/1?x=\\x22y\\x22 HTTP/1.1\" \
@@ -864,7 +982,12 @@ mod tests {
             ..record()
         };
         let mut out = Vec::new();
-        write_combined(&mut out, &rec, Duration::from_millis(1_500));
+        write_combined(
+            &mut out,
+            &mut SecondText::default(),
+            &rec,
+            Duration::from_millis(1_500),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "127.0.0.1 - - [29/Feb/2024:13:05:09 +0000] \"GET /users/1?x=\\x22y\\x22 HTTP/1.0\" \
@@ -980,6 +1103,8 @@ mod tests {
             buf: Vec::new(),
             lines: 0,
             rng: Rng::new(),
+            json_time: SecondText::default(),
+            combined_time: SecondText::default(),
         };
         let config = AccessLogConfig {
             format: AccessLogFormat::Combined,
