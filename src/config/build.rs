@@ -2680,6 +2680,23 @@ mod tests {
             };
             assert_eq!(&got, want, "{host:?} {method} {path}");
         }
+        // A preflight goes to the route serving the method it asks about; with none
+        // there, to the first route with cors (which refuses it); else to normal routing.
+        let host = Some(&b"api.example.com"[..]);
+        let preflights: &[(&str, &str, Option<&str>)] = &[
+            ("PUT", "/users/1", Some("users-write")),
+            ("GET", "/users/1", Some("users-read")),
+            ("HEAD", "/users/1", Some("users-read")),
+            ("TRACE", "/users/1", Some("users-read")),
+            ("GET", "/orders/1", None),
+            ("PUT", "/healthz", None),
+            ("GET", "/nowhere", None),
+        ];
+        for (method, path, want) in preflights {
+            let got = table.lookup_preflight(host, method.as_bytes(), path);
+            assert_eq!(got.map(|r| r.name.as_str()), *want, "{method} {path}");
+        }
+        assert_eq!(config.server.trusted_proxies.len(), 1);
     }
 
     #[test]
