@@ -402,6 +402,74 @@ mod tests {
     }
 
     #[test]
+    fn cors_routes_replace_access_control_headers_and_vary_on_origin() {
+        let encode = |upstream_headers: &str, cors: Option<&[u8]>| {
+            let raw = format!("HTTP/1.1 200 OK\r\n{upstream_headers}content-length: 0\r\n\r\n");
+            let head = crate::http1::parse_response_head(raw.as_bytes(), false).unwrap();
+            let framing = ClientFraming {
+                body: ClientBody::Length(0),
+                keep_alive: true,
+                client_version: Version::Http11,
+                request_id: (b"x-request-id", b"id-1"),
+                extra_headers: b"",
+                cors,
+            };
+            let mut out = BytesMut::new();
+            encode_response_head(&mut out, raw.as_bytes(), &head, &framing);
+            let out = String::from_utf8(out.to_vec()).unwrap();
+            let lines: Vec<String> = out
+                .split("\r\n")
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.starts_with("vary") || l.starts_with("access-control")
+                })
+                .map(str::to_owned)
+                .collect::<Vec<String>>();
+            lines
+        };
+        let ours: &[u8] = b"access-control-allow-origin: https://a.example\r\n";
+        let theirs = "Access-Control-Allow-Origin: *\r\naccess-control-expose-headers: x\r\n";
+        // (upstream headers, CORS lines, lines out)
+        type Case<'a> = (String, Option<&'a [u8]>, &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                theirs.to_owned(),
+                Some(ours),
+                &[
+                    "access-control-allow-origin: https://a.example",
+                    "vary: Origin",
+                ],
+            ),
+            (theirs.to_owned(), Some(b""), &["vary: Origin"]),
+            (
+                format!("{theirs}Vary: a\r\nvary: b, c\r\n"),
+                Some(b""),
+                &["vary: a, b, c, Origin"],
+            ),
+            (
+                "Vary: Accept, ORIGIN\r\n".to_owned(),
+                Some(b""),
+                &["vary: Accept, ORIGIN"],
+            ),
+            ("Vary: *\r\n".to_owned(), Some(b""), &["vary: *"]),
+            ("Vary: \r\n".to_owned(), Some(b""), &["vary: Origin"]),
+            // Off a CORS route, nothing changes.
+            (
+                format!("{theirs}Vary: a\r\n"),
+                None,
+                &[
+                    "Access-Control-Allow-Origin: *",
+                    "access-control-expose-headers: x",
+                    "Vary: a",
+                ],
+            ),
+        ];
+        for (upstream, cors, want) in cases {
+            assert_eq!(encode(upstream, *cors), *want, "{upstream:?}");
+        }
+    }
+
+    #[test]
     fn upstream_request_always_has_one_host() {
         // RFC 9112 §3.2: an HTTP/1.0 client may omit Host; the HTTP/1.1 request we send may
         // not, so it gets an empty one (the target URI has no authority).
