@@ -417,15 +417,13 @@ mod tests {
             let mut out = BytesMut::new();
             encode_response_head(&mut out, raw.as_bytes(), &head, &framing);
             let out = String::from_utf8(out.to_vec()).unwrap();
-            let lines: Vec<String> = out
-                .split("\r\n")
+            out.split("\r\n")
                 .filter(|l| {
                     let l = l.to_ascii_lowercase();
                     l.starts_with("vary") || l.starts_with("access-control")
                 })
                 .map(str::to_owned)
-                .collect::<Vec<String>>();
-            lines
+                .collect::<Vec<String>>()
         };
         let ours: &[u8] = b"access-control-allow-origin: https://a.example\r\n";
         let theirs = "Access-Control-Allow-Origin: *\r\naccess-control-expose-headers: x\r\n";
