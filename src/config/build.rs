@@ -1542,7 +1542,7 @@ impl<'a> Ctx<'a> {
         key: &str,
         methods: &[String],
     ) -> Option<crate::cors::CorsPolicy> {
-        use crate::cors::{AllowHeaders, AllowOrigins, CorsPolicy, CorsSettings, OriginPattern};
+        use crate::cors::{AllowHeaders, CorsPolicy, CorsSettings};
         let file = cors.get_ref();
         let errors_before = self.errors.len();
         let credentials = file
@@ -1550,87 +1550,8 @@ impl<'a> Ctx<'a> {
             .as_ref()
             .is_some_and(|c| *c.get_ref());
 
-        let mut patterns = Vec::new();
-        let mut any = false;
-        match &file.allow_origins {
-            None => self.error(
-                cors.span(),
-                key,
-                "allow_origins is required: list the origins, such as [\"https://app.example\"], or [\"*\"]",
-            ),
-            Some(list) if list.get_ref().is_empty() => self.error(
-                list.span(),
-                format!("{key}.allow_origins"),
-                "empty list: name at least one origin",
-            ),
-            Some(list) => {
-                let entries = list.get_ref();
-                for (i, entry) in entries.iter().enumerate() {
-                    let at = format!("{key}.allow_origins[{i}]");
-                    if entry.get_ref() == "*" {
-                        any = true;
-                        if entries.len() > 1 {
-                            self.error(entry.span(), at, "\"*\" allows every origin: list it alone");
-                        } else if credentials {
-                            self.error(
-                                entry.span(),
-                                at,
-                                "\"*\" cannot be combined with allow_credentials = true (browsers \
-                                 refuse credentialed responses for any origin): list the origins",
-                            );
-                        }
-                        continue;
-                    }
-                    match OriginPattern::parse(entry.get_ref()) {
-                        Ok(pattern) if patterns.contains(&pattern) => {
-                            self.error(entry.span(), at, format!("duplicate origin \"{}\"", entry.get_ref()))
-                        }
-                        Ok(pattern) => patterns.push(pattern),
-                        Err(why) => self.error(entry.span(), at, why),
-                    }
-                }
-            }
-        }
-
-        let allow_methods = match &file.allow_methods {
-            Some(list) => {
-                if list.get_ref().is_empty() {
-                    self.error(
-                        list.span(),
-                        format!("{key}.allow_methods"),
-                        "empty list: omit it to allow the route's methods",
-                    );
-                }
-                let mut out: Vec<String> = Vec::new();
-                for (i, method) in list.get_ref().iter().enumerate() {
-                    let text = method.get_ref();
-                    if text == "*" || !is_token(text) {
-                        self.error(
-                            method.span(),
-                            format!("{key}.allow_methods[{i}]"),
-                            format!(
-                                "invalid method \"{text}\": list method tokens such as GET or PUT"
-                            ),
-                        );
-                    } else if !out.contains(text) {
-                        out.push(text.clone());
-                    }
-                }
-                out
-            }
-            None if methods.is_empty() => crate::cors::DEFAULT_METHODS
-                .iter()
-                .map(|m| m.to_string())
-                .collect(),
-            None => {
-                let mut out = methods.to_vec();
-                // The router serves HEAD on a GET route.
-                if out.iter().any(|m| m == "GET") && !out.iter().any(|m| m == "HEAD") {
-                    out.push("HEAD".to_owned());
-                }
-                out
-            }
-        };
+        let origins = self.cors_origins(cors, key, credentials);
+        let allow_methods = self.cors_methods(file, key, methods);
 
         let allow_headers = self.cors_header_names(
             file.allow_headers.as_deref(),
@@ -1690,11 +1611,7 @@ impl<'a> Ctx<'a> {
             return None;
         }
         Some(CorsPolicy::new(CorsSettings {
-            origins: if any {
-                AllowOrigins::Any
-            } else {
-                AllowOrigins::List(patterns)
-            },
+            origins,
             methods: allow_methods,
             headers,
             expose_headers,
@@ -1702,6 +1619,107 @@ impl<'a> Ctx<'a> {
             max_age,
             private_network: file.allow_private_network.unwrap_or(false),
         }))
+    }
+
+    /// `allow_origins`: required, `*` alone and never with credentials, else valid and
+    /// distinct origin patterns.
+    fn cors_origins(
+        &mut self,
+        cors: &Spanned<FileCors>,
+        key: &str,
+        credentials: bool,
+    ) -> crate::cors::AllowOrigins {
+        use crate::cors::{AllowOrigins, OriginPattern};
+        let mut patterns = Vec::new();
+        let mut any = false;
+        match &cors.get_ref().allow_origins {
+            None => self.error(
+                cors.span(),
+                key,
+                "allow_origins is required: list the origins, such as [\"https://app.example\"], or [\"*\"]",
+            ),
+            Some(list) if list.get_ref().is_empty() => self.error(
+                list.span(),
+                format!("{key}.allow_origins"),
+                "empty list: name at least one origin",
+            ),
+            Some(list) => {
+                let entries = list.get_ref();
+                for (i, entry) in entries.iter().enumerate() {
+                    let at = format!("{key}.allow_origins[{i}]");
+                    if entry.get_ref() == "*" {
+                        any = true;
+                        if entries.len() > 1 {
+                            self.error(entry.span(), at, "\"*\" allows every origin: list it alone");
+                        } else if credentials {
+                            self.error(
+                                entry.span(),
+                                at,
+                                "\"*\" cannot be combined with allow_credentials = true (browsers \
+                                 refuse credentialed responses for any origin): list the origins",
+                            );
+                        }
+                        continue;
+                    }
+                    match OriginPattern::parse(entry.get_ref()) {
+                        Ok(pattern) if patterns.contains(&pattern) => {
+                            self.error(entry.span(), at, format!("duplicate origin \"{}\"", entry.get_ref()))
+                        }
+                        Ok(pattern) => patterns.push(pattern),
+                        Err(why) => self.error(entry.span(), at, why),
+                    }
+                }
+            }
+        }
+        if any {
+            AllowOrigins::Any
+        } else {
+            AllowOrigins::List(patterns)
+        }
+    }
+
+    /// `allow_methods`: method tokens; by default the route's `methods` (with `HEAD` when
+    /// they have `GET`), or the common methods for a route accepting any.
+    fn cors_methods(&mut self, file: &FileCors, key: &str, methods: &[String]) -> Vec<String> {
+        match &file.allow_methods {
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.error(
+                        list.span(),
+                        format!("{key}.allow_methods"),
+                        "empty list: omit it to allow the route's methods",
+                    );
+                }
+                let mut out: Vec<String> = Vec::new();
+                for (i, method) in list.get_ref().iter().enumerate() {
+                    let text = method.get_ref();
+                    if text == "*" || !is_token(text) {
+                        self.error(
+                            method.span(),
+                            format!("{key}.allow_methods[{i}]"),
+                            format!(
+                                "invalid method \"{text}\": list method tokens such as GET or PUT"
+                            ),
+                        );
+                    } else if !out.contains(text) {
+                        out.push(text.clone());
+                    }
+                }
+                out
+            }
+            None if methods.is_empty() => crate::cors::DEFAULT_METHODS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            None => {
+                let mut out = methods.to_vec();
+                // The router serves HEAD on a GET route.
+                if out.iter().any(|m| m == "GET") && !out.iter().any(|m| m == "HEAD") {
+                    out.push("HEAD".to_owned());
+                }
+                out
+            }
+        }
     }
 
     /// Header names of `allow_headers` / `expose_headers`, lower-cased and de-duplicated;
