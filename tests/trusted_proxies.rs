@@ -1,5 +1,5 @@
 //! The client address from a trusted proxy's X-Forwarded-For, through the real binary (the
-//! TCP peer is 127.0.0.1): access lists, `client_ip` rate limits and the access log use it
+//! TCP peer is 127.0.0.1): access lists, `client_ip` rate limits, hash balancing and the access log use it
 //! when the peer is trusted, and ignore the header when it is not.
 
 mod common;
@@ -199,5 +199,47 @@ fn the_access_log_names_the_forwarded_client() {
     assert_eq!(
         clients(&untrusted.log),
         ["127.0.0.1", "127.0.0.1", "127.0.0.1"]
+    );
+}
+
+#[test]
+fn hash_balancing_by_client_ip_uses_the_forwarded_address() {
+    let (a, b) = (Upstream::fixed("a"), Upstream::fixed("b"));
+    let config = |trusted: &str| {
+        format!(
+            r#"[server]
+listen = ["127.0.0.1:0"]
+{trusted}
+
+[upstreams.app]
+endpoints = ["{}", "{}"]
+balance = "hash"
+hash_key = "client_ip"
+
+[[routes]]
+path = "/"
+upstream = "app"
+"#,
+            a.addr, b.addr
+        )
+    };
+    // Which endpoint answers each of 20 forwarded clients, asked twice.
+    let answers = |strait: &Strait| -> Vec<String> {
+        let mut stream = strait.connect();
+        (0..40)
+            .map(|i| exchange(&mut stream, &get("/", &[&format!("198.51.100.{}", i % 20)])).text())
+            .collect()
+    };
+    let trusted = answers(&Strait::start(&config(TRUSTED)));
+    assert_eq!(trusted[..20], trusted[20..], "one client, one endpoint");
+    assert!(
+        trusted.iter().any(|e| e == "a") && trusted.iter().any(|e| e == "b"),
+        "20 clients spread over both endpoints: {trusted:?}"
+    );
+    // Untrusted: every request is the peer's, so one endpoint serves them all.
+    let untrusted = answers(&Strait::start(&config("")));
+    assert!(
+        untrusted.iter().all(|e| *e == untrusted[0]),
+        "{untrusted:?}"
     );
 }
