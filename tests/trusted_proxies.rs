@@ -1,6 +1,6 @@
 //! The client address from a trusted proxy's X-Forwarded-For, through the real binary (the
-//! TCP peer is 127.0.0.1): access lists, `client_ip` rate limits, hash balancing and the access log use it
-//! when the peer is trusted, and ignore the header when it is not.
+//! TCP peer is 127.0.0.1): access lists, `client_ip` rate limits, hash balancing and the
+//! access log use it when the peer is trusted, and ignore the header when it is not.
 
 mod common;
 use common::*;
