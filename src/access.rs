@@ -7,8 +7,9 @@
 //!
 //! Invariants: deny wins over allow; an empty allow list allows everyone (not denied), a
 //! non-empty one only its networks; IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`, from a
-//! dual-stack listener) are matched as the IPv4 address they are. The client address is the
-//! TCP peer: `X-Forwarded-For` is not trusted.
+//! dual-stack listener) are matched as the IPv4 address they are. The address checked is the
+//! request's client address (`client_addr.rs`): the TCP peer unless a trusted proxy
+//! forwarded the request.
 
 use std::net::IpAddr;
 

@@ -65,6 +65,8 @@ pub enum ProxyError {
     Unauthorized,
     #[error("forbidden")]
     Forbidden,
+    #[error("CORS preflight refused")]
+    CorsRefused,
 }
 
 impl ProxyError {
@@ -73,7 +75,7 @@ impl ProxyError {
         match self {
             BadRequest | BadFraming | BadChunk | BadHost => 400,
             Unauthorized => 401,
-            Forbidden => 403,
+            Forbidden | CorsRefused => 403,
             NoRoute => 404,
             RateLimited => 429,
             MethodNotAllowed => 405,
@@ -99,7 +101,7 @@ impl ProxyError {
     }
 }
 
-const ALL: [ProxyError; 25] = {
+const ALL: [ProxyError; 26] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -127,6 +129,7 @@ const ALL: [ProxyError; 25] = {
         RateLimited,
         Unauthorized,
         Forbidden,
+        CorsRefused,
     ]
 };
 

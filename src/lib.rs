@@ -6,8 +6,10 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
 pub mod control;
+pub mod cors;
 pub mod error;
 pub mod health_checker;
 pub mod http1;

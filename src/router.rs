@@ -465,13 +465,7 @@ impl RouteTable {
     /// Finds the route for a request. `host` is the raw Host header value (port allowed),
     /// `path` the request path without the query string.
     pub fn lookup(&self, host: Option<&[u8]>, method: &[u8], path: &str) -> RouteMatch<'_> {
-        let Some(router) = self.routers.get(self.select_router(host)) else {
-            return RouteMatch::NotFound;
-        };
-        let Ok(matched) = router.at(path) else {
-            return RouteMatch::NotFound;
-        };
-        let Some(slot) = self.slots.get(*matched.value) else {
+        let Some(slot) = self.slot(host, path) else {
             return RouteMatch::NotFound;
         };
         let candidates = slot.candidates.iter().filter_map(|&i| self.routes.get(i));
@@ -490,6 +484,37 @@ impl RouteTable {
             }
         }
         RouteMatch::MethodNotAllowed { allow: &slot.allow }
+    }
+
+    /// The route with `cors` a CORS preflight for `method` (its
+    /// Access-Control-Request-Method) at `host` and `path` is about: the route that would
+    /// serve that method, or when none at this path accepts it, the first candidate there
+    /// with `cors`, whose policy then refuses the method. `None` when the route that would
+    /// serve the method has no `cors`, or nothing matches: the OPTIONS is then routed as
+    /// any request.
+    pub fn lookup_preflight(
+        &self,
+        host: Option<&[u8]>,
+        method: &[u8],
+        path: &str,
+    ) -> Option<&Route> {
+        match self.lookup(host, method, path) {
+            RouteMatch::Found(route) => route.cors.is_some().then_some(route),
+            RouteMatch::NotFound => None,
+            RouteMatch::MethodNotAllowed { .. } => self
+                .slot(host, path)?
+                .candidates
+                .iter()
+                .filter_map(|&i| self.routes.get(i))
+                .find(|route| route.cors.is_some()),
+        }
+    }
+
+    /// The candidates registered under the pattern `path` matches in `host`'s router.
+    fn slot(&self, host: Option<&[u8]>, path: &str) -> Option<&Slot> {
+        let router = self.routers.get(self.select_router(host))?;
+        let matched = router.at(path).ok()?;
+        self.slots.get(*matched.value)
     }
 
     /// Index of the router serving `host`; 0 (default) when nothing more specific applies.
@@ -599,6 +624,7 @@ mod tests {
                 rate_limits: Vec::new(),
                 auth: None,
                 access: None,
+                cors: None,
                 action: Action::Mock(MockResponse {
                     status: 200,
                     head: Bytes::new(),

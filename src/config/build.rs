@@ -19,7 +19,7 @@ use toml::Spanned;
 
 use super::file::{
     CodeValue, DurationValue, FileAccess, FileAdmin, FileAuth, FileBreakerLimits, FileConfig,
-    FileConsumer, FileEndpoint, FileHealth, FileMock, FileObservability, FileOutlier,
+    FileConsumer, FileCors, FileEndpoint, FileHealth, FileMock, FileObservability, FileOutlier,
     FileRateLimit, FileRetry, FileRoute, FileServer, FileUpstream, SizeValue,
 };
 use super::units::{parse_duration, parse_size};
@@ -597,12 +597,15 @@ impl<'a> Ctx<'a> {
             .as_ref()
             .map(|a| self.access(a, "server.access"))
             .unwrap_or_default();
+        let trusted_proxies =
+            self.cidrs(server.trusted_proxies.as_deref(), "server.trusted_proxies");
         Some(ServerConfig {
             listen,
             workers,
             limits,
             timeouts,
             access,
+            trusted_proxies,
         })
     }
 
@@ -1372,6 +1375,10 @@ impl<'a> Ctx<'a> {
                 .as_ref()
                 .map(|a| self.access(a, &format!("{prefix}.access")))
                 .filter(|a| !a.is_empty());
+            let cors = route
+                .cors
+                .as_ref()
+                .and_then(|cors| self.cors(cors, &format!("{prefix}.cors"), &methods));
 
             // A route with a bad action still goes to the router (with a placeholder), so its
             // routing conflicts are reported in the same run.
@@ -1391,6 +1398,7 @@ impl<'a> Ctx<'a> {
                 rate_limits,
                 auth,
                 access,
+                cors,
             });
             hosts.push(route_hosts);
         }
@@ -1503,19 +1511,250 @@ impl<'a> Ctx<'a> {
 
     /// An `access` table: every entry a CIDR (or a bare address) with no host bits set.
     fn access(&mut self, file: &FileAccess, key: &str) -> crate::access::AccessList {
-        let mut list = crate::access::AccessList::default();
-        for (name, entries, out) in [
-            ("allow", &file.allow, &mut list.allow),
-            ("deny", &file.deny, &mut list.deny),
-        ] {
-            for (i, entry) in entries.iter().flatten().enumerate() {
-                match crate::access::Cidr::parse(entry.get_ref()) {
-                    Ok(cidr) => out.push(cidr),
-                    Err(why) => self.error(entry.span(), format!("{key}.{name}[{i}]"), why),
+        crate::access::AccessList {
+            allow: self.cidrs(file.allow.as_deref(), &format!("{key}.allow")),
+            deny: self.cidrs(file.deny.as_deref(), &format!("{key}.deny")),
+        }
+    }
+
+    /// A list of CIDRs (or bare addresses) with no host bits set.
+    fn cidrs(
+        &mut self,
+        entries: Option<&[Spanned<String>]>,
+        key: &str,
+    ) -> Vec<crate::access::Cidr> {
+        let mut out = Vec::new();
+        for (i, entry) in entries.unwrap_or_default().iter().enumerate() {
+            match crate::access::Cidr::parse(entry.get_ref()) {
+                Ok(cidr) => out.push(cidr),
+                Err(why) => self.error(entry.span(), format!("{key}[{i}]"), why),
+            }
+        }
+        out
+    }
+
+    /// A route's `cors`: valid origins (`*` alone, and never with credentials), method and
+    /// header tokens, a whole-second `max_age`. `methods` are the route's, the default for
+    /// `allow_methods`.
+    fn cors(
+        &mut self,
+        cors: &Spanned<FileCors>,
+        key: &str,
+        methods: &[String],
+    ) -> Option<crate::cors::CorsPolicy> {
+        use crate::cors::{AllowHeaders, CorsPolicy, CorsSettings};
+        let file = cors.get_ref();
+        let errors_before = self.errors.len();
+        let credentials = file
+            .allow_credentials
+            .as_ref()
+            .is_some_and(|c| *c.get_ref());
+
+        let origins = self.cors_origins(cors, key, credentials);
+        let allow_methods = self.cors_methods(file, key, methods);
+
+        let allow_headers = self.cors_header_names(
+            file.allow_headers.as_deref(),
+            &format!("{key}.allow_headers"),
+            false,
+        );
+        let headers = match allow_headers {
+            Some(names) if names.iter().any(|n| n == "*") => {
+                if names.len() > 1 {
+                    let span = file
+                        .allow_headers
+                        .iter()
+                        .flatten()
+                        .find(|n| n.get_ref() == "*")
+                        .map_or(cors.span(), Spanned::span);
+                    self.error(
+                        span,
+                        format!("{key}.allow_headers"),
+                        "\"*\" reflects any requested header: list it alone",
+                    );
+                }
+                AllowHeaders::Reflect
+            }
+            Some(names) => {
+                AllowHeaders::List(names.into_iter().map(|n| n.into_bytes().into()).collect())
+            }
+            None => AllowHeaders::List(Vec::new()),
+        };
+        let expose_headers = self
+            .cors_header_names(
+                file.expose_headers.as_deref(),
+                &format!("{key}.expose_headers"),
+                credentials,
+            )
+            .unwrap_or_default();
+
+        let max_age = file.max_age.as_ref().and_then(|value| {
+            let at = format!("{key}.max_age");
+            match parse_duration(&value.get_ref().0) {
+                Ok(d) if d.subsec_nanos() != 0 => {
+                    self.error(
+                        value.span(),
+                        at,
+                        "must be whole seconds (Access-Control-Max-Age counts seconds)",
+                    );
+                    None
+                }
+                Ok(d) => Some(d.as_secs()),
+                Err(why) => {
+                    self.error(value.span(), at, why);
+                    None
+                }
+            }
+        });
+
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(CorsPolicy::new(CorsSettings {
+            origins,
+            methods: allow_methods,
+            headers,
+            expose_headers,
+            credentials,
+            max_age,
+            private_network: file.allow_private_network.unwrap_or(false),
+        }))
+    }
+
+    /// `allow_origins`: required, `*` alone and never with credentials, else valid and
+    /// distinct origin patterns.
+    fn cors_origins(
+        &mut self,
+        cors: &Spanned<FileCors>,
+        key: &str,
+        credentials: bool,
+    ) -> crate::cors::AllowOrigins {
+        use crate::cors::{AllowOrigins, OriginPattern};
+        let mut patterns = Vec::new();
+        let mut any = false;
+        match &cors.get_ref().allow_origins {
+            None => self.error(
+                cors.span(),
+                key,
+                "allow_origins is required: list the origins, such as [\"https://app.example\"], or [\"*\"]",
+            ),
+            Some(list) if list.get_ref().is_empty() => self.error(
+                list.span(),
+                format!("{key}.allow_origins"),
+                "empty list: name at least one origin",
+            ),
+            Some(list) => {
+                let entries = list.get_ref();
+                for (i, entry) in entries.iter().enumerate() {
+                    let at = format!("{key}.allow_origins[{i}]");
+                    if entry.get_ref() == "*" {
+                        any = true;
+                        if entries.len() > 1 {
+                            self.error(entry.span(), at, "\"*\" allows every origin: list it alone");
+                        } else if credentials {
+                            self.error(
+                                entry.span(),
+                                at,
+                                "\"*\" cannot be combined with allow_credentials = true (browsers \
+                                 refuse credentialed responses for any origin): list the origins",
+                            );
+                        }
+                        continue;
+                    }
+                    match OriginPattern::parse(entry.get_ref()) {
+                        Ok(pattern) if patterns.contains(&pattern) => {
+                            self.error(entry.span(), at, format!("duplicate origin \"{}\"", entry.get_ref()))
+                        }
+                        Ok(pattern) => patterns.push(pattern),
+                        Err(why) => self.error(entry.span(), at, why),
+                    }
                 }
             }
         }
-        list
+        if any {
+            AllowOrigins::Any
+        } else {
+            AllowOrigins::List(patterns)
+        }
+    }
+
+    /// `allow_methods`: method tokens; by default the route's `methods` (with `HEAD` when
+    /// they have `GET`), or the common methods for a route accepting any.
+    fn cors_methods(&mut self, file: &FileCors, key: &str, methods: &[String]) -> Vec<String> {
+        match &file.allow_methods {
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.error(
+                        list.span(),
+                        format!("{key}.allow_methods"),
+                        "empty list: omit it to allow the route's methods",
+                    );
+                }
+                let mut out: Vec<String> = Vec::new();
+                for (i, method) in list.get_ref().iter().enumerate() {
+                    let text = method.get_ref();
+                    if text == "*" || !is_token(text) {
+                        self.error(
+                            method.span(),
+                            format!("{key}.allow_methods[{i}]"),
+                            format!(
+                                "invalid method \"{text}\": list method tokens such as GET or PUT"
+                            ),
+                        );
+                    } else if !out.contains(text) {
+                        out.push(text.clone());
+                    }
+                }
+                out
+            }
+            None if methods.is_empty() => crate::cors::DEFAULT_METHODS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            None => {
+                let mut out = methods.to_vec();
+                // The router serves HEAD on a GET route.
+                if out.iter().any(|m| m == "GET") && !out.iter().any(|m| m == "HEAD") {
+                    out.push("HEAD".to_owned());
+                }
+                out
+            }
+        }
+    }
+
+    /// Header names of `allow_headers` / `expose_headers`, lower-cased and de-duplicated;
+    /// `*` is kept for the caller. With credentials, `*` means a header literally named `*`
+    /// to browsers, so it is refused.
+    fn cors_header_names(
+        &mut self,
+        list: Option<&[Spanned<String>]>,
+        key: &str,
+        credentials: bool,
+    ) -> Option<Vec<String>> {
+        let list = list?;
+        let mut out: Vec<String> = Vec::new();
+        for (i, name) in list.iter().enumerate() {
+            let text = name.get_ref();
+            if !is_token(text) {
+                self.error(
+                    name.span(),
+                    format!("{key}[{i}]"),
+                    format!("invalid header name \"{text}\": must be a non-empty token"),
+                );
+            } else if text == "*" && credentials {
+                self.error(
+                    name.span(),
+                    format!("{key}[{i}]"),
+                    "\"*\" is not a wildcard with allow_credentials = true: list the headers",
+                );
+            } else {
+                let lower = text.to_ascii_lowercase();
+                if !out.contains(&lower) {
+                    out.push(lower);
+                }
+            }
+        }
+        Some(out)
     }
 
     /// `[consumers.NAME]`: valid names, at least one key each, every key well formed and
@@ -2155,6 +2394,110 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies() {
+        let config = |list: &str| {
+            format!("[server]\nlisten = [\"127.0.0.1:1\"]\ntrusted_proxies = [{list}]\n")
+        };
+        assert_eq!(
+            errors(&config("\"10.0.0.0/8\", \"x\", \"::1/129\"")),
+            [
+                "t.toml:3:34: server.trusted_proxies[1]: invalid IP address \"x\" in \"x\"",
+                "t.toml:3:39: server.trusted_proxies[2]: invalid prefix length \"129\": must be 0..=128",
+            ]
+        );
+        let built = load_str(&config("\"10.0.0.0/8\", \"::1\""), "t.toml").unwrap();
+        let want = ["10.0.0.0/8", "::1"].map(|c| crate::access::Cidr::parse(c).unwrap());
+        assert_eq!(built.server.trusted_proxies, want);
+        assert!(load_str(MINIMAL, "t.toml")
+            .unwrap()
+            .server
+            .trusted_proxies
+            .is_empty());
+    }
+
+    #[test]
+    fn cors() {
+        use crate::cors::{AllowHeaders, AllowOrigins, CorsPolicy, CorsSettings, OriginPattern};
+        let config = |methods: &str, cors: &str| {
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\n\
+                 mock = {{ status = 200 }}\nmethods = [{methods}]\ncors = {cors}\n"
+            )
+        };
+        let origins = "allow_origins = [\"https://app.example\"]";
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            (format!("{{ {origins} }}"), vec![]),
+            ("{ allow_origins = [\"*\"], allow_headers = [\"*\"] }".into(), vec![]),
+            ("{}".into(), vec!["t.toml:7:8: routes[0].cors: allow_origins is required: list the origins, such as [\"https://app.example\"], or [\"*\"]"]),
+            ("{ allow_origins = [] }".into(), vec!["t.toml:7:26: routes[0].cors.allow_origins: empty list: name at least one origin"]),
+            ("{ allow_origins = [\"*\"], allow_credentials = true }".into(), vec!["t.toml:7:27: routes[0].cors.allow_origins[0]: \"*\" cannot be combined with allow_credentials = true (browsers refuse credentialed responses for any origin): list the origins"]),
+            ("{ allow_origins = [\"*\", \"https://a.example\"] }".into(), vec!["t.toml:7:27: routes[0].cors.allow_origins[0]: \"*\" allows every origin: list it alone"]),
+            ("{ allow_origins = [\"https://a.example/\", \"https://x.*.example\", \"a.example\"] }".into(), vec![
+                "t.toml:7:27: routes[0].cors.allow_origins[0]: invalid origin \"https://a.example/\": an origin has no path, query, user or trailing slash (expected scheme://host[:port], such as \"https://app.example\")",
+                "t.toml:7:49: routes[0].cors.allow_origins[1]: invalid origin \"https://x.*.example\": `*` is only allowed as a leading `*.` label (expected scheme://host[:port], such as \"https://app.example\")",
+                "t.toml:7:72: routes[0].cors.allow_origins[2]: invalid origin \"a.example\": no scheme (expected scheme://host[:port], such as \"https://app.example\")",
+            ]),
+            ("{ allow_origins = [\"https://a.example\", \"HTTPS://A.example:443\"] }".into(), vec!["t.toml:7:48: routes[0].cors.allow_origins[1]: duplicate origin \"HTTPS://A.example:443\""]),
+            (format!("{{ {origins}, allow_methods = [\"*\", \"GET POST\"] }}"), vec![
+                "t.toml:7:68: routes[0].cors.allow_methods[0]: invalid method \"*\": list method tokens such as GET or PUT",
+                "t.toml:7:73: routes[0].cors.allow_methods[1]: invalid method \"GET POST\": list method tokens such as GET or PUT",
+            ]),
+            (format!("{{ {origins}, allow_methods = [] }}"), vec!["t.toml:7:67: routes[0].cors.allow_methods: empty list: omit it to allow the route's methods"]),
+            (format!("{{ {origins}, allow_headers = [\"x-a\", \"*\", \"a b\"] }}"), vec![
+                "t.toml:7:75: routes[0].cors.allow_headers: \"*\" reflects any requested header: list it alone",
+                "t.toml:7:80: routes[0].cors.allow_headers[2]: invalid header name \"a b\": must be a non-empty token",
+            ]),
+            (format!("{{ {origins}, allow_credentials = true, expose_headers = [\"*\"] }}"), vec!["t.toml:7:95: routes[0].cors.expose_headers[0]: \"*\" is not a wildcard with allow_credentials = true: list the headers"]),
+            (format!("{{ {origins}, max_age = \"1500ms\" }}"), vec!["t.toml:7:61: routes[0].cors.max_age: must be whole seconds (Access-Control-Max-Age counts seconds)"]),
+            (format!("{{ {origins}, max_age = \"soon\" }}"), vec!["t.toml:7:61: routes[0].cors.max_age: invalid duration \"soon\": must start with a non-negative integer, e.g. \"5s\""]),
+        ];
+        for (cors, want) in &cases {
+            assert_eq!(errors(&config("", cors)), *want, "{cors}");
+        }
+        assert!(errors(&config("", "{ allow_origin = [] }"))[0]
+            .contains("unknown field `allow_origin`"));
+
+        let policy = |methods: &str, cors: &str| {
+            let built = load_str(&config(methods, cors), "t.toml").unwrap();
+            built.routes.routes()[0].cors.clone().unwrap()
+        };
+        let settings = |methods: &[&str]| CorsSettings {
+            origins: AllowOrigins::List(vec![OriginPattern::parse("https://app.example").unwrap()]),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            headers: AllowHeaders::List(Vec::new()),
+            expose_headers: Vec::new(),
+            credentials: false,
+            max_age: None,
+            private_network: false,
+        };
+        // allow_methods defaults to the route's methods (HEAD with GET), else the common ones.
+        assert_eq!(
+            policy("\"get\", \"POST\"", &format!("{{ {origins} }}")),
+            CorsPolicy::new(settings(&["GET", "POST", "HEAD"]))
+        );
+        assert_eq!(
+            policy("", &format!("{{ {origins} }}")),
+            CorsPolicy::new(settings(&crate::cors::DEFAULT_METHODS))
+        );
+        let full = format!(
+            "{{ {origins}, allow_methods = [\"PUT\", \"PUT\"], allow_headers = [\"X-A\", \"x-a\"], \
+             expose_headers = [\"X-Total\"], allow_credentials = true, max_age = \"10m\", \
+             allow_private_network = true }}"
+        );
+        assert_eq!(
+            policy("", &full),
+            CorsPolicy::new(CorsSettings {
+                headers: AllowHeaders::List(vec![b"x-a"[..].into()]),
+                expose_headers: vec!["x-total".into()],
+                credentials: true,
+                max_age: Some(600),
+                private_network: true,
+                ..settings(&["PUT"])
+            })
+        );
+    }
+
+    #[test]
     fn consumers_and_auth() {
         let config = |keys: &str, auth: &str| {
             format!(
@@ -2355,6 +2698,23 @@ mod tests {
             };
             assert_eq!(&got, want, "{host:?} {method} {path}");
         }
+        // A preflight goes to the route serving the method it asks about; with none
+        // there, to the first route with cors (which refuses it); else to normal routing.
+        let host = Some(&b"api.example.com"[..]);
+        let preflights: &[(&str, &str, Option<&str>)] = &[
+            ("PUT", "/users/1", Some("users-write")),
+            ("GET", "/users/1", Some("users-read")),
+            ("HEAD", "/users/1", Some("users-read")),
+            ("TRACE", "/users/1", Some("users-read")),
+            ("GET", "/orders/1", None),
+            ("PUT", "/healthz", None),
+            ("GET", "/nowhere", None),
+        ];
+        for (method, path, want) in preflights {
+            let got = table.lookup_preflight(host, method.as_bytes(), path);
+            assert_eq!(got.map(|r| r.name.as_str()), *want, "{method} {path}");
+        }
+        assert_eq!(config.server.trusted_proxies.len(), 1);
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub struct FileServer {
     #[serde(default)]
     pub timeouts: FileTimeouts,
     pub access: Option<FileAccess>,
+    /// CIDRs whose `X-Forwarded-For` is believed (see `client_addr.rs`).
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 /// `[server.access]` or a route's `access = { ... }`: CIDR lists.
@@ -223,6 +225,21 @@ pub struct FileRoute {
     pub rate_limits: Option<Vec<Spanned<FileRateLimit>>>,
     pub auth: Option<Spanned<FileAuth>>,
     pub access: Option<FileAccess>,
+    pub cors: Option<Spanned<FileCors>>,
+}
+
+/// A route's `cors = { ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCors {
+    /// Required; optional here so that its absence is reported with the other errors.
+    pub allow_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    pub allow_methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub allow_headers: Option<Vec<Spanned<String>>>,
+    pub expose_headers: Option<Vec<Spanned<String>>>,
+    pub allow_credentials: Option<Spanned<bool>>,
+    pub max_age: Option<Spanned<DurationValue>>,
+    pub allow_private_network: Option<bool>,
 }
 
 /// `[consumers.NAME]`: who may call routes with `auth`.

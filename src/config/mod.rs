@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub timeouts: Timeouts,
     /// `[server.access]`: checked for every request before routing (empty: everyone).
     pub access: crate::access::AccessList,
+    /// Peers whose `X-Forwarded-For` names the client (empty: the TCP peer is the client).
+    pub trusted_proxies: Vec<crate::access::Cidr>,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +315,8 @@ pub struct Route {
     pub auth: Option<AuthConfig>,
     /// The route's `access`, checked after `[server.access]`; `None`: no route list.
     pub access: Option<crate::access::AccessList>,
+    /// CORS answered by the gateway; `None`: requests pass through untouched.
+    pub cors: Option<crate::cors::CorsPolicy>,
 }
 
 /// One `[consumers.NAME]`: a caller identified by its API keys.

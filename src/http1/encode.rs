@@ -26,7 +26,8 @@ pub struct ForwardedRequest<'a> {
     /// Path and query to send (after `strip_prefix`); a `/` is put in front when it lacks one.
     pub target: &'a [u8],
     pub host: UpstreamHost<'a>,
-    /// The client's IP address, text form.
+    /// The TCP peer's IP address, text form, appended to X-Forwarded-For (a trusted
+    /// proxy's list thus keeps every hop).
     pub client_ip: &'a [u8],
     /// `http` or `https`.
     pub scheme: &'static [u8],
@@ -209,6 +210,9 @@ pub struct ClientFraming<'a> {
     /// Pre-rendered header lines (each ending in CRLF) Strait adds, such as the rate-limit
     /// headers; the upstream's own copies of those headers are dropped. Empty: none.
     pub extra_headers: &'a [u8],
+    /// On a route with `cors`: the gateway's `Access-Control-*` lines (empty for a
+    /// disallowed origin). They replace the upstream's, and `Origin` joins its Vary.
+    pub cors: Option<&'a [u8]>,
 }
 
 /// Headers Strait sets itself when it rate-limits a route.
@@ -242,6 +246,7 @@ pub fn encode_response_head(
         if name.eq_ignore_ascii_case(b"via")
             || name.eq_ignore_ascii_case(client.request_id.0)
             || (!client.extra_headers.is_empty() && is_rate_limit_header(name))
+            || (client.cors.is_some() && is_cors_header(name))
             || is_dropped(name, raw, &head.headers, head.has_connection_header)
         {
             continue;
@@ -259,6 +264,10 @@ pub fn encode_response_head(
     write_joined(out, raw, &head.headers, b"via", via);
     write_header(out, client.request_id.0, client.request_id.1);
     out.extend_from_slice(client.extra_headers);
+    if let Some(cors) = client.cors {
+        out.extend_from_slice(cors);
+        write_vary_origin(out, raw, &head.headers);
+    }
     match client.body {
         ClientBody::None {
             content_length: Some(n),
@@ -271,6 +280,40 @@ pub fn encode_response_head(
         ClientBody::UntilClose => write_transfer_codings(out, raw, head, false),
     }
     write_connection(out, client.keep_alive, client.client_version);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The headers a CORS route's answer gets from the gateway only: `Access-Control-*`, and
+/// Vary, which [`write_vary_origin`] rewrites.
+fn is_cors_header(name: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"access-control-";
+    name.eq_ignore_ascii_case(b"vary")
+        || name
+            .get(..PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+}
+
+/// The upstream's Vary values on one line, with `Origin` added unless they name it
+/// already (or are `*`): a CORS answer depends on the request's Origin.
+fn write_vary_origin(out: &mut BytesMut, raw: &[u8], headers: &[HeaderSpan]) {
+    let values = || {
+        headers
+            .iter()
+            .filter(|h| h.name(raw).eq_ignore_ascii_case(b"vary"))
+            .flat_map(|h| list_tokens(h.value(raw)))
+    };
+    out.extend_from_slice(b"vary: ");
+    for (i, value) in values().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value);
+    }
+    let mut values = values().peekable();
+    let has_any = values.peek().is_some();
+    if !values.any(|v| v == b"*" || v.eq_ignore_ascii_case(b"origin")) {
+        out.extend_from_slice(if has_any { &b", Origin"[..] } else { b"Origin" });
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -356,6 +399,72 @@ mod tests {
         let mut out = BytesMut::new();
         encode_request_head(&mut out, raw, &head, &fwd, head.framing);
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn cors_routes_replace_access_control_headers_and_vary_on_origin() {
+        let encode = |upstream_headers: &str, cors: Option<&[u8]>| {
+            let raw = format!("HTTP/1.1 200 OK\r\n{upstream_headers}content-length: 0\r\n\r\n");
+            let head = crate::http1::parse_response_head(raw.as_bytes(), false).unwrap();
+            let framing = ClientFraming {
+                body: ClientBody::Length(0),
+                keep_alive: true,
+                client_version: Version::Http11,
+                request_id: (b"x-request-id", b"id-1"),
+                extra_headers: b"",
+                cors,
+            };
+            let mut out = BytesMut::new();
+            encode_response_head(&mut out, raw.as_bytes(), &head, &framing);
+            let out = String::from_utf8(out.to_vec()).unwrap();
+            out.split("\r\n")
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.starts_with("vary") || l.starts_with("access-control")
+                })
+                .map(str::to_owned)
+                .collect::<Vec<String>>()
+        };
+        let ours: &[u8] = b"access-control-allow-origin: https://a.example\r\n";
+        let theirs = "Access-Control-Allow-Origin: *\r\naccess-control-expose-headers: x\r\n";
+        // (upstream headers, CORS lines, lines out)
+        type Case<'a> = (String, Option<&'a [u8]>, &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                theirs.to_owned(),
+                Some(ours),
+                &[
+                    "access-control-allow-origin: https://a.example",
+                    "vary: Origin",
+                ],
+            ),
+            (theirs.to_owned(), Some(b""), &["vary: Origin"]),
+            (
+                format!("{theirs}Vary: a\r\nvary: b, c\r\n"),
+                Some(b""),
+                &["vary: a, b, c, Origin"],
+            ),
+            (
+                "Vary: Accept, ORIGIN\r\n".to_owned(),
+                Some(b""),
+                &["vary: Accept, ORIGIN"],
+            ),
+            ("Vary: *\r\n".to_owned(), Some(b""), &["vary: *"]),
+            ("Vary: \r\n".to_owned(), Some(b""), &["vary: Origin"]),
+            // Off a CORS route, nothing changes.
+            (
+                format!("{theirs}Vary: a\r\n"),
+                None,
+                &[
+                    "Access-Control-Allow-Origin: *",
+                    "access-control-expose-headers: x",
+                    "Vary: a",
+                ],
+            ),
+        ];
+        for (upstream, cors, want) in cases {
+            assert_eq!(encode(upstream, *cors), *want, "{upstream:?}");
+        }
     }
 
     #[test]

@@ -351,7 +351,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let forwarded = ForwardedRequest {
             target: strip_prefix(head.target(raw), action.strip_prefix.as_deref()),
             host,
-            client_ip: &self.client_ip,
+            client_ip: &self.peer_text,
             scheme: b"http",
             request_id: (
                 config.observability.request_id_header.as_bytes(),
@@ -579,6 +579,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                         &request_id,
                     ),
                     extra_headers: b"",
+                    cors: None,
                 };
                 encode_response_head(&mut out, &response.0, &response.1, &framing);
                 self.out = write_out(&mut self.stream, out, self.send_timeout)
@@ -626,6 +627,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 &request_id,
             ),
             extra_headers: &extra_headers,
+            cors: self.cors.forwarded(),
         };
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &raw, &head, &client_framing);

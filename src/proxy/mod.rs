@@ -15,7 +15,7 @@ mod io;
 pub use drain::DrainSignal;
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +25,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::config::{Action, Config, MockResponse, RateLimitKey};
+use crate::cors::{CorsAnswer, CorsPolicy};
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
@@ -125,9 +126,14 @@ pub struct ClientConn<S> {
     buf: BytesMut,
     /// Output staging, reused across responses.
     out: BytesMut,
+    /// The current request's client address (see `client_addr.rs`): the TCP peer, or the
+    /// one a trusted proxy forwarded for. Access lists use it.
+    client_addr: IpAddr,
+    /// `client_addr` as text: rate-limit keys, hash balancing, access log, tracing.
     client_ip: Bytes,
-    /// The TCP peer's address, for access lists.
-    peer_ip: std::net::IpAddr,
+    /// The TCP peer's address, and as text (appended to the upstream X-Forwarded-For).
+    peer_ip: IpAddr,
+    peer_text: Bytes,
     worker: Rc<Worker>,
     /// `server.timeouts.client_send` of the request being served.
     send_timeout: std::time::Duration,
@@ -141,6 +147,8 @@ pub struct ClientConn<S> {
     extra_headers: BytesMut,
     /// Who the current request authenticated as, on a route with `auth`.
     identity: Option<crate::auth::Identity>,
+    /// The CORS headers of the current request's answer, on a route with `cors`.
+    cors: CorsAnswer,
 }
 
 impl<S> Drop for ClientConn<S> {
@@ -173,23 +181,28 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
     peer: SocketAddr,
     worker: Rc<Worker>,
 ) {
+    let peer_text = Bytes::from(peer.ip().to_string());
     let mut conn = ClientConn {
         stream,
         buf: BytesMut::with_capacity(CLIENT_READ_BYTES),
         out: BytesMut::with_capacity(CLIENT_READ_BYTES),
-        client_ip: Bytes::from(peer.ip().to_string()),
+        client_addr: peer.ip(),
+        client_ip: peer_text.clone(),
         peer_ip: peer.ip(),
+        peer_text,
         send_timeout: worker.snapshot().server.timeouts.client_send,
         rec: RequestRecord::new(Bytes::new(), Instant::now()),
         config: worker.snapshot(),
         extra_headers: BytesMut::new(),
         identity: None,
+        cors: CorsAnswer::default(),
         worker,
     };
     let mut first = true;
     loop {
         conn.extra_headers.clear();
         conn.identity = None;
+        conn.cors.reset();
         let head_end = match conn.read_head(&conn.worker.snapshot(), first).await {
             NextHead::Head(end) => end,
             NextHead::Closed => return,
@@ -205,10 +218,11 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         conn.send_timeout = config.server.timeouts.client_send;
         conn.config = config.clone();
         let raw = conn.buf.split_to(head_end).freeze();
-        conn.rec = RequestRecord::new(conn.client_ip.clone(), Instant::now());
+        conn.rec = RequestRecord::new(conn.peer_text.clone(), Instant::now());
         conn.rec.bytes_in = raw.len() as u64;
         let keep_alive = match parse_request_head(&raw, &config.server.limits) {
             Ok(mut head) => {
+                conn.identify_client(&config, &raw, &head);
                 conn.rec.describe(&raw, &head);
                 conn.worker
                     .observers
@@ -303,9 +317,26 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         }
     }
 
+    /// Sets the current request's client address: the TCP peer, unless a trusted proxy
+    /// forwarded the request (see `client_addr.rs`). The text form is only rebuilt when the
+    /// address changes, so a connection from a client (or one proxied client) formats once.
+    fn identify_client(&mut self, config: &Config, raw: &[u8], head: &RequestHead) {
+        let trusted = &config.server.trusted_proxies;
+        let client = crate::client_addr::client_address(trusted, self.peer_ip, raw, &head.headers);
+        if client != self.client_addr {
+            self.client_addr = client;
+            self.client_ip = if client == self.peer_ip {
+                self.peer_text.clone()
+            } else {
+                Bytes::from(client.to_string())
+            };
+        }
+        self.rec.client_ip = self.client_ip.clone();
+    }
+
     /// Serves one parsed request; returns whether the connection may carry another.
     async fn handle(&mut self, config: &Arc<Config>, raw: Bytes, head: RequestHead) -> bool {
-        if !config.server.access.permits(self.peer_ip) {
+        if !config.server.access.permits(self.client_addr) {
             return self.answer_error_after(ProxyError::Forbidden, &head).await;
         }
         let path = head.path(&raw);
@@ -313,10 +344,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let Ok(path) = std::str::from_utf8(path) else {
             return self.answer_error_after(ProxyError::BadRequest, &head).await;
         };
-        match config
-            .routes
-            .lookup(head.authority(&raw), head.method(&raw), path)
-        {
+        let host = head.authority(&raw);
+        // A CORS preflight goes to the route of the method it asks about, whatever that
+        // route's `methods` say about OPTIONS.
+        let preflight_route = crate::cors::preflight_method(&raw, &head)
+            .and_then(|method| config.routes.lookup_preflight(host, method, path));
+        let matched = match preflight_route {
+            Some(route) => RouteMatch::Found(route),
+            None => config.routes.lookup(host, head.method(&raw), path),
+        };
+        match matched {
             RouteMatch::NotFound => self.answer_error_after(ProxyError::NoRoute, &head).await,
             RouteMatch::MethodNotAllowed { allow } => self.answer_not_allowed(allow, &head).await,
             RouteMatch::Found(route) => {
@@ -325,9 +362,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 if route
                     .access
                     .as_ref()
-                    .is_some_and(|a| !a.permits(self.peer_ip))
+                    .is_some_and(|a| !a.permits(self.client_addr))
                 {
                     return self.answer_error_after(ProxyError::Forbidden, &head).await;
+                }
+                if let Some(cors) = &route.cors {
+                    if preflight_route.is_some() {
+                        return self.answer_preflight(cors, &raw, &head).await;
+                    }
+                    self.cors.prepare(cors, &raw, &head);
                 }
                 if let Some(auth) = &route.auth {
                     match crate::auth::authenticate(auth, &config.consumers, &raw, &head) {
@@ -422,6 +465,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             && keep_alive
     }
 
+    /// 204 with the route's CORS answer, or 403 when its policy refuses the preflight.
+    async fn answer_preflight(
+        &mut self,
+        cors: &CorsPolicy,
+        raw: &[u8],
+        head: &RequestHead,
+    ) -> bool {
+        let mut out = std::mem::take(&mut self.out);
+        if !cors.write_preflight(raw, head, &mut out) {
+            self.out = out;
+            return self.answer_error_after(ProxyError::CorsRefused, head).await;
+        }
+        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        self.rec.status = 204;
+        self.finish_local_answer(out, b"", keep_alive, head.version, true)
+            .await
+            && keep_alive
+    }
+
     /// 401 with the route's `WWW-Authenticate` challenge (RFC 9110 §11.6.1).
     async fn answer_unauthorized(&mut self, challenge: &[u8], head: &RequestHead) -> bool {
         let keep_alive = head.keep_alive && self.discard_buffered_body(head);
@@ -476,6 +538,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             &self.rec.request_id,
         );
         out.extend_from_slice(&self.extra_headers);
+        self.cors.write_local(&mut out);
         write_connection(&mut out, keep_alive, version);
         out.extend_from_slice(b"\r\n");
         if !omit_body {
