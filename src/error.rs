@@ -65,6 +65,10 @@ pub enum ProxyError {
     Unauthorized,
     #[error("forbidden")]
     Forbidden,
+    #[error("insufficient scope")]
+    InsufficientScope,
+    #[error("authorization server unavailable")]
+    AuthUnavailable,
 }
 
 impl ProxyError {
@@ -73,7 +77,7 @@ impl ProxyError {
         match self {
             BadRequest | BadFraming | BadChunk | BadHost => 400,
             Unauthorized => 401,
-            Forbidden => 403,
+            Forbidden | InsufficientScope => 403,
             NoRoute => 404,
             RateLimited => 429,
             MethodNotAllowed => 405,
@@ -84,7 +88,7 @@ impl ProxyError {
             HeadTooLarge => 431,
             UnsupportedTransferCoding | MethodNotImplemented => 501,
             UpstreamConnect | UpstreamBadResponse | UpstreamClosed => 502,
-            NoEndpoint | Overloaded => 503,
+            NoEndpoint | Overloaded | AuthUnavailable => 503,
             UpstreamConnectTimeout | UpstreamTimeout => 504,
             VersionNotSupported => 505,
         }
@@ -99,7 +103,7 @@ impl ProxyError {
     }
 }
 
-const ALL: [ProxyError; 25] = {
+const ALL: [ProxyError; 27] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -127,6 +131,8 @@ const ALL: [ProxyError; 25] = {
         RateLimited,
         Unauthorized,
         Forbidden,
+        InsufficientScope,
+        AuthUnavailable,
     ]
 };
 

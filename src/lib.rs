@@ -11,6 +11,7 @@ pub mod control;
 pub mod error;
 pub mod health_checker;
 pub mod http1;
+pub mod introspect;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;

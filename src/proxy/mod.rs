@@ -7,9 +7,11 @@
 //! whose request body was not fully consumed, the connection closes (the next bytes could
 //! not be framed); a timed-out read ends the connection.
 
+mod authenticate;
 mod body;
 mod drain;
 mod forward;
+mod introspect;
 mod io;
 
 pub use drain::DrainSignal;
@@ -28,6 +30,7 @@ use crate::config::{Action, Config, MockResponse, RateLimitKey};
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
+use crate::introspect::cache::TokenCache;
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::WorkerLimits;
 use crate::router::RouteMatch;
@@ -51,6 +54,8 @@ pub struct Worker {
     pub observers: RefCell<WorkerObservers>,
     /// Per-route rate-limit buckets of this worker.
     limits: RefCell<WorkerLimits>,
+    /// Introspection results of this worker, by token digest.
+    tokens: RefCell<TokenCache>,
 }
 
 impl Worker {
@@ -69,6 +74,7 @@ impl Worker {
             drain: DrainSignal::default(),
             connections: Cell::new(0),
             observers: RefCell::new(WorkerObservers::new(observers)),
+            tokens: RefCell::new(TokenCache::default()),
         }
     }
 
@@ -330,9 +336,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     return self.answer_error_after(ProxyError::Forbidden, &head).await;
                 }
                 if let Some(auth) = &route.auth {
-                    match crate::auth::authenticate(auth, &config.consumers, &raw, &head) {
-                        Some(identity) => self.identity = Some(identity),
-                        None => return self.answer_unauthorized(&auth.challenge, &head).await,
+                    match self.authenticate(config, auth, &raw, &head).await {
+                        Ok(identity) => self.identity = Some(identity),
+                        Err(rejection) => return self.answer_rejection(rejection, &head).await,
                     }
                 }
                 if !route.rate_limits.is_empty() && !self.check_rate_limits(index, &raw, &head) {
@@ -417,19 +423,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         out.extend_from_slice(b"allow: ");
         out.extend_from_slice(allow.as_bytes());
         out.extend_from_slice(b"\r\n");
-        self.finish_local_answer(out, &response.body, keep_alive, head.version, false)
-            .await
-            && keep_alive
-    }
-
-    /// 401 with the route's `WWW-Authenticate` challenge (RFC 9110 §11.6.1).
-    async fn answer_unauthorized(&mut self, challenge: &[u8], head: &RequestHead) -> bool {
-        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
-        let response = ProxyError::Unauthorized.response();
-        self.rec.status = 401;
-        let mut out = std::mem::take(&mut self.out);
-        out.extend_from_slice(&response.head);
-        out.extend_from_slice(challenge);
         self.finish_local_answer(out, &response.body, keep_alive, head.version, false)
             .await
             && keep_alive
