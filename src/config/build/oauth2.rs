@@ -421,3 +421,161 @@ impl Ctx<'_> {
 fn is_origin_form(path: &str) -> bool {
     path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::load_str;
+    use crate::config::{ConsumerClaim, OnIntrospectionError};
+    use std::time::Duration;
+
+    const BASE: &str =
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.authz]\nendpoints = [\"127.0.0.1:2\"]\n";
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_str(text, "t.toml") {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.to_string().lines().map(String::from).collect(),
+        }
+    }
+
+    fn with_provider(provider: &str, auth: &str) -> String {
+        format!(
+            "{BASE}[oauth2_providers.idp]\n{provider}\n[[routes]]\npath = \"/\"\nmethods = [\"GET\", \"POST\"]\n\
+             mock = {{ status = 200 }}\nauth = {auth}\n"
+        )
+    }
+
+    const OK_PROVIDER: &str =
+        "upstream = \"authz\"\npath = \"/introspect\"\nclient_id = \"gw\"\nclient_secret = \"s\"";
+    const OK_AUTH: &str = "{ oauth2 = { provider = \"idp\" } }";
+
+    #[test]
+    fn providers_are_validated() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &[&str])] = &[
+            (OK_PROVIDER, &[]),
+            ("client_id = \"gw\"\nclient_secret = \"s\"", &[
+                "t.toml:5:19: oauth2_providers.idp.upstream: required: the upstream serving the introspection endpoint",
+                "t.toml:5:19: oauth2_providers.idp.path: required: the introspection endpoint's path, such as \"/oauth2/introspect\"",
+            ]),
+            ("upstream = \"nope\"\npath = \"x y\"\nclient_id = \"\"\nclient_secret = \"s\"", &[
+                "t.toml:6:12: oauth2_providers.idp.upstream: unknown upstream \"nope\" (known: authz)",
+                "t.toml:7:8: oauth2_providers.idp.path: invalid path \"x y\": must start with '/' and be visible ASCII without spaces",
+                "t.toml:8:13: oauth2_providers.idp.client_id: must not be empty",
+            ]),
+            ("upstream = \"authz\"\npath = \"/i\"\nclient_id = \"gw\"", &[
+                "t.toml:5:19: oauth2_providers.idp.client_secret: required: set client_secret or client_secret_file",
+            ]),
+            ("upstream = \"authz\"\npath = \"/i\"\nclient_id = \"gw\"\nclient_secret = \"s\"\nclient_secret_file = \"f\"", &[
+                "t.toml:10:22: oauth2_providers.idp.client_secret_file: set either client_secret or client_secret_file, not both",
+            ]),
+            ("upstream = \"authz\"\npath = \"/i\"\nclient_id = \"gw\"\nclient_secret_file = \"/nonexistent/secret\"", &[
+                "t.toml:9:22: oauth2_providers.idp.client_secret_file: cannot read \"/nonexistent/secret\": No such file or directory (os error 2)",
+            ]),
+            ("upstream = \"authz\"\npath = \"/i\"\nclient_id = \"gw\"\nclient_secret = \"tab\\there\"", &[
+                "t.toml:9:17: oauth2_providers.idp.client_secret: must be printable ASCII",
+            ]),
+            (&format!("{OK_PROVIDER}\ntimeout = \"0s\"\ncache_ttl = \"5\"\ncache_size = -1\nconsumer_claim = \"email\"\non_error = \"ignore\"\naudience = \"\""), &[
+                "t.toml:10:11: oauth2_providers.idp.timeout: must be greater than zero",
+                "t.toml:11:13: oauth2_providers.idp.cache_ttl: invalid duration \"5\": missing unit (use ns, us, ms, s, m or h, e.g. \"5s\")",
+                "t.toml:12:14: oauth2_providers.idp.cache_size: -1 is out of range: must be 0..=10000000",
+                "t.toml:13:18: oauth2_providers.idp.consumer_claim: unknown claim \"email\": expected sub, username or client_id",
+                "t.toml:14:12: oauth2_providers.idp.on_error: unknown behaviour \"ignore\": expected unavailable (503) or unauthorized (401)",
+                "t.toml:15:12: oauth2_providers.idp.audience: must not be empty",
+            ]),
+        ];
+        for (provider, want) in cases {
+            assert_eq!(
+                errors(&with_provider(provider, OK_AUTH)),
+                *want,
+                "{provider}"
+            );
+        }
+        let unknown = with_provider(&format!("{OK_PROVIDER}\nsecret = \"x\""), OK_AUTH);
+        assert_eq!(errors(&unknown).len(), 1);
+        assert!(
+            errors(&unknown)[0].contains("unknown field `secret`"),
+            "{:?}",
+            errors(&unknown)
+        );
+    }
+
+    #[test]
+    fn routes_are_validated() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &[&str])] = &[
+            ("{ oauth2 = { provider = \"other\" } }", &[
+                "t.toml:16:32: routes[0].auth.oauth2.provider: unknown provider \"other\" (known: idp)",
+            ]),
+            ("{ oauth2 = { provider = \"idp\", scopes = [\"a b\", \"ok\"], method_scopes = { DELETE = [\"x\"], GET = [\"\\\"\"] } } }", &[
+                "t.toml:16:49: routes[0].auth.oauth2.scopes[0]: invalid scope \"a b\": printable ASCII without spaces, '\"' or '\\'",
+                "t.toml:16:81: routes[0].auth.oauth2.method_scopes.DELETE: the route does not serve DELETE (methods: GET, POST)",
+                "t.toml:16:104: routes[0].auth.oauth2.method_scopes.GET[0]: invalid scope \"\"\": printable ASCII without spaces, '\"' or '\\'",
+            ]),
+            ("{ oauth2 = { provider = \"idp\", method_scopes = { get = [\"r\"], GET = [\"r\"] } } }", &[
+                "t.toml:16:57: routes[0].auth.oauth2.method_scopes.get: GET is listed twice",
+            ]),
+            ("{ oauth2 = { provider = \"idp\", scope_header = \"X-Consumer\" } }", &[
+                "t.toml:16:54: routes[0].auth.oauth2.scope_header: \"x-consumer\" is already the consumer or a credential header",
+            ]),
+            ("{ api_key = { header = \"Authorization\" }, oauth2 = { provider = \"idp\" } }", &[
+                "t.toml:16:31: routes[0].auth.api_key.header: \"authorization\" carries the OAuth2 bearer token on this route",
+            ]),
+        ];
+        for (auth, want) in cases {
+            let text = with_provider(OK_PROVIDER, auth).replace(
+                "[oauth2_providers.idp]",
+                "[consumers.c]\napi_keys = [\"k\"]\n[oauth2_providers.idp]",
+            );
+            assert_eq!(errors(&text), *want, "{auth}");
+        }
+    }
+
+    #[test]
+    fn builds_providers_and_routes() {
+        let dir = std::env::temp_dir().join(format!("strait-oauth2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("secret"), "from-file\r\n").unwrap();
+        let text = with_provider(
+            "upstream = \"authz\"\npath = \"/i\"\nhost = \"idp.internal\"\nclient_id = \"gw\"\n\
+             client_secret_file = \"secret\"\ntimeout = \"500ms\"\ncache_ttl = \"0s\"\n\
+             consumer_claim = \"username\"\non_error = \"unauthorized\"\nissuer = \"https://idp\"",
+            "{ oauth2 = { provider = \"idp\", scopes = [\"a\", \"b\", \"a\"], method_scopes = { post = [\"w\"] }, forward_token = true, scope_header = \"X-Scopes\" } }",
+        );
+        let config = load_str(&text, dir.join("t.toml").to_str().unwrap()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let provider = &config.oauth2_providers[0];
+        assert_eq!(provider.name, "idp");
+        assert_eq!(provider.host.as_deref(), Some("idp.internal"));
+        assert_eq!(provider.timeout, Duration::from_millis(500));
+        assert_eq!(provider.cache_ttl, Duration::ZERO);
+        assert_eq!(provider.negative_cache_ttl, Duration::from_secs(10));
+        assert_eq!(provider.cache_size, 10_000);
+        assert_eq!(provider.consumer_claim, ConsumerClaim::Username);
+        assert_eq!(provider.on_error, OnIntrospectionError::Unauthorized);
+        assert_eq!(provider.issuer.as_deref(), Some("https://idp"));
+        // The secret from the file, without its line break: base64("gw:from-file").
+        assert_eq!(
+            provider.request_head,
+            crate::introspect::render_request_head("/i", "gw", "from-file")
+        );
+        let auth = config.routes.routes()[0].auth.clone().unwrap();
+        let oauth2 = auth.oauth2.clone().unwrap();
+        assert_eq!(oauth2.scopes.scopes, ["a", "b"]);
+        assert_eq!(
+            &oauth2.scopes.challenge[..],
+            b"www-authenticate: Bearer error=\"insufficient_scope\", scope=\"a b\"\r\n"
+        );
+        assert_eq!(oauth2.method_scopes[0].0, "POST");
+        assert!(oauth2.forward_token);
+        assert_eq!(oauth2.scope_header.as_deref(), Some("x-scopes"));
+        assert_eq!(
+            &auth.challenge[..],
+            b"www-authenticate: Bearer realm=\"strait\"\r\n"
+        );
+        assert_eq!(
+            &auth.challenge_invalid_token[..],
+            b"www-authenticate: Bearer realm=\"strait\", error=\"invalid_token\"\r\n"
+        );
+    }
+}
