@@ -258,7 +258,7 @@ struct Setup {
     app: Upstream,
     authz: AuthServer,
     strait: Strait,
-    _secrets: std::path::PathBuf,
+    secrets: std::path::PathBuf,
 }
 
 /// Long caches, so that a test sees every introspection it causes.
@@ -296,7 +296,7 @@ fn setup(provider_extra: &str) -> Setup {
         app,
         authz,
         strait,
-        _secrets: secrets,
+        secrets: secrets,
     }
 }
 
@@ -724,4 +724,73 @@ fn introspection_connections_are_kept_alive() {
     }
     assert_eq!(s.authz.hits(), 5);
     assert_eq!(s.authz.seen.lock().unwrap().connections, 1);
+}
+
+#[test]
+fn a_dead_introspection_endpoint_is_skipped_by_the_upstream_retry_policy() {
+    let app = Upstream::fixed("ok");
+    let authz = AuthServer::start();
+    authz.token("t", Answer::Json(r#"{"active":true,"sub":"a"}"#));
+    let dead = format!("127.0.0.1:{}", free_port());
+    let strait = Strait::start(&format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+[upstreams.app]
+endpoints = ["{}"]
+[upstreams.authz]
+endpoints = ["{dead}", "{}"]
+[oauth2_providers.idp]
+upstream = "authz"
+path = "/i"
+client_id = "gateway"
+client_secret = "s3cret!"
+cache_ttl = "0s"
+[[routes]]
+path = "/"
+upstream = "app"
+auth = {{ oauth2 = {{ provider = "idp" }} }}
+"#,
+        app.addr, authz.addr
+    ));
+    // Round-robin sends every other first try to the dead endpoint; the retry saves it.
+    for _ in 0..4 {
+        let r = strait.request(request("GET", "/", &bearer("t")).as_bytes());
+        assert_eq!(r.status, 200, "{}", r.head);
+    }
+    assert_eq!(authz.hits(), 4);
+}
+
+#[test]
+fn a_reload_drops_the_cache_of_a_changed_provider_only() {
+    let s = setup(CACHED);
+    let get = || {
+        s.strait
+            .request(request("GET", "/api/x", &bearer("tok-alice")).as_bytes())
+    };
+    assert_eq!(get().status, 200);
+    assert_eq!(s.authz.hits(), 1);
+    let secret_file = s.secrets.join("client-secret");
+    let text = |extra: &str| {
+        config(
+            s.app.addr,
+            s.authz.addr,
+            secret_file.to_str().unwrap(),
+            &format!("{CACHED}\n{extra}"),
+        )
+    };
+    let reload = |config: String, count: usize| {
+        s.strait.write_config(&config);
+        s.strait.signal(libc::SIGHUP);
+        wait_until("the reload", || {
+            s.strait.log_text().matches("config reloaded").count() == count
+        });
+    };
+    // An unchanged provider keeps its cache across a reload.
+    reload(text("").replace("\"/limited\"", "\"/limited2\""), 1);
+    assert_eq!(get().status, 200);
+    assert_eq!(s.authz.hits(), 1);
+    // New settings: cached answers are not reused.
+    reload(text("timeout = \"3s\""), 2);
+    assert_eq!(get().status, 200);
+    assert_eq!(s.authz.hits(), 2);
 }

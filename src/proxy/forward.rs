@@ -293,7 +293,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     }
 
     /// Takes a retry from the upstream's budget; false when it is spent.
-    fn take_retry(&self, config: &Arc<Config>, id: UpstreamId) -> bool {
+    pub(super) fn take_retry(&self, config: &Arc<Config>, id: UpstreamId) -> bool {
         match self.worker.upstreams.borrow_mut().get(config, id) {
             Some(state) => state.budget.try_retry(Instant::now()),
             None => false,

@@ -69,6 +69,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             if state.in_flight >= upstream.limits.max_requests {
                 return Err(ExchangeError::Upstream(ProxyError::Overloaded));
             }
+            state.budget.record_request(Instant::now());
         }
         let attempts = (upstream.retry.attempts as usize).clamp(1, MAX_TRIES);
         let mut tried = [usize::MAX; MAX_TRIES];
@@ -113,7 +114,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     }
                 }
             };
-            if !retry {
+            // Retries come out of the upstream's budget, shared with forwarded requests.
+            if !retry || !self.take_retry(config, id) {
                 break;
             }
         }
