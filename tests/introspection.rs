@@ -296,7 +296,7 @@ fn setup(provider_extra: &str) -> Setup {
         app,
         authz,
         strait,
-        secrets: secrets,
+        secrets,
     }
 }
 
