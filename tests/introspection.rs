@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -45,13 +45,15 @@ struct Seen {
     requests: Vec<(String, String)>,
     /// Connections accepted.
     connections: usize,
+    /// While set, answers wait (see [`AuthServer::hold`]).
+    held: bool,
 }
 
 struct AuthServer {
     addr: SocketAddr,
     tokens: Arc<Mutex<HashMap<String, Answer>>>,
     mode: Arc<Mutex<Mode>>,
-    seen: Arc<Mutex<Seen>>,
+    seen: Arc<(Mutex<Seen>, Condvar)>,
     stopped: Arc<AtomicBool>,
 }
 
@@ -69,7 +71,7 @@ impl AuthServer {
         addr: SocketAddr,
         tokens: Arc<Mutex<HashMap<String, Answer>>>,
         mode: Arc<Mutex<Mode>>,
-        seen: Arc<Mutex<Seen>>,
+        seen: Arc<(Mutex<Seen>, Condvar)>,
     ) -> AuthServer {
         let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -93,7 +95,7 @@ impl AuthServer {
                     return; // drops the listener: connections are refused
                 }
                 let Ok(stream) = stream else { continue };
-                seen.lock().unwrap().connections += 1;
+                seen.0.lock().unwrap().connections += 1;
                 let (tokens, mode, seen, stopped) =
                     (tokens.clone(), mode.clone(), seen.clone(), stopped.clone());
                 thread::spawn(move || serve(stream, &tokens, &mode, &seen, &stopped));
@@ -126,12 +128,22 @@ impl AuthServer {
         *self.mode.lock().unwrap() = mode;
     }
 
+    /// Holds every answer until [`AuthServer::release`].
+    fn hold(&self) {
+        self.seen.0.lock().unwrap().held = true;
+    }
+
+    fn release(&self) {
+        self.seen.0.lock().unwrap().held = false;
+        self.seen.1.notify_all();
+    }
+
     fn hits(&self) -> usize {
-        self.seen.lock().unwrap().requests.len()
+        self.seen.0.lock().unwrap().requests.len()
     }
 
     fn requests(&self) -> Vec<(String, String)> {
-        self.seen.lock().unwrap().requests.clone()
+        self.seen.0.lock().unwrap().requests.clone()
     }
 }
 
@@ -139,7 +151,7 @@ fn serve(
     mut stream: TcpStream,
     tokens: &Mutex<HashMap<String, Answer>>,
     mode: &Mutex<Mode>,
-    seen: &Mutex<Seen>,
+    seen: &(Mutex<Seen>, Condvar),
     stopped: &AtomicBool,
 ) {
     let mut reader_stream = stream.try_clone().unwrap();
@@ -161,12 +173,18 @@ fn serve(
             return;
         };
         let body = String::from_utf8(body).unwrap();
-        seen.lock().unwrap().requests.push((head, body.clone()));
+        seen.0.lock().unwrap().requests.push((head, body.clone()));
         let token = body
             .split('&')
             .find_map(|pair| pair.strip_prefix("token="))
             .unwrap_or("")
             .to_owned();
+        let (lock, released) = seen;
+        drop(
+            released
+                .wait_while(lock.lock().unwrap(), |seen| seen.held)
+                .unwrap(),
+        );
         let mode = mode.lock().unwrap().clone();
         let (status, json) = match mode {
             Mode::Silent => continue,
@@ -723,7 +741,7 @@ fn introspection_connections_are_kept_alive() {
         assert_eq!(r.status, 200, "{}", r.head);
     }
     assert_eq!(s.authz.hits(), 5);
-    assert_eq!(s.authz.seen.lock().unwrap().connections, 1);
+    assert_eq!(s.authz.seen.0.lock().unwrap().connections, 1);
 }
 
 #[test]
@@ -793,4 +811,44 @@ fn a_reload_drops_the_cache_of_a_changed_provider_only() {
     reload(text("timeout = \"3s\""), 2);
     assert_eq!(get().status, 200);
     assert_eq!(s.authz.hits(), 2);
+}
+
+/// Client connections open on worker 0, from the admin API's metrics.
+fn open_connections(admin: SocketAddr) -> usize {
+    let mut stream = connect(admin);
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let text = read_response(&mut stream).unwrap().text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("strait_worker_connections{worker=\"0\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn concurrent_requests_with_one_uncached_token_share_one_introspection() {
+    let s = setup(CACHED);
+    let admin = s.strait.admin_addr();
+    s.authz.hold();
+    thread::scope(|scope| {
+        let clients: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    let raw = request("GET", "/api/x", &bearer("tok-alice"));
+                    s.strait.request(raw.as_bytes()).status
+                })
+            })
+            .collect();
+        wait_until("the first introspection", || s.authz.hits() >= 1);
+        wait_until("all three clients connected", || {
+            open_connections(admin) == 3
+        });
+        s.authz.release();
+        for client in clients {
+            assert_eq!(client.join().unwrap(), 200);
+        }
+    });
+    assert_eq!(s.authz.hits(), 1, "the waiting requests introspected too");
+    assert_eq!(s.app.requests().len(), 3);
 }

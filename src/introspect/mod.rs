@@ -12,6 +12,7 @@
 //! safe header value first.
 
 pub mod cache;
+pub mod single_flight;
 
 use std::fmt;
 

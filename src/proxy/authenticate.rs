@@ -3,7 +3,7 @@
 //!
 //! An API key is checked in memory (`crate::auth`). A bearer token is looked up in the
 //! worker's token cache and, on a miss, introspected (`introspect.rs`): the only await of
-//! authentication. A request is accepted when one method accepts the credential it
+//! authentication. Requests with a token already being introspected wait for that verdict. A request is accepted when one method accepts the credential it
 //! presents. A failing authorization server is never taken for a refused token: the
 //! answer is the provider's `on_error` (503 by default), and nothing is cached.
 
@@ -19,6 +19,7 @@ use crate::config::{AuthConfig, Config, OAuth2Auth, OnIntrospectionError};
 use crate::error::ProxyError;
 use crate::http1::RequestHead;
 use crate::introspect::cache::Cached;
+use crate::introspect::single_flight::Joined;
 use crate::introspect::{bearer_token, cache_key, has_scopes, parse_answer, Presented, TokenState};
 
 /// Why a request is refused, and the `www-authenticate` lines of the answer.
@@ -82,7 +83,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     }
 
     /// The verdict on `token`: from the cache, else from the authorization server (and
-    /// then cached). `None`: the server failed (logged).
+    /// then cached). Requests of this worker arriving meanwhile with the same token wait
+    /// for this verdict. `None`: the server failed (logged).
     async fn check_token(
         &mut self,
         config: &Arc<Config>,
@@ -99,6 +101,30 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         if cached.is_some() {
             return cached;
         }
+        let leader = match self.worker.flights.join(key) {
+            Joined::Lead(leader) => Some(leader),
+            Joined::Follow(follower) => match follower.await {
+                Some(verdict) => return verdict,
+                // The leader's connection went away: ask on our own.
+                None => None,
+            },
+        };
+        let verdict = self.ask(config, oauth2, key, token).await;
+        if let Some(leader) = leader {
+            leader.finish(&verdict);
+        }
+        verdict
+    }
+
+    /// Introspects `token` and caches the verdict under `key`.
+    async fn ask(
+        &mut self,
+        config: &Arc<Config>,
+        oauth2: &OAuth2Auth,
+        key: [u8; 32],
+        token: &[u8],
+    ) -> Option<Cached> {
+        let provider = &config.oauth2_providers[oauth2.provider];
         let answer = match self.introspect(config, provider, token).await {
             Ok(answer) => answer,
             Err(error) => {
@@ -120,7 +146,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 (Cached::Inactive, provider.negative_cache_ttl)
             }
             Err(error) => {
-                tracing::warn!(provider = %provider.name, %error, "token introspection answer is not valid JSON of RFC 7662");
+                tracing::warn!(provider = %provider.name, %error, "token introspection failed: the answer is not RFC 7662 JSON");
                 return None;
             }
         };

@@ -31,6 +31,7 @@ use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
 use crate::introspect::cache::TokenCache;
+use crate::introspect::single_flight::SingleFlight;
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::WorkerLimits;
 use crate::router::RouteMatch;
@@ -56,6 +57,8 @@ pub struct Worker {
     limits: RefCell<WorkerLimits>,
     /// Introspection results of this worker, by token digest.
     tokens: RefCell<TokenCache>,
+    /// Introspections in flight on this worker, which requests with the same token join.
+    flights: SingleFlight,
 }
 
 impl Worker {
@@ -75,6 +78,7 @@ impl Worker {
             connections: Cell::new(0),
             observers: RefCell::new(WorkerObservers::new(observers)),
             tokens: RefCell::new(TokenCache::default()),
+            flights: SingleFlight::default(),
         }
     }
 
