@@ -9,6 +9,9 @@
 //!
 //! A reload keeps the table of every provider whose settings did not change, and drops
 //! the others: an answer of another server, or for other credentials, is not reused.
+//!
+//! It also paces the warnings about a failing authorization server (one line a second per
+//! worker and provider), since that per-worker, per-provider state lives here anyway.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -17,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use super::ActiveToken;
 use crate::config::{Config, OAuth2Provider, ProviderId};
+
+/// Failures of one authorization server are logged at most this often per worker.
+pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A cached verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +71,23 @@ impl TokenCache {
         }
     }
 
+    /// Whether a failure of `provider`'s server at `now` should be logged: at most one
+    /// line per [`FAILURE_LOG_INTERVAL`] per worker, so that an outage under load does not
+    /// flood the log. `Some(n)`: log, saying `n` failures went unlogged since the last line.
+    pub fn failure_to_log(&mut self, provider: ProviderId, now: Instant) -> Option<u64> {
+        let cache = self.providers.get_mut(provider)?;
+        match cache.last_failure_log {
+            Some(at) if now.saturating_duration_since(at) < FAILURE_LOG_INTERVAL => {
+                cache.unlogged_failures += 1;
+                None
+            }
+            _ => {
+                cache.last_failure_log = Some(now);
+                Some(std::mem::take(&mut cache.unlogged_failures))
+            }
+        }
+    }
+
     fn is_built_for(&self, config: &Arc<Config>) -> bool {
         self.built_for
             .as_ref()
@@ -105,6 +128,8 @@ struct ProviderCache {
     /// behind, skipped on eviction.
     order: VecDeque<([u8; 32], u64)>,
     next_stamp: u64,
+    last_failure_log: Option<Instant>,
+    unlogged_failures: u64,
 }
 
 impl ProviderCache {
@@ -114,6 +139,8 @@ impl ProviderCache {
             entries: HashMap::default(),
             order: VecDeque::new(),
             next_stamp: 0,
+            last_failure_log: None,
+            unlogged_failures: 0,
         }
     }
 
@@ -141,13 +168,16 @@ impl ProviderCache {
                 }
             }
         }
+        let Some(expires) = now.checked_add(ttl) else {
+            return;
+        };
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         self.entries.insert(
             key,
             Entry {
                 value,
-                expires: now + ttl,
+                expires,
                 stamp,
             },
         );
@@ -224,6 +254,22 @@ mod tests {
         assert_eq!(cache.get(&[0; 32], t0), Some(Cached::Inactive));
         assert!(cache.get(&[2; 32], t0).is_some());
         assert!(cache.get(&[3; 32], t0).is_some());
+    }
+
+    #[test]
+    fn failure_logs_are_rate_limited() {
+        let mut cache = TokenCache {
+            built_for: None,
+            providers: vec![ProviderCache::new(provider(1))],
+        };
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(cache.failure_to_log(0, t0), Some(0));
+        assert_eq!(cache.failure_to_log(0, t0 + ms(10)), None);
+        assert_eq!(cache.failure_to_log(0, t0 + ms(999)), None);
+        assert_eq!(cache.failure_to_log(0, t0 + ms(1000)), Some(2));
+        assert_eq!(cache.failure_to_log(0, t0 + ms(2500)), Some(0));
+        assert_eq!(cache.failure_to_log(1, t0), None, "no such provider");
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let answer = match self.introspect(config, provider, token).await {
             Ok(answer) => answer,
             Err(error) => {
-                tracing::warn!(provider = %provider.name, %error, "token introspection failed");
+                self.log_failure(config, oauth2, &error);
                 return None;
             }
         };
@@ -146,7 +146,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 (Cached::Inactive, provider.negative_cache_ttl)
             }
             Err(error) => {
-                tracing::warn!(provider = %provider.name, %error, "token introspection failed: the answer is not RFC 7662 JSON");
+                let why = format!("the answer is not RFC 7662 JSON: {error}");
+                self.log_failure(config, oauth2, &why);
                 return None;
             }
         };
@@ -159,6 +160,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             Instant::now(),
         );
         Some(cached)
+    }
+
+    /// Logs a failure of the authorization server, paced per worker (see
+    /// `TokenCache::failure_to_log`).
+    fn log_failure(
+        &self,
+        config: &Arc<Config>,
+        oauth2: &OAuth2Auth,
+        error: &dyn std::fmt::Display,
+    ) {
+        let unlogged = self
+            .worker
+            .tokens
+            .borrow_mut()
+            .failure_to_log(oauth2.provider, Instant::now());
+        if let Some(unlogged) = unlogged {
+            let provider = &config.oauth2_providers[oauth2.provider].name;
+            tracing::warn!(%provider, %error, unlogged, "token introspection failed");
+        }
     }
 
     /// Answers a refused request: the error's JSON with the rejection's challenge lines.

@@ -35,6 +35,7 @@ use crate::http1::{
 };
 use crate::observe::Outcome;
 use crate::upstream::hash_key::request_key;
+use crate::upstream::outlier;
 use crate::upstream::UpstreamConn;
 
 /// Read buffer per upstream connection.
@@ -276,8 +277,29 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         endpoint: usize,
         success: bool,
     ) {
+        let upstream = &config.upstreams[id];
         if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
-            state.record_outcome(&config.upstreams[id], endpoint, success, Instant::now());
+            if success {
+                state.endpoints[endpoint].outlier.on_success();
+                return;
+            }
+            let now = Instant::now();
+            let ejected = state
+                .endpoints
+                .iter()
+                .filter(|e| e.outlier.is_ejected(now))
+                .count();
+            let total = state.endpoints.len();
+            let percent = upstream.outlier.max_ejected_percent;
+            // Never eject past `max_ejected_percent` of the endpoints.
+            let may_eject = || outlier::ejection_allowed(ejected, total, percent);
+            if state.endpoints[endpoint].outlier.on_failure_capped(
+                &upstream.outlier,
+                now,
+                may_eject,
+            ) {
+                tracing::warn!(upstream = %upstream.name, endpoint = %upstream.endpoints[endpoint].addr, "endpoint ejected after consecutive failures");
+            }
         }
     }
 

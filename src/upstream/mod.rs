@@ -94,39 +94,6 @@ impl UpstreamState {
             .any(|(i, &usable)| usable && !tried.contains(&i))
     }
 
-    /// Feeds passive health with one try's outcome on `endpoint`: a connect failure, reset,
-    /// timeout or 5xx counts against it, anything else for it. Never ejects past
-    /// `max_ejected_percent` of the endpoints; logs an ejection.
-    pub fn record_outcome(
-        &mut self,
-        config: &UpstreamConfig,
-        endpoint: usize,
-        success: bool,
-        now: Instant,
-    ) {
-        if endpoint >= self.endpoints.len() {
-            return;
-        }
-        if success {
-            self.endpoints[endpoint].outlier.on_success();
-            return;
-        }
-        let ejected = self
-            .endpoints
-            .iter()
-            .filter(|e| e.outlier.is_ejected(now))
-            .count();
-        let total = self.endpoints.len();
-        let percent = config.outlier.max_ejected_percent;
-        let may_eject = || outlier::ejection_allowed(ejected, total, percent);
-        if self.endpoints[endpoint]
-            .outlier
-            .on_failure_capped(&config.outlier, now, may_eject)
-        {
-            tracing::warn!(upstream = %config.name, endpoint = %config.endpoints[endpoint].addr, "endpoint ejected after consecutive failures");
-        }
-    }
-
     /// Open connections: idle in the pools plus those serving requests (the breaker's
     /// `max_connections`).
     pub fn open_connections(&self) -> usize {
