@@ -3,9 +3,10 @@
 //!
 //! An API key is checked in memory (`crate::auth`). A bearer token is looked up in the
 //! worker's token cache and, on a miss, introspected (`introspect.rs`): the only await of
-//! authentication. Requests with a token already being introspected wait for that verdict. A request is accepted when one method accepts the credential it
-//! presents. A failing authorization server is never taken for a refused token: the
-//! answer is the provider's `on_error` (503 by default), and nothing is cached.
+//! authentication. Requests with a token already being introspected wait for that
+//! verdict. A request is accepted when one method accepts the credential it presents. A
+//! failing authorization server is never taken for a refused token: the answer is the
+//! provider's `on_error` (503 by default), and nothing is cached.
 
 use std::rc::Rc;
 use std::sync::Arc;
