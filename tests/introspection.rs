@@ -26,6 +26,10 @@ const BASIC: &str = "Basic Z2F0ZXdheTpzM2NyZXQlMjE=";
 enum Mode {
     /// From the token table; unknown tokens are inactive.
     Table,
+    /// The same, with a chunked body in two chunks.
+    Chunked,
+    /// A 200 whose body is larger than the gateway accepts.
+    Huge,
     Status(u16),
     Garbage,
     /// Never answers (the connection stays open).
@@ -190,7 +194,11 @@ fn serve(
             Mode::Silent => continue,
             Mode::Status(status) => (status, "{\"error\":\"server_error\"}".to_owned()),
             Mode::Garbage => (200, "<html>not json</html>".to_owned()),
-            Mode::Table => {
+            Mode::Huge => (
+                200,
+                format!("{{\"active\":true,\"sub\":\"{}\"}}", "a".repeat(70_000)),
+            ),
+            Mode::Table | Mode::Chunked => {
                 let answer = tokens.lock().unwrap().get(&token).cloned();
                 let json = match answer {
                     None => "{\"active\":false}".to_owned(),
@@ -203,10 +211,19 @@ fn serve(
                 (200, json)
             }
         };
-        let response = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
-            json.len()
-        );
+        let response = if matches!(mode, Mode::Chunked) {
+            let (a, b) = json.split_at(json.len() / 2);
+            format!(
+                "HTTP/1.1 {status} X\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                a.len(),
+                b.len()
+            )
+        } else {
+            format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+                json.len()
+            )
+        };
         if stream.write_all(response.as_bytes()).is_err() {
             return;
         }
@@ -687,6 +704,7 @@ fn a_failing_authorization_server_gives_503_never_cached() {
         Mode::Status(500),
         Mode::Status(401),
         Mode::Garbage,
+        Mode::Huge,
         Mode::Silent,
     ] {
         s.authz.set_mode(mode);
@@ -734,13 +752,19 @@ fn on_error_unauthorized_answers_401_instead() {
 #[test]
 fn introspection_connections_are_kept_alive() {
     let s = setup("cache_ttl = \"0s\"");
-    for _ in 0..5 {
+    for i in 0..6 {
+        // Content-Length and chunked answers alike leave the connection reusable.
+        s.authz.set_mode(if i % 2 == 0 {
+            Mode::Table
+        } else {
+            Mode::Chunked
+        });
         let r = s
             .strait
             .request(request("GET", "/api/x", &bearer("tok-alice")).as_bytes());
         assert_eq!(r.status, 200, "{}", r.head);
     }
-    assert_eq!(s.authz.hits(), 5);
+    assert_eq!(s.authz.hits(), 6);
     assert_eq!(s.authz.seen.0.lock().unwrap().connections, 1);
 }
 
