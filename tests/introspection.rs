@@ -876,3 +876,22 @@ fn concurrent_requests_with_one_uncached_token_share_one_introspection() {
     assert_eq!(s.authz.hits(), 1, "the waiting requests introspected too");
     assert_eq!(s.app.requests().len(), 3);
 }
+
+#[test]
+fn a_refused_request_leaves_the_connection_open() {
+    let s = setup(CACHED);
+    let mut stream = s.strait.connect();
+    let keep_alive = |method: &str, extra: &str| {
+        request(method, "/items", extra).replace("Connection: close\r\n", "")
+    };
+    let mut pipeline = String::new();
+    pipeline.push_str(&keep_alive("GET", ""));
+    pipeline.push_str(&keep_alive("POST", &bearer("tok-alice")));
+    pipeline.push_str(&keep_alive("GET", &bearer("tok-alice")));
+    stream.write_all(pipeline.as_bytes()).unwrap();
+    let mut reader = Reader::new(&mut stream);
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| reader.read_response("GET").unwrap().status)
+        .collect();
+    assert_eq!(statuses, [401, 403, 200]);
+}
