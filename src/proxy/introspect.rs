@@ -102,7 +102,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     last = ExchangeError::Status(status);
                     upstream.retry.on_statuses.contains(&status)
                 }
-                Err(error) => {
+                Err(TryFailure::Upstream(error)) => {
                     self.record_outcome(config, id, endpoint, false);
                     last = ExchangeError::Upstream(error);
                     match error {
@@ -112,6 +112,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                         ProxyError::UpstreamClosed => upstream.retry.on_reset,
                         _ => false,
                     }
+                }
+                // Refused here (circuit breaker): the endpoint is not to blame.
+                Err(TryFailure::Client(failure)) => {
+                    last = ExchangeError::Upstream(match failure {
+                        Failure::Answer(error) => error,
+                        Failure::Abort => ProxyError::UpstreamClosed,
+                    });
+                    false
                 }
             };
             // Retries come out of the upstream's budget, shared with forwarded requests.
@@ -123,7 +131,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     }
 
     /// One try on one endpoint: the status, the body, and the connection when it may be
-    /// pooled again.
+    /// pooled again. `TryFailure::Upstream`: the endpoint failed; `TryFailure::Client`:
+    /// refused before reaching it.
     async fn introspect_at(
         &mut self,
         config: &Arc<Config>,
@@ -131,7 +140,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         endpoint: usize,
         token: &[u8],
         deadline: Instant,
-    ) -> Result<(Option<UpstreamConn>, u16, Bytes), ProxyError> {
+    ) -> Result<(Option<UpstreamConn>, u16, Bytes), TryFailure> {
         let addr = config.upstreams[provider.upstream].endpoints[endpoint].addr;
         let endpoint_host;
         let host = match &provider.host {
@@ -158,7 +167,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let connect_timeout = left.min(config.server.timeouts.upstream_connect);
-            let mut conn = match self
+            let mut conn = self
                 .upstream_conn(
                     config,
                     provider.upstream,
@@ -166,14 +175,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     fresh_only,
                     connect_timeout,
                 )
-                .await
-            {
-                Ok(conn) => conn,
-                Err(TryFailure::Upstream(error) | TryFailure::Client(Failure::Answer(error))) => {
-                    return Err(error)
-                }
-                Err(TryFailure::Client(Failure::Abort)) => return Err(ProxyError::UpstreamClosed),
-            };
+                .await?;
             let reused = conn.reused;
             let left = deadline.saturating_duration_since(Instant::now());
             match write_within(&mut conn.stream, request.clone(), left).await {
@@ -183,8 +185,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     fresh_only = true;
                     continue;
                 }
-                Ok((Err(_), _)) => return Err(ProxyError::UpstreamClosed),
-                Err(_) => return Err(ProxyError::UpstreamTimeout),
+                Ok((Err(_), _)) => return Err(TryFailure::Upstream(ProxyError::UpstreamClosed)),
+                Err(_) => return Err(TryFailure::Upstream(ProxyError::UpstreamTimeout)),
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let (_, head) = match read_response_head(&mut conn, false, left).await {
@@ -193,13 +195,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     fresh_only = true;
                     continue;
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(TryFailure::Upstream(error)),
             };
             if head.status < 200 {
                 // We never ask for an upgrade nor send `Expect`.
-                return Err(ProxyError::UpstreamBadResponse);
+                return Err(TryFailure::Upstream(ProxyError::UpstreamBadResponse));
             }
-            let body = read_answer_body(&mut conn, head.framing, deadline).await?;
+            let body = read_answer_body(&mut conn, head.framing, deadline)
+                .await
+                .map_err(TryFailure::Upstream)?;
             let reusable = head.keep_alive && conn.buf.is_empty();
             return Ok((reusable.then_some(conn), head.status, body));
         }
