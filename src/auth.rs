@@ -14,6 +14,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
+use crate::http1::encode::HeaderPair;
 use crate::http1::RequestHead;
 
 /// Who an authenticated request is.
@@ -22,6 +23,60 @@ pub struct Identity {
     /// The consumer's name: the key of `key = "consumer"` rate limits, and the value of the
     /// route's `consumer_header` upstream.
     pub consumer: Bytes,
+    /// The scopes granted to an OAuth2 token (space-separated); `None` for an API key.
+    pub scopes: Option<Bytes>,
+}
+
+/// What an authenticated request's upstream copy loses (credentials, and client copies of
+/// the headers Strait sets) and gains (the consumer, the granted scopes).
+pub struct UpstreamHeaders<'a> {
+    drop: [&'a [u8]; 3],
+    drop_len: usize,
+    set: [HeaderPair<'a>; 2],
+    set_len: usize,
+}
+
+impl<'a> UpstreamHeaders<'a> {
+    pub fn new(auth: &'a AuthConfig, identity: &'a Identity) -> Self {
+        let mut headers = UpstreamHeaders {
+            drop: [b""; 3],
+            drop_len: 0,
+            set: [(b"", b""); 2],
+            set_len: 0,
+        };
+        let mut push_drop = |name: &'a [u8]| {
+            headers.drop[headers.drop_len] = name;
+            headers.drop_len += 1;
+        };
+        if let Some(api_key) = &auth.api_key {
+            push_drop(api_key.header.as_bytes());
+        }
+        let mut scope_header = None;
+        if let Some(oauth2) = &auth.oauth2 {
+            if !oauth2.forward_token {
+                push_drop(b"authorization");
+            }
+            if let Some(name) = &oauth2.scope_header {
+                push_drop(name.as_bytes());
+                scope_header = Some(name.as_bytes());
+            }
+        }
+        headers.set[0] = (auth.consumer_header.as_bytes(), &identity.consumer[..]);
+        headers.set_len = 1;
+        if let (Some(name), Some(scopes)) = (scope_header, &identity.scopes) {
+            headers.set[1] = (name, &scopes[..]);
+            headers.set_len = 2;
+        }
+        headers
+    }
+
+    pub fn drop(&self) -> &[&'a [u8]] {
+        &self.drop[..self.drop_len]
+    }
+
+    pub fn set(&self) -> &[HeaderPair<'a>] {
+        &self.set[..self.set_len]
+    }
 }
 
 /// Digest length of `sha256:` keys, in hex characters.
@@ -126,7 +181,7 @@ pub fn find_consumer(consumers: &[ConsumerConfig], presented: &[u8]) -> Option<u
     found
 }
 
-/// Authenticates a request on a route with `auth`; `None`: answer 401.
+/// Authenticates a request by API key on a route with `auth`; `None`: no key accepted.
 pub fn authenticate(
     auth: &AuthConfig,
     consumers: &[ConsumerConfig],
@@ -137,6 +192,7 @@ pub fn authenticate(
     let consumer = &consumers[find_consumer(consumers, presented_key(api_key, raw, head)?)?];
     Some(Identity {
         consumer: Bytes::copy_from_slice(consumer.name.as_bytes()),
+        scopes: None,
     })
 }
 

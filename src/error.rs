@@ -67,6 +67,10 @@ pub enum ProxyError {
     Forbidden,
     #[error("CORS preflight refused")]
     CorsRefused,
+    #[error("insufficient scope")]
+    InsufficientScope,
+    #[error("authorization server unavailable")]
+    AuthUnavailable,
 }
 
 impl ProxyError {
@@ -75,7 +79,7 @@ impl ProxyError {
         match self {
             BadRequest | BadFraming | BadChunk | BadHost => 400,
             Unauthorized => 401,
-            Forbidden | CorsRefused => 403,
+            Forbidden | CorsRefused | InsufficientScope => 403,
             NoRoute => 404,
             RateLimited => 429,
             MethodNotAllowed => 405,
@@ -86,7 +90,7 @@ impl ProxyError {
             HeadTooLarge => 431,
             UnsupportedTransferCoding | MethodNotImplemented => 501,
             UpstreamConnect | UpstreamBadResponse | UpstreamClosed => 502,
-            NoEndpoint | Overloaded => 503,
+            NoEndpoint | Overloaded | AuthUnavailable => 503,
             UpstreamConnectTimeout | UpstreamTimeout => 504,
             VersionNotSupported => 505,
         }
@@ -101,7 +105,7 @@ impl ProxyError {
     }
 }
 
-const ALL: [ProxyError; 26] = {
+const ALL: [ProxyError; 28] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -130,6 +134,8 @@ const ALL: [ProxyError; 26] = {
         Unauthorized,
         Forbidden,
         CorsRefused,
+        InsufficientScope,
+        AuthUnavailable,
     ]
 };
 

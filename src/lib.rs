@@ -13,6 +13,7 @@ pub mod cors;
 pub mod error;
 pub mod health_checker;
 pub mod http1;
+pub mod introspect;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;

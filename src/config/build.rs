@@ -32,6 +32,8 @@ use super::{
 };
 use crate::router::RouteTable;
 
+mod oauth2;
+
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
 const DEFAULT_MAX_HEADERS: i64 = 100;
 const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
@@ -315,7 +317,9 @@ impl<'a> Ctx<'a> {
         let (upstreams, upstream_ids) = self.upstreams(file.upstreams);
         let consumers = self.consumers(file.consumers);
         let has_keys = consumers.iter().any(|c| !c.api_keys.is_empty());
-        let routes = self.routes(file.routes, &upstream_ids, has_keys);
+        let (oauth2_providers, provider_ids) =
+            self.oauth2_providers(file.oauth2_providers, &upstream_ids);
+        let routes = self.routes(file.routes, &upstream_ids, has_keys, &provider_ids);
         let admin = self.admin(file.admin);
         let observability = self.observability(file.observability);
         Some(Config {
@@ -323,6 +327,7 @@ impl<'a> Ctx<'a> {
             upstreams,
             routes: routes?,
             consumers,
+            oauth2_providers,
             admin: admin?,
             observability,
         })
@@ -1304,6 +1309,7 @@ impl<'a> Ctx<'a> {
         file_routes: Vec<Spanned<FileRoute>>,
         upstreams: &BTreeMap<String, UpstreamId>,
         has_keys: bool,
+        providers: &oauth2::ProviderIds,
     ) -> Option<RouteTable> {
         let mut routes = Vec::new();
         let mut hosts = Vec::new();
@@ -1369,7 +1375,7 @@ impl<'a> Ctx<'a> {
             let auth = route
                 .auth
                 .as_ref()
-                .and_then(|auth| self.auth(auth, &prefix, has_keys));
+                .and_then(|auth| self.auth(auth, &prefix, has_keys, providers, &methods));
             let access = route
                 .access
                 .as_ref()
@@ -1810,33 +1816,29 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    /// A route's `auth`: `api_key` is required and needs some consumer with a key; header
-    /// names are tokens (lower-cased), the query name a plain word.
+    /// A route's `auth`: at least one method. `api_key` needs some consumer with a key;
+    /// header names are tokens (lower-cased), the query name a plain word, and no header
+    /// plays two parts (a credential is never mistaken for what Strait sets upstream).
     fn auth(
         &mut self,
         auth: &Spanned<FileAuth>,
         prefix: &str,
         has_keys: bool,
+        providers: &oauth2::ProviderIds,
+        methods: &[String],
     ) -> Option<AuthConfig> {
         let at = format!("{prefix}.auth");
         let file = auth.get_ref();
-        let Some(api_key) = &file.api_key else {
+        if file.api_key.is_none() && file.oauth2.is_none() {
             self.error(
                 auth.span(),
                 at,
-                "no authentication method: set api_key = { header = \"x-api-key\" }",
+                "no authentication method: set api_key = { header = \"x-api-key\" } or \
+                 oauth2 = { provider = \"NAME\" }",
             );
             return None;
-        };
-        let mut ok = true;
-        if !has_keys {
-            self.error(
-                api_key.span(),
-                format!("{at}.api_key"),
-                "no consumer has an API key: add [consumers.NAME] with api_keys = [...]",
-            );
-            ok = false;
         }
+        let mut ok = true;
         let header_name =
             |this: &mut Self, value: Option<&Spanned<String>>, key: String, default: &str| {
                 let Some(value) = value else {
@@ -1854,53 +1856,120 @@ impl<'a> Ctx<'a> {
                     None
                 }
             };
-        let header = header_name(
-            self,
-            api_key.get_ref().header.as_ref(),
-            format!("{at}.api_key.header"),
-            "x-api-key",
-        );
         let consumer_header = header_name(
             self,
             file.consumer_header.as_ref(),
             format!("{at}.consumer_header"),
             "x-consumer",
-        );
-        let query = match &api_key.get_ref().query {
+        )?;
+        let oauth2 = match &file.oauth2 {
             None => None,
-            Some(q) if is_name(q.get_ref()) => Some(q.get_ref().clone()),
-            Some(q) => {
-                self.error(
-                    q.span(),
-                    format!("{at}.api_key.query"),
-                    format!(
-                        "invalid query parameter name \"{}\": use letters, digits, '-', '_' \
-                         and '.'",
-                        q.get_ref()
-                    ),
-                );
-                ok = false;
-                None
+            Some(oauth2) => {
+                let built = self.oauth2_auth(oauth2, &at, providers, methods);
+                ok &= built.is_some();
+                built
             }
         };
-        let (header, consumer_header) = (header?, consumer_header?);
-        if header == consumer_header {
-            let span = file
-                .consumer_header
-                .as_ref()
-                .map_or(auth.span(), Spanned::span);
-            self.error(
-                span,
-                format!("{at}.consumer_header"),
-                format!("\"{header}\" is also the API key header"),
+        let mut api_key = None;
+        if let Some(file_key) = &file.api_key {
+            if !has_keys {
+                self.error(
+                    file_key.span(),
+                    format!("{at}.api_key"),
+                    "no consumer has an API key: add [consumers.NAME] with api_keys = [...]",
+                );
+                ok = false;
+            }
+            let header = header_name(
+                self,
+                file_key.get_ref().header.as_ref(),
+                format!("{at}.api_key.header"),
+                "x-api-key",
             );
-            ok = false;
+            let query = match &file_key.get_ref().query {
+                None => None,
+                Some(q) if is_name(q.get_ref()) => Some(q.get_ref().clone()),
+                Some(q) => {
+                    self.error(
+                        q.span(),
+                        format!("{at}.api_key.query"),
+                        format!(
+                            "invalid query parameter name \"{}\": use letters, digits, '-', '_' \
+                             and '.'",
+                            q.get_ref()
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            };
+            let header = header?;
+            if header == consumer_header {
+                let span = file
+                    .consumer_header
+                    .as_ref()
+                    .map_or(auth.span(), Spanned::span);
+                self.error(
+                    span,
+                    format!("{at}.consumer_header"),
+                    format!("\"{header}\" is also the API key header"),
+                );
+                ok = false;
+            }
+            if header == "authorization" && oauth2.is_some() {
+                let span = file_key
+                    .get_ref()
+                    .header
+                    .as_ref()
+                    .map_or(auth.span(), Spanned::span);
+                self.error(
+                    span,
+                    format!("{at}.api_key.header"),
+                    "\"authorization\" carries the OAuth2 bearer token on this route",
+                );
+                ok = false;
+            }
+            api_key = Some(ApiKeyAuth { header, query });
         }
-        let challenge = format!("www-authenticate: ApiKey header=\"{header}\"\r\n");
+        if let Some(scope_header) = oauth2.as_ref().and_then(|o| o.scope_header.as_deref()) {
+            let api_key_header = api_key.as_ref().map(|k| k.header.as_str());
+            if scope_header == consumer_header
+                || scope_header == "authorization"
+                || Some(scope_header) == api_key_header
+            {
+                let span = file
+                    .oauth2
+                    .as_ref()
+                    .and_then(|o| o.get_ref().scope_header.as_ref())
+                    .map_or(auth.span(), Spanned::span);
+                self.error(
+                    span,
+                    format!("{at}.oauth2.scope_header"),
+                    format!("\"{scope_header}\" is already the consumer or a credential header"),
+                );
+                ok = false;
+            }
+        }
+        let mut challenge = String::new();
+        if let Some(api_key) = &api_key {
+            let _ = write!(
+                challenge,
+                "www-authenticate: ApiKey header=\"{}\"\r\n",
+                api_key.header
+            );
+        }
+        let mut challenge_invalid_token = challenge.clone();
+        if oauth2.is_some() {
+            challenge.push_str("www-authenticate: Bearer realm=\"strait\"\r\n");
+            challenge_invalid_token
+                .push_str("www-authenticate: Bearer realm=\"strait\", error=\"invalid_token\"\r\n");
+        }
         ok.then(|| AuthConfig {
-            api_key: Some(ApiKeyAuth { header, query }),
+            api_key,
+            oauth2,
             consumer_header,
             challenge: Bytes::from(challenge),
+            challenge_invalid_token: Bytes::from(challenge_invalid_token),
         })
     }
 
@@ -2518,7 +2587,7 @@ mod tests {
                 "t.toml:4:12: consumers.alice.api_keys: empty list: a consumer needs at least one key",
                 "t.toml:8:20: routes[0].auth.api_key: no consumer has an API key: add [consumers.NAME] with api_keys = [...]",
             ]),
-            ("\"k1\"".into(), "{}", &["t.toml:8:8: routes[0].auth: no authentication method: set api_key = { header = \"x-api-key\" }"]),
+            ("\"k1\"".into(), "{}", &["t.toml:8:8: routes[0].auth: no authentication method: set api_key = { header = \"x-api-key\" } or oauth2 = { provider = \"NAME\" }"]),
             ("\"k1\"".into(), "{ api_key = { header = \"a b\" } }", &["t.toml:8:31: routes[0].auth.api_key.header: invalid header name \"a b\": must be a non-empty token"]),
             ("\"k1\"".into(), "{ api_key = { query = \"a&b\" } }", &["t.toml:8:30: routes[0].auth.api_key.query: invalid query parameter name \"a&b\": use letters, digits, '-', '_' and '.'"]),
             ("\"k1\"".into(), "{ api_key = {}, consumer_header = \"X-Api-Key\" }", &["t.toml:8:42: routes[0].auth.consumer_header: \"x-api-key\" is also the API key header"]),

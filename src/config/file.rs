@@ -23,6 +23,10 @@ pub struct FileConfig {
     pub routes: Vec<Spanned<FileRoute>>,
     #[serde(default)]
     pub consumers: BTreeMap<Spanned<String>, FileConsumer>,
+    /// `[oauth2_providers.NAME]`: authorization servers whose introspection endpoint
+    /// validates bearer tokens.
+    #[serde(default)]
+    pub oauth2_providers: BTreeMap<Spanned<String>, FileOAuth2Provider>,
     pub admin: Option<FileAdmin>,
     #[serde(default)]
     pub observability: FileObservability,
@@ -256,7 +260,41 @@ pub struct FileConsumer {
 pub struct FileAuth {
     /// Required; optional here so that its absence is reported with the other errors.
     pub api_key: Option<Spanned<FileApiKeyAuth>>,
+    pub oauth2: Option<Spanned<FileOAuth2Auth>>,
     pub consumer_header: Option<Spanned<String>>,
+}
+
+/// `[oauth2_providers.NAME]`: an RFC 7662 introspection endpoint behind `[upstreams.X]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOAuth2Provider {
+    /// Required; optional here so that its absence is reported with the other errors.
+    pub upstream: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<String>>,
+    pub client_secret_file: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<DurationValue>>,
+    pub cache_ttl: Option<Spanned<DurationValue>>,
+    pub negative_cache_ttl: Option<Spanned<DurationValue>>,
+    pub cache_size: Option<Spanned<i64>>,
+    pub consumer_claim: Option<Spanned<String>>,
+    pub audience: Option<Spanned<String>>,
+    pub issuer: Option<Spanned<String>>,
+    pub on_error: Option<Spanned<String>>,
+}
+
+/// A route's `auth.oauth2 = { provider = "NAME", scopes = [...], ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOAuth2Auth {
+    pub provider: Spanned<String>,
+    pub scopes: Option<Vec<Spanned<String>>>,
+    /// Method name → the scopes that method needs instead of `scopes`.
+    pub method_scopes: Option<BTreeMap<Spanned<String>, Vec<Spanned<String>>>>,
+    pub forward_token: Option<Spanned<bool>>,
+    pub scope_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,8 @@ pub struct Config {
     pub routes: RouteTable,
     /// `[consumers.NAME]`, sorted by name; routes with `auth` authenticate against them.
     pub consumers: Vec<ConsumerConfig>,
+    /// `[oauth2_providers.NAME]`, sorted by name; indexed by [`ProviderId`].
+    pub oauth2_providers: Vec<OAuth2Provider>,
     pub admin: AdminConfig,
     pub observability: ObservabilityConfig,
 }
@@ -342,10 +344,88 @@ pub enum ApiKey {
 pub struct AuthConfig {
     /// API keys of `[consumers.NAME]`; `None`: not accepted on this route.
     pub api_key: Option<ApiKeyAuth>,
+    /// Bearer tokens checked by introspection; `None`: not accepted on this route.
+    pub oauth2: Option<OAuth2Auth>,
     /// Header that tells the upstream who called (default `x-consumer`); the client's
     /// copies are replaced.
     pub consumer_header: String,
     /// The `www-authenticate` lines of the 401 answer, one per method, each CRLF-terminated.
+    pub challenge: Bytes,
+    /// The same lines when a bearer token was presented and refused: the Bearer line then
+    /// says `error="invalid_token"` (RFC 6750 §3.1). Equal to `challenge` without `oauth2`.
+    pub challenge_invalid_token: Bytes,
+}
+
+/// Index into [`Config::oauth2_providers`].
+pub type ProviderId = usize;
+
+/// One `[oauth2_providers.NAME]`: where and how bearer tokens are introspected (RFC 7662).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Provider {
+    pub name: String,
+    /// The upstream serving the introspection endpoint: its pools, balancing, health and
+    /// circuit breaker carry the introspection requests.
+    pub upstream: UpstreamId,
+    /// The fixed part of every introspection request head: request line, client
+    /// credentials (`authorization: Basic`), content type and accept lines.
+    pub request_head: crate::introspect::Secret,
+    /// `Host` sent; the endpoint's `ip:port` when `None`.
+    pub host: Option<String>,
+    /// The whole exchange (connect, request, response) must finish within it.
+    pub timeout: Duration,
+    /// Active tokens are cached until their `exp`, but at most this long (0: not cached).
+    pub cache_ttl: Duration,
+    /// Inactive tokens are cached this long (0: not cached).
+    pub negative_cache_ttl: Duration,
+    /// Cached tokens per worker, at most.
+    pub cache_size: usize,
+    /// The response member naming the consumer; `client_id` when it is absent.
+    pub consumer_claim: ConsumerClaim,
+    /// When set, the token's `aud` (a string or an array) must contain it.
+    pub audience: Option<String>,
+    /// When set, the token's `iss` must equal it.
+    pub issuer: Option<String>,
+    /// What a request gets when the authorization server fails.
+    pub on_error: OnIntrospectionError,
+}
+
+/// Which introspection response member becomes [`crate::auth::Identity::consumer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerClaim {
+    Sub,
+    Username,
+    ClientId,
+}
+
+/// The answer when the authorization server is unreachable, slow or answers nonsense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnIntrospectionError {
+    /// 503 with a JSON error: the client may retry the same token later (default).
+    Unavailable,
+    /// 401 `invalid_token`, as if the token were refused.
+    Unauthorized,
+}
+
+/// A route's `auth.oauth2`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Auth {
+    pub provider: ProviderId,
+    /// What methods without an entry in `method_scopes` need.
+    pub scopes: RequiredScopes,
+    /// (upper-case method, what it needs instead of `scopes`).
+    pub method_scopes: Vec<(String, RequiredScopes)>,
+    /// Send the `Authorization` header upstream (default: removed).
+    pub forward_token: bool,
+    /// Header carrying the granted scopes upstream (lower case); the client's copies are
+    /// always removed.
+    pub scope_header: Option<String>,
+}
+
+/// Scopes a request must all have been granted, and the 403 challenge naming them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredScopes {
+    pub scopes: Vec<String>,
+    /// `www-authenticate: Bearer error="insufficient_scope", scope="..."` and CRLF.
     pub challenge: Bytes,
 }
 

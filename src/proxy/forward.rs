@@ -22,6 +22,7 @@ use monoio::net::TcpStream;
 use super::body::{Encode, Pump, PumpError};
 use super::io::{read_more, write_out, write_within, ReadFail};
 use super::ClientConn;
+use crate::auth::UpstreamHeaders;
 use crate::config::{BalancePolicy, Config, ProxyAction, UpstreamId};
 use crate::error::ProxyError;
 use crate::http1::encode::{
@@ -48,7 +49,7 @@ const INLINE_BODY_BYTES: usize = 64 * 1024;
 const MAX_ATTEMPTS: usize = 10;
 
 /// Why one try failed.
-enum TryFailure {
+pub(super) enum TryFailure {
     /// The upstream failed (connect, reset, timeout, bad response): another endpoint may
     /// be tried.
     Upstream(ProxyError),
@@ -57,7 +58,7 @@ enum TryFailure {
 }
 
 /// Where the request stands when the upstream exchange fails.
-enum Failure {
+pub(super) enum Failure {
     /// Nothing was answered yet: send this error to the client.
     Answer(ProxyError),
     /// The client side broke or a response was already under way: just close.
@@ -234,7 +235,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     }
 
     /// Picks an endpoint that is healthy, not ejected and not tried yet.
-    fn pick_endpoint(
+    pub(super) fn pick_endpoint(
         &self,
         config: &Arc<Config>,
         id: UpstreamId,
@@ -248,7 +249,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         state.pick(key, tried)
     }
 
-    fn count_in_flight(&self, config: &Arc<Config>, id: UpstreamId, endpoint: usize, start: bool) {
+    pub(super) fn count_in_flight(
+        &self,
+        config: &Arc<Config>,
+        id: UpstreamId,
+        endpoint: usize,
+        start: bool,
+    ) {
         if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
             let e = &mut state.endpoints[endpoint];
             if start {
@@ -263,7 +270,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
 
     /// Feeds passive health: a connect failure, reset, timeout or 5xx counts against the
     /// endpoint, anything else for it.
-    fn record_outcome(&self, config: &Arc<Config>, id: UpstreamId, endpoint: usize, success: bool) {
+    pub(super) fn record_outcome(
+        &self,
+        config: &Arc<Config>,
+        id: UpstreamId,
+        endpoint: usize,
+        success: bool,
+    ) {
         let upstream = &config.upstreams[id];
         if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
             if success {
@@ -302,7 +315,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     }
 
     /// Takes a retry from the upstream's budget; false when it is spent.
-    fn take_retry(&self, config: &Arc<Config>, id: UpstreamId) -> bool {
+    pub(super) fn take_retry(&self, config: &Arc<Config>, id: UpstreamId) -> bool {
         match self.worker.upstreams.borrow_mut().get(config, id) {
             Some(state) => state.budget.try_retry(Instant::now()),
             None => false,
@@ -339,13 +352,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             let auth = config.routes.routes().get(self.rec.route?)?.auth.as_ref()?;
             Some((auth, identity))
         });
-        let (drop_storage, set_storage);
-        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match auth {
-            Some((auth, identity)) => {
-                drop_storage = auth.api_key.as_ref().map(|k| k.header.as_bytes());
-                set_storage = [(auth.consumer_header.as_bytes(), &identity.consumer[..])];
-                (drop_storage.as_slice(), &set_storage)
-            }
+        let auth_headers = auth.map(|(auth, identity)| UpstreamHeaders::new(auth, identity));
+        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match &auth_headers {
+            Some(headers) => (headers.drop(), headers.set()),
             None => (&[], &[]),
         };
         let forwarded = ForwardedRequest {
@@ -379,7 +388,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let mut fresh_only = false;
         loop {
             let mut upstream = self
-                .upstream_conn(config, action.upstream, endpoint, fresh_only)
+                .upstream_conn(
+                    config,
+                    action.upstream,
+                    endpoint,
+                    fresh_only,
+                    config.server.timeouts.upstream_connect,
+                )
                 .await?;
             let reused = upstream.reused;
             let written =
@@ -407,7 +422,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     .map_err(TryFailure::Client)?;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            match read_response_head(&mut upstream, head, left).await {
+            match read_response_head(&mut upstream, head.method == Method::Head, left).await {
                 Ok(response) => return Ok((upstream, response)),
                 Err(ProxyError::UpstreamClosed)
                     if reused && body.is_some() && head.method.is_idempotent() =>
@@ -419,12 +434,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         }
     }
 
-    async fn upstream_conn(
+    /// A pooled connection to `endpoint` (unless `fresh_only`), else a new one within
+    /// `connect_timeout`, subject to the upstream's circuit breaker.
+    pub(super) async fn upstream_conn(
         &mut self,
         config: &Arc<Config>,
         upstream: usize,
         endpoint: usize,
         fresh_only: bool,
+        connect_timeout: std::time::Duration,
     ) -> Result<UpstreamConn, TryFailure> {
         let limits = &config.upstreams[upstream].limits;
         {
@@ -449,11 +467,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             state.connecting += 1;
         }
         let addr = config.upstreams[upstream].endpoints[endpoint].addr;
-        let connected = monoio::time::timeout(
-            config.server.timeouts.upstream_connect,
-            TcpStream::connect_addr(addr),
-        )
-        .await;
+        let connected = monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr)).await;
         if let Some(state) = self.worker.upstreams.borrow_mut().get(config, upstream) {
             state.connecting = state.connecting.saturating_sub(1);
         }
@@ -586,7 +600,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     .await
                     .map_err(|_| Failure::Abort)?;
             }
-            response = read_response_head(upstream, request, timeout)
+            response = read_response_head(upstream, request.method == Method::Head, timeout)
                 .await
                 .map_err(Failure::Answer)?;
         }
@@ -673,9 +687,9 @@ struct Reuse {
 }
 
 /// Reads and parses one response head from `upstream`.
-async fn read_response_head(
+pub(super) async fn read_response_head(
     upstream: &mut UpstreamConn,
-    request: &RequestHead,
+    request_was_head: bool,
     timeout: std::time::Duration,
 ) -> Result<(Bytes, ResponseHead), ProxyError> {
     let deadline = Instant::now() + timeout;
@@ -683,7 +697,7 @@ async fn read_response_head(
     loop {
         if let Some(end) = find_head_end(&upstream.buf, scanned) {
             let raw = upstream.buf.split_to(end).freeze();
-            let head = parse_response_head(&raw, request.method == Method::Head)?;
+            let head = parse_response_head(&raw, request_was_head)?;
             return Ok((raw, head));
         }
         scanned = upstream.buf.len();

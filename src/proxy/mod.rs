@@ -7,9 +7,11 @@
 //! whose request body was not fully consumed, the connection closes (the next bytes could
 //! not be framed); a timed-out read ends the connection.
 
+mod authenticate;
 mod body;
 mod drain;
 mod forward;
+mod introspect;
 mod io;
 
 pub use drain::DrainSignal;
@@ -29,6 +31,8 @@ use crate::cors::{CorsAnswer, CorsPolicy};
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
+use crate::introspect::cache::TokenCache;
+use crate::introspect::single_flight::SingleFlight;
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::WorkerLimits;
 use crate::router::RouteMatch;
@@ -52,6 +56,10 @@ pub struct Worker {
     pub observers: RefCell<WorkerObservers>,
     /// Per-route rate-limit buckets of this worker.
     limits: RefCell<WorkerLimits>,
+    /// Introspection results of this worker, by token digest.
+    tokens: RefCell<TokenCache>,
+    /// Introspections in flight on this worker, which requests with the same token join.
+    flights: SingleFlight,
 }
 
 impl Worker {
@@ -70,6 +78,8 @@ impl Worker {
             drain: DrainSignal::default(),
             connections: Cell::new(0),
             observers: RefCell::new(WorkerObservers::new(observers)),
+            tokens: RefCell::new(TokenCache::default()),
+            flights: SingleFlight::default(),
         }
     }
 
@@ -373,9 +383,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     self.cors.prepare(cors, &raw, &head);
                 }
                 if let Some(auth) = &route.auth {
-                    match crate::auth::authenticate(auth, &config.consumers, &raw, &head) {
-                        Some(identity) => self.identity = Some(identity),
-                        None => return self.answer_unauthorized(&auth.challenge, &head).await,
+                    match self.authenticate(config, auth, &raw, &head).await {
+                        Ok(identity) => self.identity = Some(identity),
+                        Err(rejection) => return self.answer_rejection(rejection, &head).await,
                     }
                 }
                 if !route.rate_limits.is_empty() && !self.check_rate_limits(index, &raw, &head) {
@@ -480,19 +490,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let keep_alive = head.keep_alive && self.discard_buffered_body(head);
         self.rec.status = 204;
         self.finish_local_answer(out, b"", keep_alive, head.version, true)
-            .await
-            && keep_alive
-    }
-
-    /// 401 with the route's `WWW-Authenticate` challenge (RFC 9110 §11.6.1).
-    async fn answer_unauthorized(&mut self, challenge: &[u8], head: &RequestHead) -> bool {
-        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
-        let response = ProxyError::Unauthorized.response();
-        self.rec.status = 401;
-        let mut out = std::mem::take(&mut self.out);
-        out.extend_from_slice(&response.head);
-        out.extend_from_slice(challenge);
-        self.finish_local_answer(out, &response.body, keep_alive, head.version, false)
             .await
             && keep_alive
     }
