@@ -65,6 +65,9 @@ pub enum ProxyError {
     Unauthorized,
     #[error("forbidden")]
     Forbidden,
+    /// A cluster rate limit cannot be checked (Redis unreachable, `on_redis_error = "closed"`).
+    #[error("rate limit unavailable")]
+    RateLimitUnavailable,
 }
 
 impl ProxyError {
@@ -84,7 +87,7 @@ impl ProxyError {
             HeadTooLarge => 431,
             UnsupportedTransferCoding | MethodNotImplemented => 501,
             UpstreamConnect | UpstreamBadResponse | UpstreamClosed => 502,
-            NoEndpoint | Overloaded => 503,
+            NoEndpoint | Overloaded | RateLimitUnavailable => 503,
             UpstreamConnectTimeout | UpstreamTimeout => 504,
             VersionNotSupported => 505,
         }
@@ -99,7 +102,7 @@ impl ProxyError {
     }
 }
 
-const ALL: [ProxyError; 25] = {
+const ALL: [ProxyError; 26] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -127,6 +130,7 @@ const ALL: [ProxyError; 25] = {
         RateLimited,
         Unauthorized,
         Forbidden,
+        RateLimitUnavailable,
     ]
 };
 

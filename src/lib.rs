@@ -14,6 +14,7 @@ pub mod http1;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;
+pub mod redis_sync;
 pub mod registry;
 pub mod resolver;
 pub mod router;
