@@ -244,7 +244,7 @@ fn two_nodes_share_one_limit() {
 
 #[test]
 fn redis_down_open_falls_back_to_local_limits_then_resumes() {
-    let mut redis = RedisServer::start();
+    let redis = RedisServer::start();
     let port = redis.port;
     let upstream = Upstream::fixed("ok");
     let text = config(
@@ -305,7 +305,7 @@ fn redis_down_open_falls_back_to_local_limits_then_resumes() {
 
 #[test]
 fn redis_down_closed_answers_503() {
-    let mut redis = RedisServer::start();
+    let redis = RedisServer::start();
     let port = redis.port;
     let upstream = Upstream::fixed("ok");
     let text = config(
