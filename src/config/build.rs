@@ -2416,6 +2416,109 @@ mod tests {
     }
 
     #[test]
+    fn cluster_keys() {
+        let route = "[[routes]]\npath = \"/\"\nmock = { status = 200 }\nrate_limits = [";
+        let config = |cluster: &str, scope: &str| {
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n{cluster}\n{route}{{ name = \"f\", key = \"route\", limit = 5, period = \"1m\"{scope} }}]\n"
+            )
+        };
+        let cluster = "[cluster]\nredis = \"redis://127.0.0.1:6379/0\"";
+        let cases: &[(&str, &str, &[&str])] = &[
+            (cluster, ", scope = \"cluster\"", &[]),
+            (cluster, ", scope = \"local\"", &[]),
+            ("", "", &[]),
+            ("", ", scope = \"cluster\"", &["t.toml:7:79: routes[0].rate_limits[0].scope: a cluster limit needs a [cluster] table with redis = \"redis://...\""]),
+            (cluster, ", scope = \"fleet\"", &["t.toml:8:79: routes[0].rate_limits[0].scope: unknown scope \"fleet\": expected \"local\" or \"cluster\""]),
+            ("[cluster]\nredis = \"http://h\"", "", &["t.toml:4:9: cluster.redis: must be a redis:// URL such as \"redis://127.0.0.1:6379/0\""]),
+            ("[cluster]\nredis = { url = \"redis://h:0\" }", "", &["t.toml:4:17: cluster.redis.url: invalid port \"0\""]),
+            ("[cluster]\nredis = { url = \"redis://h\", timeout = \"0s\", key_prefix = \"a b\" }", "", &[
+                "t.toml:4:40: cluster.redis.timeout: must be greater than zero",
+                "t.toml:4:59: cluster.redis.key_prefix: must be non-empty visible ASCII without spaces",
+            ]),
+            ("[cluster]\nsync_interval = \"50ms\"", ", scope = \"cluster\"", &["t.toml:3:1: cluster: missing `redis`, the shared Redis (e.g. redis = \"redis://127.0.0.1:6379/0\")"]),
+            (&format!("{cluster}\nsync_interval = \"5ms\""), "", &["t.toml:5:17: cluster.sync_interval: 5ms is out of range: must be 10ms..=10s"]),
+            (&format!("{cluster}\non_redis_error = \"retry\""), "", &["t.toml:5:18: cluster.on_redis_error: unknown value \"retry\": expected \"open\" or \"closed\""]),
+        ];
+        for (cluster, scope, want) in cases {
+            assert_eq!(errors(&config(cluster, scope)), *want, "{cluster} {scope}");
+        }
+        // A cluster limit's period is long enough for many sync rounds.
+        let short = config(cluster, ", scope = \"cluster\"").replace("\"1m\"", "\"500ms\"");
+        assert_eq!(
+            errors(&short),
+            ["t.toml:8:65: routes[0].rate_limits[0].period: a cluster limit's period must be at least 1s (many sync intervals)"]
+        );
+        // deny_unknown_fields in the new tables.
+        assert!(
+            errors(&config("[cluster]\nredis = \"redis://h\"\nnodes = 3", ""))[0]
+                .contains("unknown field `nodes`")
+        );
+        assert!(errors(&config(
+            "[cluster]\nredis = { url = \"redis://h\", pool = 2 }",
+            ""
+        ))[0]
+            .contains("unknown field `pool`"));
+
+        let built = load_str(
+            &config(
+                "[cluster]\nredis = { url = \"redis://:pw@cache:7000/2\", timeout = \"1s\", key_prefix = \"edge:rl\" }\nsync_interval = \"100ms\"\non_redis_error = \"closed\"",
+                ", scope = \"cluster\"",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let cluster = built.cluster.unwrap();
+        assert_eq!(
+            (
+                cluster.redis.host.as_str(),
+                cluster.redis.port,
+                cluster.redis.db,
+                cluster.redis.password.as_deref(),
+                cluster.timeout,
+                cluster.sync_interval,
+                cluster.on_redis_error,
+                cluster.key_prefix.as_str()
+            ),
+            (
+                "cache",
+                7000,
+                2,
+                Some("pw"),
+                Duration::from_secs(1),
+                Duration::from_millis(100),
+                OnRedisError::Closed,
+                "edge:rl"
+            )
+        );
+        assert_eq!(
+            built.routes.routes()[0].rate_limits[0].scope,
+            RateLimitScope::Cluster
+        );
+        // Defaults.
+        let built = load_str(&config(cluster_default(), ""), "t.toml").unwrap();
+        let cluster = built.cluster.unwrap();
+        assert_eq!(
+            (
+                cluster.timeout,
+                cluster.sync_interval,
+                cluster.on_redis_error,
+                cluster.key_prefix.as_str()
+            ),
+            (
+                Duration::from_millis(250),
+                Duration::from_millis(50),
+                OnRedisError::Open,
+                "strait:rl"
+            )
+        );
+    }
+
+    fn cluster_default() -> &'static str {
+        "[cluster]\nredis = \"redis://127.0.0.1\""
+    }
+
+    #[test]
     fn observability_keys() {
         let base = "[server]\nlisten = [\"127.0.0.1:1\"]\n[observability]\n";
         let cases: &[(&str, &[&str])] = &[
