@@ -22,6 +22,7 @@
 //! Memory: at most `max_keys` keys per limit per worker; a key is forgotten once it was
 //! counted in neither the current nor the previous window.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -154,9 +155,10 @@ pub struct ClusterLimiter {
     /// Used instead while Redis is unreachable and `on_redis_error = "open"`: the local
     /// limit, `ceil(limit / workers)` per worker.
     pub fallback: KeyedLimiter,
-    keys: AHashMap<Box<[u8]>, Local>,
-    /// Keys with unsent counts (a key may appear twice; the second is a no-op).
-    dirty: Vec<Box<[u8]>>,
+    keys: AHashMap<Rc<[u8]>, Local>,
+    /// Keys with unsent counts (a key may appear twice; the second is a no-op). Shared
+    /// with `keys`, so that marking a known key allocates nothing.
+    dirty: Vec<Rc<[u8]>>,
     max_keys: usize,
 }
 
@@ -230,19 +232,23 @@ impl ClusterLimiter {
         if !self.keys.contains_key(key) && self.keys.len() >= self.max_keys {
             self.make_room(window);
         }
-        let local = match self.keys.get_mut(key) {
-            Some(local) => local,
-            None => self.keys.entry(key.into()).or_insert(Local {
+        if !self.keys.contains_key(key) {
+            let local = Local {
                 window,
                 ..Local::default()
-            }),
+            };
+            self.keys.insert(key.into(), local);
+        }
+        let Some(local) = self.keys.get_mut(key) else {
+            return;
         };
         *local = local.rolled(window);
-        if local.unsent == [0, 0] {
-            self.dirty.push(key.into());
-        }
+        let newly_dirty = local.unsent == [0, 0];
         local.mine[0] += 1;
         local.unsent[0] += 1;
+        if let Some((name, _)) = self.keys.get_key_value(key).filter(|_| newly_dirty) {
+            self.dirty.push(name.clone());
+        }
     }
 
     /// Moves the counts not handed over yet into `out`.
@@ -256,7 +262,7 @@ impl ClusterLimiter {
                 if let (true, Some(window)) = (count > 0, local.window.checked_sub(slot as u64)) {
                     out.push(Delta {
                         limit: self.spec.clone(),
-                        key: key.clone(),
+                        key: key[..].into(),
                         window,
                         count,
                     });
