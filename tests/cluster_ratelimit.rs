@@ -27,12 +27,35 @@ struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts on a free port (another one if that port was taken meanwhile).
     fn start() -> RedisServer {
-        RedisServer::start_on(free_port())
+        let start = Instant::now();
+        loop {
+            if let Some(server) = RedisServer::try_start(free_port()) {
+                return server;
+            }
+            assert!(start.elapsed() < DEADLINE, "no redis-server could start");
+        }
     }
 
-    /// Starts on `port` without persistence and waits until it answers PING.
+    /// Starts again on `port` (after a kill), waiting while something else holds it.
     fn start_on(port: u16) -> RedisServer {
+        let start = Instant::now();
+        loop {
+            if let Some(server) = RedisServer::try_start(port) {
+                return server;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "redis-server could not take port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts without persistence and waits until it answers as itself (its `INFO` names
+    /// its pid: the port may belong to another test's server); `None` if it exited.
+    fn try_start(port: u16) -> Option<RedisServer> {
         let dir = scratch_dir();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -44,11 +67,16 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
-        let server = RedisServer { child, port, dir };
-        wait_until("redis-server to answer PING", || {
-            server.command(&["PING"]).ok() == Some(Reply::Status("PONG".into()))
+        let mut server = RedisServer { child, port, dir };
+        let me = format!("process_id:{}\r\n", server.child.id());
+        let mut exited = false;
+        wait_until("redis-server to answer", || {
+            exited = !matches!(server.child.try_wait(), Ok(None));
+            exited
+                || matches!(server.command(&["INFO", "server"]),
+                    Ok(Reply::Bulk(Some(info))) if String::from_utf8_lossy(&info).contains(&me))
         });
-        server
+        (!exited).then_some(server)
     }
 
     fn url(&self) -> String {
@@ -212,7 +240,9 @@ fn two_nodes_share_one_limit() {
     );
     assert!(
         (limit..=limit + bound).contains(&admitted),
-        "admitted {admitted} of {limit} (bound +{bound})"
+        "admitted {admitted} of {limit} (bound +{bound}); logs:\n{}\n{}",
+        nodes[0].log_text(),
+        nodes[1].log_text()
     );
     assert_eq!(admitted + limited, sent);
     assert_eq!(upstream.requests().len() as u64, admitted);

@@ -208,10 +208,16 @@ impl Syncer {
                 continue;
             };
             self.hub.configured.store(true, Ordering::Relaxed);
-            // Gather hand-overs until the round is due.
+            // Gather hand-overs until the round is due. The deadline is checked here, not
+            // left to `recv_timeout`: on a loaded machine its spin-and-yield before giving
+            // up can outlast the workers' 20 ms between batches, and the round would never
+            // come.
             loop {
-                let wait = next_round.saturating_duration_since(Instant::now());
-                match self.hub.rx.recv_timeout(wait) {
+                let now = Instant::now();
+                if now >= next_round {
+                    break;
+                }
+                match self.hub.rx.recv_timeout(next_round - now) {
                     Ok(batch) => self.state.merge(batch),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => return,
@@ -237,7 +243,12 @@ impl Syncer {
                 tables: AHashMap::new(),
             });
         }
-        while self.hub.rx.recv_timeout(IDLE_POLL).is_ok() {}
+        let until = Instant::now() + IDLE_POLL;
+        while let Some(wait) = until.checked_duration_since(Instant::now()) {
+            if self.hub.rx.recv_timeout(wait).is_err() {
+                break;
+            }
+        }
     }
 
     fn round(&mut self, cluster: &ClusterConfig) {
