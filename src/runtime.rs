@@ -146,8 +146,9 @@ pub fn start(
                 };
                 let ready_on_error = ready.clone();
                 let main = move || {
-                    let shared = (config, health, observers, cluster);
-                    worker_main(listeners, shared, ready, drain, workers)
+                    worker_main(
+                        listeners, config, health, observers, cluster, ready, drain, workers,
+                    )
                 };
                 let result = if uring {
                     RuntimeBuilder::<IoUringDriver>::new()
@@ -235,17 +236,13 @@ fn open_listener(source: ListenerSource) -> std::io::Result<std::net::TcpListene
     }
 }
 
-/// What every worker shares with the rest of the process.
-type Shared = (
-    Arc<ArcSwap<Config>>,
-    Arc<HealthRegistry>,
-    Observers,
-    Arc<ClusterHub>,
-);
-
+#[allow(clippy::too_many_arguments)] // each a piece of process state, called once per worker
 async fn worker_main(
     listeners: Vec<std::net::TcpListener>,
-    (config, health, observers, cluster): Shared,
+    config: Arc<ArcSwap<Config>>,
+    health: Arc<HealthRegistry>,
+    observers: Observers,
+    cluster: Arc<ClusterHub>,
     ready: mpsc::Sender<std::io::Result<Vec<RawFd>>>,
     drain: Arc<AtomicBool>,
     workers: usize,
