@@ -282,7 +282,10 @@ async fn worker_main(
     while worker.open_connections() > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
         worker.observers.borrow_mut().tick();
+        worker.tick_limits(Instant::now());
     }
+    // The last counts of cluster limits, so that the rest of the fleet sees them.
+    worker.tick_limits(Instant::now());
     worker.observers.borrow_mut().close();
     if worker.open_connections() > 0 {
         tracing::warn!(

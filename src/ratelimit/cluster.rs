@@ -179,7 +179,7 @@ impl ClusterLimiter {
     }
 
     #[cfg(test)]
-    pub fn hand_over_base(&self) -> Arc<[u8]> {
+    pub fn base(&self) -> Arc<[u8]> {
         self.spec.base.clone()
     }
 

@@ -722,7 +722,7 @@ mod tests {
         let Limiter::Cluster(c) = &r.limiters[1] else {
             panic!("cluster")
         };
-        assert_eq!(&c.hand_over_base()[..], b"sx:api:fleet:");
+        assert_eq!(&c.base()[..], b"sx:api:fleet:");
         let key = |_| &b"k"[..];
         let now_ms = 600_000 + 30_000; // half way through a minute window
         let snapshot = |healthy| Snapshot {
