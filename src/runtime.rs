@@ -284,7 +284,8 @@ async fn worker_main(
         worker.observers.borrow_mut().tick();
         worker.tick_limits(Instant::now());
     }
-    // The last counts of cluster limits, so that the rest of the fleet sees them.
+    // The last counts of cluster limits (applied if the sync thread gets another round
+    // before the process exits).
     worker.tick_limits(Instant::now());
     worker.observers.borrow_mut().close();
     if worker.open_connections() > 0 {
