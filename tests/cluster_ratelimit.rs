@@ -404,3 +404,49 @@ fn reload_follows_a_new_redis_url() {
         "the first redis is left alone"
     );
 }
+
+#[test]
+fn timeouts_and_error_replies_count_as_unreachable() {
+    let upstream = Upstream::fixed("ok");
+    let limit =
+        r#"{ name = "fleet", key = "route", limit = 1000, period = "1m", scope = "cluster" }"#;
+    let request = |strait: &Strait| strait.request(&get("/api/e", "")).status;
+
+    // A server that accepts and never answers: each round times out (200 ms).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("redis://{}/0", silent.local_addr().unwrap());
+    let strait = Strait::start(&config(upstream.addr, &silent_url, "closed", limit));
+    wait_until("503 after a timeout", || request(&strait) == 503);
+    assert_eq!(scrape_value(&strait, "strait_cluster_redis_up"), Some(0.0));
+    drop(strait);
+
+    // A Redis that wants a password: the wrong one is an error reply.
+    let redis = RedisServer::start();
+    assert_eq!(
+        redis
+            .command(&["CONFIG", "SET", "requirepass", "s3cret"])
+            .unwrap(),
+        Reply::Status("OK".into())
+    );
+    let wrong = format!("redis://:nope@127.0.0.1:{}/0", redis.port);
+    let strait = Strait::start(&config(upstream.addr, &wrong, "closed", limit));
+    wait_until("503 after an error reply", || request(&strait) == 503);
+    let log = strait.log_text();
+    assert!(log.contains("redis unreachable"), "{log}");
+    assert!(!log.contains("nope"), "the password is never logged: {log}");
+    drop(strait);
+
+    // The right one, and another database: served, and the sync rounds succeed.
+    let right = format!("redis://:s3cret@127.0.0.1:{}/2", redis.port);
+    let strait = Strait::start(&config(upstream.addr, &right, "closed", limit));
+    assert_eq!(request(&strait), 200);
+    wait_until("successful sync rounds", || {
+        scrape_value(&strait, "strait_cluster_redis_syncs_total").is_some_and(|n| n >= 2.0)
+    });
+    assert_eq!(request(&strait), 200);
+    assert_eq!(scrape_value(&strait, "strait_cluster_redis_up"), Some(1.0));
+    assert_eq!(
+        scrape_value(&strait, "strait_cluster_redis_errors_total"),
+        Some(0.0)
+    );
+}
