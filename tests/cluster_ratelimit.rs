@@ -1,7 +1,8 @@
 //! Cluster-wide rate limits through the real binary: strait processes sharing a real
 //! `redis-server` of the test's own (on a free loopback port, killed on drop). Accuracy of
 //! the shared count, exact headers, the Redis keys and their TTL, independent keys, both
-//! failure behaviours while Redis is down, recovery, and a reload to another Redis.
+//! failure behaviours while Redis is down (killed, silent, refusing our password),
+//! recovery, and a reload to another Redis.
 
 mod common;
 use common::*;
