@@ -216,15 +216,17 @@ impl SyncState {
                         errors += 1;
                         continue;
                     };
+                    // A window's count only grows; less than before plus ours means Redis
+                    // lost the key (restarted empty, evicted): what it holds of ours now
+                    // is this round's increment only.
+                    let lost = total < entry.total[slot].saturating_add(pending);
                     entry.total[slot] = total;
-                    if pending > 0 {
-                        if entry.applied.len() < entry.pending.len() {
-                            entry.applied.resize(entry.pending.len(), [0; 2]);
-                        }
-                        for (applied, pending) in entry.applied.iter_mut().zip(&mut entry.pending) {
-                            applied[slot] += pending[slot];
-                            pending[slot] = 0;
-                        }
+                    if entry.applied.len() < entry.pending.len() {
+                        entry.applied.resize(entry.pending.len(), [0; 2]);
+                    }
+                    for (applied, pending) in entry.applied.iter_mut().zip(&mut entry.pending) {
+                        applied[slot] = if lost { 0 } else { applied[slot] } + pending[slot];
+                        pending[slot] = 0;
                     }
                 }
             }
@@ -359,6 +361,28 @@ mod tests {
         let t = &state.snapshot().tables[&b"strait:rl:r:l:"[..]][&b"a"[..]];
         assert_eq!((t.window, t.total), (8, [0, 105]));
         assert_eq!(&t.applied[..], &[[0, 2], [0, 3]]);
+    }
+
+    #[test]
+    fn a_redis_that_lost_its_counts_is_believed() {
+        let mut state = SyncState::default();
+        state.merge(batch(0, &[("a", 7, 40)]));
+        state.roll(7_000);
+        state.apply(&[Reply::Int(100), Reply::Int(1), Reply::Bulk(None)]);
+        // Redis restarted empty; another node has counted 30 since, we add 2.
+        state.merge(batch(0, &[("a", 7, 2)]));
+        state.apply(&[Reply::Int(32), Reply::Int(1), Reply::Bulk(None)]);
+        let t = &state.snapshot().tables[&b"strait:rl:r:l:"[..]][&b"a"[..]];
+        assert_eq!(t.total, [32, 0]);
+        assert_eq!(
+            &t.applied[..],
+            &[[2, 0]],
+            "the other node's 30 stay visible"
+        );
+        // Without a new count: a GET that reads less than before also resets.
+        state.apply(&[Reply::Int(5), Reply::Bulk(None)]);
+        let t = &state.snapshot().tables[&b"strait:rl:r:l:"[..]][&b"a"[..]];
+        assert_eq!((t.total, &t.applied[..]), ([5, 0], &[[0, 0]][..]));
     }
 
     #[test]
