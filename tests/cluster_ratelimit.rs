@@ -325,6 +325,12 @@ fn redis_down_open_falls_back_to_local_limits_then_resumes() {
     wait_until("counts in the new redis", || {
         redis.total("strait:rl:api:fleet:*") > 0
     });
+    // The hour's requests (before and during the outage) still count: the cluster limit
+    // denies again, with its cluster-wide headers.
+    wait_until("the cluster limit to deny again", || {
+        let r = request();
+        r.status == 429 && r.header("ratelimit-policy") == Some("\"fleet\";q=10;w=3600")
+    });
     let log = strait.log_text();
     assert_eq!(log.matches("redis unreachable").count(), 1, "{log}");
     assert_eq!(log.matches("redis reachable again").count(), 1, "{log}");
