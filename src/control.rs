@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigErrors, Endpoint, UpstreamConfig};
 use crate::observe::metrics::MetricsHub;
+use crate::redis_sync::ClusterHub;
 use crate::registry::{Registry, RegistryError};
 use crate::sd_notify;
 use crate::upstream::HealthRegistry;
@@ -75,6 +76,8 @@ pub struct Control {
     health: Arc<HealthRegistry>,
     /// The workers' scrape inboxes and last answers (`GET /metrics`).
     metrics: Arc<MetricsHub>,
+    /// Where workers meet the Redis sync thread of cluster rate limits.
+    cluster: Arc<ClusterHub>,
 }
 
 impl Control {
@@ -104,6 +107,7 @@ impl Control {
             draining: AtomicBool::new(false),
             health: Arc::new(HealthRegistry::new()),
             metrics: Arc::new(MetricsHub::new()),
+            cluster: Arc::new(ClusterHub::new()),
         })
     }
 
@@ -127,6 +131,11 @@ impl Control {
     /// Where workers register for scrapes and where `GET /metrics` gathers them.
     pub fn metrics(&self) -> Arc<MetricsHub> {
         self.metrics.clone()
+    }
+
+    /// The cluster rate limits' hand-over channel, snapshot and Redis sync health.
+    pub fn cluster(&self) -> Arc<ClusterHub> {
+        self.cluster.clone()
     }
 
     pub fn is_ready(&self) -> bool {

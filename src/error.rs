@@ -71,6 +71,9 @@ pub enum ProxyError {
     InsufficientScope,
     #[error("authorization server unavailable")]
     AuthUnavailable,
+    /// A cluster rate limit cannot be checked (Redis unreachable, `on_redis_error = "closed"`).
+    #[error("rate limit unavailable")]
+    RateLimitUnavailable,
 }
 
 impl ProxyError {
@@ -90,7 +93,7 @@ impl ProxyError {
             HeadTooLarge => 431,
             UnsupportedTransferCoding | MethodNotImplemented => 501,
             UpstreamConnect | UpstreamBadResponse | UpstreamClosed => 502,
-            NoEndpoint | Overloaded | AuthUnavailable => 503,
+            NoEndpoint | Overloaded | AuthUnavailable | RateLimitUnavailable => 503,
             UpstreamConnectTimeout | UpstreamTimeout => 504,
             VersionNotSupported => 505,
         }
@@ -105,7 +108,7 @@ impl ProxyError {
     }
 }
 
-const ALL: [ProxyError; 28] = {
+const ALL: [ProxyError; 29] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -136,6 +139,7 @@ const ALL: [ProxyError; 28] = {
         CorsRefused,
         InsufficientScope,
         AuthUnavailable,
+        RateLimitUnavailable,
     ]
 };
 

@@ -17,6 +17,7 @@ pub mod introspect;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;
+pub mod redis_sync;
 pub mod registry;
 pub mod resolver;
 pub mod router;

@@ -16,7 +16,7 @@ use strait::observe::access_log::AccessLog;
 use strait::observe::trace::TraceExporter;
 use strait::observe::Observers;
 use strait::runtime::{self, IoDriver};
-use strait::{health_checker, resolver, sd_notify, upgrade};
+use strait::{health_checker, redis_sync, resolver, sd_notify, upgrade};
 
 /// The config file used when `--config` is not given, relative to the working directory.
 const DEFAULT_CONFIG_PATH: &str = "conf/strait.toml";
@@ -101,6 +101,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         control.shared(),
         control.health(),
         observers.clone(),
+        control.cluster(),
         workers,
         args.io_driver,
         upgrade::inherited_listeners(),
@@ -113,6 +114,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     health_checker::try_spawn(control.shared(), control.health())
         .context("starting the health checker")?;
     resolver::spawn(control.clone());
+    redis_sync::spawn(control.shared(), control.cluster())
+        .context("starting the redis sync thread")?;
     control.set_ready(true);
     sd_notify::main_pid(std::process::id());
     sd_notify::ready(&format!(

@@ -22,6 +22,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::observe::Observers;
 use crate::proxy::{serve_connection, Worker};
+use crate::redis_sync::ClusterHub;
 use crate::upstream::HealthRegistry;
 
 /// Which monoio driver the workers run on.
@@ -84,6 +85,7 @@ pub fn start(
     config: Arc<ArcSwap<Config>>,
     health: Arc<HealthRegistry>,
     observers: Observers,
+    cluster: Arc<ClusterHub>,
     workers: usize,
     driver: IoDriver,
     inherited: Vec<(SocketAddr, OwnedFd)>,
@@ -122,6 +124,7 @@ pub fn start(
         let config = config.clone();
         let health = health.clone();
         let observers = observers.clone();
+        let cluster = cluster.clone();
         let ready = ready_tx.clone();
         let drain = drain.clone();
         let handle = std::thread::Builder::new()
@@ -143,7 +146,9 @@ pub fn start(
                 };
                 let ready_on_error = ready.clone();
                 let main = move || {
-                    worker_main(listeners, config, health, observers, ready, drain, workers)
+                    worker_main(
+                        listeners, config, health, observers, cluster, ready, drain, workers,
+                    )
                 };
                 let result = if uring {
                     RuntimeBuilder::<IoUringDriver>::new()
@@ -231,16 +236,18 @@ fn open_listener(source: ListenerSource) -> std::io::Result<std::net::TcpListene
     }
 }
 
+#[allow(clippy::too_many_arguments)] // each a piece of process state, called once per worker
 async fn worker_main(
     listeners: Vec<std::net::TcpListener>,
     config: Arc<ArcSwap<Config>>,
     health: Arc<HealthRegistry>,
     observers: Observers,
+    cluster: Arc<ClusterHub>,
     ready: mpsc::Sender<std::io::Result<Vec<RawFd>>>,
     drain: Arc<AtomicBool>,
     workers: usize,
 ) {
-    let worker = Rc::new(Worker::new(config, health, &observers, workers));
+    let worker = Rc::new(Worker::new(config, health, &observers, workers, cluster));
     drop(observers);
     let fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
     let mut accepting = Vec::new();
@@ -265,6 +272,7 @@ async fn worker_main(
     while !drain.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
         worker.observers.borrow_mut().tick();
+        worker.tick_limits(Instant::now());
     }
     worker.drain.start();
     for task in accepting {
@@ -274,7 +282,11 @@ async fn worker_main(
     while worker.open_connections() > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
         worker.observers.borrow_mut().tick();
+        worker.tick_limits(Instant::now());
     }
+    // The last counts of cluster limits (applied if the sync thread gets another round
+    // before the process exits).
+    worker.tick_limits(Instant::now());
     worker.observers.borrow_mut().close();
     if worker.open_connections() > 0 {
         tracing::warn!(

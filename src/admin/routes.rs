@@ -338,6 +338,7 @@ fn metrics(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
         last_reload_unix: unix_seconds(last_reload.at),
         start_unix: control.metrics().start_unix(),
         version: env!("CARGO_PKG_VERSION"),
+        redis: control.cluster().stats(),
     };
     Reply::text(200, CONTENT_TYPE, render(&snapshots, &process))
 }

@@ -30,6 +30,34 @@ pub struct FileConfig {
     pub admin: Option<FileAdmin>,
     #[serde(default)]
     pub observability: FileObservability,
+    /// Spanned so that a missing `redis` can point at the table.
+    pub cluster: Option<Spanned<FileCluster>>,
+}
+
+/// `[cluster]`: the Redis shared by `scope = "cluster"` rate limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCluster {
+    /// Required; optional here so that its absence is reported with the other errors.
+    pub redis: Option<Spanned<FileRedis>>,
+    pub sync_interval: Option<Spanned<DurationValue>>,
+    pub on_redis_error: Option<Spanned<String>>,
+}
+
+/// `"redis://host:port/db"` or `{ url = "...", timeout = "250ms", key_prefix = "..." }`;
+/// deserialised by hand for the same reason as [`FileEndpoint`].
+#[derive(Debug)]
+pub enum FileRedis {
+    Url(String),
+    Table(FileRedisTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRedisTable {
+    pub url: Spanned<String>,
+    pub timeout: Option<Spanned<DurationValue>>,
+    pub key_prefix: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -311,6 +339,7 @@ pub struct FileRateLimit {
     pub key: Spanned<String>,
     pub limit: Spanned<i64>,
     pub period: Spanned<DurationValue>,
+    pub scope: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,6 +393,26 @@ impl<'de> Deserialize<'de> for FileEndpoint {
             }
         }
         deserializer.deserialize_any(EndpointVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileRedis {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RedisVisitor;
+        impl<'de> Visitor<'de> for RedisVisitor {
+            type Value = FileRedis;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a URL "redis://host:port/db", or a table { url = "redis://...", timeout = "250ms" }"#)
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<FileRedis, E> {
+                Ok(FileRedis::Url(value.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FileRedis, A::Error> {
+                FileRedisTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(FileRedis::Table)
+            }
+        }
+        deserializer.deserialize_any(RedisVisitor)
     }
 }
 

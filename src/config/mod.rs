@@ -3,6 +3,7 @@
 //! whole new [`Config`] and swaps it in, so no request ever sees half a config.
 
 mod build;
+mod cluster;
 mod file;
 mod units;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use build::{load, load_str, reason_phrase, ConfigError, ConfigErrors};
+pub use cluster::{parse_redis_url, ClusterConfig, OnRedisError, RedisTarget};
 pub use units::{parse_duration, parse_size};
 
 use crate::router::RouteTable;
@@ -32,6 +34,8 @@ pub struct Config {
     pub oauth2_providers: Vec<OAuth2Provider>,
     pub admin: AdminConfig,
     pub observability: ObservabilityConfig,
+    /// `[cluster]`: the Redis behind `scope = "cluster"` rate limits; `None` when absent.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Metrics, access log, request IDs and tracing (`[observability]`).
@@ -439,7 +443,8 @@ pub struct ApiKeyAuth {
 }
 
 /// One `rate_limits` entry of a route: `limit` requests per `period` per key, enforced per
-/// worker (each worker allows `ceil(limit / workers)`).
+/// worker (each worker allows `ceil(limit / workers)`) or, with `scope = "cluster"`,
+/// across every node sharing the `[cluster]` Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitConfig {
     /// Shown in the `RateLimit` and `RateLimit-Policy` headers.
@@ -447,8 +452,18 @@ pub struct RateLimitConfig {
     pub key: RateLimitKey,
     /// At least 1.
     pub limit: u32,
-    /// Greater than zero.
+    /// Greater than zero (at least 1s for a cluster limit).
     pub period: Duration,
+    pub scope: RateLimitScope,
+}
+
+/// Where a rate limit's count lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitScope {
+    /// Per worker (the default).
+    Local,
+    /// Shared by the fleet through `[cluster]`'s Redis (`crate::ratelimit::cluster`).
+    Cluster,
 }
 
 /// What a rate limit counts requests by.

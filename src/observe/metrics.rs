@@ -605,6 +605,8 @@ pub struct ProcessInfo {
     pub last_reload_unix: f64,
     pub start_unix: f64,
     pub version: &'static str,
+    /// The cluster rate limits' Redis sync, when `[cluster]` is configured.
+    pub redis: Option<crate::redis_sync::SyncStats>,
 }
 
 /// `time` in Unix seconds (0 before the epoch).
@@ -791,7 +793,44 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
         "strait_process_start_time_seconds {}",
         process.start_unix
     );
+    if let Some(redis) = &process.redis {
+        render_redis(o, redis);
+    }
     out
+}
+
+/// The Redis sync thread of cluster rate limits (only with `[cluster]`).
+fn render_redis(o: &mut String, redis: &crate::redis_sync::SyncStats) {
+    let families: [(&str, &str, &str, u64); 4] = [
+        (
+            "strait_cluster_redis_up",
+            "gauge",
+            "1 while the last Redis sync round succeeded, 0 while cluster rate limits fall back (on_redis_error).",
+            u64::from(redis.up),
+        ),
+        (
+            "strait_cluster_redis_errors_total",
+            "counter",
+            "Redis sync rounds or connection attempts that failed (refused, timeout, error reply).",
+            redis.errors,
+        ),
+        (
+            "strait_cluster_redis_syncs_total",
+            "counter",
+            "Redis sync rounds that succeeded (one pipelined round trip each).",
+            redis.rounds,
+        ),
+        (
+            "strait_cluster_redis_dropped_total",
+            "counter",
+            "Counted requests not sent to Redis because the sync thread watched too many keys.",
+            redis.dropped,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        family(o, name, kind, help);
+        let _ = writeln!(o, "{name} {value}");
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -943,6 +982,7 @@ mock = { status = 200, body = "ok" }
             last_reload_unix: 1_700_000_000.5,
             start_unix: 1_699_999_999.25,
             version: "0.1.0",
+            redis: None,
         }
     }
 

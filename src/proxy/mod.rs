@@ -35,6 +35,7 @@ use crate::introspect::cache::TokenCache;
 use crate::introspect::single_flight::SingleFlight;
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::WorkerLimits;
+use crate::redis_sync::ClusterHub;
 use crate::router::RouteMatch;
 use crate::upstream::{HealthRegistry, WorkerUpstreams};
 use io::{read_more, write_out, ReadFail};
@@ -68,10 +69,12 @@ impl Worker {
         health: Arc<HealthRegistry>,
         observers: &Observers,
         workers: usize,
+        cluster: Arc<ClusterHub>,
     ) -> Self {
         let snapshot = config.load_full();
+        let limits = WorkerLimits::new(&snapshot, workers, Some(cluster), Instant::now());
         Worker {
-            limits: RefCell::new(WorkerLimits::new(&snapshot, workers, Instant::now())),
+            limits: RefCell::new(limits),
             upstreams: RefCell::new(WorkerUpstreams::new(&snapshot, health)),
             current: RefCell::new(Rc::new(snapshot)),
             latest: RefCell::new(Cache::new(config)),
@@ -116,6 +119,13 @@ impl Worker {
             self.limits.borrow_mut().sync(latest, Instant::now());
         }
         current.clone()
+    }
+
+    /// The periodic tick's rate-limit work: cluster counts to and from the sync thread.
+    pub fn tick_limits(&self, now: Instant) {
+        self.limits
+            .borrow_mut()
+            .tick(now, std::time::SystemTime::now());
     }
 
     /// Closes pooled connections that sat idle past their timeout.
@@ -388,10 +398,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                         Err(rejection) => return self.answer_rejection(rejection, &head).await,
                     }
                 }
-                if !route.rate_limits.is_empty() && !self.check_rate_limits(index, &raw, &head) {
-                    return self
-                        .answer_error_after(ProxyError::RateLimited, &head)
-                        .await;
+                if !route.rate_limits.is_empty() {
+                    if let Err(error) = self.check_rate_limits(index, &raw, &head) {
+                        return self.answer_error_after(error, &head).await;
+                    }
                 }
                 match &route.action {
                     Action::Mock(mock) => self.answer_mock(mock, &head).await,
@@ -401,12 +411,18 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         }
     }
 
-    /// Takes the request from route `index`'s rate limits; returns false when one denies
-    /// it. Either way the headers describing the answering limit go to `extra_headers`.
-    fn check_rate_limits(&mut self, index: usize, raw: &[u8], head: &RequestHead) -> bool {
+    /// Takes the request from route `index`'s rate limits; fails when one denies it (429)
+    /// or a cluster limit cannot be checked (503). The headers describing the answering
+    /// limit go to `extra_headers`.
+    fn check_rate_limits(
+        &mut self,
+        index: usize,
+        raw: &[u8],
+        head: &RequestHead,
+    ) -> Result<(), ProxyError> {
         let mut limits = self.worker.limits.borrow_mut();
-        let Some(limiter) = limits.route_mut(index) else {
-            return true;
+        let Some(mut limiter) = limits.route_mut(index) else {
+            return Ok(());
         };
         let client_ip = &self.client_ip[..];
         // Without authentication on the route, a consumer limit counts by client IP.
@@ -440,7 +456,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         };
         let verdict = limiter.check(key_of, Instant::now());
         limiter.write_headers(&mut self.extra_headers, &verdict);
-        verdict.allowed
+        match verdict {
+            v if v.allowed => Ok(()),
+            v if v.unavailable => Err(ProxyError::RateLimitUnavailable),
+            _ => Err(ProxyError::RateLimited),
+        }
     }
 
     /// Drops a request body that arrived entirely with the head, so that the connection can

@@ -1,13 +1,15 @@
-//! Local (per-worker) rate limiting: GCRA per key, several limits per route.
+//! Rate limiting: GCRA per key per worker (local limits) and sliding windows shared through
+//! Redis (cluster limits, [`cluster`]), several limits per route.
 //!
 //! Where it sits: after the route is found and before the mock or the forward
 //! (`proxy::ClientConn::handle`). A denied request is answered 429 locally; an allowed one
 //! carries the most restrictive limit's state in `X-RateLimit-*` and `RateLimit*` headers.
 //!
 //! Invariants: pure (time is the `now` argument, so tests never sleep); no locks and no
-//! sharing between workers (each worker enforces `ceil(limit / workers)`); memory bounded
-//! (at most [`MAX_KEYS`] keys per limit per worker); a request for a key already present
-//! allocates nothing.
+//! sharing between workers on the request path (each worker enforces
+//! `ceil(limit / workers)` of a local limit; cluster counts cross threads only at the
+//! worker's tick); memory bounded (at most [`MAX_KEYS`] keys per limit per worker); a
+//! request for a key already present allocates nothing.
 //!
 //! GCRA (generic cell rate algorithm): each key keeps one number, its theoretical arrival
 //! time `tat`. With `limit` requests per `period`, each request costs `T = period / limit`
@@ -15,12 +17,17 @@
 //! `max(tat, now) + T - now <= period`. A key with `tat <= now` has its full bucket back and
 //! carries no information, so a sweep drops it.
 
-use std::time::{Duration, Instant};
+pub mod cluster;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use ahash::AHashMap;
 use bytes::BytesMut;
 
-use crate::config::{Config, RateLimitConfig, RateLimitKey};
+use crate::config::{Config, RateLimitConfig, RateLimitKey, RateLimitScope};
+use crate::redis_sync::{ClusterHub, LimitSpec};
+use cluster::{ClusterCtx, ClusterLimiter, ClusterLink, Mode};
 
 /// Keys remembered per limit per worker. Past it, idle keys are swept and then the keys
 /// closest to a full bucket are forgotten (they restart with a full bucket).
@@ -53,6 +60,15 @@ pub struct LimitState {
     pub reset: Duration,
     /// When denied: until one request would be allowed.
     pub retry_after: Duration,
+}
+
+impl LimitState {
+    const EMPTY: LimitState = LimitState {
+        allowed: true,
+        remaining: 0,
+        reset: Duration::ZERO,
+        retry_after: Duration::ZERO,
+    };
 }
 
 impl KeyedLimiter {
@@ -166,18 +182,31 @@ impl KeyedLimiter {
     }
 }
 
+/// One limit of a route on one worker.
+#[derive(Debug)]
+enum Limiter {
+    Local(KeyedLimiter),
+    Cluster(ClusterLimiter),
+}
+
 /// A route's limits on one worker, with the `RateLimit-Policy` value pre-rendered.
 #[derive(Debug)]
 pub struct RouteLimiter {
     /// Parallel to the route's `rate_limits`.
-    limiters: Vec<KeyedLimiter>,
+    limiters: Vec<Limiter>,
     names: Vec<String>,
     keys: Vec<RateLimitKey>,
-    /// `"per-second";q=10;w=1, "per-hour";q=1000;w=3600` with per-worker quotas.
+    /// `"per-second";q=10;w=1, "per-hour";q=1000;w=3600`: local limits with per-worker
+    /// quotas, cluster limits with the whole limit.
     policy: Vec<u8>,
+    /// The same while cluster limits fall back to their per-worker share.
+    fallback_policy: Vec<u8>,
+    has_cluster: bool,
     /// Identity of the config the state was built from, to carry it over a reload.
     specs: Vec<RateLimitConfig>,
     route: String,
+    /// `cluster.key_prefix` the cluster limits' Redis keys were built with.
+    prefix: Option<String>,
 }
 
 /// The outcome of [`RouteLimiter::check`].
@@ -188,37 +217,62 @@ pub struct Verdict {
     /// denied, the one that denies longest.
     pub index: usize,
     pub state: LimitState,
+    /// The answering limit's quota as enforced here (`X-RateLimit-Limit`).
+    pub limit: u64,
+    /// Cluster limits were decided by their local fallback (Redis unreachable).
+    pub fallback: bool,
+    /// Redis is unreachable and `on_redis_error = "closed"`: answer 503, no headers.
+    pub unavailable: bool,
 }
 
 impl RouteLimiter {
-    pub fn new(specs: &[RateLimitConfig], workers: usize, now: Instant) -> Self {
+    /// Route `route`'s limits; cluster limits name their Redis keys `prefix:route:limit:`.
+    pub fn new(
+        route: &str,
+        specs: &[RateLimitConfig],
+        workers: usize,
+        prefix: Option<&str>,
+        now: Instant,
+    ) -> Self {
         let workers = workers.max(1) as u64;
-        let mut policy = Vec::new();
+        let (mut policy, mut fallback_policy) = (Vec::new(), Vec::new());
         let mut limiters = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             let per_worker = u64::from(spec.limit).div_ceil(workers);
-            limiters.push(KeyedLimiter::new(per_worker, spec.period, MAX_KEYS, now));
-            if i > 0 {
-                policy.extend_from_slice(b", ");
-            }
-            policy.push(b'"');
-            policy.extend_from_slice(spec.name.as_bytes());
-            policy.extend_from_slice(b"\";q=");
-            policy.extend_from_slice(itoa::Buffer::new().format(per_worker).as_bytes());
-            policy.extend_from_slice(b";w=");
-            policy.extend_from_slice(
-                itoa::Buffer::new()
-                    .format(ceil_secs(spec.period))
-                    .as_bytes(),
-            );
+            let local = KeyedLimiter::new(per_worker, spec.period, MAX_KEYS, now);
+            let quota = match spec.scope {
+                RateLimitScope::Local => {
+                    limiters.push(Limiter::Local(local));
+                    per_worker
+                }
+                RateLimitScope::Cluster => {
+                    let base = format!("{}:{route}:{}:", prefix.unwrap_or("strait:rl"), spec.name);
+                    let spec_ms = u64::try_from(spec.period.as_millis()).unwrap_or(u64::MAX);
+                    let limit_spec = Arc::new(LimitSpec {
+                        base: Arc::from(base.as_bytes()),
+                        period_ms: spec_ms.max(1),
+                    });
+                    let limit = u64::from(spec.limit);
+                    limiters.push(Limiter::Cluster(ClusterLimiter::new(
+                        limit_spec, limit, local, MAX_KEYS,
+                    )));
+                    limit
+                }
+            };
+            write_policy(&mut policy, i, &spec.name, quota, spec.period);
+            write_policy(&mut fallback_policy, i, &spec.name, per_worker, spec.period);
         }
+        let has_cluster = specs.iter().any(|s| s.scope == RateLimitScope::Cluster);
         RouteLimiter {
             limiters,
             names: specs.iter().map(|s| s.name.clone()).collect(),
             keys: specs.iter().map(|s| s.key.clone()).collect(),
             policy,
+            fallback_policy,
+            has_cluster,
             specs: specs.to_vec(),
-            route: String::new(),
+            route: route.to_owned(),
+            prefix: prefix.filter(|_| has_cluster).map(str::to_owned),
         }
     }
 
@@ -227,17 +281,42 @@ impl RouteLimiter {
     }
 
     /// Checks every limit for its key (`key_of(i)` is limit `i`'s key); the request is
-    /// taken from all of them only when all allow it.
-    pub fn check<'k>(&mut self, key_of: impl Fn(usize) -> &'k [u8], now: Instant) -> Verdict {
+    /// taken from all of them only when all allow it. `cluster` tells how cluster limits
+    /// decide now (and what the fleet has counted).
+    pub fn check<'k>(
+        &mut self,
+        key_of: impl Fn(usize) -> &'k [u8],
+        now: Instant,
+        cluster: &ClusterCtx<'_>,
+    ) -> Verdict {
+        let fallback = self.has_cluster && cluster.mode == Mode::Fallback;
+        let verdict = |allowed, index, state, limit| Verdict {
+            allowed,
+            index,
+            state,
+            limit,
+            fallback,
+            unavailable: false,
+        };
+        if self.has_cluster && cluster.mode == Mode::Unavailable {
+            return Verdict {
+                unavailable: true,
+                ..verdict(false, 0, LimitState::EMPTY, 0)
+            };
+        }
         let mut denied: Option<Verdict> = None;
         for (i, limiter) in self.limiters.iter().enumerate() {
-            let state = limiter.peek(key_of(i), now);
+            let (state, limit) = match limiter {
+                Limiter::Local(l) => (l.peek(key_of(i), now), l.limit()),
+                Limiter::Cluster(c) if fallback => {
+                    (c.fallback.peek(key_of(i), now), c.fallback.limit())
+                }
+                Limiter::Cluster(c) => {
+                    (c.peek(key_of(i), cluster.now_ms, &cluster.view), c.limit())
+                }
+            };
             if !state.allowed && denied.is_none_or(|d| state.retry_after > d.state.retry_after) {
-                denied = Some(Verdict {
-                    allowed: false,
-                    index: i,
-                    state,
-                });
+                denied = Some(verdict(false, i, state, limit));
             }
         }
         if let Some(denied) = denied {
@@ -245,35 +324,37 @@ impl RouteLimiter {
         }
         let mut best: Option<Verdict> = None;
         for (i, limiter) in self.limiters.iter_mut().enumerate() {
-            let state = limiter.take(key_of(i), now);
+            let key = key_of(i);
+            let (state, limit) = match limiter {
+                Limiter::Local(l) => (l.take(key, now), l.limit()),
+                Limiter::Cluster(c) if fallback => {
+                    let state = c.fallback.take(key, now);
+                    if state.allowed {
+                        c.count(key, cluster.now_ms);
+                    }
+                    (state, c.fallback.limit())
+                }
+                Limiter::Cluster(c) => (c.take(key, cluster.now_ms, &cluster.view), c.limit()),
+            };
             let better = best.is_none_or(|b| {
                 (state.remaining, std::cmp::Reverse(state.reset))
                     < (b.state.remaining, std::cmp::Reverse(b.state.reset))
             });
             if better {
-                best = Some(Verdict {
-                    allowed: true,
-                    index: i,
-                    state,
-                });
+                best = Some(verdict(true, i, state, limit));
             }
         }
-        best.unwrap_or(Verdict {
-            allowed: true,
-            index: 0,
-            state: LimitState {
-                allowed: true,
-                remaining: 0,
-                reset: Duration::ZERO,
-                retry_after: Duration::ZERO,
-            },
-        })
+        best.unwrap_or(verdict(true, 0, LimitState::EMPTY, 0))
     }
 
     /// Appends the rate-limit response headers for `verdict` (and `Retry-After` when
     /// denied), each line ending in CRLF.
     pub fn write_headers(&self, out: &mut BytesMut, verdict: &Verdict) {
-        let Some(limiter) = self.limiters.get(verdict.index) else {
+        let Some(name) = self
+            .names
+            .get(verdict.index)
+            .filter(|_| !verdict.unavailable)
+        else {
             return;
         };
         let mut num = itoa::Buffer::new();
@@ -284,15 +365,19 @@ impl RouteLimiter {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"x-ratelimit-limit: ");
-        out.extend_from_slice(num.format(limiter.limit()).as_bytes());
+        out.extend_from_slice(num.format(verdict.limit).as_bytes());
         out.extend_from_slice(b"\r\nx-ratelimit-remaining: ");
         out.extend_from_slice(num.format(verdict.state.remaining).as_bytes());
         out.extend_from_slice(b"\r\nx-ratelimit-reset: ");
         out.extend_from_slice(num.format(reset).as_bytes());
         out.extend_from_slice(b"\r\nratelimit-policy: ");
-        out.extend_from_slice(&self.policy);
+        out.extend_from_slice(if verdict.fallback {
+            &self.fallback_policy
+        } else {
+            &self.policy
+        });
         out.extend_from_slice(b"\r\nratelimit: \"");
-        out.extend_from_slice(self.names[verdict.index].as_bytes());
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\";r=");
         out.extend_from_slice(num.format(verdict.state.remaining).as_bytes());
         out.extend_from_slice(b";t=");
@@ -300,11 +385,36 @@ impl RouteLimiter {
         out.extend_from_slice(b"\r\n");
     }
 
-    pub fn sweep(&mut self, now: Instant) {
+    pub fn sweep(&mut self, now: Instant, now_ms: u64) {
         for limiter in &mut self.limiters {
-            limiter.sweep(now);
+            match limiter {
+                Limiter::Local(l) => l.sweep(now),
+                Limiter::Cluster(c) => c.sweep(now_ms, now),
+            }
         }
     }
+
+    /// Hands the cluster limits' new counts over (the worker's tick).
+    fn hand_over(&mut self, out: &mut Vec<crate::redis_sync::Delta>) {
+        for limiter in &mut self.limiters {
+            if let Limiter::Cluster(c) = limiter {
+                c.hand_over(out);
+            }
+        }
+    }
+}
+
+/// Appends `"name";q=quota;w=seconds` (comma-separated after the first) to a policy.
+fn write_policy(out: &mut Vec<u8>, i: usize, name: &str, quota: u64, period: Duration) {
+    if i > 0 {
+        out.extend_from_slice(b", ");
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\";q=");
+    out.extend_from_slice(itoa::Buffer::new().format(quota).as_bytes());
+    out.extend_from_slice(b";w=");
+    out.extend_from_slice(itoa::Buffer::new().format(ceil_secs(period)).as_bytes());
 }
 
 /// Whole seconds, rounded up (a client waiting that long is sure to be allowed).
@@ -313,17 +423,46 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 /// Every route's limiters on one worker, indexed like `config.routes.routes()`.
-#[derive(Debug, Default)]
 pub struct WorkerLimits {
     routes: Vec<Option<RouteLimiter>>,
     workers: usize,
+    /// This worker's end of the Redis sync thread.
+    link: ClusterLink,
+}
+
+/// A route's limiters with what a check needs from the worker (see [`WorkerLimits::route_mut`]).
+pub struct RouteCheck<'a> {
+    limiter: &'a mut RouteLimiter,
+    link: &'a ClusterLink,
+}
+
+impl RouteCheck<'_> {
+    pub fn keys(&self) -> &[RateLimitKey] {
+        self.limiter.keys()
+    }
+
+    /// [`RouteLimiter::check`] with the worker's view of the cluster.
+    pub fn check<'k>(&mut self, key_of: impl Fn(usize) -> &'k [u8], now: Instant) -> Verdict {
+        self.limiter.check(key_of, now, &self.link.ctx(now))
+    }
+
+    pub fn write_headers(&self, out: &mut BytesMut, verdict: &Verdict) {
+        self.limiter.write_headers(out, verdict);
+    }
 }
 
 impl WorkerLimits {
-    pub fn new(config: &Config, workers: usize, now: Instant) -> Self {
+    /// `hub`: the process's Redis sync thread (`None` in unit tests).
+    pub fn new(
+        config: &Config,
+        workers: usize,
+        hub: Option<Arc<ClusterHub>>,
+        now: Instant,
+    ) -> Self {
         let mut limits = WorkerLimits {
             routes: Vec::new(),
             workers,
+            link: ClusterLink::new(hub, config),
         };
         limits.sync(config, now);
         limits
@@ -332,6 +471,8 @@ impl WorkerLimits {
     /// Rebuilds for a new config. A route keeps its buckets when its name and limits are
     /// unchanged; anything else starts with full buckets.
     pub fn sync(&mut self, config: &Config, now: Instant) {
+        self.link.configure(config);
+        let prefix = self.link.prefix.clone();
         let mut old: Vec<RouteLimiter> = std::mem::take(&mut self.routes)
             .into_iter()
             .flatten()
@@ -346,25 +487,48 @@ impl WorkerLimits {
                 }
                 let reused = old
                     .iter()
-                    .position(|l| l.route == route.name && l.specs == route.rate_limits)
+                    .position(|l| {
+                        l.route == route.name
+                            && l.specs == route.rate_limits
+                            && (!l.has_cluster || l.prefix == prefix)
+                    })
                     .map(|i| old.swap_remove(i));
                 Some(reused.unwrap_or_else(|| {
-                    let mut limiter = RouteLimiter::new(&route.rate_limits, self.workers, now);
-                    limiter.route.clone_from(&route.name);
-                    limiter
+                    RouteLimiter::new(
+                        &route.name,
+                        &route.rate_limits,
+                        self.workers,
+                        prefix.as_deref(),
+                        now,
+                    )
                 }))
             })
             .collect();
     }
 
-    pub fn route_mut(&mut self, index: usize) -> Option<&mut RouteLimiter> {
-        self.routes.get_mut(index)?.as_mut()
+    pub fn route_mut(&mut self, index: usize) -> Option<RouteCheck<'_>> {
+        Some(RouteCheck {
+            limiter: self.routes.get_mut(index)?.as_mut()?,
+            link: &self.link,
+        })
     }
 
     pub fn sweep(&mut self, now: Instant) {
+        let now_ms = self.link.now_ms(now);
         for route in self.routes.iter_mut().flatten() {
-            route.sweep(now);
+            route.sweep(now, now_ms);
         }
+    }
+
+    /// The worker's periodic tick (every ~20 ms, never per request): hands the cluster
+    /// limits' counts to the sync thread and picks up the newest cluster totals.
+    pub fn tick(&mut self, now: Instant, wall: SystemTime) {
+        let routes = &mut self.routes;
+        self.link.tick(now, wall, |out| {
+            for route in routes.iter_mut().flatten() {
+                route.hand_over(out);
+            }
+        });
     }
 }
 
@@ -380,7 +544,16 @@ mod tests {
             key: RateLimitKey::ClientIp,
             limit,
             period,
+            scope: RateLimitScope::Local,
         }
+    }
+
+    /// A check context for routes without cluster limits.
+    fn local(f: impl FnOnce(&ClusterCtx<'_>)) {
+        let config =
+            crate::config::load_str("[server]\nlisten = [\"127.0.0.1:1\"]\n", "t.toml").unwrap();
+        let link = ClusterLink::new(None, &config);
+        f(&link.ctx(Instant::now()));
     }
 
     #[test]
@@ -461,23 +634,28 @@ mod tests {
             spec("per-second", 10, Duration::from_secs(1)),
             spec("per-minute", 3, Duration::from_secs(60)),
         ];
-        let mut r = RouteLimiter::new(&specs, 1, start);
+        let mut r = RouteLimiter::new("r", &specs, 1, None, start);
         let key = |_| &b"ip"[..];
         let expect = [(true, 1, 2), (true, 1, 1), (true, 1, 0), (false, 1, 0)];
-        for (i, (allowed, index, remaining)) in expect.into_iter().enumerate() {
-            let v = r.check(key, start);
-            assert_eq!(
-                (v.allowed, v.index, v.state.remaining),
-                (allowed, index, remaining),
-                "step {i}"
-            );
-        }
-        // A denied request takes nothing from the other limit: 3 of 10 taken, so one more
-        // would leave 6.
-        assert_eq!(r.limiters[0].peek(b"ip", start).remaining, 6);
         let mut out = BytesMut::new();
-        let v = r.check(key, start);
-        r.write_headers(&mut out, &v);
+        local(|ctx| {
+            for (i, (allowed, index, remaining)) in expect.into_iter().enumerate() {
+                let v = r.check(key, start, ctx);
+                assert_eq!(
+                    (v.allowed, v.index, v.state.remaining),
+                    (allowed, index, remaining),
+                    "step {i}"
+                );
+            }
+            // A denied request takes nothing from the other limit: 3 of 10 taken, so one
+            // more would leave 6.
+            let Limiter::Local(first) = &r.limiters[0] else {
+                panic!("local")
+            };
+            assert_eq!(first.peek(b"ip", start).remaining, 6);
+            let v = r.check(key, start, ctx);
+            r.write_headers(&mut out, &v);
+        });
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "retry-after: 20\r\nx-ratelimit-limit: 3\r\nx-ratelimit-remaining: 0\r\n\
@@ -490,8 +668,12 @@ mod tests {
     fn per_worker_share_rounds_up() {
         let start = Instant::now();
         for (limit, workers, want) in [(10, 1, 10), (10, 2, 5), (10, 3, 4), (1, 8, 1)] {
-            let r = RouteLimiter::new(&[spec("s", limit, Duration::from_secs(1))], workers, start);
-            assert_eq!(r.limiters[0].limit(), want, "{limit}/{workers}");
+            let specs = [spec("s", limit, Duration::from_secs(1))];
+            let r = RouteLimiter::new("r", &specs, workers, None, start);
+            let Limiter::Local(l) = &r.limiters[0] else {
+                panic!("local")
+            };
+            assert_eq!(l.limit(), want, "{limit}/{workers}");
         }
     }
 
@@ -525,5 +707,77 @@ mod tests {
         l.take(b"b", start);
         l.sweep(start + 600 * MS);
         assert_eq!(l.len(), 1, "a is full again after 500 ms; b needs 1 s");
+    }
+
+    #[test]
+    fn cluster_limits_by_redis_state() {
+        use crate::redis_sync::Snapshot;
+        let start = Instant::now();
+        let mut specs = [
+            spec("local", 100, Duration::from_secs(1)),
+            spec("fleet", 4, Duration::from_secs(60)),
+        ];
+        specs[1].scope = RateLimitScope::Cluster;
+        let mut r = RouteLimiter::new("api", &specs, 2, Some("sx"), start);
+        let Limiter::Cluster(c) = &r.limiters[1] else {
+            panic!("cluster")
+        };
+        assert_eq!(&c.base()[..], b"sx:api:fleet:");
+        let key = |_| &b"k"[..];
+        let now_ms = 600_000 + 30_000; // half way through a minute window
+        let snapshot = |healthy| Snapshot {
+            healthy,
+            tables: AHashMap::new(),
+        };
+        fn ctx(s: &Snapshot, mode: Mode, now_ms: u64) -> ClusterCtx<'_> {
+            ClusterCtx {
+                mode,
+                now_ms,
+                view: cluster::ClusterView {
+                    snapshot: s,
+                    worker: 0,
+                },
+            }
+        }
+        let headers = |r: &RouteLimiter, v: &Verdict| {
+            let mut out = BytesMut::new();
+            r.write_headers(&mut out, v);
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        let up = snapshot(true);
+        // Cluster mode: the whole limit, in the header and the policy.
+        let v = r.check(key, start, &ctx(&up, Mode::Cluster, now_ms));
+        assert_eq!(
+            headers(&r, &v),
+            "x-ratelimit-limit: 4\r\nx-ratelimit-remaining: 3\r\nx-ratelimit-reset: 90\r\n\
+             ratelimit-policy: \"local\";q=50;w=1, \"fleet\";q=4;w=60\r\n\
+             ratelimit: \"fleet\";r=3;t=90\r\n"
+        );
+        // Redis down, "open": the per-worker share ceil(4 / 2) = 2 of a fresh bucket.
+        let down = snapshot(false);
+        let statuses: Vec<(bool, u64)> = (0..3)
+            .map(|_| {
+                let v = r.check(key, start, &ctx(&down, Mode::Fallback, now_ms));
+                (v.allowed, v.limit)
+            })
+            .collect();
+        assert_eq!(statuses, [(true, 2), (true, 2), (false, 2)]);
+        let v = r.check(key, start, &ctx(&down, Mode::Fallback, now_ms));
+        assert!(headers(&r, &v)
+            .contains("ratelimit-policy: \"local\";q=50;w=1, \"fleet\";q=2;w=60\r\n"));
+        // The fallback's admissions still count for the cluster: 1 + 2 of 4 used.
+        let v = r.check(key, start, &ctx(&up, Mode::Cluster, now_ms));
+        assert_eq!((v.allowed, v.state.remaining), (true, 0));
+        // "closed": unavailable, no headers, nothing taken.
+        let v = r.check(key, start, &ctx(&down, Mode::Unavailable, now_ms));
+        assert!(v.unavailable && !v.allowed);
+        assert_eq!(headers(&r, &v), "");
+        // A route without cluster limits ignores the Redis state.
+        let mut plain = RouteLimiter::new("p", &specs[..1], 2, Some("sx"), start);
+        assert!(
+            plain
+                .check(key, start, &ctx(&down, Mode::Unavailable, now_ms))
+                .allowed
+        );
     }
 }
