@@ -1,14 +1,18 @@
-//! Authentication of a route's callers; API keys of consumers live here.
+//! Authentication of a route's callers; API keys of consumers live here, JWT bearer
+//! tokens in `jwt.rs`.
 //!
 //! Where it sits: right after the route is found (`proxy::ClientConn::handle`), before the
 //! rate limits (which may count by consumer) and the mock or forward. A request without a
 //! valid credential is answered 401 locally and nothing is forwarded; an accepted one
-//! yields an [`Identity`].
+//! yields an [`Identity`]. On a route with several methods, a request is accepted when one
+//! of them accepts the credential it presents.
 //!
 //! Invariants: a presented key is compared with every configured key, each comparison in
 //! time independent of where the bytes differ (no early exit), so neither the position of a
 //! mismatch nor which consumer matched shows in the timing; `sha256:` keys are compared as
 //! digests, so the file never holds them in clear.
+
+use std::rc::Rc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -22,6 +26,30 @@ pub struct Identity {
     /// The consumer's name: the key of `key = "consumer"` rate limits, and the value of the
     /// route's `consumer_header` upstream.
     pub consumer: Bytes,
+    /// Headers (lower-case name, value) set upstream, the client's copies replaced: the
+    /// claims a JWT provider maps (`claims_to_headers`).
+    pub headers: Rc<[(Bytes, Bytes)]>,
+    /// Send the client's `Authorization` upstream (a JWT provider's `forward_token`).
+    pub forward_token: bool,
+}
+
+/// Why a request was not authenticated: which 401 it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No credential any method accepts, and no bearer token: the plain challenge.
+    Missing,
+    /// A bearer token was presented and refused (RFC 6750 §3.1 `invalid_token`).
+    InvalidToken(crate::jwt::Rejection),
+}
+
+impl Refused {
+    /// The `www-authenticate` lines of the 401 on a route with `auth`.
+    pub fn challenge(self, auth: &AuthConfig) -> &[u8] {
+        match (self, &auth.jwt) {
+            (Refused::InvalidToken(rejection), Some(jwt)) => &jwt.rejected[rejection as usize],
+            _ => &auth.challenge,
+        }
+    }
 }
 
 /// Digest length of `sha256:` keys, in hex characters.
@@ -126,18 +154,30 @@ pub fn find_consumer(consumers: &[ConsumerConfig], presented: &[u8]) -> Option<u
     found
 }
 
-/// Authenticates a request on a route with `auth`; `None`: answer 401.
+/// Authenticates a request on a route with `auth`: an API key first, then a bearer token.
 pub fn authenticate(
     auth: &AuthConfig,
     consumers: &[ConsumerConfig],
     raw: &[u8],
     head: &RequestHead,
-) -> Option<Identity> {
-    let api_key = auth.api_key.as_ref()?;
-    let consumer = &consumers[find_consumer(consumers, presented_key(api_key, raw, head)?)?];
-    Some(Identity {
-        consumer: Bytes::copy_from_slice(consumer.name.as_bytes()),
-    })
+) -> Result<Identity, Refused> {
+    let by_key = auth
+        .api_key
+        .as_ref()
+        .and_then(|api_key| find_consumer(consumers, presented_key(api_key, raw, head)?))
+        .and_then(|index| consumers.get(index));
+    if let Some(consumer) = by_key {
+        return Ok(Identity {
+            consumer: Bytes::copy_from_slice(consumer.name.as_bytes()),
+            headers: Rc::from([]),
+            forward_token: false,
+        });
+    }
+    match auth.jwt.as_ref().map(|jwt| crate::jwt::authenticate(jwt, raw, head)) {
+        Some(crate::jwt::Outcome::Accepted(identity)) => Ok(identity),
+        Some(crate::jwt::Outcome::Rejected(rejection)) => Err(Refused::InvalidToken(rejection)),
+        Some(crate::jwt::Outcome::NoToken) | None => Err(Refused::Missing),
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ pub mod control;
 pub mod error;
 pub mod health_checker;
 pub mod http1;
+pub mod jwks;
+pub mod jwt;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;

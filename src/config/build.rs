@@ -32,6 +32,8 @@ use super::{
 };
 use crate::router::RouteTable;
 
+mod jwt;
+
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
 const DEFAULT_MAX_HEADERS: i64 = 100;
 const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
@@ -315,7 +317,8 @@ impl<'a> Ctx<'a> {
         let (upstreams, upstream_ids) = self.upstreams(file.upstreams);
         let consumers = self.consumers(file.consumers);
         let has_keys = consumers.iter().any(|c| !c.api_keys.is_empty());
-        let routes = self.routes(file.routes, &upstream_ids, has_keys);
+        let jwt_providers = self.jwt_providers(file.jwt_providers);
+        let routes = self.routes(file.routes, &upstream_ids, has_keys, &jwt_providers);
         let admin = self.admin(file.admin);
         let observability = self.observability(file.observability);
         Some(Config {
@@ -1301,6 +1304,7 @@ impl<'a> Ctx<'a> {
         file_routes: Vec<Spanned<FileRoute>>,
         upstreams: &BTreeMap<String, UpstreamId>,
         has_keys: bool,
+        jwt_providers: &jwt::Providers,
     ) -> Option<RouteTable> {
         let mut routes = Vec::new();
         let mut hosts = Vec::new();
@@ -1366,7 +1370,7 @@ impl<'a> Ctx<'a> {
             let auth = route
                 .auth
                 .as_ref()
-                .and_then(|auth| self.auth(auth, &prefix, has_keys));
+                .and_then(|auth| self.auth(auth, &prefix, has_keys, jwt_providers));
             let access = route
                 .access
                 .as_ref()
@@ -1571,26 +1575,28 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    /// A route's `auth`: `api_key` is required and needs some consumer with a key; header
-    /// names are tokens (lower-cased), the query name a plain word.
+    /// A route's `auth`: `api_key` (which needs some consumer with a key) and/or `jwt`;
+    /// header names are tokens (lower-cased), the query name a plain word.
     fn auth(
         &mut self,
         auth: &Spanned<FileAuth>,
         prefix: &str,
         has_keys: bool,
+        jwt_providers: &jwt::Providers,
     ) -> Option<AuthConfig> {
         let at = format!("{prefix}.auth");
         let file = auth.get_ref();
-        let Some(api_key) = &file.api_key else {
+        if file.api_key.is_none() && file.jwt.is_none() {
             self.error(
                 auth.span(),
                 at,
-                "no authentication method: set api_key = { header = \"x-api-key\" }",
+                "no authentication method: set api_key = { header = \"x-api-key\" } or \
+                 jwt = { providers = [\"NAME\"] }",
             );
             return None;
-        };
+        }
         let mut ok = true;
-        if !has_keys {
+        if let (Some(api_key), false) = (&file.api_key, has_keys) {
             self.error(
                 api_key.span(),
                 format!("{at}.api_key"),
@@ -1615,51 +1621,84 @@ impl<'a> Ctx<'a> {
                     None
                 }
             };
-        let header = header_name(
-            self,
-            api_key.get_ref().header.as_ref(),
-            format!("{at}.api_key.header"),
-            "x-api-key",
-        );
         let consumer_header = header_name(
             self,
             file.consumer_header.as_ref(),
             format!("{at}.consumer_header"),
             "x-consumer",
         );
-        let query = match &api_key.get_ref().query {
+        let api_key = match &file.api_key {
             None => None,
-            Some(q) if is_name(q.get_ref()) => Some(q.get_ref().clone()),
-            Some(q) => {
-                self.error(
-                    q.span(),
-                    format!("{at}.api_key.query"),
-                    format!(
-                        "invalid query parameter name \"{}\": use letters, digits, '-', '_' \
-                         and '.'",
-                        q.get_ref()
-                    ),
+            Some(api_key) => {
+                let header = header_name(
+                    self,
+                    api_key.get_ref().header.as_ref(),
+                    format!("{at}.api_key.header"),
+                    "x-api-key",
                 );
-                ok = false;
-                None
+                let query = match &api_key.get_ref().query {
+                    None => None,
+                    Some(q) if is_name(q.get_ref()) => Some(q.get_ref().clone()),
+                    Some(q) => {
+                        self.error(
+                            q.span(),
+                            format!("{at}.api_key.query"),
+                            format!(
+                                "invalid query parameter name \"{}\": use letters, digits, '-', \
+                                 '_' and '.'",
+                                q.get_ref()
+                            ),
+                        );
+                        ok = false;
+                        None
+                    }
+                };
+                Some(ApiKeyAuth {
+                    header: header?,
+                    query,
+                })
             }
         };
-        let (header, consumer_header) = (header?, consumer_header?);
-        if header == consumer_header {
-            let span = file
-                .consumer_header
-                .as_ref()
-                .map_or(auth.span(), Spanned::span);
-            self.error(
-                span,
-                format!("{at}.consumer_header"),
-                format!("\"{header}\" is also the API key header"),
-            );
-            ok = false;
+        let consumer_header = consumer_header?;
+        if let Some(api_key) = &api_key {
+            if api_key.header == consumer_header {
+                let span = file
+                    .consumer_header
+                    .as_ref()
+                    .map_or(auth.span(), Spanned::span);
+                self.error(
+                    span,
+                    format!("{at}.consumer_header"),
+                    format!("\"{}\" is also the API key header", api_key.header),
+                );
+                ok = false;
+            }
         }
-        let challenge = format!("www-authenticate: ApiKey header=\"{header}\"\r\n");
+        let mut challenge = match &api_key {
+            Some(api_key) => format!("www-authenticate: ApiKey header=\"{}\"\r\n", api_key.header),
+            None => String::new(),
+        };
+        let jwt = match &file.jwt {
+            None => None,
+            Some(jwt) => {
+                let built = self.jwt_auth(
+                    jwt,
+                    &format!("{at}.jwt"),
+                    jwt_providers,
+                    &challenge,
+                    &consumer_header,
+                    api_key.as_ref().map(|k| k.header.as_str()),
+                );
+                ok &= built.is_some();
+                built
+            }
+        };
+        if file.jwt.is_some() {
+            challenge.push_str(jwt::BEARER_CHALLENGE);
+        }
         ok.then(|| AuthConfig {
-            api_key: Some(ApiKeyAuth { header, query }),
+            api_key,
+            jwt,
             consumer_header,
             challenge: Bytes::from(challenge),
         })

@@ -23,6 +23,8 @@ pub struct FileConfig {
     pub routes: Vec<Spanned<FileRoute>>,
     #[serde(default)]
     pub consumers: BTreeMap<Spanned<String>, FileConsumer>,
+    #[serde(default)]
+    pub jwt_providers: BTreeMap<Spanned<String>, FileJwtProvider>,
     pub admin: Option<FileAdmin>,
     #[serde(default)]
     pub observability: FileObservability,
@@ -239,7 +241,38 @@ pub struct FileConsumer {
 pub struct FileAuth {
     /// Required; optional here so that its absence is reported with the other errors.
     pub api_key: Option<Spanned<FileApiKeyAuth>>,
+    pub jwt: Option<Spanned<FileJwtAuth>>,
     pub consumer_header: Option<Spanned<String>>,
+}
+
+/// A route's `auth.jwt = { providers = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJwtAuth {
+    pub providers: Spanned<Vec<Spanned<String>>>,
+    pub forward_token: Option<bool>,
+}
+
+/// `[jwt_providers.NAME]`: who issues the bearer tokens a route accepts, and how to check
+/// them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJwtProvider {
+    pub issuer: Option<Spanned<String>>,
+    pub audiences: Option<Spanned<Vec<Spanned<String>>>>,
+    pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub secret: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub public_key_file: Option<Spanned<String>>,
+    pub jwks_file: Option<Spanned<String>>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub jwks_refresh: Option<Spanned<DurationValue>>,
+    pub leeway: Option<Spanned<DurationValue>>,
+    pub required_claims: Option<Vec<Spanned<String>>>,
+    pub consumer_claim: Option<Spanned<String>>,
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub forward_token: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -334,20 +334,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         };
         let request_id = self.rec.request_id.clone();
         let trace = self.rec.trace;
-        // An authenticated request: its key stays here, its consumer goes upstream.
+        // An authenticated request: its credential stays here (unless a JWT provider says
+        // to forward the token), its consumer and mapped claims go upstream.
         let auth = self.identity.as_ref().and_then(|identity| {
             let auth = config.routes.routes().get(self.rec.route?)?.auth.as_ref()?;
             Some((auth, identity))
         });
-        let (drop_storage, set_storage);
-        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match auth {
-            Some((auth, identity)) => {
-                drop_storage = auth.api_key.as_ref().map(|k| k.header.as_bytes());
-                set_storage = [(auth.consumer_header.as_bytes(), &identity.consumer[..])];
-                (drop_storage.as_slice(), &set_storage)
+        let (mut drop_storage, mut set_storage) = (Vec::new(), Vec::new());
+        if let Some((auth, identity)) = auth {
+            drop_storage.extend(auth.api_key.as_ref().map(|k| k.header.as_bytes()));
+            if let Some(jwt) = &auth.jwt {
+                drop_storage.extend(jwt.claim_headers.iter().map(|h| &h[..]));
+                if !identity.forward_token {
+                    drop_storage.push(b"authorization");
+                }
             }
-            None => (&[], &[]),
-        };
+            set_storage.push((auth.consumer_header.as_bytes(), &identity.consumer[..]));
+            set_storage.extend(identity.headers.iter().map(|(n, v)| (&n[..], &v[..])));
+        }
+        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = (&drop_storage, &set_storage);
         let forwarded = ForwardedRequest {
             target: strip_prefix(head.target(raw), action.strip_prefix.as_deref()),
             host,

@@ -331,8 +331,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 }
                 if let Some(auth) = &route.auth {
                     match crate::auth::authenticate(auth, &config.consumers, &raw, &head) {
-                        Some(identity) => self.identity = Some(identity),
-                        None => return self.answer_unauthorized(&auth.challenge, &head).await,
+                        Ok(identity) => self.identity = Some(identity),
+                        Err(refused) => {
+                            return self
+                                .answer_unauthorized(refused.challenge(auth), &head)
+                                .await
+                        }
                     }
                 }
                 if !route.rate_limits.is_empty() && !self.check_rate_limits(index, &raw, &head) {

@@ -1,0 +1,483 @@
+//! `[jwt_providers.NAME]` and a route's `auth.jwt`, validated into the `crate::jwt` types.
+//!
+//! Key files are read here (off the workers); a `jwks_url` gets its store, which fetches
+//! the set in the background (see `crate::jwks`). Every problem is reported with its
+//! position, like the rest of the build.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use toml::Spanned;
+
+use super::super::file::{FileJwtAuth, FileJwtProvider};
+use super::super::units::parse_duration;
+use super::{is_name, is_token, Ctx};
+use crate::jwks::{parse_jwks, JwksStore, Key, KeySet};
+use crate::jwt::{JwtAuth, JwtProvider, KeySource, Rejection};
+
+/// The providers of a config, by name.
+pub type Providers = BTreeMap<String, Arc<JwtProvider>>;
+
+/// The challenge line of a route accepting bearer tokens (RFC 6750 §3).
+pub const BEARER_CHALLENGE: &str = "www-authenticate: Bearer realm=\"strait\"\r\n";
+
+/// HMAC secrets shorter than this are refused (RFC 7518 §3.2 asks for at least the hash
+/// size; 32 bytes is HS256's).
+const MIN_SECRET_BYTES: usize = 32;
+const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+const MIN_JWKS_REFRESH: Duration = Duration::from_secs(1);
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Headers a claim may not be mapped to: the framing and routing of the request.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "authorization",
+];
+
+const ALGORITHM_NAMES: &str = "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, \
+                               ES256, ES384 or EdDSA";
+
+/// What the key source gave: the keys, or a store.
+enum Loaded {
+    Keys(KeySet),
+    Store(Arc<JwksStore>),
+}
+
+impl Ctx<'_> {
+    pub(super) fn jwt_providers(
+        &mut self,
+        file: BTreeMap<Spanned<String>, FileJwtProvider>,
+    ) -> Providers {
+        let mut out = Providers::new();
+        for (name, provider) in file {
+            let prefix = format!("jwt_providers.{}", name.get_ref());
+            if !is_name(name.get_ref()) {
+                self.error(
+                    name.span(),
+                    &prefix,
+                    format!(
+                        "invalid provider name \"{}\": use letters, digits, '-', '_' and '.'",
+                        name.get_ref()
+                    ),
+                );
+                continue;
+            }
+            if let Some(built) = self.jwt_provider(&name, &provider, &prefix) {
+                out.insert(name.into_inner(), Arc::new(built));
+            }
+        }
+        out
+    }
+
+    fn jwt_provider(
+        &mut self,
+        name: &Spanned<String>,
+        file: &FileJwtProvider,
+        prefix: &str,
+    ) -> Option<JwtProvider> {
+        let mut ok = true;
+        let sources = [
+            ("secret", &file.secret),
+            ("secret_file", &file.secret_file),
+            ("public_key_file", &file.public_key_file),
+            ("jwks_file", &file.jwks_file),
+            ("jwks_url", &file.jwks_url),
+        ];
+        let set: Vec<_> = sources
+            .iter()
+            .filter_map(|(key, value)| Some((*key, value.as_ref()?)))
+            .collect();
+        let (source, value) = match set.as_slice() {
+            [] => {
+                self.error(
+                    name.span(),
+                    prefix,
+                    "no key: set one of secret, secret_file, public_key_file, jwks_file or \
+                     jwks_url",
+                );
+                return None;
+            }
+            [one] => *one,
+            [first, second, ..] => {
+                self.error(
+                    second.1.span(),
+                    format!("{prefix}.{}", second.0),
+                    format!("set only one key source (also {})", first.0),
+                );
+                return None;
+            }
+        };
+        if file.jwks_refresh.is_some() && file.jwks_url.is_none() {
+            let span = file.jwks_refresh.as_ref().map(Spanned::span).unwrap_or_default();
+            self.error(
+                span,
+                format!("{prefix}.jwks_refresh"),
+                "only for jwks_url (a jwks_file is read again on reload)",
+            );
+            ok = false;
+        }
+        let refresh = self.duration(
+            &file.jwks_refresh,
+            &format!("{prefix}.jwks_refresh"),
+            DEFAULT_JWKS_REFRESH,
+        );
+        if let Some(value) = file.jwks_refresh.as_ref().filter(|_| refresh < MIN_JWKS_REFRESH) {
+            self.error(
+                value.span(),
+                format!("{prefix}.jwks_refresh"),
+                "must be at least 1s",
+            );
+            ok = false;
+        }
+        let key = format!("{prefix}.{source}");
+        let loaded = self.load_keys(source, value, &key, refresh);
+
+        // The algorithms: listed, or those the key type allows.
+        let family = match &loaded {
+            Some(Loaded::Keys(set)) if source != "jwks_file" => {
+                set.keys.first().map(|k| k.key.family())
+            }
+            _ => None,
+        };
+        let algorithms = match &file.algorithms {
+            None => match family {
+                Some(family) => family.algorithms().to_vec(),
+                None => [AlgorithmFamily::Rsa, AlgorithmFamily::Ec, AlgorithmFamily::Ed]
+                    .iter()
+                    .flat_map(|f| f.algorithms().iter().copied())
+                    .collect(),
+            },
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.error(
+                        list.span(),
+                        format!("{prefix}.algorithms"),
+                        "empty list: omit it to allow every algorithm of the key type",
+                    );
+                    ok = false;
+                }
+                let mut out = Vec::new();
+                for (i, text) in list.get_ref().iter().enumerate() {
+                    let at = format!("{prefix}.algorithms[{i}]");
+                    let alg = match text.get_ref().as_str() {
+                        none if none.eq_ignore_ascii_case("none") => Err(
+                            "\"none\" is never accepted: tokens must be signed".to_owned(),
+                        ),
+                        other => other.parse::<Algorithm>().map_err(|_| {
+                            format!("unknown algorithm \"{other}\": expected {ALGORITHM_NAMES}")
+                        }),
+                    };
+                    match (alg, family) {
+                        (Err(why), _) => {
+                            self.error(text.span(), at, why);
+                            ok = false;
+                        }
+                        (Ok(alg), Some(family)) if alg.family() != family => {
+                            self.error(
+                                text.span(),
+                                at,
+                                format!(
+                                    "{alg:?} does not fit the key of {source} ({} key)",
+                                    family_name(family)
+                                ),
+                            );
+                            ok = false;
+                        }
+                        (Ok(alg), _) if !out.contains(&alg) => out.push(alg),
+                        (Ok(_), _) => {}
+                    }
+                }
+                out
+            }
+        };
+        if let Some(Loaded::Keys(set)) = &loaded {
+            let usable = set.keys.iter().any(|k| {
+                algorithms
+                    .iter()
+                    .any(|a| a.family() == k.key.family() && k.alg.is_none_or(|ka| ka == *a))
+            });
+            if ok && !usable {
+                self.error(
+                    value.span(),
+                    &key,
+                    "no key fits the provider's algorithms",
+                );
+                ok = false;
+            }
+        }
+
+        let text = |this: &mut Self, value: &Spanned<String>, key: String| {
+            if value.get_ref().is_empty() {
+                this.error(value.span(), key, "must not be empty");
+                None
+            } else {
+                Some(value.get_ref().clone())
+            }
+        };
+        let issuer = match &file.issuer {
+            Some(issuer) => {
+                let issuer = text(self, issuer, format!("{prefix}.issuer"));
+                ok &= issuer.is_some();
+                issuer
+            }
+            None => None,
+        };
+        let mut audiences = Vec::new();
+        if let Some(list) = &file.audiences {
+            if list.get_ref().is_empty() {
+                self.error(
+                    list.span(),
+                    format!("{prefix}.audiences"),
+                    "empty list: omit it to accept any audience",
+                );
+                ok = false;
+            }
+            for (i, aud) in list.get_ref().iter().enumerate() {
+                match text(self, aud, format!("{prefix}.audiences[{i}]")) {
+                    Some(aud) => audiences.push(aud),
+                    None => ok = false,
+                }
+            }
+        }
+        let mut required_claims = Vec::new();
+        for (i, claim) in file.required_claims.iter().flatten().enumerate() {
+            match text(self, claim, format!("{prefix}.required_claims[{i}]")) {
+                Some(claim) => required_claims.push(claim),
+                None => ok = false,
+            }
+        }
+        let consumer_claim = match &file.consumer_claim {
+            Some(claim) => text(self, claim, format!("{prefix}.consumer_claim")),
+            None => Some("sub".to_owned()),
+        };
+        let leeway = match &file.leeway {
+            None => DEFAULT_LEEWAY,
+            Some(value) => match parse_duration(&value.get_ref().0) {
+                Ok(d) => d,
+                Err(why) => {
+                    self.error(value.span(), format!("{prefix}.leeway"), why);
+                    ok = false;
+                    Duration::ZERO
+                }
+            },
+        };
+        let mut claims_to_headers = Vec::new();
+        for (header, claim) in &file.claims_to_headers {
+            let at = format!("{prefix}.claims_to_headers.{}", header.get_ref());
+            let lower = header.get_ref().to_ascii_lowercase();
+            if !is_token(&lower) {
+                self.error(
+                    header.span(),
+                    at,
+                    format!("invalid header name \"{lower}\": must be a non-empty token"),
+                );
+                ok = false;
+            } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+                self.error(
+                    header.span(),
+                    at,
+                    format!("\"{lower}\" cannot be set from a claim"),
+                );
+                ok = false;
+            } else if let Some(claim) = text(self, claim, at) {
+                claims_to_headers.push((Bytes::from(lower), claim));
+            } else {
+                ok = false;
+            }
+        }
+
+        let keys = match loaded? {
+            Loaded::Keys(set) => KeySource::Static(Arc::new(set)),
+            Loaded::Store(store) => KeySource::Jwks(store),
+        };
+        (ok && !algorithms.is_empty()).then(|| JwtProvider {
+            name: name.get_ref().clone(),
+            id: JwtProvider::next_id(),
+            issuer,
+            audiences,
+            algorithms: JwtProvider::validations(&algorithms),
+            keys,
+            leeway: leeway.as_secs(),
+            required_claims,
+            consumer_claim: consumer_claim.unwrap_or_default(),
+            claims_to_headers,
+            forward_token: file.forward_token.unwrap_or(false),
+        })
+    }
+
+    /// Reads the key source `source` (its value at `key`).
+    fn load_keys(
+        &mut self,
+        source: &str,
+        value: &Spanned<String>,
+        key: &str,
+        refresh: Duration,
+    ) -> Option<Loaded> {
+        let text = value.get_ref();
+        let read = |this: &mut Self| {
+            let path = this.base_dir.join(text);
+            std::fs::read(&path)
+                .map_err(|err| this.error(value.span(), key, format!("cannot read \"{}\": {err}", path.display())))
+                .ok()
+        };
+        let single = |key: DecodingKey| KeySet {
+            keys: vec![Key {
+                kid: None,
+                alg: None,
+                key,
+            }],
+        };
+        let result = match source {
+            "secret" | "secret_file" => {
+                let bytes = if source == "secret" {
+                    text.as_bytes().to_vec()
+                } else {
+                    let mut bytes = read(self)?;
+                    // A file written by an editor or `echo` ends in a newline that is not
+                    // part of the secret.
+                    if bytes.ends_with(b"\n") {
+                        bytes.pop();
+                        if bytes.ends_with(b"\r") {
+                            bytes.pop();
+                        }
+                    }
+                    bytes
+                };
+                if bytes.len() < MIN_SECRET_BYTES {
+                    Err(format!(
+                        "an HMAC secret must be at least {MIN_SECRET_BYTES} bytes, found {}",
+                        bytes.len()
+                    ))
+                } else {
+                    Ok(Loaded::Keys(single(DecodingKey::from_secret(&bytes))))
+                }
+            }
+            "public_key_file" => {
+                let pem = read(self)?;
+                DecodingKey::from_rsa_pem(&pem)
+                    .or_else(|_| DecodingKey::from_ec_pem(&pem))
+                    .or_else(|_| DecodingKey::from_ed_pem(&pem))
+                    .map(|key| Loaded::Keys(single(key)))
+                    .map_err(|_| "not a PEM public key (RSA, EC or Ed25519)".to_owned())
+            }
+            "jwks_file" => parse_jwks(&read(self)?).map(Loaded::Keys),
+            _ => {
+                if text.starts_with("http://") || text.starts_with("https://") {
+                    Ok(Loaded::Store(JwksStore::shared(text, refresh)))
+                } else {
+                    Err("must be an http:// or https:// URL".to_owned())
+                }
+            }
+        };
+        result.map_err(|why| self.error(value.span(), key, why)).ok()
+    }
+
+    /// A route's `auth.jwt` (at `at`): known providers, and no claim header that is also
+    /// the consumer or API key header. `api_challenge` is the API key's challenge line,
+    /// if the route has one, for the 401 answers to refused tokens.
+    pub(super) fn jwt_auth(
+        &mut self,
+        jwt: &Spanned<FileJwtAuth>,
+        at: &str,
+        providers: &Providers,
+        api_challenge: &str,
+        consumer_header: &str,
+        api_key_header: Option<&str>,
+    ) -> Option<JwtAuth> {
+        let file = jwt.get_ref();
+        let mut ok = true;
+        if file.providers.get_ref().is_empty() {
+            self.error(
+                file.providers.span(),
+                format!("{at}.providers"),
+                "empty list: name at least one [jwt_providers.NAME]",
+            );
+            ok = false;
+        }
+        if api_key_header == Some("authorization") {
+            self.error(
+                jwt.span(),
+                at,
+                "the API key header is Authorization, which carries the bearer token",
+            );
+            ok = false;
+        }
+        let mut chosen: Vec<Arc<JwtProvider>> = Vec::new();
+        let mut claim_headers: Vec<Bytes> = Vec::new();
+        for (i, name) in file.providers.get_ref().iter().enumerate() {
+            let key = format!("{at}.providers[{i}]");
+            let Some(provider) = providers.get(name.get_ref()) else {
+                // A provider with errors of its own is absent too; those are reported.
+                self.error(
+                    name.span(),
+                    key,
+                    format!("unknown JWT provider \"{}\"", name.get_ref()),
+                );
+                ok = false;
+                continue;
+            };
+            if chosen.iter().any(|p| Arc::ptr_eq(p, provider)) {
+                continue;
+            }
+            for (header, _) in &provider.claims_to_headers {
+                let clash = if header == consumer_header.as_bytes() {
+                    Some("the consumer header")
+                } else if api_key_header.is_some_and(|h| header == h.as_bytes()) {
+                    Some("the API key header")
+                } else {
+                    None
+                };
+                if let Some(what) = clash {
+                    self.error(
+                        name.span(),
+                        key.clone(),
+                        format!(
+                            "provider \"{}\" maps a claim to \"{}\", {what}",
+                            provider.name,
+                            String::from_utf8_lossy(header)
+                        ),
+                    );
+                    ok = false;
+                }
+                if !claim_headers.contains(header) {
+                    claim_headers.push(header.clone());
+                }
+            }
+            chosen.push(provider.clone());
+        }
+        let rejected = Rejection::ALL.map(|rejection| {
+            Bytes::from(format!(
+                "{api_challenge}www-authenticate: Bearer realm=\"strait\", \
+                 error=\"invalid_token\", error_description=\"{}\"\r\n",
+                rejection.description()
+            ))
+        });
+        ok.then_some(JwtAuth {
+            providers: chosen,
+            forward_token: file.forward_token,
+            claim_headers,
+            rejected,
+        })
+    }
+}
+
+fn family_name(family: AlgorithmFamily) -> &'static str {
+    match family {
+        AlgorithmFamily::Hmac => "HMAC",
+        AlgorithmFamily::Rsa => "RSA",
+        AlgorithmFamily::Ec => "EC",
+        AlgorithmFamily::Ed => "Ed25519",
+    }
+}
