@@ -173,7 +173,11 @@ pub fn authenticate(
             forward_token: false,
         });
     }
-    match auth.jwt.as_ref().map(|jwt| crate::jwt::authenticate(jwt, raw, head)) {
+    match auth
+        .jwt
+        .as_ref()
+        .map(|jwt| crate::jwt::authenticate(jwt, raw, head))
+    {
         Some(crate::jwt::Outcome::Accepted(identity)) => Ok(identity),
         Some(crate::jwt::Outcome::Rejected(rejection)) => Err(Refused::InvalidToken(rejection)),
         Some(crate::jwt::Outcome::NoToken) | None => Err(Refused::Missing),

@@ -266,7 +266,9 @@ fn verify_cached(providers: &[Arc<JwtProvider>], token: &[u8]) -> Result<Identit
             Ok(verified) => {
                 let ttl = verified
                     .expires
-                    .map_or(CACHE_TTL, |exp| Duration::from_secs(exp.saturating_sub(unix)))
+                    .map_or(CACHE_TTL, |exp| {
+                        Duration::from_secs(exp.saturating_sub(unix))
+                    })
                     .min(CACHE_TTL);
                 let cached = Cached {
                     provider: provider.id,
@@ -413,7 +415,10 @@ pub fn check_claims(
         }
     }
     if !provider.audiences.is_empty() {
-        let fits = |v: &Value| v.as_str().is_some_and(|a| provider.audiences.iter().any(|w| w == a));
+        let fits = |v: &Value| {
+            v.as_str()
+                .is_some_and(|a| provider.audiences.iter().any(|w| w == a))
+        };
         let ok = match claims.get("aud") {
             Some(Value::Array(list)) => list.iter().any(fits),
             Some(one) => fits(one),

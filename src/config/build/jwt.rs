@@ -18,8 +18,8 @@ use super::{is_name, is_token, Ctx};
 use crate::jwks::{parse_jwks, JwksStore, Key, KeySet};
 use crate::jwt::{JwtAuth, JwtProvider, KeySource, Rejection};
 
-/// The providers of a config, by name.
-pub type Providers = BTreeMap<String, Arc<JwtProvider>>;
+/// The providers of a config, by name; `None` for one whose errors are reported already.
+pub type Providers = BTreeMap<String, Option<Arc<JwtProvider>>>;
 
 /// The challenge line of a route accepting bearer tokens (RFC 6750 §3).
 pub const BEARER_CHALLENGE: &str = "www-authenticate: Bearer realm=\"strait\"\r\n";
@@ -74,9 +74,8 @@ impl Ctx<'_> {
                 );
                 continue;
             }
-            if let Some(built) = self.jwt_provider(&name, &provider, &prefix) {
-                out.insert(name.into_inner(), Arc::new(built));
-            }
+            let built = self.jwt_provider(&name, &provider, &prefix);
+            out.insert(name.into_inner(), built.map(Arc::new));
         }
         out
     }
@@ -120,7 +119,11 @@ impl Ctx<'_> {
             }
         };
         if file.jwks_refresh.is_some() && file.jwks_url.is_none() {
-            let span = file.jwks_refresh.as_ref().map(Spanned::span).unwrap_or_default();
+            let span = file
+                .jwks_refresh
+                .as_ref()
+                .map(Spanned::span)
+                .unwrap_or_default();
             self.error(
                 span,
                 format!("{prefix}.jwks_refresh"),
@@ -133,7 +136,8 @@ impl Ctx<'_> {
             &format!("{prefix}.jwks_refresh"),
             DEFAULT_JWKS_REFRESH,
         );
-        if let Some(value) = file.jwks_refresh.as_ref().filter(|_| refresh < MIN_JWKS_REFRESH) {
+        let too_short = !refresh.is_zero() && refresh < MIN_JWKS_REFRESH;
+        if let Some(value) = file.jwks_refresh.as_ref().filter(|_| too_short) {
             self.error(
                 value.span(),
                 format!("{prefix}.jwks_refresh"),
@@ -154,10 +158,14 @@ impl Ctx<'_> {
         let algorithms = match &file.algorithms {
             None => match family {
                 Some(family) => family.algorithms().to_vec(),
-                None => [AlgorithmFamily::Rsa, AlgorithmFamily::Ec, AlgorithmFamily::Ed]
-                    .iter()
-                    .flat_map(|f| f.algorithms().iter().copied())
-                    .collect(),
+                None => [
+                    AlgorithmFamily::Rsa,
+                    AlgorithmFamily::Ec,
+                    AlgorithmFamily::Ed,
+                ]
+                .iter()
+                .flat_map(|f| f.algorithms().iter().copied())
+                .collect(),
             },
             Some(list) => {
                 if list.get_ref().is_empty() {
@@ -172,9 +180,9 @@ impl Ctx<'_> {
                 for (i, text) in list.get_ref().iter().enumerate() {
                     let at = format!("{prefix}.algorithms[{i}]");
                     let alg = match text.get_ref().as_str() {
-                        none if none.eq_ignore_ascii_case("none") => Err(
-                            "\"none\" is never accepted: tokens must be signed".to_owned(),
-                        ),
+                        none if none.eq_ignore_ascii_case("none") => {
+                            Err("\"none\" is never accepted: tokens must be signed".to_owned())
+                        }
                         other => other.parse::<Algorithm>().map_err(|_| {
                             format!("unknown algorithm \"{other}\": expected {ALGORITHM_NAMES}")
                         }),
@@ -209,11 +217,7 @@ impl Ctx<'_> {
                     .any(|a| a.family() == k.key.family() && k.alg.is_none_or(|ka| ka == *a))
             });
             if ok && !usable {
-                self.error(
-                    value.span(),
-                    &key,
-                    "no key fits the provider's algorithms",
-                );
+                self.error(value.span(), &key, "no key fits the provider's algorithms");
                 ok = false;
             }
         }
@@ -329,7 +333,13 @@ impl Ctx<'_> {
         let read = |this: &mut Self| {
             let path = this.base_dir.join(text);
             std::fs::read(&path)
-                .map_err(|err| this.error(value.span(), key, format!("cannot read \"{}\": {err}", path.display())))
+                .map_err(|err| {
+                    this.error(
+                        value.span(),
+                        key,
+                        format!("cannot read \"{}\": {err}", path.display()),
+                    )
+                })
                 .ok()
         };
         let single = |key: DecodingKey| KeySet {
@@ -381,7 +391,9 @@ impl Ctx<'_> {
                 }
             }
         };
-        result.map_err(|why| self.error(value.span(), key, why)).ok()
+        result
+            .map_err(|why| self.error(value.span(), key, why))
+            .ok()
     }
 
     /// A route's `auth.jwt` (at `at`): known providers, and no claim header that is also
@@ -418,15 +430,22 @@ impl Ctx<'_> {
         let mut claim_headers: Vec<Bytes> = Vec::new();
         for (i, name) in file.providers.get_ref().iter().enumerate() {
             let key = format!("{at}.providers[{i}]");
-            let Some(provider) = providers.get(name.get_ref()) else {
-                // A provider with errors of its own is absent too; those are reported.
-                self.error(
-                    name.span(),
-                    key,
-                    format!("unknown JWT provider \"{}\"", name.get_ref()),
-                );
-                ok = false;
-                continue;
+            let provider = match providers.get(name.get_ref()) {
+                Some(Some(provider)) => provider,
+                // Its own errors are reported.
+                Some(None) => {
+                    ok = false;
+                    continue;
+                }
+                None => {
+                    self.error(
+                        name.span(),
+                        key,
+                        format!("unknown JWT provider \"{}\"", name.get_ref()),
+                    );
+                    ok = false;
+                    continue;
+                }
             };
             if chosen.iter().any(|p| Arc::ptr_eq(p, provider)) {
                 continue;
@@ -479,5 +498,158 @@ fn family_name(family: AlgorithmFamily) -> &'static str {
         AlgorithmFamily::Rsa => "RSA",
         AlgorithmFamily::Ec => "EC",
         AlgorithmFamily::Ed => "Ed25519",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::load_str;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_str(text, &format!("{FIXTURES}/t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .errors
+                .iter()
+                .map(|e| e.to_string().replace(&format!("{FIXTURES}/"), ""))
+                .collect(),
+        }
+    }
+
+    fn config(provider: &str, auth: &str) -> String {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:1\"]\n[jwt_providers.p]\n{provider}\n\
+             [[routes]]\npath = \"/\"\nmock = {{ status = 200 }}\nauth = {auth}\n"
+        )
+    }
+
+    const SECRET: &str = "secret = \"0123456789abcdef0123456789abcdef\"";
+    const ROUTE: &str = "{ jwt = { providers = [\"p\"] } }";
+
+    #[test]
+    fn providers_and_routes() {
+        let cases: &[(String, &str, &[&str])] = &[
+            (SECRET.into(), ROUTE, &[]),
+            ("public_key_file = \"rsa.pub\"\nalgorithms = [\"RS256\", \"PS512\"]".into(), ROUTE, &[]),
+            ("public_key_file = \"ec256.pub\"".into(), ROUTE, &[]),
+            ("public_key_file = \"ed25519.pub\"\nissuer = \"i\"\naudiences = [\"a\"]\nleeway = \"0s\"".into(), ROUTE, &[]),
+            ("".into(), ROUTE, &[
+                "t.toml:3:16: jwt_providers.p: no key: set one of secret, secret_file, public_key_file, jwks_file or jwks_url",
+            ]),
+            (format!("{SECRET}\njwks_file = \"x\""), ROUTE, &[
+                "t.toml:5:13: jwt_providers.p.jwks_file: set only one key source (also secret)",
+            ]),
+            ("secret = \"short\"".into(), "{ jwt = { providers = [] } }", &[
+                "t.toml:4:10: jwt_providers.p.secret: an HMAC secret must be at least 32 bytes, found 5",
+                "t.toml:8:30: routes[0].auth.jwt.providers: empty list: name at least one [jwt_providers.NAME]",
+            ]),
+            (format!("{SECRET}\nalgorithms = [\"none\", \"RS256\", \"XX1\"]"), ROUTE, &[
+                "t.toml:5:15: jwt_providers.p.algorithms[0]: \"none\" is never accepted: tokens must be signed",
+                "t.toml:5:23: jwt_providers.p.algorithms[1]: RS256 does not fit the key of secret (HMAC key)",
+                "t.toml:5:32: jwt_providers.p.algorithms[2]: unknown algorithm \"XX1\": expected HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA",
+            ]),
+            ("public_key_file = \"rsa.pub\"\nalgorithms = [\"HS256\"]".into(), ROUTE, &[
+                "t.toml:5:15: jwt_providers.p.algorithms[0]: HS256 does not fit the key of public_key_file (RSA key)",
+            ]),
+            ("public_key_file = \"missing.pub\"".into(), ROUTE, &[
+                "t.toml:4:19: jwt_providers.p.public_key_file: cannot read",
+            ]),
+            ("public_key_file = \"README.md\"".into(), ROUTE, &[
+                "t.toml:4:19: jwt_providers.p.public_key_file: not a PEM public key (RSA, EC or Ed25519)",
+            ]),
+            ("jwks_file = \"rsa.pub\"".into(), ROUTE, &[
+                "t.toml:4:13: jwt_providers.p.jwks_file: not a JWKS document",
+            ]),
+            ("jwks_file = \"jwks-rsa2.json\"\nalgorithms = [\"ES256\"]".into(), ROUTE, &[
+                "t.toml:4:13: jwt_providers.p.jwks_file: no key fits the provider's algorithms",
+            ]),
+            ("jwks_url = \"http://127.0.0.1:1/jwks\"\njwks_refresh = \"500ms\"".into(), ROUTE, &[
+                "t.toml:5:16: jwt_providers.p.jwks_refresh: must be at least 1s",
+            ]),
+            ("public_key_file = \"rsa.pub\"".into(), "{ api_key = { header = \"Authorization\" }, jwt = { providers = [\"p\", \"q\"] } }\n[consumers.c]\napi_keys = [\"k\"]", &[
+                "t.toml:8:56: routes[0].auth.jwt: the API key header is Authorization",
+                "t.toml:8:76: routes[0].auth.jwt.providers[1]: unknown JWT provider \"q\"",
+            ]),
+            ("jwks_url = \"ftp://x\"\njwks_refresh = \"0s\"".into(), ROUTE, &[
+                "t.toml:4:12: jwt_providers.p.jwks_url: must be an http:// or https:// URL",
+                "t.toml:5:16: jwt_providers.p.jwks_refresh: must be greater than zero",
+            ]),
+            (format!("{SECRET}\njwks_refresh = \"5m\"\nissuer = \"\"\naudiences = []\nleeway = \"x\""), ROUTE, &[
+                "t.toml:5:16: jwt_providers.p.jwks_refresh: only for jwks_url (a jwks_file is read again on reload)",
+                "t.toml:6:10: jwt_providers.p.issuer: must not be empty",
+                "t.toml:7:13: jwt_providers.p.audiences: empty list: omit it to accept any audience",
+                "t.toml:8:10: jwt_providers.p.leeway: invalid duration \"x\"",
+            ]),
+            (format!("{SECRET}\nclaims_to_headers = {{ \"X-Email\" = \"email\", \"Host\" = \"h\", \"a b\" = \"c\" }}"), ROUTE, &[
+                "t.toml:5:44: jwt_providers.p.claims_to_headers.Host: \"host\" cannot be set from a claim",
+                "t.toml:5:58: jwt_providers.p.claims_to_headers.a b: invalid header name \"a b\": must be a non-empty token",
+            ]),
+            (format!("{SECRET}\nclaims_to_headers = {{ \"x-consumer\" = \"email\" }}"), ROUTE, &[
+                "t.toml:9:31: routes[0].auth.jwt.providers[0]: provider \"p\" maps a claim to \"x-consumer\", the consumer header",
+            ]),
+            (SECRET.into(), "{ jwt = { providers = [\"p\"], forward = true } }", &[
+                "t.toml:8:",
+            ]),
+            (format!("{SECRET}\nsecrets = \"x\""), ROUTE, &["t.toml:5:1: jwt_providers.p"]),
+        ];
+        let mut wrong = Vec::new();
+        for (provider, auth, want) in cases {
+            let got = errors(&config(provider, auth));
+            let fits = got.len() == want.len()
+                && got.iter().zip(want.iter()).all(|(g, w)| g.starts_with(w));
+            if !fits {
+                wrong.push(format!(
+                    "{provider} {auth}:\n  got {got:#?}\n  want {want:#?}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn built_routes_carry_challenges_and_claim_headers() {
+        let text = config(
+            &format!("{SECRET}\nclaims_to_headers = {{ \"X-Email\" = \"email\" }}\nforward_token = true"),
+            "{ api_key = {}, jwt = { providers = [\"p\", \"p\"] } }\n[consumers.c]\napi_keys = [\"k\"]",
+        );
+        let built = load_str(&text, "t.toml").unwrap();
+        let auth = built.routes.routes()[0].auth.clone().unwrap();
+        assert_eq!(
+            &auth.challenge[..],
+            b"www-authenticate: ApiKey header=\"x-api-key\"\r\nwww-authenticate: Bearer realm=\"strait\"\r\n"
+        );
+        let jwt = auth.jwt.unwrap();
+        assert_eq!(jwt.providers.len(), 1);
+        assert!(jwt.providers[0].forward_token);
+        assert_eq!(jwt.claim_headers, [&b"x-email"[..]]);
+        assert_eq!(
+            &jwt.rejected[crate::jwt::Rejection::Expired as usize][..],
+            &b"www-authenticate: ApiKey header=\"x-api-key\"\r\nwww-authenticate: Bearer realm=\"strait\", error=\"invalid_token\", error_description=\"the token has expired\"\r\n"[..]
+        );
+        // Default algorithms follow the key type.
+        let algs = |provider: &str| {
+            let text = format!("{}\n", config(provider, ROUTE));
+            let built = load_str(&text, &format!("{FIXTURES}/t.toml")).unwrap();
+            let jwt = built.routes.routes()[0].auth.clone().unwrap().jwt.unwrap();
+            jwt.providers[0]
+                .algorithms
+                .iter()
+                .map(|(a, _)| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(algs(SECRET), "HS256,HS384,HS512");
+        assert_eq!(
+            algs("public_key_file = \"rsa.pub\""),
+            "RS256,RS384,RS512,PS256,PS384,PS512"
+        );
+        assert_eq!(algs("public_key_file = \"ec384.pub\""), "ES256,ES384");
+        assert_eq!(algs("public_key_file = \"ed25519.pub\""), "EdDSA");
+        assert_eq!(
+            algs("jwks_file = \"jwks.json\""),
+            "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA"
+        );
     }
 }
