@@ -31,6 +31,8 @@ const FIRST_FETCH_WAIT: Duration = Duration::from_secs(3);
 const RETRY_MIN: Duration = Duration::from_millis(500);
 /// Fetches asked for by workers (unknown `kid`) are at least this far apart.
 const MIN_FORCED_INTERVAL: Duration = Duration::from_secs(5);
+/// A worker asks for an early fetch at most this often.
+const HINT_SPACING: Duration = Duration::from_secs(1);
 
 /// One verification key.
 pub struct Key {
@@ -187,15 +189,33 @@ impl JwksStore {
         })
     }
 
-    /// The current keys; `None` until a first fetch succeeded.
-    pub fn keys(&self) -> Option<Arc<KeySet>> {
-        self.keys.load_full()
+    /// The current keys (`None` until a first fetch succeeded), through arc-swap's
+    /// thread-local fast path: no shared reference count is touched.
+    pub fn keys(&self) -> arc_swap::Guard<Option<Arc<KeySet>>> {
+        self.keys.load()
     }
 
     /// Asks for an early fetch (a token named a `kid` the set lacks). Never blocks: when a
-    /// request is pending already, this one is dropped; the thread spaces them out.
+    /// request is pending already, this one is dropped; the thread spaces the fetches out,
+    /// and each worker sends at most one request per [`HINT_SPACING`], so a flood of
+    /// unknown `kid`s does not hammer the channel shared between threads.
     pub fn request_refresh(&self) {
-        let _ = self.wake.try_send(());
+        thread_local! {
+            static LAST_HINT: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+        }
+        let now = Instant::now();
+        let due = LAST_HINT.with(|last| {
+            let due = last
+                .get()
+                .is_none_or(|at| now.duration_since(at) >= HINT_SPACING);
+            if due {
+                last.set(Some(now));
+            }
+            due
+        });
+        if due {
+            let _ = self.wake.try_send(());
+        }
     }
 
     pub fn url(&self) -> &str {

@@ -294,11 +294,16 @@ pub struct Verified {
 
 /// Verifies `token` with `provider`'s current keys at Unix time `now`.
 pub fn verify(provider: &JwtProvider, token: &[u8], now: u64) -> Result<Verified, Rejection> {
+    // Borrowed, not cloned: no reference count shared with other workers is touched.
+    let guard;
     let keys = match &provider.keys {
-        KeySource::Static(keys) => Some(keys.clone()),
-        KeySource::Jwks(store) => store.keys(),
+        KeySource::Static(keys) => Some(&**keys),
+        KeySource::Jwks(store) => {
+            guard = store.keys();
+            guard.as_deref()
+        }
     };
-    let result = verify_with(provider, keys.as_deref(), token, now);
+    let result = verify_with(provider, keys, token, now);
     if let (Err(Refusal::UnknownKid), KeySource::Jwks(store)) = (&result, &provider.keys) {
         store.request_refresh();
     }

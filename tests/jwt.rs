@@ -655,6 +655,15 @@ fn jwks_text(files: &[&str]) -> String {
 }
 
 fn url_config(upstream: std::net::SocketAddr, url: &str, extra: &str) -> String {
+    url_config_every(upstream, url, "1s", extra)
+}
+
+fn url_config_every(
+    upstream: std::net::SocketAddr,
+    url: &str,
+    refresh: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"[server]
 listen = ["127.0.0.1:0"]
@@ -664,7 +673,7 @@ endpoints = ["{upstream}"]
 
 [jwt_providers.idp]
 jwks_url = "{url}"
-jwks_refresh = "1s"
+jwks_refresh = "{refresh}"
 
 [[routes]]
 path = "/api"
@@ -756,4 +765,23 @@ fn without_a_first_jwks_tokens_are_refused_until_a_fetch_succeeds() {
     wait_until("the retried fetch", || {
         strait.request(get("/api", &bearer(&t)).as_bytes()).status == 200
     });
+}
+
+#[test]
+fn an_unknown_kid_asks_for_an_early_rate_limited_refresh() {
+    let upstream = Upstream::fixed("ok");
+    let jwks = JwksServer::start(200, jwks_text(&["jwks.json"]));
+    // Refreshed hourly: only the unknown kid can bring the new key in time.
+    let strait = Strait::start(&url_config_every(upstream.addr, &jwks.url(), "1h", ""));
+    assert_eq!(jwks.fetches(), 1);
+    jwks.set(200, jwks_text(&["jwks.json", "jwks-rsa2.json"]));
+    let rotated = rsa_token("rsa2", "rsa2.key");
+    // Many refused requests, but fetches are spaced (at least 5 s apart).
+    wait_until("the early refresh", || {
+        strait
+            .request(get("/api", &bearer(&rotated)).as_bytes())
+            .status
+            == 200
+    });
+    assert_eq!(jwks.fetches(), 2);
 }
