@@ -239,7 +239,7 @@ pub struct FileConsumer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileAuth {
-    /// Required; optional here so that its absence is reported with the other errors.
+    /// At least one of `api_key` and `jwt` (checked in `build.rs`).
     pub api_key: Option<Spanned<FileApiKeyAuth>>,
     pub jwt: Option<Spanned<FileJwtAuth>>,
     pub consumer_header: Option<Spanned<String>>,
