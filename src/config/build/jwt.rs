@@ -652,4 +652,33 @@ mod tests {
             "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA"
         );
     }
+
+    #[test]
+    fn a_rebuilt_config_keeps_the_store_of_its_jwks_url() {
+        use crate::jwt::KeySource;
+        // A port nobody listens on: the stores' fetches fail at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store_of = |refresh: &str| {
+            let provider = format!(
+                "jwks_url = \"http://127.0.0.1:{port}/jwks\"\njwks_refresh = \"{refresh}\""
+            );
+            let built = load_str(&config(&provider, ROUTE), "t.toml").unwrap();
+            let jwt = built.routes.routes()[0].auth.clone().unwrap().jwt.unwrap();
+            match &jwt.providers[0].keys {
+                KeySource::Jwks(store) => (built, store.clone()),
+                KeySource::Static(_) => unreachable!(),
+            }
+        };
+        let (_live, first) = store_of("1h");
+        let (_rebuilt, second) = store_of("1h");
+        assert!(std::sync::Arc::ptr_eq(&first, &second));
+        // Another interval: another store (seeded with the keys of the first).
+        let (_other, third) = store_of("2h");
+        assert!(!std::sync::Arc::ptr_eq(&first, &third));
+        assert!(first.keys().is_none() && third.keys().is_none());
+    }
 }
