@@ -681,4 +681,37 @@ mod tests {
         assert!(!std::sync::Arc::ptr_eq(&first, &third));
         assert!(first.keys().is_none() && third.keys().is_none());
     }
+
+    #[test]
+    fn secret_files_lose_their_trailing_newline() {
+        use jsonwebtoken::{encode, EncodingKey, Header};
+        let dir = std::env::temp_dir().join(format!("strait-jwt-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = "0123456789abcdef0123456789abcdef-file";
+        std::fs::write(dir.join("secret"), format!("{secret}\r\n")).unwrap();
+        std::fs::write(dir.join("short"), "short\n").unwrap();
+        let origin = dir.join("t.toml").display().to_string();
+        let built = load_str(&config("secret_file = \"secret\"", ROUTE), &origin).unwrap();
+        let jwt = built.routes.routes()[0].auth.clone().unwrap().jwt.unwrap();
+        let token = encode(
+            &Header::default(),
+            &serde_json::json!({ "sub": "a" }),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        assert!(crate::jwt::verify(&jwt.providers[0], token.as_bytes(), 0).is_ok());
+        let errors = match load_str(&config("secret_file = \"short\"", ROUTE), &origin) {
+            Err(errors) => errors
+                .errors
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>(),
+            Ok(_) => Vec::new(),
+        };
+        assert_eq!(
+            errors,
+            ["an HMAC secret must be at least 32 bytes, found 5"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
