@@ -1,14 +1,18 @@
-//! Authentication of a route's callers; API keys of consumers live here.
+//! Authentication of a route's callers; API keys of consumers live here, JWT bearer
+//! tokens in `jwt.rs`.
 //!
 //! Where it sits: right after the route is found (`proxy::ClientConn::handle`), before the
 //! rate limits (which may count by consumer) and the mock or forward. A request without a
 //! valid credential is answered 401 locally and nothing is forwarded; an accepted one
-//! yields an [`Identity`].
+//! yields an [`Identity`]. On a route with several methods, a request is accepted when one
+//! of them accepts the credential it presents.
 //!
 //! Invariants: a presented key is compared with every configured key, each comparison in
 //! time independent of where the bytes differ (no early exit), so neither the position of a
 //! mismatch nor which consumer matched shows in the timing; `sha256:` keys are compared as
 //! digests, so the file never holds them in clear.
+
+use std::rc::Rc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -23,59 +27,73 @@ pub struct Identity {
     /// The consumer's name: the key of `key = "consumer"` rate limits, and the value of the
     /// route's `consumer_header` upstream.
     pub consumer: Bytes,
-    /// The scopes granted to an OAuth2 token (space-separated); `None` for an API key.
+    /// The scopes granted to an OAuth2 token (space-separated); `None` otherwise.
     pub scopes: Option<Bytes>,
+    /// Headers (lower-case name, value) set upstream, the client's copies replaced: the
+    /// claims a JWT provider maps (`claims_to_headers`).
+    pub headers: Rc<[(Bytes, Bytes)]>,
+    /// Send the client's `Authorization` upstream (`forward_token` of the JWT provider or
+    /// of the route's `oauth2`).
+    pub forward_token: bool,
+}
+
+/// Why a request was not authenticated by the in-memory methods (API key, JWT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No credential any method accepts, and no bearer token: the plain challenge.
+    Missing,
+    /// A bearer token was presented and refused (RFC 6750 §3.1 `invalid_token`).
+    InvalidToken(crate::jwt::Rejection),
+}
+
+impl Refused {
+    /// The `www-authenticate` lines of the 401 on a route with `auth`.
+    pub fn challenge(self, auth: &AuthConfig) -> &[u8] {
+        match (self, &auth.jwt) {
+            (Refused::InvalidToken(rejection), Some(jwt)) => &jwt.rejected[rejection as usize],
+            _ => &auth.challenge,
+        }
+    }
 }
 
 /// What an authenticated request's upstream copy loses (credentials, and client copies of
-/// the headers Strait sets) and gains (the consumer, the granted scopes).
+/// the headers Strait sets) and gains (the consumer, the granted scopes, mapped claims).
 pub struct UpstreamHeaders<'a> {
-    drop: [&'a [u8]; 3],
-    drop_len: usize,
-    set: [HeaderPair<'a>; 2],
-    set_len: usize,
+    drop: Vec<&'a [u8]>,
+    set: Vec<HeaderPair<'a>>,
 }
 
 impl<'a> UpstreamHeaders<'a> {
     pub fn new(auth: &'a AuthConfig, identity: &'a Identity) -> Self {
-        let mut headers = UpstreamHeaders {
-            drop: [b""; 3],
-            drop_len: 0,
-            set: [(b"", b""); 2],
-            set_len: 0,
-        };
-        let mut push_drop = |name: &'a [u8]| {
-            headers.drop[headers.drop_len] = name;
-            headers.drop_len += 1;
-        };
+        let mut drop: Vec<&'a [u8]> = Vec::new();
+        let mut set: Vec<HeaderPair<'a>> =
+            vec![(auth.consumer_header.as_bytes(), &identity.consumer[..])];
         if let Some(api_key) = &auth.api_key {
-            push_drop(api_key.header.as_bytes());
+            drop.push(api_key.header.as_bytes());
         }
-        let mut scope_header = None;
-        if let Some(oauth2) = &auth.oauth2 {
-            if !oauth2.forward_token {
-                push_drop(b"authorization");
+        let bearer = auth.jwt.is_some() || auth.oauth2.is_some();
+        if bearer && !identity.forward_token {
+            drop.push(b"authorization");
+        }
+        if let Some(jwt) = &auth.jwt {
+            drop.extend(jwt.claim_headers.iter().map(|h| &h[..]));
+            set.extend(identity.headers.iter().map(|(n, v)| (&n[..], &v[..])));
+        }
+        if let Some(name) = auth.oauth2.as_ref().and_then(|o| o.scope_header.as_ref()) {
+            drop.push(name.as_bytes());
+            if let Some(scopes) = &identity.scopes {
+                set.push((name.as_bytes(), &scopes[..]));
             }
-            if let Some(name) = &oauth2.scope_header {
-                push_drop(name.as_bytes());
-                scope_header = Some(name.as_bytes());
-            }
         }
-        headers.set[0] = (auth.consumer_header.as_bytes(), &identity.consumer[..]);
-        headers.set_len = 1;
-        if let (Some(name), Some(scopes)) = (scope_header, &identity.scopes) {
-            headers.set[1] = (name, &scopes[..]);
-            headers.set_len = 2;
-        }
-        headers
+        UpstreamHeaders { drop, set }
     }
 
     pub fn drop(&self) -> &[&'a [u8]] {
-        &self.drop[..self.drop_len]
+        &self.drop
     }
 
     pub fn set(&self) -> &[HeaderPair<'a>] {
-        &self.set[..self.set_len]
+        &self.set
     }
 }
 
@@ -181,19 +199,35 @@ pub fn find_consumer(consumers: &[ConsumerConfig], presented: &[u8]) -> Option<u
     found
 }
 
-/// Authenticates a request by API key on a route with `auth`; `None`: no key accepted.
+/// Authenticates a request on a route with `auth`: an API key first, then a bearer token.
 pub fn authenticate(
     auth: &AuthConfig,
     consumers: &[ConsumerConfig],
     raw: &[u8],
     head: &RequestHead,
-) -> Option<Identity> {
-    let api_key = auth.api_key.as_ref()?;
-    let consumer = &consumers[find_consumer(consumers, presented_key(api_key, raw, head)?)?];
-    Some(Identity {
-        consumer: Bytes::copy_from_slice(consumer.name.as_bytes()),
-        scopes: None,
-    })
+) -> Result<Identity, Refused> {
+    let by_key = auth
+        .api_key
+        .as_ref()
+        .and_then(|api_key| find_consumer(consumers, presented_key(api_key, raw, head)?))
+        .and_then(|index| consumers.get(index));
+    if let Some(consumer) = by_key {
+        return Ok(Identity {
+            consumer: Bytes::copy_from_slice(consumer.name.as_bytes()),
+            scopes: None,
+            headers: Rc::from([]),
+            forward_token: false,
+        });
+    }
+    match auth
+        .jwt
+        .as_ref()
+        .map(|jwt| crate::jwt::authenticate(jwt, raw, head))
+    {
+        Some(crate::jwt::Outcome::Accepted(identity)) => Ok(identity),
+        Some(crate::jwt::Outcome::Rejected(rejection)) => Err(Refused::InvalidToken(rejection)),
+        Some(crate::jwt::Outcome::NoToken) | None => Err(Refused::Missing),
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub mod error;
 pub mod health_checker;
 pub mod http1;
 pub mod introspect;
+pub mod jwks;
+pub mod jwt;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;

@@ -34,6 +34,7 @@ use super::{
 };
 use crate::router::RouteTable;
 
+mod jwt;
 mod oauth2;
 
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
@@ -331,9 +332,16 @@ impl<'a> Ctx<'a> {
         let has_keys = consumers.iter().any(|c| !c.api_keys.is_empty());
         let (oauth2_providers, provider_ids) =
             self.oauth2_providers(file.oauth2_providers, &upstream_ids);
+        let jwt_providers = self.jwt_providers(file.jwt_providers);
         self.has_cluster = file.cluster.is_some();
         let cluster = file.cluster.as_ref().and_then(|c| self.cluster(c));
-        let routes = self.routes(file.routes, &upstream_ids, has_keys, &provider_ids);
+        let routes = self.routes(
+            file.routes,
+            &upstream_ids,
+            has_keys,
+            &provider_ids,
+            &jwt_providers,
+        );
         let admin = self.admin(file.admin);
         let observability = self.observability(file.observability);
         Some(Config {
@@ -1421,6 +1429,7 @@ impl<'a> Ctx<'a> {
         upstreams: &BTreeMap<String, UpstreamId>,
         has_keys: bool,
         providers: &oauth2::ProviderIds,
+        jwt_providers: &jwt::Providers,
     ) -> Option<RouteTable> {
         let mut routes = Vec::new();
         let mut hosts = Vec::new();
@@ -1483,10 +1492,9 @@ impl<'a> Ctx<'a> {
             let methods = self.methods(&route, &prefix);
             let action = self.action(&route, &prefix, span.clone(), upstreams);
             let rate_limits = self.rate_limits(route.rate_limits.as_deref(), &prefix);
-            let auth = route
-                .auth
-                .as_ref()
-                .and_then(|auth| self.auth(auth, &prefix, has_keys, providers, &methods));
+            let auth = route.auth.as_ref().and_then(|auth| {
+                self.auth(auth, &prefix, has_keys, providers, jwt_providers, &methods)
+            });
             let access = route
                 .access
                 .as_ref()
@@ -1967,16 +1975,17 @@ impl<'a> Ctx<'a> {
         prefix: &str,
         has_keys: bool,
         providers: &oauth2::ProviderIds,
+        jwt_providers: &jwt::Providers,
         methods: &[String],
     ) -> Option<AuthConfig> {
         let at = format!("{prefix}.auth");
         let file = auth.get_ref();
-        if file.api_key.is_none() && file.oauth2.is_none() {
+        if file.api_key.is_none() && file.jwt.is_none() && file.oauth2.is_none() {
             self.error(
                 auth.span(),
                 at,
                 "no authentication method: set api_key = { header = \"x-api-key\" } or \
-                 oauth2 = { provider = \"NAME\" }",
+                 jwt = { providers = [\"NAME\"] } or oauth2 = { provider = \"NAME\" }",
             );
             return None;
         }
@@ -2100,14 +2109,30 @@ impl<'a> Ctx<'a> {
                 api_key.header
             );
         }
+        let jwt = match &file.jwt {
+            None => None,
+            Some(jwt) => {
+                let built = self.jwt_auth(
+                    jwt,
+                    &format!("{at}.jwt"),
+                    jwt_providers,
+                    &challenge,
+                    &consumer_header,
+                    api_key.as_ref().map(|k| k.header.as_str()),
+                );
+                ok &= built.is_some();
+                built
+            }
+        };
         let mut challenge_invalid_token = challenge.clone();
-        if oauth2.is_some() {
-            challenge.push_str("www-authenticate: Bearer realm=\"strait\"\r\n");
+        if oauth2.is_some() || jwt.is_some() {
+            challenge.push_str(jwt::BEARER_CHALLENGE);
             challenge_invalid_token
                 .push_str("www-authenticate: Bearer realm=\"strait\", error=\"invalid_token\"\r\n");
         }
         ok.then(|| AuthConfig {
             api_key,
+            jwt,
             oauth2,
             consumer_header,
             challenge: Bytes::from(challenge),
@@ -2729,7 +2754,7 @@ mod tests {
                 "t.toml:4:12: consumers.alice.api_keys: empty list: a consumer needs at least one key",
                 "t.toml:8:20: routes[0].auth.api_key: no consumer has an API key: add [consumers.NAME] with api_keys = [...]",
             ]),
-            ("\"k1\"".into(), "{}", &["t.toml:8:8: routes[0].auth: no authentication method: set api_key = { header = \"x-api-key\" } or oauth2 = { provider = \"NAME\" }"]),
+            ("\"k1\"".into(), "{}", &["t.toml:8:8: routes[0].auth: no authentication method: set api_key = { header = \"x-api-key\" } or jwt = { providers = [\"NAME\"] } or oauth2 = { provider = \"NAME\" }"]),
             ("\"k1\"".into(), "{ api_key = { header = \"a b\" } }", &["t.toml:8:31: routes[0].auth.api_key.header: invalid header name \"a b\": must be a non-empty token"]),
             ("\"k1\"".into(), "{ api_key = { query = \"a&b\" } }", &["t.toml:8:30: routes[0].auth.api_key.query: invalid query parameter name \"a&b\": use letters, digits, '-', '_' and '.'"]),
             ("\"k1\"".into(), "{ api_key = {}, consumer_header = \"X-Api-Key\" }", &["t.toml:8:42: routes[0].auth.consumer_header: \"x-api-key\" is also the API key header"]),

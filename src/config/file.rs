@@ -27,6 +27,8 @@ pub struct FileConfig {
     /// validates bearer tokens.
     #[serde(default)]
     pub oauth2_providers: BTreeMap<Spanned<String>, FileOAuth2Provider>,
+    #[serde(default)]
+    pub jwt_providers: BTreeMap<Spanned<String>, FileJwtProvider>,
     pub admin: Option<FileAdmin>,
     #[serde(default)]
     pub observability: FileObservability,
@@ -286,8 +288,9 @@ pub struct FileConsumer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileAuth {
-    /// Required; optional here so that its absence is reported with the other errors.
+    /// At least one of `api_key`, `jwt` and `oauth2` (checked in `build.rs`).
     pub api_key: Option<Spanned<FileApiKeyAuth>>,
+    pub jwt: Option<Spanned<FileJwtAuth>>,
     pub oauth2: Option<Spanned<FileOAuth2Auth>>,
     pub consumer_header: Option<Spanned<String>>,
 }
@@ -323,6 +326,36 @@ pub struct FileOAuth2Auth {
     pub method_scopes: Option<BTreeMap<Spanned<String>, Vec<Spanned<String>>>>,
     pub forward_token: Option<Spanned<bool>>,
     pub scope_header: Option<Spanned<String>>,
+}
+
+/// A route's `auth.jwt = { providers = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJwtAuth {
+    pub providers: Spanned<Vec<Spanned<String>>>,
+    pub forward_token: Option<bool>,
+}
+
+/// `[jwt_providers.NAME]`: who issues the bearer tokens a route accepts, and how to check
+/// them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJwtProvider {
+    pub issuer: Option<Spanned<String>>,
+    pub audiences: Option<Spanned<Vec<Spanned<String>>>>,
+    pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub secret: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub public_key_file: Option<Spanned<String>>,
+    pub jwks_file: Option<Spanned<String>>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub jwks_refresh: Option<Spanned<DurationValue>>,
+    pub leeway: Option<Spanned<DurationValue>>,
+    pub required_claims: Option<Vec<Spanned<String>>>,
+    pub consumer_claim: Option<Spanned<String>>,
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub forward_token: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

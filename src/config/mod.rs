@@ -344,16 +344,19 @@ pub enum ApiKey {
 }
 
 /// A route's `auth`: the methods a request may authenticate with (at least one).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// API keys of `[consumers.NAME]`; `None`: not accepted on this route.
     pub api_key: Option<ApiKeyAuth>,
     /// Bearer tokens checked by introspection; `None`: not accepted on this route.
     pub oauth2: Option<OAuth2Auth>,
+    /// Bearer tokens of `[jwt_providers.NAME]`; `None`: not accepted on this route.
+    pub jwt: Option<crate::jwt::JwtAuth>,
     /// Header that tells the upstream who called (default `x-consumer`); the client's
     /// copies are replaced.
     pub consumer_header: String,
-    /// The `www-authenticate` lines of the 401 answer, one per method, each CRLF-terminated.
+    /// The `www-authenticate` lines of the 401 answer, one per method, each CRLF-terminated
+    /// (a refused bearer token gets `JwtAuth::rejected` instead).
     pub challenge: Bytes,
     /// The same lines when a bearer token was presented and refused: the Bearer line then
     /// says `error="invalid_token"` (RFC 6750 §3.1). Equal to `challenge` without `oauth2`.

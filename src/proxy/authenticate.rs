@@ -1,8 +1,9 @@
 //! Authentication on the request path: the route's `auth` methods tried in turn, and the
 //! local answers that refuse a request (401, 403, 503).
 //!
-//! An API key is checked in memory (`crate::auth`). A bearer token is looked up in the
-//! worker's token cache and, on a miss, introspected (`introspect.rs`): the only await of
+//! An API key and a JWT are checked in memory (`crate::auth`, `crate::jwt`). A bearer
+//! token no JWT provider accepts is, on a route with `oauth2`, looked up in the worker's
+//! token cache and, on a miss, introspected (`introspect.rs`): the only await of
 //! authentication. Requests with a token already being introspected wait for that
 //! verdict. A request is accepted when one method accepts the credential it presents. A
 //! failing authorization server is never taken for a refused token: the answer is the
@@ -38,9 +39,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         raw: &[u8],
         head: &RequestHead,
     ) -> Result<Identity, Rejection<'c>> {
-        if let Some(identity) = crate::auth::authenticate(auth, &config.consumers, raw, head) {
-            return Ok(identity);
-        }
+        let refused = match crate::auth::authenticate(auth, &config.consumers, raw, head) {
+            Ok(identity) => return Ok(identity),
+            Err(refused) => refused,
+        };
         let unauthorized = Rejection {
             error: ProxyError::Unauthorized,
             challenge: &auth.challenge,
@@ -49,8 +51,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             error: ProxyError::Unauthorized,
             challenge: &auth.challenge_invalid_token,
         };
+        // A bearer token no JWT provider accepts may still be an opaque token for the
+        // authorization server.
         let Some(oauth2) = &auth.oauth2 else {
-            return Err(unauthorized);
+            return Err(Rejection {
+                error: ProxyError::Unauthorized,
+                challenge: refused.challenge(auth),
+            });
         };
         let token = match bearer_token(raw, head) {
             Presented::Nothing => return Err(unauthorized),
@@ -80,6 +87,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         Ok(Identity {
             consumer: token.consumer.clone(),
             scopes: Some(token.scopes.clone()),
+            headers: Rc::from([]),
+            forward_token: oauth2.forward_token,
         })
     }
 

@@ -347,7 +347,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         };
         let request_id = self.rec.request_id.clone();
         let trace = self.rec.trace;
-        // An authenticated request: its key stays here, its consumer goes upstream.
+        // An authenticated request: its credential stays here (unless a JWT provider says
+        // to forward the token), its consumer and mapped claims go upstream.
         let auth = self.identity.as_ref().and_then(|identity| {
             let auth = config.routes.routes().get(self.rec.route?)?.auth.as_ref()?;
             Some((auth, identity))
