@@ -14,8 +14,8 @@ Columns:
   x direct      req/s divided by direct's req/s of the same round
   errors        wrk's Non-2xx responses + socket errors, summed over the rounds
 
-When strait-obs, strait-guard or strait-base ran, each table is followed by paired ratios, per
-round then median [min-max]: strait-obs/strait, strait-guard/strait, strait/strait-base and
+When strait-obs, strait-guard, strait-jwt or strait-base ran, each table is followed by paired ratios, per
+round then median [min-max]: strait-obs/strait, strait-guard/strait, strait-jwt/strait, strait/strait-base and
 strait-obs/strait-base, for req/s, CPU us/req and p99.
 """
 import csv
@@ -23,12 +23,13 @@ import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["direct", "strait-base", "strait", "strait-obs", "strait-guard", "nginx", "haproxy"]
+ORDER = ["direct", "strait-base", "strait", "strait-obs", "strait-guard", "strait-jwt", "nginx", "haproxy"]
 # (a, b): print a/b per round when both ran — what observability, authentication and rate
 # limits cost, what a change costs.
 PAIRS = [
     ("strait-obs", "strait"),
     ("strait-guard", "strait"),
+    ("strait-jwt", "strait"),
     ("strait", "strait-base"),
     ("strait-obs", "strait-base"),
 ]
