@@ -238,7 +238,8 @@ fn unix_now() -> u64 {
 }
 
 /// A gateway with routes `/api/*` (scope `read`), `/items` (per-method scopes), `/both`
-/// (API key or token), `/fwd` (token forwarded), `/limited` (consumer rate limit).
+/// (API key or token), `/fwd` (token forwarded), `/limited` (consumer rate limit), `/mixed`
+/// (a JWT of [`JWT_SECRET`], else introspection).
 fn config(app: SocketAddr, authz: SocketAddr, secret_file: &str, provider_extra: &str) -> String {
     format!(
         r#"[server]
@@ -256,6 +257,9 @@ path = "/oauth2/introspect"
 client_id = "gateway"
 client_secret_file = "{secret_file}"
 {provider_extra}
+
+[jwt_providers.local]
+secret = "{JWT_SECRET}"
 
 [consumers.carol]
 api_keys = ["carol-key"]
@@ -285,8 +289,26 @@ path = "/limited"
 upstream = "app"
 auth = {{ oauth2 = {{ provider = "idp" }} }}
 rate_limits = [{{ name = "per-consumer", key = "consumer", limit = 1, period = "1h" }}]
+
+[[routes]]
+path = "/mixed"
+upstream = "app"
+auth = {{ jwt = {{ providers = ["local"] }}, oauth2 = {{ provider = "idp" }} }}
 "#
     )
+}
+
+/// The HMAC secret of the `local` JWT provider.
+const JWT_SECRET: &str = "a-local-jwt-secret-of-32-bytes-or-more";
+
+fn hs256(secret: &str, sub: &str) -> String {
+    let claims = serde_json::json!({ "sub": sub, "exp": unix_now() + 600 });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 struct Setup {
@@ -894,4 +916,46 @@ fn a_refused_request_leaves_the_connection_open() {
         .map(|_| reader.read_response("GET").unwrap().status)
         .collect();
     assert_eq!(statuses, [401, 403, 200]);
+}
+
+#[test]
+fn a_route_with_jwt_and_oauth2_checks_jwts_locally_and_introspects_other_tokens() {
+    let s = setup(CACHED);
+    s.authz.token(
+        "opaque-olga",
+        Answer::Json(r#"{"active":true,"sub":"olga","scope":"read"}"#),
+    );
+    // A JWT the provider verifies: accepted without asking the authorization server.
+    let r = s
+        .strait
+        .request(request("GET", "/mixed", &bearer(&hs256(JWT_SECRET, "jay"))).as_bytes());
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(s.app.last().header("x-consumer").as_deref(), Some("jay"));
+    assert_eq!(s.authz.hits(), 0);
+
+    // An opaque token: introspected and accepted.
+    let r = s
+        .strait
+        .request(request("GET", "/mixed", &bearer("opaque-olga")).as_bytes());
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(s.app.last().header("x-consumer").as_deref(), Some("olga"));
+    assert_eq!(s.authz.hits(), 1);
+
+    // A JWT of another key, unknown to the authorization server: refused by both.
+    let forged = hs256("another-secret-of-32-bytes-or-more!!", "jay");
+    let r = s
+        .strait
+        .request(request("GET", "/mixed", &bearer(&forged)).as_bytes());
+    assert_eq!(r.status, 401, "{}", r.head);
+    assert_eq!(
+        r.headers_named("www-authenticate"),
+        ["Bearer realm=\"strait\", error=\"invalid_token\""]
+    );
+    assert_eq!(r.text(), UNAUTHORIZED_BODY);
+    assert_eq!(s.authz.hits(), 2);
+    assert_eq!(
+        s.app.requests().len(),
+        2,
+        "nothing more reached the upstream"
+    );
 }
