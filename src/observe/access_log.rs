@@ -614,6 +614,13 @@ const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 /// characters and DEL are escaped so that a line never carries raw terminal controls.
 fn json_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
+    // Nearly every logged value is printable ASCII without quotes or backslashes: copied
+    // as is, without the UTF-8 walk.
+    if s.iter().all(|&b| matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\') {
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     for chunk in s.utf8_chunks() {
         json_escape_valid(out, chunk.valid().as_bytes());
         if !chunk.invalid().is_empty() {
