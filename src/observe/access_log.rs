@@ -616,7 +616,9 @@ fn json_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
     // Nearly every logged value is printable ASCII without quotes or backslashes: copied
     // as is, without the UTF-8 walk.
-    if s.iter().all(|&b| matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\') {
+    if s.iter()
+        .all(|&b| matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\')
+    {
         out.extend_from_slice(s);
         out.push(b'"');
         return;
