@@ -2,9 +2,10 @@
 //!
 //! Where it sits: at the end of every request, the worker hands its [`RequestRecord`] to
 //! its [`WorkerLog`], which formats the line (JSON or nginx "combined") into a per-worker
-//! buffer. Full buffers (64 KiB) and, on the worker's periodic tick, partly filled ones
-//! are sent as one batch over a bounded channel to the writer thread, which does the
-//! only disk I/O.
+//! buffer. Full buffers (256 KiB) and, on the worker's periodic tick, partly filled ones
+//! whose first line is 250 ms old are sent as one batch over a bounded channel to the
+//! writer thread, which does the only disk I/O. Large, infrequent batches keep the
+//! writer's wake-ups and write calls few: it shares the workers' cores.
 //!
 //! Invariants:
 //! - A worker never blocks on the log: formatting is in memory, and a batch that does not
@@ -33,13 +34,16 @@ use crate::config::{AccessLogConfig, AccessLogFormat, LogDestination};
 use crate::http1::Version;
 
 /// A worker's buffer is sent once it holds this many bytes.
-pub const BATCH_BYTES: usize = 64 * 1024;
+pub const BATCH_BYTES: usize = 256 * 1024;
+/// A partly filled buffer is sent on the tick once its first line is this old: the
+/// longest a line waits in a worker.
+pub const FLUSH_AGE: Duration = Duration::from_millis(250);
 /// Batches waiting for the writer; past it, batches are dropped. Worst case memory is
 /// this many full batches (64 MiB), reached only while the destination stalls.
-pub const QUEUE_BATCHES: usize = 1024;
-/// Emptied batch buffers kept for reuse, so that a worker does not allocate 64 KiB per
+pub const QUEUE_BATCHES: usize = 256;
+/// Emptied batch buffers kept for reuse, so that a worker does not allocate 256 KiB per
 /// batch.
-const SPARE_BUFFERS: usize = 64;
+const SPARE_BUFFERS: usize = 16;
 /// Buffers grown past this (by a burst of very long lines) are not reused.
 const MAX_REUSED_CAPACITY: usize = 2 * BATCH_BYTES;
 
@@ -86,6 +90,7 @@ impl AccessLog {
             shared: self.shared.clone(),
             buf: Vec::with_capacity(BATCH_BYTES + BATCH_BYTES / 4),
             lines: 0,
+            oldest: None,
             rng: Rng::new(),
             json_time: SecondText::default(),
             combined_time: SecondText::default(),
@@ -130,6 +135,8 @@ pub struct WorkerLog {
     buf: Vec<u8>,
     /// Lines in `buf`, to count them if the batch is dropped.
     lines: u64,
+    /// When the first line of `buf` was written.
+    oldest: Option<Instant>,
     rng: Rng,
     /// The current second as each format writes it.
     json_time: SecondText,
@@ -161,14 +168,26 @@ impl WorkerLog {
             }
         }
         self.lines += 1;
+        self.oldest.get_or_insert(now);
         if self.buf.len() >= BATCH_BYTES {
             self.flush();
         }
     }
 
-    /// Sends whatever is buffered (called from the worker's periodic tick, ~every 20 ms,
-    /// and at drain).
+    /// Sends the buffer when its first line is [`FLUSH_AGE`] old (called from the
+    /// worker's periodic tick, ~every 20 ms).
+    pub fn tick(&mut self, now: Instant) {
+        if self
+            .oldest
+            .is_some_and(|oldest| now.saturating_duration_since(oldest) >= FLUSH_AGE)
+        {
+            self.flush();
+        }
+    }
+
+    /// Sends whatever is buffered (when full, at drain, and on drop).
     pub fn flush(&mut self) {
+        self.oldest = None;
         if self.buf.is_empty() {
             return;
         }
@@ -1099,27 +1118,62 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn a_full_queue_drops_and_counts_instead_of_blocking() {
-        // A writer that never drains: the queue is built by hand without a thread.
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+    /// A worker's log whose batches go to a queue of `capacity` built by hand (no writer).
+    fn worker_log(capacity: usize) -> (WorkerLog, Receiver<Vec<u8>>, Arc<Shared>) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
         let (_spare_tx, spare) = crossbeam_channel::bounded(1);
         let shared = Arc::new(Shared::default());
-        let mut worker = WorkerLog {
+        let worker = WorkerLog {
             tx,
             spare,
             shared: shared.clone(),
             buf: Vec::new(),
             lines: 0,
+            oldest: None,
             rng: Rng::new(),
             json_time: SecondText::default(),
             combined_time: SecondText::default(),
         };
-        let config = AccessLogConfig {
-            format: AccessLogFormat::Combined,
-            destination: LogDestination::Stdout,
-            sample: 1.0,
-        };
+        (worker, rx, shared)
+    }
+
+    const COMBINED_TO_STDOUT: AccessLogConfig = AccessLogConfig {
+        format: AccessLogFormat::Combined,
+        destination: LogDestination::Stdout,
+        sample: 1.0,
+    };
+
+    #[test]
+    fn the_tick_sends_a_partial_batch_once_its_first_line_is_old_enough() {
+        let (mut worker, rx, _) = worker_log(4);
+        let rec = record();
+        let t0 = rec.started;
+        worker.tick(t0 + FLUSH_AGE); // nothing buffered: nothing sent
+        worker.log(&COMBINED_TO_STDOUT, &NAMES, &rec, t0);
+        worker.log(&COMBINED_TO_STDOUT, &NAMES, &rec, t0 + FLUSH_AGE / 2);
+        worker.tick(t0 + FLUSH_AGE - Duration::from_millis(1));
+        assert!(
+            rx.try_recv().is_err(),
+            "sent before its first line was old enough"
+        );
+        worker.tick(t0 + FLUSH_AGE);
+        let batch = rx
+            .try_recv()
+            .expect("a batch once the first line is FLUSH_AGE old");
+        assert_eq!(count_lines(&batch), 2);
+        // The age starts again with the next line.
+        worker.log(&COMBINED_TO_STDOUT, &NAMES, &rec, t0 + FLUSH_AGE * 2);
+        worker.tick(t0 + FLUSH_AGE * 2 + FLUSH_AGE / 2);
+        assert!(rx.try_recv().is_err());
+        worker.tick(t0 + FLUSH_AGE * 3);
+        assert_eq!(count_lines(&rx.try_recv().unwrap()), 1);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        // A writer that never drains.
+        let (mut worker, _rx, shared) = worker_log(1);
+        let config = COMBINED_TO_STDOUT;
         let rec = record();
         for _ in 0..3 {
             worker.log(&config, &NAMES, &rec, rec.started);

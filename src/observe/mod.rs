@@ -197,16 +197,20 @@ impl WorkerObservers {
     /// At the end of a drain: hands the last log lines over and lets go of the log and the
     /// tracer, so that their writer threads can finish.
     pub fn close(&mut self) {
-        self.tick();
+        self.inbox.answer(&self.metrics);
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
+        }
         self.log = None;
         self.tracer = None;
     }
 
-    /// Periodic work off the request path: answer scrapes, hand buffered log lines over.
+    /// Periodic work off the request path: answer scrapes, hand log lines over once the
+    /// oldest has waited long enough.
     pub fn tick(&mut self) {
         self.inbox.answer(&self.metrics);
         if let Some(log) = self.log.as_mut() {
-            log.flush();
+            log.tick(Instant::now());
         }
     }
 }
