@@ -214,11 +214,8 @@ impl Exporter {
         let mut body = Vec::new();
         // When the oldest span of the batch must go out.
         let mut deadline: Option<Instant> = None;
-        loop {
-            match stop.recv_timeout(POLL) {
-                Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            }
+        // Until told to stop (a message, or the sender dropped).
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(POLL) {
             let senders_gone = loop {
                 match spans.try_recv() {
                     Ok(span) => {
