@@ -7,34 +7,17 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use common::{ok, scratch_dir, wait_until, Strait, Upstream};
+use common::{hello_api_config, ok, scratch_dir, wait_until, Strait, Upstream};
 use serde_json::Value;
 
 /// A config with a mock route, a proxied route and no catch-all (so `/nowhere` is a 404),
 /// logging JSON to `log`.
 fn config(upstream: std::net::SocketAddr, log: &Path) -> String {
-    format!(
-        r#"[server]
-listen = ["127.0.0.1:0"]
-
-[observability.access_log]
-destination = "{}"
-
-[upstreams.app]
-endpoints = ["{upstream}"]
-
-[[routes]]
-name = "hello"
-path = "/hello"
-mock = {{ status = 200, body = "hi" }}
-
-[[routes]]
-name = "api"
-path = "/api/{{*rest}}"
-upstream = "app"
-"#,
+    let extra = format!(
+        "\n[observability.access_log]\ndestination = \"{}\"\n",
         log.display()
-    )
+    );
+    hello_api_config(upstream, &extra)
 }
 
 fn read_lines(path: &Path) -> Vec<Value> {

@@ -13,24 +13,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A config with a mock route `hello` and a route `api` proxied to upstream `app`.
 fn config(upstream: SocketAddr) -> String {
-    format!(
-        r#"[server]
-listen = ["127.0.0.1:0"]
-
-[upstreams.app]
-endpoints = ["{upstream}"]
-
-[[routes]]
-name = "hello"
-path = "/hello"
-mock = {{ status = 200, body = "hi" }}
-
-[[routes]]
-name = "api"
-path = "/api/{{*rest}}"
-upstream = "app"
-"#
-    )
+    hello_api_config(upstream, "")
 }
 
 /// Scrapes `GET /metrics` at `addr`: the samples by series (`name{labels}`), after

@@ -697,32 +697,22 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
         &totals.response_bytes,
     );
 
-    family(
+    by_worker(
         o,
         "strait_worker_connections",
         "gauge",
         "Client connections open, by worker.",
+        snapshots,
+        |s| s.connections_open,
     );
-    for s in snapshots {
-        let _ = writeln!(
-            o,
-            "strait_worker_connections{{worker=\"{}\"}} {}",
-            s.worker, s.connections_open
-        );
-    }
-    family(
+    by_worker(
         o,
         "strait_worker_connections_accepted_total",
         "counter",
         "Client connections accepted, by worker.",
+        snapshots,
+        |s| s.connections_accepted,
     );
-    for s in snapshots {
-        let _ = writeln!(
-            o,
-            "strait_worker_connections_accepted_total{{worker=\"{}\"}} {}",
-            s.worker, s.connections_accepted
-        );
-    }
     family(
         o,
         "strait_upstream_pool_total",
@@ -835,6 +825,20 @@ fn render_redis(o: &mut String, redis: &crate::redis_sync::SyncStats) {
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn by_worker<T: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    snapshots: &[MetricsSnapshot],
+    value: impl Fn(&MetricsSnapshot) -> T,
+) {
+    family(out, name, kind, help);
+    for s in snapshots {
+        let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", s.worker, value(s));
+    }
 }
 
 fn by_route(out: &mut String, name: &str, help: &str, values: &BTreeMap<String, u64>) {

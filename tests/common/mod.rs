@@ -542,6 +542,29 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// A config with one upstream `app` at `upstream` and a catch-all route to it, plus `extra`.
+/// A config with a mock route `hello` (`/hello`, 200 "hi") and a route `api` (`/api/*`)
+/// proxied to upstream `app`; `extra` goes after `[server]`'s `listen`.
+pub fn hello_api_config(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+{extra}
+[upstreams.app]
+endpoints = ["{upstream}"]
+
+[[routes]]
+name = "hello"
+path = "/hello"
+mock = {{ status = 200, body = "hi" }}
+
+[[routes]]
+name = "api"
+path = "/api/{{*rest}}"
+upstream = "app"
+"#
+    )
+}
+
 pub fn proxy_config(upstream: SocketAddr, extra: &str) -> String {
     format!(
         r#"[server]
