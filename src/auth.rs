@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
 use crate::http1::encode::HeaderPair;
 use crate::http1::RequestHead;
+use crate::upstream::hash_key::header_value;
 
 /// Who an authenticated request is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,12 +152,7 @@ pub fn ct_eq(presented: &[u8], stored: &[u8]) -> bool {
 /// non-empty, else the `query` parameter of the target. Query values are compared as sent
 /// (no percent-decoding).
 pub fn presented_key<'r>(auth: &ApiKeyAuth, raw: &'r [u8], head: &RequestHead) -> Option<&'r [u8]> {
-    let header = head
-        .headers
-        .iter()
-        .find(|h| h.name(raw).eq_ignore_ascii_case(auth.header.as_bytes()))
-        .map(|h| h.value(raw))
-        .filter(|v| !v.is_empty());
+    let header = header_value(raw, head, auth.header.as_bytes()).filter(|v| !v.is_empty());
     if header.is_some() {
         return header;
     }

@@ -7,7 +7,9 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use common::{hello_api_config, ok, scratch_dir, wait_until, Strait, Upstream};
+use common::{
+    hello_api_config, is_generated_request_id, ok, scratch_dir, wait_until, Strait, Upstream,
+};
 use serde_json::Value;
 
 /// A config with a mock route, a proxied route and no catch-all (so `/nowhere` is a 404),
@@ -37,17 +39,6 @@ fn wait_for_lines(path: &Path, n: usize) -> Vec<Value> {
     let lines = read_lines(path);
     assert_eq!(lines.len(), n, "{lines:#?}");
     lines
-}
-
-fn is_uuid_v4(id: &str) -> bool {
-    let b = id.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, &c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            14 => c == b'4',
-            19 => b"89ab".contains(&c),
-            _ => c.is_ascii_hexdigit() && !c.is_ascii_uppercase(),
-        })
 }
 
 struct Setup {
@@ -117,7 +108,7 @@ fn every_request_is_one_json_line_with_its_request_id() {
     let r = get("/api/bad-id", "X-Request-Id: has\"quote\r\n");
     assert_eq!(r.status, 200);
     let replaced = r.header("x-request-id").unwrap_or_default().to_owned();
-    assert!(is_uuid_v4(&replaced), "{replaced:?}");
+    assert!(is_generated_request_id(&replaced), "{replaced:?}");
     assert_eq!(
         s.upstream.last().header("x-request-id"),
         Some(replaced.clone())
@@ -151,7 +142,7 @@ fn every_request_is_one_json_line_with_its_request_id() {
         let id = line["request_id"].as_str().unwrap();
         assert!(ids.insert(id.to_owned()), "duplicate id {id}");
         if id != "abc-123" {
-            assert!(is_uuid_v4(id), "{id}");
+            assert!(is_generated_request_id(id), "{id}");
         }
         assert_eq!(response_id.as_deref(), Some(id), "{line}");
         if path.starts_with("/api/") {
@@ -187,11 +178,7 @@ fn sigusr1_reopens_the_file_after_a_rename() {
 
     let rotated = s.dir.join("access.log.1");
     std::fs::rename(&s.log, &rotated).unwrap();
-    // SAFETY: kill(2) on our own child's pid; no memory is involved.
-    assert_eq!(
-        unsafe { libc::kill(s.strait.pid() as i32, libc::SIGUSR1) },
-        0
-    );
+    s.strait.signal(libc::SIGUSR1);
     // The reopen happens before the next write; a request sent before the signal is
     // handled could still land in the old file, so send until the new file appears.
     let mut sent = 0;

@@ -594,8 +594,7 @@ fn hash_keeps_each_user_on_one_endpoint() {
         config_with(&eps, "[server.timeouts]\nheader_read = \"9s\"\n", hashed),
     )
     .unwrap();
-    // SAFETY: kill(2) on our own child's pid; no memory is involved.
-    assert_eq!(unsafe { libc::kill(strait.pid() as i32, libc::SIGHUP) }, 0);
+    strait.signal(libc::SIGHUP);
     wait_until("config reloaded", || {
         strait.log.lock().unwrap().contains("config reloaded")
     });

@@ -489,7 +489,7 @@ impl<'a> Ctx<'a> {
         let request_id_header = match &file.request_id_header {
             None => "x-request-id".to_owned(),
             Some(name) => {
-                if name.get_ref().is_empty() || !name.get_ref().bytes().all(is_tchar) {
+                if !is_token(name.get_ref()) {
                     self.error(
                         name.span(),
                         "observability.request_id_header",

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::trace::WyRand;
 use super::{Outcome, RequestRecord};
 use crate::config::{AccessLogConfig, AccessLogFormat, LogDestination};
 use crate::http1::Version;
@@ -91,7 +92,7 @@ impl AccessLog {
             buf: Vec::with_capacity(BATCH_BYTES + BATCH_BYTES / 4),
             lines: 0,
             oldest: None,
-            rng: Rng::new(),
+            rng: WyRand::from_entropy(),
             json_time: SecondText::default(),
             combined_time: SecondText::default(),
         }
@@ -137,7 +138,7 @@ pub struct WorkerLog {
     lines: u64,
     /// When the first line of `buf` was written.
     oldest: Option<Instant>,
-    rng: Rng,
+    rng: WyRand,
     /// The current second as each format writes it.
     json_time: SecondText,
     combined_time: SecondText,
@@ -155,7 +156,7 @@ impl WorkerLog {
         rec: &RequestRecord,
         now: Instant,
     ) {
-        if !self.rng.sampled(config.sample) {
+        if !self.rng.sample(config.sample) {
             return;
         }
         let total = now.saturating_duration_since(rec.started);
@@ -304,48 +305,6 @@ fn write_batches(mut sink: Sink, rx: Receiver<Vec<u8>>, spare: Sender<Vec<u8>>, 
 
 fn count_lines(batch: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', batch).count() as u64
-}
-
-// ---- sampling ----
-
-/// xorshift64*: a few instructions per draw, per worker, no shared state.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let mut hasher =
-            std::hash::BuildHasher::build_hasher(&std::collections::hash_map::RandomState::new());
-        std::hash::Hasher::write_u64(&mut hasher, unix_nanos());
-        // Zero is xorshift's one fixed point.
-        Rng(std::hash::Hasher::finish(&hasher) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// True with probability `ratio`; exactly always at 1.0 and never at 0.0.
-    fn sampled(&mut self, ratio: f64) -> bool {
-        if ratio >= 1.0 {
-            return true;
-        }
-        if ratio <= 0.0 || ratio.is_nan() {
-            return false;
-        }
-        // 53 random bits as a float in [0, 1).
-        ((self.next() >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < ratio
-    }
-}
-
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 // ---- line formats ----
@@ -1025,11 +984,11 @@ mod tests {
 
     #[test]
     fn sampling_extremes() {
-        let mut rng = Rng::new();
-        assert!((0..10_000).all(|_| rng.sampled(1.0)));
-        assert!((0..10_000).all(|_| !rng.sampled(0.0)));
-        assert!((0..10_000).all(|_| !rng.sampled(f64::NAN)));
-        let hits = (0..100_000).filter(|_| rng.sampled(0.25)).count();
+        let mut rng = WyRand::from_entropy();
+        assert!((0..10_000).all(|_| rng.sample(1.0)));
+        assert!((0..10_000).all(|_| !rng.sample(0.0)));
+        assert!((0..10_000).all(|_| !rng.sample(f64::NAN)));
+        let hits = (0..100_000).filter(|_| rng.sample(0.25)).count();
         assert!((22_000..28_000).contains(&hits), "{hits}");
     }
 
@@ -1050,7 +1009,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "strait-access-log-{}-{name}-{}",
             std::process::id(),
-            unix_nanos()
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -1130,7 +1092,7 @@ mod tests {
             buf: Vec::new(),
             lines: 0,
             oldest: None,
-            rng: Rng::new(),
+            rng: WyRand::from_entropy(),
             json_time: SecondText::default(),
             combined_time: SecondText::default(),
         };

@@ -11,7 +11,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -142,10 +142,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 return None;
             }
         };
-        let unix_now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let (cached, ttl) = match parse_answer(&answer, provider, unix_now) {
+        let (cached, ttl) = match parse_answer(&answer, provider, crate::jwt::unix_now()) {
             Ok(TokenState::Active(active)) => {
                 let until_exp = active.expires_in.map_or(Duration::MAX, Duration::from_secs);
                 let ttl = provider.cache_ttl.min(until_exp);
@@ -197,14 +194,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         rejection: Rejection<'_>,
         head: &RequestHead,
     ) -> bool {
-        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
-        let response = rejection.error.response();
-        self.rec.status = rejection.error.status();
-        let mut out = std::mem::take(&mut self.out);
-        out.extend_from_slice(&response.head);
-        out.extend_from_slice(rejection.challenge);
-        self.finish_local_answer(out, &response.body, keep_alive, head.version, false)
+        self.answer_error_with(rejection.error, &[rejection.challenge], head)
             .await
-            && keep_alive
     }
 }

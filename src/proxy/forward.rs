@@ -78,7 +78,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             Ok(keep_alive) => keep_alive,
             Err(Failure::Answer(error)) => {
                 // The request body may be half read: the connection cannot continue.
-                let _ = self.answer_error(error, head.version, false).await;
+                let _ = self.answer_error(error, &[], head.version, false).await;
                 false
             }
             Err(Failure::Abort) => false,
@@ -284,11 +284,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 return;
             }
             let now = Instant::now();
-            let ejected = state
-                .endpoints
-                .iter()
-                .filter(|e| e.outlier.is_ejected(now))
-                .count();
+            let ejected = outlier::count_ejected(state.endpoints.iter().map(|e| &e.outlier), now);
             let total = state.endpoints.len();
             let percent = upstream.outlier.max_ejected_percent;
             // Never eject past `max_ejected_percent` of the endpoints.

@@ -37,6 +37,7 @@ use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::WorkerLimits;
 use crate::redis_sync::ClusterHub;
 use crate::router::RouteMatch;
+use crate::upstream::hash_key::header_value;
 use crate::upstream::{HealthRegistry, WorkerUpstreams};
 use io::{read_more, write_out, ReadFail};
 
@@ -227,7 +228,7 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
             NextHead::Head(end) => end,
             NextHead::Closed => return,
             NextHead::Fail(error) => {
-                let _ = conn.answer_error(error, Version::Http11, false).await;
+                let _ = conn.answer_error(error, &[], Version::Http11, false).await;
                 return;
             }
         };
@@ -253,7 +254,7 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
                 conn.handle(&config, raw, head).await
             }
             Err(error) => {
-                let _ = conn.answer_error(error, version_of(&raw), false).await;
+                let _ = conn.answer_error(error, &[], version_of(&raw), false).await;
                 false
             }
         };
@@ -439,11 +440,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 RateLimitKey::ClientIp => client_ip,
                 RateLimitKey::Route => b"",
                 RateLimitKey::Consumer => consumer,
-                RateLimitKey::Header(name) => head
-                    .headers
-                    .iter()
-                    .find(|h| h.name(raw).eq_ignore_ascii_case(name.as_bytes()))
-                    .map_or(&b""[..], |h| h.value(raw)),
+                RateLimitKey::Header(name) => {
+                    header_value(raw, head, name.as_bytes()).unwrap_or_default()
+                }
             };
             match resolved.get_mut(i) {
                 Some(slot) => *slot = value,
@@ -477,22 +476,27 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     }
 
     async fn answer_error_after(&mut self, error: ProxyError, head: &RequestHead) -> bool {
+        self.answer_error_with(error, &[], head).await
+    }
+
+    /// `error`'s answer with `lines` (together forming CRLF-terminated header lines) added
+    /// to its head, after a parsed request.
+    async fn answer_error_with(
+        &mut self,
+        error: ProxyError,
+        lines: &[&[u8]],
+        head: &RequestHead,
+    ) -> bool {
         let keep_alive = head.keep_alive && self.discard_buffered_body(head);
-        self.answer_error(error, head.version, keep_alive).await && keep_alive
+        self.answer_error(error, lines, head.version, keep_alive)
+            .await
+            && keep_alive
     }
 
     async fn answer_not_allowed(&mut self, allow: &str, head: &RequestHead) -> bool {
-        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
-        let response = ProxyError::MethodNotAllowed.response();
-        self.rec.status = 405;
-        let mut out = std::mem::take(&mut self.out);
-        out.extend_from_slice(&response.head);
-        out.extend_from_slice(b"allow: ");
-        out.extend_from_slice(allow.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        self.finish_local_answer(out, &response.body, keep_alive, head.version, false)
+        let lines: [&[u8]; 3] = [b"allow: ", allow.as_bytes(), b"\r\n"];
+        self.answer_error_with(ProxyError::MethodNotAllowed, &lines, head)
             .await
-            && keep_alive
     }
 
     /// 204 with the route's CORS answer, or 403 when its policy refuses the preflight.
@@ -529,6 +533,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     async fn answer_error(
         &mut self,
         error: ProxyError,
+        lines: &[&[u8]],
         version: Version,
         keep_alive: bool,
     ) -> bool {
@@ -536,6 +541,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         self.rec.status = error.status();
         let mut out = std::mem::take(&mut self.out);
         out.extend_from_slice(&response.head);
+        for line in lines {
+            out.extend_from_slice(line);
+        }
         self.finish_local_answer(out, &response.body, keep_alive, version, false)
             .await
     }

@@ -71,7 +71,7 @@ pub fn request_key(key: &HashKey, raw: &[u8], head: &RequestHead, client_ip: &[u
 }
 
 /// The (already OWS-trimmed) value of the first header named `name`, case-insensitively.
-fn header_value<'a>(raw: &'a [u8], head: &RequestHead, name: &[u8]) -> Option<&'a [u8]> {
+pub fn header_value<'a>(raw: &'a [u8], head: &RequestHead, name: &[u8]) -> Option<&'a [u8]> {
     head.headers.iter().find_map(|h| {
         let header_name = raw.get(h.name.0 as usize..h.name.1 as usize)?;
         if header_name.eq_ignore_ascii_case(name) {

@@ -541,7 +541,6 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// A config with one upstream `app` at `upstream` and a catch-all route to it, plus `extra`.
 /// A config with a mock route `hello` (`/hello`, 200 "hi") and a route `api` (`/api/*`)
 /// proxied to upstream `app`; `extra` goes after `[server]`'s `listen`.
 pub fn hello_api_config(upstream: SocketAddr, extra: &str) -> String {
@@ -565,6 +564,7 @@ upstream = "app"
     )
 }
 
+/// A config with one upstream `app` at `upstream` and a catch-all route to it, plus `extra`.
 pub fn proxy_config(upstream: SocketAddr, extra: &str) -> String {
     format!(
         r#"[server]

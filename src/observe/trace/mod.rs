@@ -31,6 +31,7 @@ use bytes::BytesMut;
 
 use super::RequestRecord;
 use crate::config::TracingConfig;
+use crate::http1::headers::trim_ows;
 use crate::http1::Version;
 
 /// The trace identity of one request: ours (`span_id`) and where it came from.
@@ -82,16 +83,6 @@ pub fn parse_traceparent(value: &[u8]) -> Option<([u8; 16], [u8; 8], bool)> {
         return None;
     }
     Some((trace_id, parent, flags & 0x01 != 0))
-}
-
-fn trim_ows(mut value: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = value {
-        value = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = value {
-        value = rest;
-    }
-    value
 }
 
 /// One lower-case hex digit (`HEXDIGLC`); upper case is invalid in `traceparent`.
