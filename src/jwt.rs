@@ -195,7 +195,8 @@ pub fn parse_bearer(value: &[u8]) -> Option<Result<&[u8], Rejection>> {
     let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
     let token = &rest[start..];
     let end = token.iter().position(|b| *b == b'=').unwrap_or(token.len());
-    let well_formed = !token.is_empty()
+    // RFC 6750 §2.1 `b64token`: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let well_formed = end > 0
         && token.len() <= MAX_TOKEN_BYTES
         && token[..end]
             .iter()

@@ -33,56 +33,25 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Bearer tokens longer than this are refused without asking the authorization server.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-
 /// What the request presents in its `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presented<'r> {
     /// No `Authorization` header, or another scheme than Bearer (say, Basic).
     Nothing,
     /// The Bearer scheme with no token, a token that is not a `b64token`, one longer
-    /// than [`MAX_TOKEN_BYTES`], or several `Authorization` headers.
+    /// than [`crate::jwt::MAX_TOKEN_BYTES`], or several `Authorization` headers.
     Malformed,
     Token(&'r [u8]),
 }
 
-/// The bearer token of the request (RFC 6750 §2.1: `Bearer` is case-insensitive, one or
-/// more spaces, then `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`).
+/// The bearer token of the request, as JWT authentication reads it (`jwt::bearer_token`):
+/// only a well-formed one is ever sent to the authorization server.
 pub fn bearer_token<'r>(raw: &'r [u8], head: &RequestHead) -> Presented<'r> {
-    let mut values = head
-        .headers
-        .iter()
-        .filter(|h| h.name(raw).eq_ignore_ascii_case(b"authorization"))
-        .map(|h| h.value(raw));
-    let Some(value) = values.next() else {
-        return Presented::Nothing;
-    };
-    let is_bearer = value
-        .get(..6)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
-        && matches!(value.get(6), None | Some(b' '));
-    if !is_bearer {
-        return Presented::Nothing;
+    match crate::jwt::bearer_token(raw, head) {
+        None => Presented::Nothing,
+        Some(Err(_)) => Presented::Malformed,
+        Some(Ok(token)) => Presented::Token(token),
     }
-    if values.next().is_some() {
-        return Presented::Malformed;
-    }
-    let token = value[6..].trim_ascii_start();
-    if is_b64token(token) && token.len() <= MAX_TOKEN_BYTES {
-        Presented::Token(token)
-    } else {
-        Presented::Malformed
-    }
-}
-
-/// RFC 6750 §2.1 `b64token`.
-fn is_b64token(token: &[u8]) -> bool {
-    let body_end = token.iter().rposition(|b| *b != b'=').map_or(0, |i| i + 1);
-    body_end > 0
-        && token[..body_end]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b))
 }
 
 /// The cache key of `token` at `provider`: a digest, so that the cache holds no token.
