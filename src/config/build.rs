@@ -793,6 +793,21 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    /// A duration where zero is meaningful (it turns a cache off, allows no skew);
+    /// `default` when absent.
+    fn duration_or_zero(
+        &mut self,
+        value: &Option<Spanned<DurationValue>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        parse_duration(&value.get_ref().0).unwrap_or_else(|why| {
+            self.error(value.span(), key, why);
+            Duration::ZERO
+        })
+    }
+
     /// A percentage, 0..=100; `default` when absent.
     fn percent(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u8) -> u8 {
         match value {

@@ -13,7 +13,6 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use toml::Spanned;
 
 use super::super::file::{FileJwtAuth, FileJwtProvider};
-use super::super::units::parse_duration;
 use super::{is_name, is_token, Ctx};
 use crate::jwks::{parse_jwks, JwksStore, Key, KeySet};
 use crate::jwt::{JwtAuth, JwtProvider, KeySource, Rejection};
@@ -266,17 +265,10 @@ impl Ctx<'_> {
             Some(claim) => text(self, claim, format!("{prefix}.consumer_claim")),
             None => Some("sub".to_owned()),
         };
-        let leeway = match &file.leeway {
-            None => DEFAULT_LEEWAY,
-            Some(value) => match parse_duration(&value.get_ref().0) {
-                Ok(d) => d,
-                Err(why) => {
-                    self.error(value.span(), format!("{prefix}.leeway"), why);
-                    ok = false;
-                    Duration::ZERO
-                }
-            },
-        };
+        let errors_before = self.errors.len();
+        let leeway =
+            self.duration_or_zero(&file.leeway, &format!("{prefix}.leeway"), DEFAULT_LEEWAY);
+        ok &= self.errors.len() == errors_before;
         let mut claims_to_headers = Vec::new();
         for (header, claim) in &file.claims_to_headers {
             let at = format!("{prefix}.claims_to_headers.{}", header.get_ref());

@@ -9,12 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use toml::Spanned;
 
-use super::super::file::{DurationValue, FileOAuth2Auth, FileOAuth2Provider};
+use super::super::file::{FileOAuth2Auth, FileOAuth2Provider};
 use super::super::{
     ConsumerClaim, OAuth2Auth, OAuth2Provider, OnIntrospectionError, ProviderId, RequiredScopes,
     UpstreamId,
 };
-use super::{is_host_header, is_name, is_token, parse_duration, Ctx};
+use super::{is_host_header, is_name, is_token, Ctx};
 use crate::introspect::{is_scope_token, render_request_head};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -276,20 +276,6 @@ impl Ctx<'_> {
             return None;
         }
         Some(value.to_owned())
-    }
-
-    /// A duration where zero is meaningful (it turns a cache off); `default` when absent.
-    fn duration_or_zero(
-        &mut self,
-        value: &Option<Spanned<DurationValue>>,
-        key: &str,
-        default: Duration,
-    ) -> Duration {
-        let Some(value) = value else { return default };
-        parse_duration(&value.get_ref().0).unwrap_or_else(|why| {
-            self.error(value.span(), key, why);
-            Duration::ZERO
-        })
     }
 
     /// A route's `auth.oauth2`; `methods` are the route's (empty: any).
