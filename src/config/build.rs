@@ -808,6 +808,17 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    /// The file at `path` (relative to the config file's directory), or an error naming it.
+    fn read_relative(&mut self, path: &Spanned<String>, key: &str) -> Option<Vec<u8>> {
+        let full = self.base_dir.join(path.get_ref());
+        std::fs::read(&full)
+            .map_err(|err| {
+                let why = format!("cannot read \"{}\": {err}", full.display());
+                self.error(path.span(), key, why);
+            })
+            .ok()
+    }
+
     /// A percentage, 0..=100; `default` when absent.
     fn percent(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u8) -> u8 {
         match value {
@@ -2418,19 +2429,9 @@ impl<'a> Ctx<'a> {
             }
             (Some(body), None) => Some((body.get_ref().clone().into_bytes(), body.span(), "body")),
             (None, Some(file)) => {
-                let path = self.base_dir.join(file.get_ref());
-                match std::fs::read(&path) {
-                    Ok(bytes) => Some((bytes, file.span(), "body_file")),
-                    Err(err) => {
-                        self.error(
-                            file.span(),
-                            format!("{key}.body_file"),
-                            format!("cannot read \"{}\": {err}", path.display()),
-                        );
-                        ok = false;
-                        None
-                    }
-                }
+                let bytes = self.read_relative(file, &format!("{key}.body_file"));
+                ok &= bytes.is_some();
+                bytes.map(|bytes| (bytes, file.span(), "body_file"))
             }
             (None, None) => None,
         };
@@ -2463,6 +2464,13 @@ impl<'a> Ctx<'a> {
 /// RFC 9110 §5.6.2 `tchar`: the characters of a method or header-name token.
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `bytes` without one trailing line break (`\n` or `\r\n`): what an editor or `echo`
+/// appends to a secret kept in a file.
+fn strip_line_end(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
 }
 
 fn is_token(text: &str) -> bool {

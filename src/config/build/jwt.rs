@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use toml::Spanned;
 
 use super::super::file::{FileJwtAuth, FileJwtProvider};
-use super::{is_name, is_token, Ctx};
+use super::{is_name, is_token, strip_line_end, Ctx};
 use crate::jwks::{parse_jwks, JwksStore, Key, KeySet};
 use crate::jwt::{JwtAuth, JwtProvider, KeySource, Rejection};
 
@@ -322,18 +322,6 @@ impl Ctx<'_> {
         refresh: Duration,
     ) -> Option<Loaded> {
         let text = value.get_ref();
-        let read = |this: &mut Self| {
-            let path = this.base_dir.join(text);
-            std::fs::read(&path)
-                .map_err(|err| {
-                    this.error(
-                        value.span(),
-                        key,
-                        format!("cannot read \"{}\": {err}", path.display()),
-                    )
-                })
-                .ok()
-        };
         let single = |key: DecodingKey| KeySet {
             keys: vec![Key {
                 kid: None,
@@ -346,16 +334,7 @@ impl Ctx<'_> {
                 let bytes = if source == "secret" {
                     text.as_bytes().to_vec()
                 } else {
-                    let mut bytes = read(self)?;
-                    // A file written by an editor or `echo` ends in a newline that is not
-                    // part of the secret.
-                    if bytes.ends_with(b"\n") {
-                        bytes.pop();
-                        if bytes.ends_with(b"\r") {
-                            bytes.pop();
-                        }
-                    }
-                    bytes
+                    strip_line_end(&self.read_relative(value, key)?).to_vec()
                 };
                 if bytes.len() < MIN_SECRET_BYTES {
                     Err(format!(
@@ -367,14 +346,14 @@ impl Ctx<'_> {
                 }
             }
             "public_key_file" => {
-                let pem = read(self)?;
+                let pem = self.read_relative(value, key)?;
                 DecodingKey::from_rsa_pem(&pem)
                     .or_else(|_| DecodingKey::from_ec_pem(&pem))
                     .or_else(|_| DecodingKey::from_ed_pem(&pem))
                     .map(|key| Loaded::Keys(single(key)))
                     .map_err(|_| "not a PEM public key (RSA, EC or Ed25519)".to_owned())
             }
-            "jwks_file" => parse_jwks(&read(self)?).map(Loaded::Keys),
+            "jwks_file" => parse_jwks(&self.read_relative(value, key)?).map(Loaded::Keys),
             _ => {
                 if text.starts_with("http://") || text.starts_with("https://") {
                     Ok(Loaded::Store(JwksStore::shared(text, refresh)))

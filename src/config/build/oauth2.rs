@@ -14,7 +14,7 @@ use super::super::{
     ConsumerClaim, OAuth2Auth, OAuth2Provider, OnIntrospectionError, ProviderId, RequiredScopes,
     UpstreamId,
 };
-use super::{is_host_header, is_name, is_token, Ctx};
+use super::{is_host_header, is_name, is_token, strip_line_end, Ctx};
 use crate::introspect::{is_scope_token, render_request_head};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -244,19 +244,11 @@ impl Ctx<'_> {
             }
             (None, Some(path)) => {
                 let key = format!("{at}.client_secret_file");
-                let full = self.base_dir.join(path.get_ref());
-                match std::fs::read_to_string(&full) {
-                    Ok(text) => {
-                        let secret = text.strip_suffix('\n').unwrap_or(&text);
-                        let secret = secret.strip_suffix('\r').unwrap_or(secret);
-                        self.credential(path, secret, &key)
-                    }
-                    Err(err) => {
-                        self.error(
-                            path.span(),
-                            key,
-                            format!("cannot read \"{}\": {err}", full.display()),
-                        );
+                let bytes = self.read_relative(path, &key)?;
+                match std::str::from_utf8(strip_line_end(&bytes)) {
+                    Ok(secret) => self.credential(path, secret, &key),
+                    Err(_) => {
+                        self.error(path.span(), key, "the file must hold UTF-8 text");
                         None
                     }
                 }
