@@ -296,22 +296,21 @@ fn is_cors_header(name: &[u8]) -> bool {
 /// The upstream's Vary values on one line, with `Origin` added unless they name it
 /// already (or are `*`): a CORS answer depends on the request's Origin.
 fn write_vary_origin(out: &mut BytesMut, raw: &[u8], headers: &[HeaderSpan]) {
-    let values = || {
-        headers
-            .iter()
-            .filter(|h| h.name(raw).eq_ignore_ascii_case(b"vary"))
-            .flat_map(|h| list_tokens(h.value(raw)))
-    };
+    let values = headers
+        .iter()
+        .filter(|h| h.name(raw).eq_ignore_ascii_case(b"vary"))
+        .flat_map(|h| list_tokens(h.value(raw)));
     out.extend_from_slice(b"vary: ");
-    for (i, value) in values().enumerate() {
-        if i > 0 {
+    let (mut has_any, mut names_origin) = (false, false);
+    for value in values {
+        if has_any {
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(value);
+        has_any = true;
+        names_origin |= value == b"*" || value.eq_ignore_ascii_case(b"origin");
     }
-    let mut values = values().peekable();
-    let has_any = values.peek().is_some();
-    if !values.any(|v| v == b"*" || v.eq_ignore_ascii_case(b"origin")) {
+    if !names_origin {
         out.extend_from_slice(if has_any { &b", Origin"[..] } else { b"Origin" });
     }
     out.extend_from_slice(b"\r\n");
