@@ -10,7 +10,7 @@ use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use strait::admin;
-use strait::config::Config;
+use strait::config::{Config, ConfigError};
 use strait::control::{ConfigSource, Control};
 use strait::observe::access_log::AccessLog;
 use strait::observe::trace::TraceExporter;
@@ -69,6 +69,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}: configuration is valid", control.origin());
         return Ok(ExitCode::SUCCESS);
     }
+    let config = control.current();
+    let workers = checked_workers(args.workers, &config, &control.origin())?;
     // Operational logs: RUST_LOG when set, else `observability.log_level`.
     let level = control.current().observability.log_level.clone();
     tracing_subscriber::fmt()
@@ -82,8 +84,6 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
         .context("installing signal handlers")?;
     let exe = std::env::current_exe().context("locating the strait binary")?;
-    let config = control.current();
-    let workers = args.workers.unwrap_or(config.server.workers);
     // The admin API binds first: a successor that cannot bind it fails before it has
     // accepted any client connection.
     if let Some(addr) = args.admin_listen.or(config.admin.listen) {
@@ -170,6 +170,42 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The number of workers to start (`--workers`, else `server.workers`), refused when it is
+/// more than the CPUs this process may run on: each worker is pinned to one of them, so more
+/// only share cores, and a slip such as `--workers 100000` would start that many threads and
+/// take the machine down. 0 (one per CPU) always passes.
+///
+/// A startup check, not a `--check` one: the CPUs a process may use belong to the machine
+/// and the service it runs under (`taskset`, cgroup cpusets, systemd's `CPUAffinity=`), and
+/// `--check` may run elsewhere (CI, a build host) or under another affinity, where its
+/// verdict would be wrong either way.
+fn checked_workers(flag: Option<usize>, config: &Config, origin: &str) -> anyhow::Result<usize> {
+    let workers = flag.unwrap_or(config.server.workers);
+    let Some(cpus) = runtime::allowed_cpu_count() else {
+        return Ok(workers);
+    };
+    if workers <= cpus {
+        return Ok(workers);
+    }
+    let plural = if cpus == 1 { "" } else { "s" };
+    let message = format!(
+        "{workers} is more than the {cpus} CPU{plural} this process may run on \
+         (use at most {cpus}, or 0 for one worker per CPU)"
+    );
+    match flag {
+        Some(_) => anyhow::bail!("--workers: {message}"),
+        None => anyhow::bail!(
+            "{}",
+            ConfigError {
+                origin: origin.to_owned(),
+                position: config.server.workers_position,
+                key: "server.workers".to_owned(),
+                message,
+            }
+        ),
+    }
 }
 
 /// Sets up metrics, the access log and the trace exporter for the workers.

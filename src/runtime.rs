@@ -352,6 +352,12 @@ fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// How many CPUs this process may run on, or `None` when the kernel does not say.
+pub fn allowed_cpu_count() -> Option<usize> {
+    let count = allowed_cpus().len();
+    (count > 0).then_some(count)
+}
+
 /// The CPUs this process may run on (respecting `taskset` and cgroup limits).
 fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills at most its size.

@@ -726,6 +726,10 @@ impl<'a> Ctx<'a> {
         Some(ServerConfig {
             listen,
             workers,
+            workers_position: server
+                .workers
+                .as_ref()
+                .map(|v| self.line_col(v.span().start)),
             limits,
             timeouts,
             access,

@@ -110,6 +110,9 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// 0 means one worker per available core.
     pub workers: usize,
+    /// Where `workers` is set in the file (line, column), for the startup check against
+    /// the CPUs the process may use (see `main.rs`).
+    pub workers_position: Option<(usize, usize)>,
     pub limits: Limits,
     pub timeouts: Timeouts,
     /// `[server.access]`: checked for every request before routing (empty: everyone).
