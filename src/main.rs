@@ -84,17 +84,25 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
         .context("installing signal handlers")?;
     let exe = std::env::current_exe().context("locating the strait binary")?;
+    // Listening sockets handed over by the process this one replaces (binary upgrade).
+    let mut inherited = upgrade::inherited_listeners();
+    // The admin and metrics sockets, for a successor to inherit with the workers' ones.
+    let mut side_listeners = Vec::new();
     // The admin API binds first: a successor that cannot bind it fails before it has
     // accepted any client connection.
     if let Some(addr) = args.admin_listen.or(config.admin.listen) {
-        let bound = admin::start(control.clone(), addr)
+        let handed = upgrade::take_listener(&mut inherited, addr);
+        let bound = admin::start(control.clone(), addr, handed)
             .with_context(|| format!("starting the admin API on {addr}"))?;
-        tracing::info!(addr = %bound, "admin api listening");
+        tracing::info!(addr = %bound.addr, "admin api listening");
+        side_listeners.push(bound.fd);
     }
     if let Some(addr) = config.observability.metrics_listen {
-        let bound = admin::start_metrics_only(control.clone(), addr)
+        let handed = upgrade::take_listener(&mut inherited, addr);
+        let bound = admin::start_metrics_only(control.clone(), addr, handed)
             .with_context(|| format!("starting the metrics listener on {addr}"))?;
-        tracing::info!(addr = %bound, "metrics listening");
+        tracing::info!(addr = %bound.addr, "metrics listening");
+        side_listeners.push(bound.fd);
     }
     let observers = start_observers(&control, &config)?;
     let running = runtime::start(
@@ -104,9 +112,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         control.cluster(),
         workers,
         args.io_driver,
-        upgrade::inherited_listeners(),
+        inherited,
     )
     .context("starting workers")?;
+    let handed_over: Vec<_> = running
+        .listener_fds
+        .iter()
+        .chain(&side_listeners)
+        .copied()
+        .collect();
     for addr in &running.addrs {
         tracing::info!(%addr, config = %control.origin(), driver = running.driver, "listening");
     }
@@ -133,7 +147,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                     log.reopen();
                 }
             }
-            SIGUSR2 => match upgrade::spawn_successor(&exe, &running.listener_fds) {
+            SIGUSR2 => match upgrade::spawn_successor(&exe, &handed_over) {
                 Ok(mut child) => {
                     tracing::info!(pid = child.id(), exe = %exe.display(), "upgrade: successor started");
                     // A successor that takes over ends this process; one that dies first is

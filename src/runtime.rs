@@ -105,6 +105,11 @@ pub fn start(
     let mut reserved = Vec::new();
     let mut addrs = Vec::new();
     for &addr in &config.load().server.listen {
+        // An inherited address is served by the predecessor on purpose; port 0 is free by
+        // definition.
+        if addr.port() != 0 && !inherited.iter().any(|(a, _)| *a == addr) {
+            refuse_if_served(addr)?;
+        }
         if addr.port() == 0 {
             let socket = reuseport_socket(addr)?;
             let bound = socket.local_addr()?.as_socket().unwrap_or(addr);
@@ -331,6 +336,29 @@ async fn accept_loop(listener: monoio::net::TcpListener, worker: Rc<Worker>) {
             }
         }
     }
+}
+
+/// Fails when another process already listens on `addr`. The workers' sockets use
+/// `SO_REUSEPORT`, which lets them join the group another process of the same user has on
+/// the address: a second Strait started by mistake would start silently and split the
+/// traffic with the first. A bind without `SO_REUSEPORT` fails with `EADDRINUSE` on any
+/// address with a listener (also on a wildcard address covering it, or the reverse), and
+/// `SO_REUSEADDR` keeps it from failing on connections in `TIME_WAIT` after a restart. The
+/// probe is closed at once, before it ever listens.
+fn refuse_if_served(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into()).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "the address is in use: another process (another Strait?) listens on it"
+        } else {
+            "cannot bind it"
+        };
+        std::io::Error::new(e.kind(), format!("listening on {addr}: {why} ({e})"))
+    })
 }
 
 fn reuseport_socket(addr: SocketAddr) -> std::io::Result<Socket> {

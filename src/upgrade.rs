@@ -6,6 +6,10 @@
 //! connections waiting in their accept queues are not lost — starts its workers, and once
 //! ready sends SIGTERM to its parent, which then drains and exits. If the successor fails
 //! to start, the parent keeps serving and nothing changes.
+//!
+//! The admin and metrics listeners are handed over the same way: their sockets have no
+//! `SO_REUSEPORT` (a second process on their address must fail), so the successor could
+//! not bind them while the parent holds them.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -86,6 +90,15 @@ pub fn inherited_listeners() -> Vec<(SocketAddr, OwnedFd)> {
             Some((addr, OwnedFd::from(socket)))
         })
         .collect()
+}
+
+/// Takes the inherited socket listening on `addr` out of `inherited`, if there is one.
+pub fn take_listener(
+    inherited: &mut Vec<(SocketAddr, OwnedFd)>,
+    addr: SocketAddr,
+) -> Option<OwnedFd> {
+    let index = inherited.iter().position(|(a, _)| *a == addr)?;
+    Some(inherited.swap_remove(index).1)
 }
 
 /// Tells the predecessor, if any, that this process serves now: it will drain and exit.

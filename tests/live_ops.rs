@@ -662,3 +662,39 @@ fn upgrade_under_load(driver: &str) {
     let mut last = connect(s.addr);
     assert_eq!(exchange_ok(&mut last).text(), "ok");
 }
+
+#[test]
+fn a_binary_upgrade_hands_over_the_metrics_listener() {
+    let app = Upstream::fixed("ok");
+    let listen = format!("127.0.0.1:{}", free_port());
+    // A fixed metrics port: its socket has no SO_REUSEPORT, so the successor can only serve
+    // it by inheriting it (a bind would fail while the old process holds it).
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let extra = format!("[observability.metrics]\nlisten = \"{metrics}\"\n");
+    let mut s = Strait::start(&config(&listen, app.addr, &extra));
+    let scrape = || {
+        let mut stream = connect(metrics);
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+            .unwrap();
+        read_response(&mut stream).unwrap().status
+    };
+    assert_eq!(scrape(), 200);
+
+    s.signal(libc::SIGUSR2);
+    let mut successor = None;
+    wait_until("the successor to start", || {
+        successor = successor_pid(&s.log_text());
+        successor.is_some()
+    });
+    let _kill_successor = KillOnDrop(successor.unwrap());
+    // The old process exits only once the successor is ready, with every listener.
+    let status = s.wait_exit(DEADLINE);
+    assert!(status.success(), "the old process exited with {status}");
+    let log = s.log_text();
+    assert!(!log.contains("the successor exited"), "{log}");
+    assert_eq!(scrape(), 200);
+    // (`s.addr` is the metrics listener here: the harness takes the first "listening" line.)
+    let mut client = connect(listen.parse().unwrap());
+    assert_eq!(exchange_ok(&mut client).text(), "ok");
+}

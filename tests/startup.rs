@@ -125,3 +125,79 @@ fn more_workers_than_cpus_in_the_config_are_refused_with_their_position() {
         "one"
     );
 }
+
+// ---- Addresses a running Strait already serves ---------------------------------------------
+
+#[test]
+fn a_second_strait_on_a_served_listen_address_fails_naming_it() {
+    let port = free_port();
+    let first = Strait::start(&listen_config(&format!("127.0.0.1:{port}"), ""));
+    // The same address, and the wildcard address covering it.
+    for listen in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+        let (status, log) = run_to_exit(
+            &listen_config(&listen, ""),
+            &["--admin-listen", "127.0.0.1:0", "--workers", "1"],
+        );
+        assert!(!status.success(), "{log}");
+        let expected = format!(
+            "strait: starting workers: listening on {listen}: the address is in use: \
+             another process (another Strait?) listens on it"
+        );
+        assert!(log.contains(&expected), "{log}");
+    }
+    // The first one still serves every connection.
+    for _ in 0..20 {
+        assert_eq!(
+            first.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").text(),
+            "one"
+        );
+    }
+}
+
+#[test]
+fn a_second_strait_on_a_served_admin_or_metrics_address_fails_naming_it() {
+    let metrics_port = free_port();
+    let metrics = format!("[observability.metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let config = format!("{}{metrics}", listen_config("127.0.0.1:0", ""));
+    let first = Strait::start(&config);
+    let admin = first.admin_addr();
+
+    let (status, log) = run_to_exit(
+        &listen_config("127.0.0.1:0", ""),
+        &["--admin-listen", &admin.to_string(), "--workers", "1"],
+    );
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(&format!("strait: starting the admin API on {admin}: ")),
+        "{log}"
+    );
+    assert!(!log.contains("listening"), "{log}");
+
+    let (status, log) = run_to_exit(
+        &config,
+        &["--admin-listen", "127.0.0.1:0", "--workers", "1"],
+    );
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "strait: starting the metrics listener on 127.0.0.1:{metrics_port}: "
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn strait_instances_on_port_zero_each_get_their_own_port() {
+    let config = listen_config("127.0.0.1:0", "");
+    let (a, b) = (Strait::start(&config), Strait::start(&config));
+    assert_ne!(a.addr, b.addr);
+    assert_ne!(a.admin_addr(), b.admin_addr());
+    assert_eq!(
+        a.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").text(),
+        "one"
+    );
+    assert_eq!(
+        b.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").text(),
+        "one"
+    );
+}

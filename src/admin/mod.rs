@@ -27,6 +27,7 @@ mod server;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 
@@ -46,10 +47,24 @@ pub(crate) struct Admin {
     metrics_only: bool,
 }
 
-/// Starts the admin API on its own thread ("strait-admin"); returns the address it listens
-/// on (port 0 picks a free port). Refuses a non-loopback address without a token, whatever
-/// the address came from (the command line bypasses the config's own check).
-pub fn start(control: Arc<Control>, addr: SocketAddr) -> io::Result<SocketAddr> {
+/// A started admin (or metrics) listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// The address it listens on (port 0 resolved).
+    pub addr: SocketAddr,
+    /// Its socket, for a successor to inherit on a binary upgrade.
+    pub fd: RawFd,
+}
+
+/// Starts the admin API on its own thread ("strait-admin") on `addr` (port 0 picks a free
+/// port), or on `inherited`, the socket for `addr` a predecessor handed over. Refuses a
+/// non-loopback address without a token, whatever the address came from (the command line
+/// bypasses the config's own check).
+pub fn start(
+    control: Arc<Control>,
+    addr: SocketAddr,
+    inherited: Option<OwnedFd>,
+) -> io::Result<Listening> {
     let token = control.current().admin.token.clone();
     if !addr.ip().is_loopback() && token.is_none() {
         return Err(io::Error::new(
@@ -62,25 +77,35 @@ pub fn start(control: Arc<Control>, addr: SocketAddr) -> io::Result<SocketAddr> 
         token,
         metrics_only: false,
     };
-    spawn("strait-admin", addr, admin)
+    spawn("strait-admin", addr, inherited, admin)
 }
 
 /// Starts the metrics-only listener (`observability.metrics.listen`) on its own thread
 /// ("strait-metrics"): the admin server answering only `GET /metrics` (404 elsewhere, 405
 /// for other methods), without a token, so that a scraper can reach it on an address
 /// where the admin API is not exposed. Returns the address it listens on. A scrape here
-/// never waits behind an admin request, and the reverse.
-pub fn start_metrics_only(control: Arc<Control>, addr: SocketAddr) -> io::Result<SocketAddr> {
+/// never waits behind an admin request, and the reverse. `inherited` as for [`start`].
+pub fn start_metrics_only(
+    control: Arc<Control>,
+    addr: SocketAddr,
+    inherited: Option<OwnedFd>,
+) -> io::Result<Listening> {
     let admin = Admin {
         control,
         token: None,
         metrics_only: true,
     };
-    spawn("strait-metrics", addr, admin)
+    spawn("strait-metrics", addr, inherited, admin)
 }
 
-/// Runs the admin server for `admin` on a new thread named `name`, bound to `addr`.
-fn spawn(name: &str, addr: SocketAddr, admin: Admin) -> io::Result<SocketAddr> {
+/// Runs the admin server for `admin` on a new thread named `name`, on `inherited` or else
+/// bound to `addr`.
+fn spawn(
+    name: &str,
+    addr: SocketAddr,
+    inherited: Option<OwnedFd>,
+    admin: Admin,
+) -> io::Result<Listening> {
     let (bound_tx, bound_rx) = mpsc::channel();
     std::thread::Builder::new()
         .name(name.to_string())
@@ -96,11 +121,16 @@ fn spawn(name: &str, addr: SocketAddr, admin: Admin) -> io::Result<SocketAddr> {
                 }
             };
             runtime.block_on(async move {
-                // SO_REUSEPORT (monoio's default) lets a successor started by a binary
-                // upgrade bind the same address while this process drains; Linux allows it
-                // only for sockets of the same user.
-                let opts = ListenerOpts::new();
-                let listener = match TcpListener::bind_with_config(addr, &opts) {
+                // Without SO_REUSEPORT (monoio's default), so that a second process on the
+                // same address fails instead of sharing the admin calls. A binary upgrade
+                // hands the socket itself to the successor instead.
+                let listener = match inherited {
+                    Some(fd) => adopt(fd),
+                    None => {
+                        TcpListener::bind_with_config(addr, &ListenerOpts::new().reuse_port(false))
+                    }
+                };
+                let listener = match listener {
                     Ok(listener) => listener,
                     Err(e) => {
                         let _ = bound_tx.send(Err(e));
@@ -108,8 +138,9 @@ fn spawn(name: &str, addr: SocketAddr, admin: Admin) -> io::Result<SocketAddr> {
                     }
                 };
                 match listener.local_addr() {
-                    Ok(bound) => {
-                        let _ = bound_tx.send(Ok(bound));
+                    Ok(addr) => {
+                        let fd = listener.as_raw_fd();
+                        let _ = bound_tx.send(Ok(Listening { addr, fd }));
                     }
                     Err(e) => {
                         let _ = bound_tx.send(Err(e));
@@ -122,6 +153,13 @@ fn spawn(name: &str, addr: SocketAddr, admin: Admin) -> io::Result<SocketAddr> {
     bound_rx
         .recv()
         .map_err(|_| io::Error::other("the admin thread ended before listening"))?
+}
+
+/// The listening socket a predecessor handed over, on this thread's runtime.
+fn adopt(fd: OwnedFd) -> io::Result<TcpListener> {
+    let listener = std::net::TcpListener::from(fd);
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 #[cfg(test)]
@@ -143,7 +181,7 @@ mod tests {
 
     #[test]
     fn refuses_a_non_loopback_address_without_a_token() {
-        let err = start(control(""), "0.0.0.0:0".parse().unwrap()).unwrap_err();
+        let err = start(control(""), "0.0.0.0:0".parse().unwrap(), None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
@@ -165,7 +203,9 @@ mod tests {
         // A token the admin API would demand (and a config file of its own: `control`
         // names files by the length of `extra`, and tests run in parallel).
         let control = control("[admin]\ntoken = \"0123456789abcdef-metrics\"\n");
-        let addr = start_metrics_only(control, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = start_metrics_only(control, "127.0.0.1:0".parse().unwrap(), None)
+            .unwrap()
+            .addr;
         let ask = |method: &str, path: &str| {
             exchange(
                 addr,
@@ -189,10 +229,15 @@ mod tests {
     #[test]
     fn binds_port_zero_and_reports_bind_errors() {
         let control = control("[admin]\ntoken = \"0123456789abcdef\"\n");
-        let bound = start(control.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let bound = start(control.clone(), "127.0.0.1:0".parse().unwrap(), None)
+            .unwrap()
+            .addr;
         assert_ne!(bound.port(), 0);
         // A port held by a socket without SO_REUSEPORT cannot be shared.
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert!(start(control, taken.local_addr().unwrap()).is_err());
+        assert!(start(control.clone(), taken.local_addr().unwrap(), None).is_err());
+        // Nor can an admin listener's, whose socket has none either.
+        let err = start(control, bound, None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }
