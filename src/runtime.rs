@@ -2,9 +2,10 @@
 //! `SO_REUSEPORT` listener per address, so the kernel spreads connections across workers
 //! and nothing on the request path crosses a thread.
 //!
-//! A drain (shutdown or upgrade) is a flag the workers watch: each stops accepting, closes
-//! idle connections, lets requests in flight finish (their answers say `Connection:
-//! close`) and exits once its connections are done or the drain timeout has passed.
+//! A drain (shutdown or upgrade) is a flag the workers watch: each stops accepting, lets
+//! requests in flight finish (their answers say `Connection: close`), gives keep-alive
+//! connections idle between requests a short grace for one more (see `proxy/drain.rs`) and
+//! exits once its connections are done or the drain timeout has passed.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

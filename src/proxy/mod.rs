@@ -191,6 +191,8 @@ enum NextHead {
     Head(usize),
     /// The client closed, or stayed idle past the keep-alive timeout: close quietly.
     Closed,
+    /// A drain began and the connection stayed idle past its grace: lingering close.
+    Drained,
     /// Answer with this error and close.
     Fail(ProxyError),
 }
@@ -227,6 +229,10 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         let head_end = match conn.read_head(&conn.worker.snapshot(), first).await {
             NextHead::Head(end) => end,
             NextHead::Closed => return,
+            NextHead::Drained => {
+                drain::linger_close(&mut conn.stream, &mut conn.buf).await;
+                return;
+            }
             NextHead::Fail(error) => {
                 let _ = conn.answer_error(error, &[], Version::Http11, false).await;
                 return;
@@ -316,15 +322,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 CLIENT_READ_BYTES / 2,
                 timeout,
             );
-            // A drain closes a keep-alive connection idle between requests at once. A new
-            // connection still gets its first request read (it may be queued already), and
-            // a head that has begun is read to its end.
+            // A drain gives a keep-alive connection idle between requests a short grace for
+            // its next request (answered with `Connection: close`): a busy client has it on
+            // the way, and closing under it would lose it. The same read goes on, so nothing
+            // it brings is lost. A new connection still gets its first request read (it may
+            // be queued already), and a head that has begun is read to its end.
             let read = if had_bytes || first {
                 read.await
             } else {
-                monoio::select! {
-                    read = read => read,
-                    _ = self.worker.drain.started() => return NextHead::Closed,
+                let mut read = std::pin::pin!(read);
+                let before_drain = monoio::select! {
+                    read = read.as_mut() => Some(read),
+                    _ = self.worker.drain.started() => None,
+                };
+                match before_drain {
+                    Some(read) => read,
+                    None => match monoio::time::timeout(drain::IDLE_GRACE, read).await {
+                        Ok(Err(ReadFail::Timeout)) | Err(_) => return NextHead::Drained,
+                        Ok(read) => read,
+                    },
                 }
             };
             match read {
