@@ -121,7 +121,7 @@ fn spawn(
                 }
             };
             runtime.block_on(async move {
-                // Without SO_REUSEPORT (monoio's default), so that a second process on the
+                // Without SO_REUSEPORT (which monoio sets by default), so that a second process on the
                 // same address fails instead of sharing the admin calls. A binary upgrade
                 // hands the socket itself to the successor instead.
                 let listener = match inherited {
