@@ -6,6 +6,9 @@
 //! idle connections, lets requests in flight finish (their answers say `Connection:
 //! close`) and exits once its connections are done or the drain timeout has passed.
 
+pub mod sd_notify;
+pub mod upgrade;
+
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -22,7 +25,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::observe::Observers;
 use crate::proxy::{serve_connection, Worker};
-use crate::redis_sync::ClusterHub;
+use crate::ratelimit::redis_sync::ClusterHub;
 use crate::upstream::HealthRegistry;
 
 /// Which monoio driver the workers run on.
