@@ -11,12 +11,15 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use strait::admin;
 use strait::config::{Config, ConfigError};
+use strait::control::resolver;
 use strait::control::{ConfigSource, Control};
 use strait::observe::access_log::AccessLog;
 use strait::observe::trace::TraceExporter;
 use strait::observe::Observers;
+use strait::ratelimit::redis_sync;
 use strait::runtime::{self, IoDriver};
-use strait::{health_checker, redis_sync, resolver, sd_notify, upgrade};
+use strait::runtime::{sd_notify, upgrade};
+use strait::upstream::health_checker;
 
 /// The config file used when `--config` is not given, relative to the working directory.
 const DEFAULT_CONFIG_PATH: &str = "conf/strait.toml";

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strait::redis_sync::resp::{encode, read_reply, Reply};
+use strait::ratelimit::redis_sync::resp::{encode, read_reply, Reply};
 
 const LIMITED_BODY: &str = "{\"error\":\"rate limit exceeded\",\"status\":429}\n";
 const UNAVAILABLE_BODY: &str = "{\"error\":\"rate limit unavailable\",\"status\":503}\n";
@@ -255,7 +255,8 @@ fn two_nodes_share_one_limit() {
     });
     for key in redis.keys(pattern) {
         let window: u64 = key.rsplit(':').next().unwrap().parse().unwrap();
-        let now_window = strait::redis_sync::unix_ms(std::time::SystemTime::now()) / 60_000;
+        let now_window =
+            strait::ratelimit::redis_sync::unix_ms(std::time::SystemTime::now()) / 60_000;
         assert!(now_window - window <= 1, "{key}");
         let ttl = redis.int(&["PTTL", &key]);
         assert!((1..=121_000).contains(&ttl), "{key}: ttl {ttl}");

@@ -236,7 +236,7 @@ fn docs_and_dashboard_name_the_served_metrics() {
             start_unix: 0.0,
             version: "0",
             // Rendered only with [cluster]: here, so that their docs are checked too.
-            redis: Some(strait::redis_sync::SyncStats {
+            redis: Some(strait::ratelimit::redis_sync::SyncStats {
                 up: true,
                 errors: 0,
                 rounds: 0,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use strait::config::{ConsumerClaim, OAuth2Provider, OnIntrospectionError};
-use strait::introspect::{is_scope_token, parse_answer, render_request_head, TokenState};
+use strait::auth::oauth2::{is_scope_token, parse_answer, render_request_head, TokenState};
 
 fuzz_target!(|data: &[u8]| {
     let provider = OAuth2Provider {

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use strait::config::{load_str, Config, Limits};
 use strait::http1::parse_request_head;
-use strait::jwt::{authenticate, check_claims, Outcome};
+use strait::auth::jwt::{authenticate, check_claims, Outcome};
 
 /// A route accepting HS256 (known secret) and RSA (fixture key) tokens, with claim headers.
 fn config() -> &'static Config {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strait::redis_sync::resp::{read_reply, Reply};
+use strait::ratelimit::redis_sync::resp::{read_reply, Reply};
 
 fn fits(reply: &Reply, len: usize) -> bool {
     match reply {

@@ -2,7 +2,7 @@
 //! how a `scope = "cluster"` limit behaves when it cannot be reached.
 //!
 //! Only types and the `redis://` URL parser live here; `build.rs` validates the table and
-//! `crate::redis_sync` is the one place that connects.
+//! `crate::ratelimit::redis_sync` is the one place that connects.
 
 use std::time::Duration;
 

@@ -354,7 +354,7 @@ pub struct AuthConfig {
     /// Bearer tokens checked by introspection; `None`: not accepted on this route.
     pub oauth2: Option<OAuth2Auth>,
     /// Bearer tokens of `[jwt_providers.NAME]`; `None`: not accepted on this route.
-    pub jwt: Option<crate::jwt::JwtAuth>,
+    pub jwt: Option<crate::auth::jwt::JwtAuth>,
     /// Header that tells the upstream who called (default `x-consumer`); the client's
     /// copies are replaced.
     pub consumer_header: String,
@@ -378,7 +378,7 @@ pub struct OAuth2Provider {
     pub upstream: UpstreamId,
     /// The fixed part of every introspection request head: request line, client
     /// credentials (`authorization: Basic`), content type and accept lines.
-    pub request_head: crate::introspect::Secret,
+    pub request_head: crate::auth::oauth2::Secret,
     /// `Host` sent; the endpoint's `ip:port` when `None`.
     pub host: Option<String>,
     /// The whole exchange (connect, request, response) must finish within it.

@@ -606,7 +606,7 @@ pub struct ProcessInfo {
     pub start_unix: f64,
     pub version: &'static str,
     /// The cluster rate limits' Redis sync, when `[cluster]` is configured.
-    pub redis: Option<crate::redis_sync::SyncStats>,
+    pub redis: Option<crate::ratelimit::redis_sync::SyncStats>,
 }
 
 /// `time` in Unix seconds (0 before the epoch).
@@ -790,7 +790,7 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
 }
 
 /// The Redis sync thread of cluster rate limits (only with `[cluster]`).
-fn render_redis(o: &mut String, redis: &crate::redis_sync::SyncStats) {
+fn render_redis(o: &mut String, redis: &crate::ratelimit::redis_sync::SyncStats) {
     let families: [(&str, &str, &str, u64); 4] = [
         (
             "strait_cluster_redis_up",

@@ -1,7 +1,7 @@
 //! Authentication on the request path: the route's `auth` methods tried in turn, and the
 //! local answers that refuse a request (401, 403, 503).
 //!
-//! An API key and a JWT are checked in memory (`crate::auth`, `crate::jwt`). A bearer
+//! An API key and a JWT are checked in memory (`crate::auth`, `crate::auth::jwt`). A bearer
 //! token no JWT provider accepts is, on a route with `oauth2`, looked up in the worker's
 //! token cache and, on a miss, introspected (`introspect.rs`): the only await of
 //! authentication. Requests with a token already being introspected wait for that
@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::ClientConn;
+use crate::auth::oauth2::cache::Cached;
+use crate::auth::oauth2::single_flight::Joined;
+use crate::auth::oauth2::{
+    bearer_token, cache_key, has_scopes, parse_answer, Presented, TokenState,
+};
 use crate::auth::Identity;
 use crate::config::{AuthConfig, Config, OAuth2Auth, OnIntrospectionError};
 use crate::error::ProxyError;
 use crate::http1::RequestHead;
-use crate::introspect::cache::Cached;
-use crate::introspect::single_flight::Joined;
-use crate::introspect::{bearer_token, cache_key, has_scopes, parse_answer, Presented, TokenState};
 
 /// Why a request is refused, and the `www-authenticate` lines of the answer.
 pub(super) struct Rejection<'c> {
@@ -142,7 +144,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 return None;
             }
         };
-        let (cached, ttl) = match parse_answer(&answer, provider, crate::jwt::unix_now()) {
+        let (cached, ttl) = match parse_answer(&answer, provider, crate::auth::jwt::unix_now()) {
             Ok(TokenState::Active(active)) => {
                 let until_exp = active.expires_in.map_or(Duration::MAX, Duration::from_secs);
                 let ttl = provider.cache_ttl.min(until_exp);

@@ -152,7 +152,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         };
         let mut request =
             BytesMut::with_capacity(provider.request_head.0.len() + 3 * token.len() + 256);
-        crate::introspect::write_request(
+        crate::auth::oauth2::write_request(
             &mut request,
             provider,
             host,

@@ -26,16 +26,16 @@ use arc_swap::{ArcSwap, Cache};
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use crate::auth::oauth2::cache::TokenCache;
+use crate::auth::oauth2::single_flight::SingleFlight;
 use crate::config::{Action, Config, MockResponse, RateLimitKey};
 use crate::cors::{CorsAnswer, CorsPolicy};
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
-use crate::introspect::cache::TokenCache;
-use crate::introspect::single_flight::SingleFlight;
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
+use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
-use crate::redis_sync::ClusterHub;
 use crate::router::RouteMatch;
 use crate::upstream::hash_key::header_value;
 use crate::upstream::{HealthRegistry, WorkerUpstreams};
@@ -359,7 +359,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     /// address changes, so a connection from a client (or one proxied client) formats once.
     fn identify_client(&mut self, config: &Config, raw: &[u8], head: &RequestHead) {
         let trusted = &config.server.trusted_proxies;
-        let client = crate::client_addr::client_address(trusted, self.peer_ip, raw, &head.headers);
+        let client =
+            crate::access::client_addr::client_address(trusted, self.peer_ip, raw, &head.headers);
         if client != self.client_addr {
             self.client_addr = client;
             self.client_ip = if client == self.peer_ip {

@@ -1,6 +1,6 @@
 //! Cluster-wide rate limits, the worker's side: a sliding-window count per key that adds
 //! this worker's own requests (exact, counted here) to the rest of the fleet's (as of the
-//! last Redis round, published by `crate::redis_sync`).
+//! last Redis round, published by `crate::ratelimit::redis_sync`).
 //!
 //! Where it sits: inside [`super::RouteLimiter::check`], for limits with
 //! `scope = "cluster"`. Per request: two hash lookups and integer arithmetic, no lock, no
@@ -31,7 +31,7 @@ use crossbeam_channel::Sender;
 
 use super::{KeyedLimiter, LimitState};
 use crate::config::{Config, OnRedisError};
-use crate::redis_sync::{unix_ms, Batch, ClusterHub, Delta, LimitSpec, Snapshot};
+use crate::ratelimit::redis_sync::{unix_ms, Batch, ClusterHub, Delta, LimitSpec, Snapshot};
 
 /// Requests counted for one key: in the current window and in the one before.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -421,7 +421,7 @@ impl ClusterLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis_sync::Totals;
+    use crate::ratelimit::redis_sync::Totals;
 
     const MINUTE: u64 = 60_000;
 

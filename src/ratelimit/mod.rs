@@ -17,6 +17,8 @@
 //! `max(tat, now) + T - now <= period`. A key with `tat <= now` has its full bucket back and
 //! carries no information, so a sweep drops it.
 
+pub mod redis_sync;
+
 pub mod cluster;
 
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use ahash::AHashMap;
 use bytes::BytesMut;
 
 use crate::config::{Config, RateLimitConfig, RateLimitKey, RateLimitScope};
-use crate::redis_sync::{ClusterHub, LimitSpec};
+use crate::ratelimit::redis_sync::{ClusterHub, LimitSpec};
 use cluster::{ClusterCtx, ClusterLimiter, ClusterLink, Mode};
 
 /// Keys remembered per limit per worker. Past it, idle keys are swept and then the keys
@@ -395,7 +397,7 @@ impl RouteLimiter {
     }
 
     /// Hands the cluster limits' new counts over (the worker's tick).
-    fn hand_over(&mut self, out: &mut Vec<crate::redis_sync::Delta>) {
+    fn hand_over(&mut self, out: &mut Vec<crate::ratelimit::redis_sync::Delta>) {
         for limiter in &mut self.limiters {
             if let Limiter::Cluster(c) = limiter {
                 c.hand_over(out);
@@ -711,7 +713,7 @@ mod tests {
 
     #[test]
     fn cluster_limits_by_redis_state() {
-        use crate::redis_sync::Snapshot;
+        use crate::ratelimit::redis_sync::Snapshot;
         let start = Instant::now();
         let mut specs = [
             spec("local", 100, Duration::from_secs(1)),

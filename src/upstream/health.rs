@@ -1,6 +1,6 @@
 //! Active health state shared between the checker thread and the workers.
 //!
-//! The checker thread (`crate::health_checker`) probes endpoints and writes one
+//! The checker thread (`crate::upstream::health_checker`) probes endpoints and writes one
 //! [`EndpointHealth`] flag per endpoint; a worker reads it with one atomic load when it picks
 //! an endpoint for a request. The [`HealthRegistry`] hands out those flags: one per
 //! (upstream name, endpoint address), shared by every worker and the checker, so that all

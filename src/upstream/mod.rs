@@ -9,6 +9,8 @@
 //! pool and its outlier record. A request that started on an older snapshot still finishes
 //! on it: its connection is simply not returned to a pool that no longer matches.
 
+pub mod health_checker;
+
 pub mod balancer;
 pub mod budget;
 pub mod hash_key;

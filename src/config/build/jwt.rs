@@ -1,7 +1,7 @@
-//! `[jwt_providers.NAME]` and a route's `auth.jwt`, validated into the `crate::jwt` types.
+//! `[jwt_providers.NAME]` and a route's `auth.jwt`, validated into the `crate::auth::jwt` types.
 //!
 //! Key files are read here (off the workers); a `jwks_url` gets its store, which fetches
-//! the set in the background (see `crate::jwks`). Every problem is reported with its
+//! the set in the background (see `crate::auth::jwks`). Every problem is reported with its
 //! position, like the rest of the build.
 
 use std::collections::BTreeMap;
@@ -14,8 +14,8 @@ use toml::Spanned;
 
 use super::super::file::{FileJwtAuth, FileJwtProvider};
 use super::{is_name, is_token, strip_line_end, Ctx};
-use crate::jwks::{parse_jwks, JwksStore, Key, KeySet};
-use crate::jwt::{JwtAuth, JwtProvider, KeySource, Rejection};
+use crate::auth::jwks::{parse_jwks, JwksStore, Key, KeySet};
+use crate::auth::jwt::{JwtAuth, JwtProvider, KeySource, Rejection};
 
 /// The providers of a config, by name; `None` for one whose errors are reported already.
 pub type Providers = BTreeMap<String, Option<Arc<JwtProvider>>>;
@@ -596,7 +596,7 @@ mod tests {
         assert!(jwt.providers[0].forward_token);
         assert_eq!(jwt.claim_headers, [&b"x-email"[..]]);
         assert_eq!(
-            &jwt.rejected[crate::jwt::Rejection::Expired as usize][..],
+            &jwt.rejected[crate::auth::jwt::Rejection::Expired as usize][..],
             &b"www-authenticate: ApiKey header=\"x-api-key\"\r\nwww-authenticate: Bearer realm=\"strait\", error=\"invalid_token\", error_description=\"the token has expired\"\r\n"[..]
         );
         // Default algorithms follow the key type.
@@ -626,7 +626,7 @@ mod tests {
 
     #[test]
     fn a_rebuilt_config_keeps_the_store_of_its_jwks_url() {
-        use crate::jwt::KeySource;
+        use crate::auth::jwt::KeySource;
         // A port nobody listens on: the stores' fetches fail at once.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -670,7 +670,7 @@ mod tests {
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap();
-        assert!(crate::jwt::verify(&jwt.providers[0], token.as_bytes(), 0).is_ok());
+        assert!(crate::auth::jwt::verify(&jwt.providers[0], token.as_bytes(), 0).is_ok());
         let errors = match load_str(&config("secret_file = \"short\"", ROUTE), &origin) {
             Err(errors) => errors
                 .errors

@@ -15,7 +15,7 @@ use super::super::{
     UpstreamId,
 };
 use super::{is_host_header, is_name, is_token, strip_line_end, Ctx};
-use crate::introspect::{is_scope_token, render_request_head};
+use crate::auth::oauth2::{is_scope_token, render_request_head};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -535,7 +535,7 @@ mod tests {
         // The secret from the file, without its line break: base64("gw:from-file").
         assert_eq!(
             provider.request_head,
-            crate::introspect::render_request_head("/i", "gw", "from-file")
+            crate::auth::oauth2::render_request_head("/i", "gw", "from-file")
         );
         let auth = config.routes.routes()[0].auth.clone().unwrap();
         let oauth2 = auth.oauth2.clone().unwrap();

@@ -31,7 +31,7 @@ fn extracts_bearer_tokens() {
     };
     let long = format!(
         "Authorization: Bearer {}\r\n",
-        "a".repeat(crate::jwt::MAX_TOKEN_BYTES + 1)
+        "a".repeat(crate::auth::jwt::MAX_TOKEN_BYTES + 1)
     );
     let cases: &[(&str, Presented)] = &[
         (
@@ -63,7 +63,7 @@ fn extracts_bearer_tokens() {
     }
     let at_limit = format!(
         "Authorization: Bearer {}\r\n",
-        "a".repeat(crate::jwt::MAX_TOKEN_BYTES)
+        "a".repeat(crate::auth::jwt::MAX_TOKEN_BYTES)
     );
     let request = format!("GET / HTTP/1.1\r\nHost: t\r\n{at_limit}\r\n");
     let head = parse_request_head(request.as_bytes(), &limits).unwrap();

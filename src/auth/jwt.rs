@@ -29,9 +29,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
+use crate::auth::jwks::{JwksStore, KeySet};
 use crate::auth::Identity;
 use crate::http1::RequestHead;
-use crate::jwks::{JwksStore, KeySet};
 
 /// Longest token considered; longer ones are rejected unparsed.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::jwks::parse_jwks;
+use crate::auth::jwks::parse_jwks;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 
@@ -154,7 +154,7 @@ fn hs256(header: Header, claims: serde_json::Value) -> String {
 
 fn secret_provider() -> JwtProvider {
     let keys = KeySet {
-        keys: vec![crate::jwks::Key {
+        keys: vec![crate::auth::jwks::Key {
             kid: None,
             alg: None,
             key: jsonwebtoken::DecodingKey::from_secret(SECRET),
@@ -408,7 +408,7 @@ fn algorithm_confusion_and_alg_none_are_refused() {
     ))
     .unwrap();
     let keys = KeySet {
-        keys: vec![crate::jwks::Key {
+        keys: vec![crate::auth::jwks::Key {
             kid: None,
             alg: None,
             key: jsonwebtoken::DecodingKey::from_rsa_pem(&pem).unwrap(),
@@ -450,7 +450,7 @@ fn keys_are_picked_by_kid() {
     // A kid-less key is tried for any kid.
     assert!(verify_with(&p, Some(static_keys(&p)), token.as_bytes(), 0).is_ok());
     let named = |kid: &str| KeySet {
-        keys: vec![crate::jwks::Key {
+        keys: vec![crate::auth::jwks::Key {
             kid: Some(kid.into()),
             alg: None,
             key: jsonwebtoken::DecodingKey::from_secret(SECRET),

@@ -12,6 +12,10 @@
 //! mismatch nor which consumer matched shows in the timing; `sha256:` keys are compared as
 //! digests, so the file never holds them in clear.
 
+pub mod jwks;
+pub mod jwt;
+pub mod oauth2;
+
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -44,7 +48,7 @@ pub enum Refused {
     /// No credential any method accepts, and no bearer token: the plain challenge.
     Missing,
     /// A bearer token was presented and refused (RFC 6750 §3.1 `invalid_token`).
-    InvalidToken(crate::jwt::Rejection),
+    InvalidToken(crate::auth::jwt::Rejection),
 }
 
 impl Refused {
@@ -218,11 +222,13 @@ pub fn authenticate(
     match auth
         .jwt
         .as_ref()
-        .map(|jwt| crate::jwt::authenticate(jwt, raw, head))
+        .map(|jwt| crate::auth::jwt::authenticate(jwt, raw, head))
     {
-        Some(crate::jwt::Outcome::Accepted(identity)) => Ok(identity),
-        Some(crate::jwt::Outcome::Rejected(rejection)) => Err(Refused::InvalidToken(rejection)),
-        Some(crate::jwt::Outcome::NoToken) | None => Err(Refused::Missing),
+        Some(crate::auth::jwt::Outcome::Accepted(identity)) => Ok(identity),
+        Some(crate::auth::jwt::Outcome::Rejected(rejection)) => {
+            Err(Refused::InvalidToken(rejection))
+        }
+        Some(crate::auth::jwt::Outcome::NoToken) | None => Err(Refused::Missing),
     }
 }
 

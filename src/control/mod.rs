@@ -6,6 +6,9 @@
 //! with one atomic store: a worker sees the old snapshot or the new one, never a mix. A
 //! change that does not build changes nothing.
 
+pub mod registry;
+pub mod resolver;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,10 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigErrors, Endpoint, UpstreamConfig};
+use crate::control::registry::{Registry, RegistryError};
 use crate::observe::metrics::MetricsHub;
-use crate::redis_sync::ClusterHub;
-use crate::registry::{Registry, RegistryError};
-use crate::sd_notify;
+use crate::ratelimit::redis_sync::ClusterHub;
+use crate::runtime::sd_notify;
 use crate::upstream::HealthRegistry;
 
 /// Where the config text is read from, at startup and on every reload.
@@ -215,7 +218,7 @@ impl Control {
 
     /// Rebuilds the served config from its cached text and the registry, which resolves the
     /// host-name endpoints again, and swaps it in only if some upstream's endpoints changed.
-    /// Returns whether it swapped. Called periodically by [`crate::resolver`].
+    /// Returns whether it swapped. Called periodically by [`crate::control::resolver`].
     ///
     /// DNS may block for seconds, so no lock is held while building: registrations and
     /// reloads go on meanwhile, and when one of them changed the text or swapped a snapshot

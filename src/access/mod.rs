@@ -11,6 +11,8 @@
 //! request's client address (`client_addr.rs`): the TCP peer unless a trusted proxy
 //! forwarded the request.
 
+pub mod client_addr;
+
 use std::net::IpAddr;
 
 /// A network: an address whose bits past `prefix` are zero.

@@ -264,7 +264,7 @@ impl SyncState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis_sync::{Delta, LimitSpec};
+    use crate::ratelimit::redis_sync::{Delta, LimitSpec};
 
     fn limit() -> Arc<LimitSpec> {
         Arc::new(LimitSpec {
@@ -293,7 +293,7 @@ mod tests {
         let mut reader = &round.commands[..];
         (0..round.count)
             .map(
-                |_| match crate::redis_sync::resp::read_reply(&mut reader).unwrap() {
+                |_| match crate::ratelimit::redis_sync::resp::read_reply(&mut reader).unwrap() {
                     Reply::Array(Some(args)) => args
                         .iter()
                         .map(|a| match a {

@@ -202,7 +202,7 @@ mod tests {
         OAuth2Provider {
             name: "p".into(),
             upstream: 0,
-            request_head: crate::introspect::Secret(Bytes::new()),
+            request_head: crate::auth::oauth2::Secret(Bytes::new()),
             host: None,
             timeout: Duration::from_secs(1),
             cache_ttl: Duration::from_secs(300),

@@ -39,7 +39,7 @@ pub enum Presented<'r> {
     /// No `Authorization` header, or another scheme than Bearer (say, Basic).
     Nothing,
     /// The Bearer scheme with no token, a token that is not a `b64token`, one longer
-    /// than [`crate::jwt::MAX_TOKEN_BYTES`], or several `Authorization` headers.
+    /// than [`crate::auth::jwt::MAX_TOKEN_BYTES`], or several `Authorization` headers.
     Malformed,
     Token(&'r [u8]),
 }
@@ -47,7 +47,7 @@ pub enum Presented<'r> {
 /// The bearer token of the request, as JWT authentication reads it (`jwt::bearer_token`):
 /// only a well-formed one is ever sent to the authorization server.
 pub fn bearer_token<'r>(raw: &'r [u8], head: &RequestHead) -> Presented<'r> {
-    match crate::jwt::bearer_token(raw, head) {
+    match crate::auth::jwt::bearer_token(raw, head) {
         None => Presented::Nothing,
         Some(Err(_)) => Presented::Malformed,
         Some(Ok(token)) => Presented::Token(token),

@@ -7,6 +7,9 @@
 //! connections idle between requests a short grace for one more (see `proxy/drain.rs`) and
 //! exits once its connections are done or the drain timeout has passed.
 
+pub mod sd_notify;
+pub mod upgrade;
+
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -23,7 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::observe::Observers;
 use crate::proxy::{serve_connection, Worker};
-use crate::redis_sync::ClusterHub;
+use crate::ratelimit::redis_sync::ClusterHub;
 use crate::upstream::HealthRegistry;
 
 /// Which monoio driver the workers run on.
