@@ -98,8 +98,9 @@ pub enum Side {
 }
 
 /// Whether a request that met an error may be sent again, to another endpoint or on a
-/// fresh connection (RFC 9112 §9.3.1.1, RFC 9110 §9.2.2). This is the safety of it; whether
-/// a retry is wanted is the upstream's retry policy, which asks this first.
+/// fresh connection (RFC 9112 §9.3.1, RFC 9110 §9.2.2). This is only whether it is safe;
+/// whether it is wanted (`on_connect_failure`, `on_reset`, the budget) is the upstream's
+/// retry policy, applied on top.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
     /// Sending the request again cannot help: it is at fault, or the refusal is ours.
