@@ -17,6 +17,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::http1::encode::AddedLines;
 use crate::http1::headers::list_tokens;
 use crate::http1::request::Method;
 use crate::http1::RequestHead;
@@ -348,11 +349,31 @@ impl CorsAnswer {
         }
     }
 
-    /// For the response encoder: `None` off CORS routes; else the lines, which replace the
-    /// upstream's `Access-Control-*` headers (the encoder merges `Origin` into its Vary).
-    pub fn forwarded(&self) -> Option<&[u8]> {
-        self.on_route.then_some(&self.lines[..])
+    /// For the response encoder: nothing off CORS routes; else the lines (none for a
+    /// disallowed origin), which replace the upstream's `Access-Control-*` headers.
+    pub fn forwarded(&self) -> AddedLines<'_> {
+        AddedLines {
+            lines: &self.lines,
+            replaces: if self.on_route {
+                Some(is_access_control_header)
+            } else {
+                None
+            },
+        }
     }
+
+    /// The request header a forwarded answer varies on, merged into the upstream's Vary:
+    /// `Origin` on CORS routes.
+    pub fn vary(&self) -> Option<&'static [u8]> {
+        self.on_route.then_some(b"Origin")
+    }
+}
+
+/// The headers a CORS route's answers get from the gateway only.
+fn is_access_control_header(name: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"access-control-";
+    name.get(..PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
 }
 
 fn header_values<'r: 'h, 'h>(
@@ -642,9 +663,10 @@ mod tests {
             answer.write_local(&mut out);
             (
                 String::from_utf8(out.to_vec()).unwrap(),
-                answer
-                    .forwarded()
-                    .map(|l| String::from_utf8(l.to_vec()).unwrap()),
+                answer.forwarded().replaces.is_some().then(|| {
+                    assert_eq!(answer.vary(), Some(&b"Origin"[..]));
+                    String::from_utf8(answer.forwarded().lines.to_vec()).unwrap()
+                }),
             )
         };
         let (local, forwarded) =
@@ -662,6 +684,8 @@ mod tests {
         assert_eq!(local, "vary: Origin\r\n");
         let mut off_route = CorsAnswer::default();
         off_route.reset();
-        assert_eq!(off_route.forwarded(), None);
+        assert!(off_route.forwarded().replaces.is_none());
+        assert!(off_route.forwarded().lines.is_empty());
+        assert_eq!(off_route.vary(), None);
     }
 }

@@ -1,19 +1,27 @@
 //! The errors that end a request, and the short JSON answers they become.
 //!
-//! Every failure on the request path is one [`ProxyError`]: it records which side failed
-//! (the client sent something wrong, an upstream misbehaved, or we did) and maps to exactly
-//! one status. The answers are rendered once per process, so an error costs no formatting.
+//! Every failure on the request path is one [`ProxyError`]. In the shape of pingora's
+//! `pingora-error`, each says which side failed ([`Side`]: the client sent something we
+//! refuse, an upstream misbehaved, or we did) and whether the request may be sent again
+//! ([`Retry`]). Unlike pingora's it is a plain `Copy` enum with no cause chain or context
+//! string: the answer is pre-rendered and the variant names the failure.
+//!
+//! One table, `ProxyError::class`, gives every variant its status, side and retry class.
+//! The answers are rendered from it once per process, so an error costs no formatting.
+//! The codec's [`ParseError`] becomes a `ProxyError` in one `From` impl: a bad request head
+//! is the client's fault, a bad response head the upstream's.
 
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use crate::config::reason_phrase;
+use crate::http1::{reason_phrase, ParseError};
 
-/// Why a request could not be served normally.
+/// Why a request could not be served normally. The side, status and retry class of each
+/// variant are in `ProxyError::class`; the message is the answer's `error` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
-    // Client side.
+    // The request, as read.
     #[error("malformed request")]
     BadRequest,
     #[error("invalid request framing")]
@@ -44,7 +52,7 @@ pub enum ProxyError {
     NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
-    // Upstream side.
+    // The upstream exchange.
     #[error("upstream connect failed")]
     UpstreamConnect,
     #[error("upstream connect timed out")]
@@ -59,6 +67,7 @@ pub enum ProxyError {
     NoEndpoint,
     #[error("upstream overloaded")]
     Overloaded,
+    // The route's policies.
     #[error("rate limit exceeded")]
     RateLimited,
     #[error("missing or invalid credentials")]
@@ -76,26 +85,93 @@ pub enum ProxyError {
     RateLimitUnavailable,
 }
 
+/// Which side of an exchange failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client: a request we refuse (malformed, too large, too slow, not allowed).
+    Client,
+    /// An upstream, or the authorization server: unreachable, slow, closed, garbled, or
+    /// without a usable endpoint or capacity.
+    Upstream,
+    /// Strait itself, or a service it depends on that is neither (the rate limits' Redis).
+    Local,
+}
+
+/// Whether a request that met an error may be sent again, to another endpoint or on a
+/// fresh connection (RFC 9112 §9.3.1, RFC 9110 §9.2.2). This is only whether it is safe;
+/// whether it is wanted (`on_connect_failure`, `on_reset`, the budget) is the upstream's
+/// retry policy, applied on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Sending the request again cannot help: it is at fault, or the refusal is ours.
+    Never,
+    /// The request never reached the upstream (no connection): any method may be sent again.
+    NotSent,
+    /// The upstream closed the connection without answering. On a pooled connection that
+    /// is most likely its idle close racing our request, so a fresh connection to the same
+    /// endpoint is worth one more try (pingora's `RetryType::ReusedOnly`); the upstream may
+    /// still have acted on it, so only an idempotent method is sent again.
+    ClosedUnanswered,
+    /// The upstream may have acted on the request (no answer in time, or one we could not
+    /// read): only an idempotent method may be sent again.
+    IfIdempotent,
+}
+
 impl ProxyError {
-    pub fn status(self) -> u16 {
+    /// The one table: status, side and retry class of every variant.
+    const fn class(self) -> (u16, Side, Retry) {
         use ProxyError::*;
+        use Retry::*;
+        use Side::*;
         match self {
-            BadRequest | BadFraming | BadChunk | BadHost => 400,
-            Unauthorized => 401,
-            Forbidden | CorsRefused | InsufficientScope => 403,
-            NoRoute => 404,
-            RateLimited => 429,
-            MethodNotAllowed => 405,
-            HeadTimeout | BodyTimeout => 408,
-            BodyTooLarge => 413,
-            UriTooLong => 414,
-            ExpectationFailed => 417,
-            HeadTooLarge => 431,
-            UnsupportedTransferCoding | MethodNotImplemented => 501,
-            UpstreamConnect | UpstreamBadResponse | UpstreamClosed => 502,
-            NoEndpoint | Overloaded | AuthUnavailable | RateLimitUnavailable => 503,
-            UpstreamConnectTimeout | UpstreamTimeout => 504,
-            VersionNotSupported => 505,
+            BadRequest | BadFraming | BadChunk | BadHost => (400, Client, Never),
+            Unauthorized => (401, Client, Never),
+            Forbidden | CorsRefused | InsufficientScope => (403, Client, Never),
+            NoRoute => (404, Client, Never),
+            MethodNotAllowed => (405, Client, Never),
+            HeadTimeout | BodyTimeout => (408, Client, Never),
+            BodyTooLarge => (413, Client, Never),
+            UriTooLong => (414, Client, Never),
+            ExpectationFailed => (417, Client, Never),
+            RateLimited => (429, Client, Never),
+            HeadTooLarge => (431, Client, Never),
+            // The client asked for what we do not implement.
+            UnsupportedTransferCoding | MethodNotImplemented => (501, Client, Never),
+            VersionNotSupported => (505, Client, Never),
+            UpstreamConnect => (502, Upstream, NotSent),
+            UpstreamConnectTimeout => (504, Upstream, NotSent),
+            UpstreamClosed => (502, Upstream, ClosedUnanswered),
+            UpstreamBadResponse => (502, Upstream, IfIdempotent),
+            UpstreamTimeout => (504, Upstream, IfIdempotent),
+            // No endpoint is usable, or the upstream's limits (circuit breaker) are reached:
+            // trying again at once would meet the same.
+            NoEndpoint | Overloaded | AuthUnavailable => (503, Upstream, Never),
+            RateLimitUnavailable => (503, Local, Never),
+        }
+    }
+
+    /// The status of the answer.
+    pub fn status(self) -> u16 {
+        self.class().0
+    }
+
+    /// Which side failed.
+    pub fn side(self) -> Side {
+        self.class().1
+    }
+
+    /// Whether sending the request again may be safe, and on what condition.
+    pub fn retry(self) -> Retry {
+        self.class().2
+    }
+
+    /// True when a request of an `idempotent` method (or not) may be sent again after this
+    /// error.
+    pub fn is_retry_safe(self, idempotent: bool) -> bool {
+        match self.retry() {
+            Retry::Never => false,
+            Retry::NotSent => true,
+            Retry::ClosedUnanswered | Retry::IfIdempotent => idempotent,
         }
     }
 
@@ -105,6 +181,41 @@ impl ProxyError {
         let table = TABLE.get_or_init(|| ALL.iter().map(|e| ErrorResponse::render(*e)).collect());
         // ALL lists every variant in declaration order, so the index is the discriminant.
         &table[self as usize]
+    }
+}
+
+/// The codec's refusals at the proxy's edge: a request head's are the client's, a response
+/// head's the upstream's.
+impl From<ParseError> for ProxyError {
+    fn from(error: ParseError) -> Self {
+        use ParseError as P;
+        match error {
+            P::Incomplete
+            | P::Syntax(_)
+            | P::InvalidVersion
+            | P::AsteriskNotOptions
+            | P::InvalidTarget => ProxyError::BadRequest,
+            P::TooManyHeaders | P::HeadTooLarge => ProxyError::HeadTooLarge,
+            P::UnsupportedVersion => ProxyError::VersionNotSupported,
+            P::Connect => ProxyError::MethodNotImplemented,
+            P::UriTooLong => ProxyError::UriTooLong,
+            P::MissingHost | P::DuplicateHost | P::InvalidHost => ProxyError::BadHost,
+            P::InvalidContentLength
+            | P::ConflictingContentLength
+            | P::InvalidTransferCoding
+            | P::ChunkedNotFinal
+            | P::ChunkedTwice
+            | P::TransferEncodingWithLength
+            | P::TransferEncodingInHttp10 => ProxyError::BadFraming,
+            P::UnsupportedTransferCoding => ProxyError::UnsupportedTransferCoding,
+            P::UnsupportedExpectation => ProxyError::ExpectationFailed,
+            P::BodyTooLarge => ProxyError::BodyTooLarge,
+            P::ResponseIncomplete
+            | P::ResponseSyntax(_)
+            | P::ResponseStatus(_)
+            | P::ResponseContentLength
+            | P::ResponseConflictingContentLength => ProxyError::UpstreamBadResponse,
+        }
     }
 }
 
@@ -169,6 +280,8 @@ impl ErrorResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Retry::*;
+    use Side::*;
 
     #[test]
     fn table_matches_discriminants() {
@@ -181,6 +294,181 @@ mod tests {
             assert!(std::str::from_utf8(&r.body)
                 .unwrap()
                 .contains(&format!("\"status\":{}", e.status())));
+        }
+    }
+
+    #[test]
+    fn every_variant_has_its_status_side_and_retry_class() {
+        use ProxyError as E;
+        let table: [(ProxyError, u16, Side, Retry); ALL.len()] = [
+            (E::BadRequest, 400, Client, Never),
+            (E::BadFraming, 400, Client, Never),
+            (E::BadChunk, 400, Client, Never),
+            (E::BadHost, 400, Client, Never),
+            (E::HeadTimeout, 408, Client, Never),
+            (E::BodyTimeout, 408, Client, Never),
+            (E::BodyTooLarge, 413, Client, Never),
+            (E::UriTooLong, 414, Client, Never),
+            (E::HeadTooLarge, 431, Client, Never),
+            (E::ExpectationFailed, 417, Client, Never),
+            (E::UnsupportedTransferCoding, 501, Client, Never),
+            (E::MethodNotImplemented, 501, Client, Never),
+            (E::VersionNotSupported, 505, Client, Never),
+            (E::NoRoute, 404, Client, Never),
+            (E::MethodNotAllowed, 405, Client, Never),
+            (E::UpstreamConnect, 502, Upstream, NotSent),
+            (E::UpstreamConnectTimeout, 504, Upstream, NotSent),
+            (E::UpstreamTimeout, 504, Upstream, IfIdempotent),
+            (E::UpstreamBadResponse, 502, Upstream, IfIdempotent),
+            (E::UpstreamClosed, 502, Upstream, ClosedUnanswered),
+            (E::NoEndpoint, 503, Upstream, Never),
+            (E::Overloaded, 503, Upstream, Never),
+            (E::RateLimited, 429, Client, Never),
+            (E::Unauthorized, 401, Client, Never),
+            (E::Forbidden, 403, Client, Never),
+            (E::CorsRefused, 403, Client, Never),
+            (E::InsufficientScope, 403, Client, Never),
+            (E::AuthUnavailable, 503, Upstream, Never),
+            (E::RateLimitUnavailable, 503, Local, Never),
+        ];
+        for (row, (error, status, side, retry)) in table.into_iter().enumerate() {
+            // Declaration order, so that every variant has exactly one row.
+            assert_eq!(error, ALL[row], "row {row}");
+            assert_eq!(
+                (error.status(), error.side(), error.retry()),
+                (status, side, retry),
+                "{error:?}"
+            );
+            let answer = error.response();
+            let status_line = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+            assert!(answer.head.starts_with(status_line.as_bytes()), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn retry_safety_follows_the_method() {
+        // (error, safe for an idempotent method, safe for any other)
+        let cases = [
+            (ProxyError::UpstreamConnect, true, true),
+            (ProxyError::UpstreamConnectTimeout, true, true),
+            (ProxyError::UpstreamClosed, true, false),
+            (ProxyError::UpstreamTimeout, true, false),
+            (ProxyError::UpstreamBadResponse, true, false),
+            (ProxyError::NoEndpoint, false, false),
+            (ProxyError::BadRequest, false, false),
+            (ProxyError::RateLimitUnavailable, false, false),
+        ];
+        for (error, idempotent, other) in cases {
+            assert_eq!(
+                (error.is_retry_safe(true), error.is_retry_safe(false)),
+                (idempotent, other),
+                "{error:?}"
+            );
+        }
+        for error in ALL {
+            if error.side() != Upstream {
+                assert_eq!(error.retry(), Never, "{error:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn answers_are_rendered_once_with_their_message() {
+        let answer = ProxyError::BadFraming.response();
+        assert_eq!(
+            &answer.head[..],
+            b"HTTP/1.1 400 Bad Request\r\nserver: strait\r\ncontent-type: application/json\r\ncontent-length: 49\r\n"
+        );
+        assert_eq!(
+            &answer.body[..],
+            b"{\"error\":\"invalid request framing\",\"status\":400}\n"
+        );
+        assert!(std::ptr::eq(answer, ProxyError::BadFraming.response()));
+    }
+
+    /// Every codec refusal and the proxy error it has always been answered with (and so
+    /// its status and message).
+    #[test]
+    fn parse_errors_keep_their_answers() {
+        use httparse::Error::Token;
+        use ParseError as P;
+        let table = [
+            (P::Incomplete, ProxyError::BadRequest),
+            (P::Syntax(Token), ProxyError::BadRequest),
+            (P::TooManyHeaders, ProxyError::HeadTooLarge),
+            (P::HeadTooLarge, ProxyError::HeadTooLarge),
+            (P::InvalidVersion, ProxyError::BadRequest),
+            (P::UnsupportedVersion, ProxyError::VersionNotSupported),
+            (P::Connect, ProxyError::MethodNotImplemented),
+            (P::UriTooLong, ProxyError::UriTooLong),
+            (P::AsteriskNotOptions, ProxyError::BadRequest),
+            (P::InvalidTarget, ProxyError::BadRequest),
+            (P::MissingHost, ProxyError::BadHost),
+            (P::DuplicateHost, ProxyError::BadHost),
+            (P::InvalidHost, ProxyError::BadHost),
+            (P::InvalidContentLength, ProxyError::BadFraming),
+            (P::ConflictingContentLength, ProxyError::BadFraming),
+            (P::InvalidTransferCoding, ProxyError::BadFraming),
+            (P::ChunkedNotFinal, ProxyError::BadFraming),
+            (P::ChunkedTwice, ProxyError::BadFraming),
+            (P::TransferEncodingWithLength, ProxyError::BadFraming),
+            (P::TransferEncodingInHttp10, ProxyError::BadFraming),
+            (
+                P::UnsupportedTransferCoding,
+                ProxyError::UnsupportedTransferCoding,
+            ),
+            (P::UnsupportedExpectation, ProxyError::ExpectationFailed),
+            (P::BodyTooLarge, ProxyError::BodyTooLarge),
+            (P::ResponseIncomplete, ProxyError::UpstreamBadResponse),
+            (P::ResponseSyntax(Token), ProxyError::UpstreamBadResponse),
+            (P::ResponseStatus(600), ProxyError::UpstreamBadResponse),
+            (P::ResponseContentLength, ProxyError::UpstreamBadResponse),
+            (
+                P::ResponseConflictingContentLength,
+                ProxyError::UpstreamBadResponse,
+            ),
+        ];
+        // The match is exhaustive, so a new variant fails to compile here until it has a
+        // row; the rows are in declaration order.
+        let ordinal = |e: ParseError| match e {
+            P::Incomplete => 0,
+            P::Syntax(_) => 1,
+            P::TooManyHeaders => 2,
+            P::HeadTooLarge => 3,
+            P::InvalidVersion => 4,
+            P::UnsupportedVersion => 5,
+            P::Connect => 6,
+            P::UriTooLong => 7,
+            P::AsteriskNotOptions => 8,
+            P::InvalidTarget => 9,
+            P::MissingHost => 10,
+            P::DuplicateHost => 11,
+            P::InvalidHost => 12,
+            P::InvalidContentLength => 13,
+            P::ConflictingContentLength => 14,
+            P::InvalidTransferCoding => 15,
+            P::ChunkedNotFinal => 16,
+            P::ChunkedTwice => 17,
+            P::TransferEncodingWithLength => 18,
+            P::TransferEncodingInHttp10 => 19,
+            P::UnsupportedTransferCoding => 20,
+            P::UnsupportedExpectation => 21,
+            P::BodyTooLarge => 22,
+            P::ResponseIncomplete => 23,
+            P::ResponseSyntax(_) => 24,
+            P::ResponseStatus(_) => 25,
+            P::ResponseContentLength => 26,
+            P::ResponseConflictingContentLength => 27,
+        };
+        for (row, (parse, proxy)) in table.into_iter().enumerate() {
+            assert_eq!(ordinal(parse), row, "{parse:?}");
+            assert_eq!(ProxyError::from(parse), proxy, "{parse:?}");
+            let side = if row >= ordinal(P::ResponseIncomplete) {
+                Upstream
+            } else {
+                Client
+            };
+            assert_eq!(proxy.side(), side, "{parse:?}");
         }
     }
 }

@@ -17,8 +17,9 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::routes::{self, Reply, Request};
 use super::Admin;
-use crate::config::{reason_phrase, Limits};
-use crate::http1::{find_head_end, parse_request_head, BodyFraming};
+use crate::config::Limits;
+use crate::error::ProxyError;
+use crate::http1::{find_head_end, parse_request_head, reason_phrase, BodyFraming};
 
 /// Request line plus headers (431 past it).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -169,6 +170,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Pars
     let head_end = read_head(stream, buf).await?;
     let raw = buf.split_to(head_end).freeze();
     let head = parse_request_head(&raw, &LIMITS).map_err(|e| {
+        let e = ProxyError::from(e);
         let message = match e.status() {
             413 => "request body too large (the admin api takes at most 64 KiB)",
             431 => "request head too large",

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use build::{load, load_str, reason_phrase, ConfigError, ConfigErrors};
+/// `[server.limits]`: the codec's request limits, filled from the file.
+pub use crate::http1::Limits;
+pub use build::{load, load_str, ConfigError, ConfigErrors};
 pub use cluster::{parse_redis_url, ClusterConfig, OnRedisError, RedisTarget};
 pub use units::{parse_duration, parse_size};
 
@@ -119,18 +121,6 @@ pub struct ServerConfig {
     pub access: crate::access::AccessList,
     /// Peers whose `X-Forwarded-For` names the client (empty: the TCP peer is the client).
     pub trusted_proxies: Vec<crate::access::Cidr>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Request line plus headers, in bytes (431 past it).
-    pub max_header_bytes: usize,
-    /// Number of request headers (431 past it).
-    pub max_headers: usize,
-    /// Request body in bytes, declared or streamed (413 past it).
-    pub max_body_bytes: u64,
-    /// Request target length in bytes (414 past it).
-    pub max_uri_bytes: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -2,12 +2,15 @@
 //! client. Both are rebuilt rather than patched: the framing headers are always our own,
 //! hop-by-hop headers (and those the Connection header nominates) are dropped, and the
 //! forwarding headers are added (RFC 9110 §7.6).
+//!
+//! Lines other modules add (trace context, CORS, rate limits) arrive rendered, as
+//! [`AddedLines`], together with the test naming the headers they replace: the encoder
+//! knows HTTP framing and forwarding, not what those modules mean.
 
 use bytes::BytesMut;
 
 use super::headers::{is_hop_by_hop, is_nominated, list_tokens};
 use super::{BodyFraming, HeaderSpan, RequestHead, ResponseHead, Version};
-use crate::observe::trace::{write_traceparent, SpanContext};
 
 /// How the Host header travels upstream.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +22,31 @@ pub enum UpstreamHost<'a> {
 
 /// A header as (lower-case name, value).
 pub type HeaderPair<'a> = (&'a [u8], &'a [u8]);
+
+/// Header lines a caller adds to a head it passes on, rendered by the module that owns
+/// them, and which of the passed-on message's own headers they replace.
+#[derive(Debug, Clone, Copy)]
+pub struct AddedLines<'a> {
+    /// Complete header lines, each ending in CRLF; may be empty.
+    pub lines: &'a [u8],
+    /// True for a header name (in any case) whose copies in the passed-on message are
+    /// dropped in favour of `lines`. `None`: nothing is replaced.
+    pub replaces: Option<fn(&[u8]) -> bool>,
+}
+
+impl AddedLines<'_> {
+    fn replace(added: &[AddedLines<'_>], name: &[u8]) -> bool {
+        added
+            .iter()
+            .any(|a| a.replaces.is_some_and(|replaces| replaces(name)))
+    }
+
+    fn write_all(added: &[AddedLines<'_>], out: &mut BytesMut) {
+        for a in added {
+            out.extend_from_slice(a.lines);
+        }
+    }
+}
 
 /// What the upstream request head needs beyond the client's head.
 #[derive(Debug)]
@@ -33,13 +61,14 @@ pub struct ForwardedRequest<'a> {
     pub scheme: &'static [u8],
     /// The request-ID header (lower-case name, value): the client's copies are replaced.
     pub request_id: (&'a [u8], &'a [u8]),
-    /// With tracing on, our span: it replaces the client's `traceparent`.
-    pub trace: Option<&'a SpanContext>,
     /// Lower-case names of client headers never forwarded (the route's API key header).
     pub drop_headers: &'a [&'a [u8]],
     /// Headers (lower-case name, value) Strait sets: the client's copies are replaced
     /// (the authenticated consumer).
     pub set_headers: &'a [HeaderPair<'a>],
+    /// Lines written after those (the trace context, our span becoming the upstream's
+    /// parent).
+    pub added: &'a [AddedLines<'a>],
 }
 
 /// Headers Strait writes itself on the upstream request, so the client's copies are dropped.
@@ -136,7 +165,7 @@ pub fn encode_request_head(
         }
         if is_rewritten_request_header(name)
             || name.eq_ignore_ascii_case(fwd.request_id.0)
-            || (fwd.trace.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
+            || AddedLines::replace(fwd.added, name)
             || fwd
                 .drop_headers
                 .iter()
@@ -173,9 +202,7 @@ pub fn encode_request_head(
     for (name, value) in fwd.set_headers {
         write_header(out, name, value);
     }
-    if let Some(trace) = fwd.trace {
-        write_traceparent(out, trace);
-    }
+    AddedLines::write_all(fwd.added, out);
     match framing {
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyFraming::Length(n) if n > 0 || had_content_length => write_content_length(out, n),
@@ -207,25 +234,11 @@ pub struct ClientFraming<'a> {
     /// The request-ID header (lower-case name, value), returned to the client in place of
     /// any the upstream sent.
     pub request_id: (&'a [u8], &'a [u8]),
-    /// Pre-rendered header lines (each ending in CRLF) Strait adds, such as the rate-limit
-    /// headers; the upstream's own copies of those headers are dropped. Empty: none.
-    pub extra_headers: &'a [u8],
-    /// On a route with `cors`: the gateway's `Access-Control-*` lines (empty for a
-    /// disallowed origin). They replace the upstream's, and `Origin` joins its Vary.
-    pub cors: Option<&'a [u8]>,
-}
-
-/// Headers Strait sets itself when it rate-limits a route.
-fn is_rate_limit_header(name: &[u8]) -> bool {
-    const OWN: [&[u8]; 6] = [
-        b"x-ratelimit-limit",
-        b"x-ratelimit-remaining",
-        b"x-ratelimit-reset",
-        b"ratelimit",
-        b"ratelimit-policy",
-        b"retry-after",
-    ];
-    OWN.iter().any(|h| h.eq_ignore_ascii_case(name))
+    /// Lines Strait adds after the request ID (rate limits, CORS), in order.
+    pub added: &'a [AddedLines<'a>],
+    /// A request header the answer depends on beyond what the upstream said (CORS:
+    /// `Origin`): the upstream's Vary lines become one that names it too.
+    pub vary: Option<&'a [u8]>,
 }
 
 /// Writes the response head for the client, ending with the blank line.
@@ -245,8 +258,8 @@ pub fn encode_response_head(
         let name = h.name(raw);
         if name.eq_ignore_ascii_case(b"via")
             || name.eq_ignore_ascii_case(client.request_id.0)
-            || (!client.extra_headers.is_empty() && is_rate_limit_header(name))
-            || (client.cors.is_some() && is_cors_header(name))
+            || (client.vary.is_some() && name.eq_ignore_ascii_case(b"vary"))
+            || AddedLines::replace(client.added, name)
             || is_dropped(name, raw, &head.headers, head.has_connection_header)
         {
             continue;
@@ -263,10 +276,9 @@ pub fn encode_response_head(
     };
     write_joined(out, raw, &head.headers, b"via", via);
     write_header(out, client.request_id.0, client.request_id.1);
-    out.extend_from_slice(client.extra_headers);
-    if let Some(cors) = client.cors {
-        out.extend_from_slice(cors);
-        write_vary_origin(out, raw, &head.headers);
+    AddedLines::write_all(client.added, out);
+    if let Some(vary) = client.vary {
+        write_vary(out, raw, &head.headers, vary);
     }
     match client.body {
         ClientBody::None {
@@ -283,35 +295,28 @@ pub fn encode_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The headers a CORS route's answer gets from the gateway only: `Access-Control-*`, and
-/// Vary, which [`write_vary_origin`] rewrites.
-fn is_cors_header(name: &[u8]) -> bool {
-    const PREFIX: &[u8] = b"access-control-";
-    name.eq_ignore_ascii_case(b"vary")
-        || name
-            .get(..PREFIX.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
-}
-
-/// The upstream's Vary values on one line, with `Origin` added unless they name it
-/// already (or are `*`): a CORS answer depends on the request's Origin.
-fn write_vary_origin(out: &mut BytesMut, raw: &[u8], headers: &[HeaderSpan]) {
+/// The upstream's Vary values on one line, with `field` added unless they name it already
+/// (or are `*`, RFC 9110 §12.5.5).
+fn write_vary(out: &mut BytesMut, raw: &[u8], headers: &[HeaderSpan], field: &[u8]) {
     let values = headers
         .iter()
         .filter(|h| h.name(raw).eq_ignore_ascii_case(b"vary"))
         .flat_map(|h| list_tokens(h.value(raw)));
     out.extend_from_slice(b"vary: ");
-    let (mut has_any, mut names_origin) = (false, false);
+    let (mut has_any, mut names_field) = (false, false);
     for value in values {
         if has_any {
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(value);
         has_any = true;
-        names_origin |= value == b"*" || value.eq_ignore_ascii_case(b"origin");
+        names_field |= value == b"*" || value.eq_ignore_ascii_case(field);
     }
-    if !names_origin {
-        out.extend_from_slice(if has_any { &b", Origin"[..] } else { b"Origin" });
+    if !names_field {
+        if has_any {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(field);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -374,10 +379,13 @@ pub fn write_content_length(out: &mut BytesMut, n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use crate::http1::parse_request_head;
+    use crate::http1::{parse_request_head, parse_response_head, Limits};
 
     fn forwarded(raw: &[u8]) -> String {
+        forwarded_with(raw, &[])
+    }
+
+    fn forwarded_with(raw: &[u8], added: &[AddedLines<'_>]) -> String {
         let limits = Limits {
             max_header_bytes: 4096,
             max_headers: 16,
@@ -391,27 +399,36 @@ mod tests {
             client_ip: b"10.0.0.1",
             scheme: b"http",
             request_id: (b"x-request-id", b"id-1"),
-            trace: None,
             drop_headers: &[],
             set_headers: &[],
+            added,
         };
         let mut out = BytesMut::new();
         encode_request_head(&mut out, raw, &head, &fwd, head.framing);
         String::from_utf8(out.to_vec()).unwrap()
     }
 
+    /// What a CORS route adds: `Access-Control-*` lines that replace the upstream's.
+    fn is_access_control(name: &[u8]) -> bool {
+        name.len() >= 15 && name[..15].eq_ignore_ascii_case(b"access-control-")
+    }
+
     #[test]
-    fn cors_routes_replace_access_control_headers_and_vary_on_origin() {
+    fn added_lines_replace_what_they_name_and_vary_is_merged() {
         let encode = |upstream_headers: &str, cors: Option<&[u8]>| {
             let raw = format!("HTTP/1.1 200 OK\r\n{upstream_headers}content-length: 0\r\n\r\n");
-            let head = crate::http1::parse_response_head(raw.as_bytes(), false).unwrap();
+            let head = parse_response_head(raw.as_bytes(), false).unwrap();
+            let added = cors.map(|lines| AddedLines {
+                lines,
+                replaces: Some(is_access_control),
+            });
             let framing = ClientFraming {
                 body: ClientBody::Length(0),
                 keep_alive: true,
                 client_version: Version::Http11,
                 request_id: (b"x-request-id", b"id-1"),
-                extra_headers: b"",
-                cors,
+                added: added.as_slice(),
+                vary: cors.map(|_| &b"Origin"[..]),
             };
             let mut out = BytesMut::new();
             encode_response_head(&mut out, raw.as_bytes(), &head, &framing);
@@ -488,5 +505,33 @@ mod tests {
             2,
             "host and x-forwarded-host: {out:?}"
         );
+    }
+
+    #[test]
+    fn added_request_lines_replace_the_clients_copies() {
+        fn is_trace(name: &[u8]) -> bool {
+            name.eq_ignore_ascii_case(b"traceparent")
+        }
+        let raw = b"POST /a HTTP/1.1\r\nHost: h\r\nTraceParent: theirs\r\nX-Keep: 1\r\nContent-Length: 2\r\n\r\n";
+        let ours: &[u8] = b"traceparent: ours\r\n";
+        let replacing = [AddedLines {
+            lines: ours,
+            replaces: Some(is_trace),
+        }];
+        let out = forwarded_with(raw, &replacing);
+        assert!(!out.contains("theirs"), "{out:?}");
+        assert!(
+            out.ends_with("traceparent: ours\r\ncontent-length: 2\r\n\r\n"),
+            "added lines go last, before the framing: {out:?}"
+        );
+        assert!(out.contains("X-Keep: 1\r\n"), "{out:?}");
+        // Lines that replace nothing leave the client's copies alone.
+        let adding = [AddedLines {
+            lines: ours,
+            replaces: None,
+        }];
+        let out = forwarded_with(raw, &adding);
+        assert!(out.contains("TraceParent: theirs\r\n"), "{out:?}");
+        assert!(out.contains("traceparent: ours\r\n"), "{out:?}");
     }
 }

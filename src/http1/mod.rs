@@ -3,16 +3,39 @@
 //!
 //! Nothing here does I/O: these are pure functions over byte buffers, so every parser can be
 //! unit-tested split at every byte boundary and fuzzed.
+//!
+//! The codec is the bottom layer: it imports nothing from the rest of the crate
+//! (`tests/layers.rs` checks). Its limits are its own type, which the config fills; its
+//! errors are [`ParseError`], which the proxy maps to an answer at its edge; the header
+//! lines other modules add (trace context, CORS, rate limits) reach the encoder already
+//! rendered.
 
 pub mod body;
 pub mod encode;
+mod error;
 pub mod headers;
 pub mod request;
 pub mod response;
+mod status;
 
 pub use body::{BodyFraming, ChunkedDecoder, ChunkedEvent};
+pub use error::ParseError;
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
+pub use status::reason_phrase;
+
+/// What a request head may hold (`[server.limits]` in the config file).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Request line plus headers, in bytes (431 past it).
+    pub max_header_bytes: usize,
+    /// Number of request headers (431 past it).
+    pub max_headers: usize,
+    /// Request body in bytes, declared or streamed (413 past it).
+    pub max_body_bytes: u64,
+    /// Request target length in bytes (414 past it).
+    pub max_uri_bytes: usize,
+}
 
 /// HTTP minor version of a message: HTTP/1.0 or HTTP/1.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,7 @@
 use std::mem::MaybeUninit;
 
 use super::headers::{list_tokens, parse_content_length, trim_ows};
-use super::{span_of, BodyFraming, HeaderSpan, Span, Version, MAX_HEADERS_CAP};
-use crate::config::Limits;
-use crate::error::ProxyError;
+use super::{span_of, BodyFraming, HeaderSpan, Limits, ParseError, Span, Version, MAX_HEADERS_CAP};
 
 /// The request methods the proxy treats specially; anything else is carried as-is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,14 +96,14 @@ impl RequestHead {
 
 /// Parses `head`, which must be exactly one complete head (request line through the blank
 /// line, as found by [`super::find_head_end`]).
-pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, ProxyError> {
+pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, ParseError> {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
     let room = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(head, &mut storage[..room]) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(ProxyError::BadRequest),
-        Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => return Err(ParseError::Incomplete),
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
         Err(httparse::Error::Version) => {
             // RFC 9110 §2.5: a higher minor version of 1.x is served as HTTP/1.1. httparse
             // knows only 1.0 and 1.1, so parse a copy that says 1.1: every offset is the
@@ -114,15 +112,15 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
                 return parse_request_head(&as_http11, limits);
             }
             return Err(if is_other_http_version(head) {
-                ProxyError::VersionNotSupported
+                ParseError::UnsupportedVersion
             } else {
-                ProxyError::BadRequest
+                ParseError::InvalidVersion
             });
         }
-        Err(_) => return Err(ProxyError::BadRequest),
+        Err(error) => return Err(ParseError::Syntax(error)),
     }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(ProxyError::BadRequest);
+        return Err(ParseError::Incomplete);
     };
     let version = if minor == 0 {
         Version::Http10
@@ -130,15 +128,15 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
         Version::Http11
     };
     if method == "CONNECT" {
-        return Err(ProxyError::MethodNotImplemented);
+        return Err(ParseError::Connect);
     }
     if target.len() > limits.max_uri_bytes {
-        return Err(ProxyError::UriTooLong);
+        return Err(ParseError::UriTooLong);
     }
     // The read loop enforces this only while a head is incomplete: one that arrived whole
     // in a single read is measured here.
     if head.len() > limits.max_header_bytes {
-        return Err(ProxyError::HeadTooLarge);
+        return Err(ParseError::HeadTooLarge);
     }
     let method_kind = Method::parse(method.as_bytes());
     let (target_span, url_authority) = split_target(head, target.as_bytes(), method_kind)?;
@@ -178,16 +176,16 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
             hosts += 1;
             host = Some(value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_content_length(value).ok_or(ProxyError::BadFraming)?;
+            let n = parse_content_length(value).ok_or(ParseError::InvalidContentLength)?;
             if content_length.is_some_and(|prev| prev != n) {
-                return Err(ProxyError::BadFraming);
+                return Err(ParseError::ConflictingContentLength);
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Judged once all lines are seen: which error applies depends on the last coding.
             for coding in list_tokens(value) {
                 if !is_token(coding) {
-                    return Err(ProxyError::BadFraming);
+                    return Err(ParseError::InvalidTransferCoding);
                 }
                 transfer_encodings += 1;
                 last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
@@ -198,7 +196,7 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
                 }
             }
             if list_tokens(value).next().is_none() {
-                return Err(ProxyError::BadFraming);
+                return Err(ParseError::InvalidTransferCoding);
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             parsed.has_connection_header = true;
@@ -213,7 +211,7 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
             if value.eq_ignore_ascii_case(b"100-continue") {
                 parsed.expect_continue = version == Version::Http11;
             } else {
-                return Err(ProxyError::ExpectationFailed);
+                return Err(ParseError::UnsupportedExpectation);
             }
         }
     }
@@ -227,12 +225,15 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
     }
 
     // RFC 9112 §3.2: exactly one Host in HTTP/1.1, and a valid one whenever present.
-    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
-        return Err(ProxyError::BadHost);
+    if hosts > 1 {
+        return Err(ParseError::DuplicateHost);
+    }
+    if hosts == 0 && version == Version::Http11 {
+        return Err(ParseError::MissingHost);
     }
     if let Some(host) = host {
         if !is_valid_host(host) {
-            return Err(ProxyError::BadHost);
+            return Err(ParseError::InvalidHost);
         }
         if parsed.authority.is_none() {
             parsed.authority = Some(span_of(head, host));
@@ -244,21 +245,26 @@ pub fn parse_request_head(head: &[u8], limits: &Limits) -> Result<RequestHead, P
         // MUST that comes before §6.1's 501 for a coding we do not understand); §6.1:
         // chunked appears once; §6.3: Transfer-Encoding with Content-Length is a smuggling
         // attempt; §6.1: an HTTP/1.0 request cannot use it.
-        if !last_is_chunked
-            || chunked_count != 1
-            || content_length.is_some()
-            || version == Version::Http10
-        {
-            return Err(ProxyError::BadFraming);
+        if !last_is_chunked {
+            return Err(ParseError::ChunkedNotFinal);
+        }
+        if chunked_count != 1 {
+            return Err(ParseError::ChunkedTwice);
+        }
+        if content_length.is_some() {
+            return Err(ParseError::TransferEncodingWithLength);
+        }
+        if version == Version::Http10 {
+            return Err(ParseError::TransferEncodingInHttp10);
         }
         // Framing is known, but we decode no coding but chunked (§6.1).
         if other_coding {
-            return Err(ProxyError::UnsupportedTransferCoding);
+            return Err(ParseError::UnsupportedTransferCoding);
         }
         parsed.framing = BodyFraming::Chunked;
     } else if let Some(n) = content_length {
         if n > limits.max_body_bytes {
-            return Err(ProxyError::BodyTooLarge);
+            return Err(ParseError::BodyTooLarge);
         }
         parsed.framing = BodyFraming::Length(n);
     }
@@ -274,7 +280,7 @@ fn split_target(
     head: &[u8],
     target: &[u8],
     method: Method,
-) -> Result<(Span, Option<Span>), ProxyError> {
+) -> Result<(Span, Option<Span>), ParseError> {
     if target.first() == Some(&b'/') {
         return Ok((span_of(head, target), None));
     }
@@ -282,19 +288,19 @@ fn split_target(
         return if method == Method::Options {
             Ok((span_of(head, target), None))
         } else {
-            Err(ProxyError::BadRequest)
+            Err(ParseError::AsteriskNotOptions)
         };
     }
     let rest = strip_prefix_ignore_case(target, b"http://")
         .or_else(|| strip_prefix_ignore_case(target, b"https://"))
-        .ok_or(ProxyError::BadRequest)?;
+        .ok_or(ParseError::InvalidTarget)?;
     let authority_len = rest
         .iter()
         .position(|&b| b == b'/' || b == b'?')
         .unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_len);
     if authority.is_empty() || !is_valid_host(authority) || path.first() == Some(&b'?') {
-        return Err(ProxyError::BadRequest);
+        return Err(ParseError::InvalidTarget);
     }
     if path.is_empty() {
         // `http://host` means `/`, but the bytes of a bare authority contain no `/`; the
@@ -402,6 +408,8 @@ fn with_minor_version_one(head: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use httparse::Error::{NewLine, Token};
+    use ParseError::*;
 
     const LIMITS: Limits = Limits {
         max_header_bytes: 256,
@@ -410,81 +418,94 @@ mod tests {
         max_uri_bytes: 64,
     };
 
-    fn status(head: &[u8]) -> Result<BodyFraming, u16> {
-        parse_request_head(head, &LIMITS)
-            .map(|h| h.framing)
-            .map_err(ProxyError::status)
+    fn framing(head: &[u8]) -> Result<BodyFraming, ParseError> {
+        parse_request_head(head, &LIMITS).map(|h| h.framing)
     }
 
     #[test]
     fn transfer_codings_follow_rfc_9112_section_6() {
         let post = |te: &str| format!("POST / HTTP/1.1\r\nHost: a\r\n{te}\r\n\r\n");
-        let cases: &[(&str, Result<BodyFraming, u16>)] = &[
+        let cases: &[(&str, Result<BodyFraming, ParseError>)] = &[
             ("Transfer-Encoding: chunked", Ok(BodyFraming::Chunked)),
             ("Transfer-Encoding: ChUnKeD", Ok(BodyFraming::Chunked)),
             ("Transfer-Encoding: , chunked ", Ok(BodyFraming::Chunked)),
-            // §6.3: chunked not final → the body's end is unknowable: 400, even for a
+            // §6.3: chunked not final → the body's end is unknowable (400), even for a
             // coding we would not understand anyway.
-            ("Transfer-Encoding: gzip", Err(400)),
-            ("Transfer-Encoding: identity", Err(400)),
-            ("Transfer-Encoding: xchunked", Err(400)),
-            ("Transfer-Encoding: chunked, gzip", Err(400)),
+            ("Transfer-Encoding: gzip", Err(ChunkedNotFinal)),
+            ("Transfer-Encoding: identity", Err(ChunkedNotFinal)),
+            ("Transfer-Encoding: xchunked", Err(ChunkedNotFinal)),
+            ("Transfer-Encoding: chunked, gzip", Err(ChunkedNotFinal)),
             (
                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip",
-                Err(400),
+                Err(ChunkedNotFinal),
             ),
-            ("Transfer-Encoding: \"chunked\"", Err(400)),
-            ("Transfer-Encoding: ", Err(400)),
+            ("Transfer-Encoding: \"chunked\"", Err(InvalidTransferCoding)),
+            ("Transfer-Encoding: ", Err(InvalidTransferCoding)),
             // §6.1: chunked once.
-            ("Transfer-Encoding: chunked, chunked", Err(400)),
+            ("Transfer-Encoding: chunked, chunked", Err(ChunkedTwice)),
             (
                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
-                Err(400),
+                Err(ChunkedTwice),
             ),
-            ("Transfer-Encoding: chunked\r\nContent-Length: 5", Err(400)),
+            (
+                "Transfer-Encoding: chunked\r\nContent-Length: 5",
+                Err(TransferEncodingWithLength),
+            ),
             (
                 "Content-Length: 5\r\nTransfer-Encoding: gzip, chunked",
-                Err(400),
+                Err(TransferEncodingWithLength),
             ),
-            // §6.1: framing known, coding not implemented → 501.
-            ("Transfer-Encoding: gzip, chunked", Err(501)),
+            // §6.1: framing known, coding not implemented (501).
+            (
+                "Transfer-Encoding: gzip, chunked",
+                Err(UnsupportedTransferCoding),
+            ),
             (
                 "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
-                Err(501),
+                Err(UnsupportedTransferCoding),
             ),
         ];
         for (te, want) in cases {
-            assert_eq!(status(post(te).as_bytes()), *want, "{te:?}");
+            assert_eq!(framing(post(te).as_bytes()), *want, "{te:?}");
         }
         assert_eq!(
-            status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Err(400)
+            framing(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(TransferEncodingInHttp10)
         );
     }
 
     #[test]
     fn versions_505_only_for_a_well_formed_line() {
-        let cases: &[(&[u8], Result<BodyFraming, u16>)] = &[
-            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Err(505)),
-            (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", Err(505)),
-            (b"GET / HTTP/3\r\nHost: a\r\n\r\n", Err(400)),
-            (b"GET / http/1.1\r\nHost: a\r\n\r\n", Err(400)),
-            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
-            (b"GET /a b HTTP/2.0\r\nHost: a\r\n\r\n", Err(400)),
-            (b"GET /a\x01 HTTP/2.0\r\nHost: a\r\n\r\n", Err(400)),
-            (b"G@T / HTTP/2.0\r\nHost: a\r\n\r\n", Err(400)),
-            (b"GET /\r\n\r\n", Err(400)),
+        let cases: &[(&[u8], Result<BodyFraming, ParseError>)] = &[
+            (
+                b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+                Err(UnsupportedVersion),
+            ),
+            (
+                b"GET / HTTP/0.9\r\nHost: a\r\n\r\n",
+                Err(UnsupportedVersion),
+            ),
+            (b"GET / HTTP/3\r\nHost: a\r\n\r\n", Err(InvalidVersion)),
+            (b"GET / http/1.1\r\nHost: a\r\n\r\n", Err(InvalidVersion)),
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", Err(InvalidVersion)),
+            (b"GET /a b HTTP/2.0\r\nHost: a\r\n\r\n", Err(InvalidVersion)),
+            (
+                b"GET /a\x01 HTTP/2.0\r\nHost: a\r\n\r\n",
+                Err(Syntax(Token)),
+            ),
+            (b"G@T / HTTP/2.0\r\nHost: a\r\n\r\n", Err(Syntax(Token))),
+            (b"GET /\r\n\r\n", Err(Syntax(Token))),
             // RFC 9110 §2.5: a higher 1.x minor version is served as 1.1.
             (
                 b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
                 Ok(BodyFraming::Length(0)),
             ),
             (b"GET / HTTP/1.9\nHost: a\n\n", Ok(BodyFraming::Length(0))),
-            (b"GET / HTTP/1.2\r\n\r\n", Err(400)),
-            (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", Err(400)),
+            (b"GET / HTTP/1.2\r\n\r\n", Err(MissingHost)),
+            (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", Err(Syntax(NewLine))),
         ];
         for (head, want) in cases {
-            assert_eq!(status(head), *want, "{:?}", String::from_utf8_lossy(head));
+            assert_eq!(framing(head), *want, "{:?}", String::from_utf8_lossy(head));
         }
     }
 
@@ -512,13 +533,13 @@ mod tests {
         };
         let fits = head(LIMITS.max_header_bytes - head(0).len());
         assert_eq!(fits.len(), LIMITS.max_header_bytes);
-        assert_eq!(status(fits.as_bytes()), Ok(BodyFraming::Length(0)));
+        assert_eq!(framing(fits.as_bytes()), Ok(BodyFraming::Length(0)));
         assert_eq!(
-            status(head(LIMITS.max_header_bytes + 1 - head(0).len()).as_bytes()),
-            Err(431)
+            framing(head(LIMITS.max_header_bytes + 1 - head(0).len()).as_bytes()),
+            Err(HeadTooLarge)
         );
         // A long target is the more precise answer.
         let target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(300));
-        assert_eq!(status(target.as_bytes()), Err(414));
+        assert_eq!(framing(target.as_bytes()), Err(UriTooLong));
     }
 }

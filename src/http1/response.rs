@@ -4,8 +4,7 @@
 use std::mem::MaybeUninit;
 
 use super::headers::{list_tokens, parse_content_length, trim_ows};
-use super::{span_of, BodyFraming, HeaderSpan, Version, MAX_HEADERS_CAP};
-use crate::error::ProxyError;
+use super::{span_of, BodyFraming, HeaderSpan, ParseError, Version, MAX_HEADERS_CAP};
 
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
@@ -25,7 +24,7 @@ pub struct ResponseHead {
 pub fn parse_response_head(
     head: &[u8],
     request_was_head: bool,
-) -> Result<ResponseHead, ProxyError> {
+) -> Result<ResponseHead, ParseError> {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
     let mut res = httparse::Response::new(&mut []);
     match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -34,10 +33,11 @@ pub fn parse_response_head(
         &mut storage,
     ) {
         Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(ProxyError::UpstreamBadResponse),
+        Ok(httparse::Status::Partial) => return Err(ParseError::ResponseIncomplete),
+        Err(error) => return Err(ParseError::ResponseSyntax(error)),
     }
     let (Some(minor), Some(status)) = (res.version, res.code) else {
-        return Err(ProxyError::UpstreamBadResponse);
+        return Err(ParseError::ResponseIncomplete);
     };
     let version = if minor == 0 {
         Version::Http10
@@ -45,7 +45,7 @@ pub fn parse_response_head(
         Version::Http11
     };
     if !(100..=599).contains(&status) {
-        return Err(ProxyError::UpstreamBadResponse);
+        return Err(ParseError::ResponseStatus(status));
     }
     let reason = res.reason.unwrap_or("");
     let mut parsed = ResponseHead {
@@ -71,9 +71,9 @@ pub fn parse_response_head(
             value: span_of(head, value),
         });
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_content_length(value).ok_or(ProxyError::UpstreamBadResponse)?;
+            let n = parse_content_length(value).ok_or(ParseError::ResponseContentLength)?;
             if content_length.is_some_and(|prev| prev != n) {
-                return Err(ProxyError::UpstreamBadResponse);
+                return Err(ParseError::ResponseConflictingContentLength);
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -114,4 +114,52 @@ pub fn parse_response_head(
         parsed.keep_alive = false;
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use httparse::Error::Version as BadVersion;
+    use ParseError::*;
+
+    /// The framing and whether the connection may carry another request.
+    type Framed = Result<(BodyFraming, bool), ParseError>;
+
+    #[test]
+    fn response_heads_are_framed_or_refused() {
+        let cases: &[(&[u8], Framed)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                Ok((BodyFraming::Length(5), true)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                Ok((BodyFraming::Chunked, false)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n",
+                Ok((BodyFraming::UntilClose, false)),
+            ),
+            (
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                Ok((BodyFraming::Length(0), true)),
+            ),
+            (b"HTTP/1.1 600 Nope\r\n\r\n", Err(ResponseStatus(600))),
+            (b"HTTP/1.1 099 Early\r\n\r\n", Err(ResponseStatus(99))),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n",
+                Err(ResponseContentLength),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                Err(ResponseConflictingContentLength),
+            ),
+            (b"HTTP/1.1 200 OK\r\n", Err(ResponseIncomplete)),
+            (b"HTTX/1.1 200 OK\r\n\r\n", Err(ResponseSyntax(BadVersion))),
+        ];
+        for (raw, want) in cases {
+            let got = parse_response_head(raw, false).map(|h| (h.framing, h.keep_alive));
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
 }

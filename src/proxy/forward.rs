@@ -26,13 +26,14 @@ use crate::auth::UpstreamHeaders;
 use crate::config::{BalancePolicy, Config, ProxyAction, UpstreamId};
 use crate::error::ProxyError;
 use crate::http1::encode::{
-    encode_request_head, encode_response_head, ClientBody, ClientFraming, ForwardedRequest,
-    HeaderPair, UpstreamHost,
+    encode_request_head, encode_response_head, AddedLines, ClientBody, ClientFraming,
+    ForwardedRequest, HeaderPair, UpstreamHost,
 };
 use crate::http1::request::Method;
 use crate::http1::{
     find_head_end, parse_response_head, BodyFraming, RequestHead, ResponseHead, Version,
 };
+use crate::observe::trace::{is_traceparent, traceparent_line};
 use crate::observe::Outcome;
 use crate::upstream::hash_key::request_key;
 use crate::upstream::outlier;
@@ -342,7 +343,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             UpstreamHost::Rewrite(endpoint_host.as_bytes())
         };
         let request_id = self.rec.request_id.clone();
-        let trace = self.rec.trace;
+        let traceparent = self.rec.trace.as_ref().map(traceparent_line);
+        let trace = traceparent.as_ref().map(|lines| AddedLines {
+            lines,
+            replaces: Some(is_traceparent),
+        });
         // An authenticated request: its credential stays here (unless a JWT provider says
         // to forward the token), its consumer and mapped claims go upstream.
         let auth = self.identity.as_ref().and_then(|identity| {
@@ -363,9 +368,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 config.observability.request_id_header.as_bytes(),
                 &request_id,
             ),
-            trace: trace.as_ref(),
             drop_headers,
             set_headers,
+            added: trace.as_slice(),
         };
         let body_len = body.map_or(0, Bytes::len);
         let mut request =
@@ -589,8 +594,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                         config.observability.request_id_header.as_bytes(),
                         &request_id,
                     ),
-                    extra_headers: b"",
-                    cors: None,
+                    added: &[],
+                    vary: None,
                 };
                 encode_response_head(&mut out, &response.0, &response.1, &framing);
                 self.out = write_out(&mut self.stream, out, self.send_timeout)
@@ -637,8 +642,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 config.observability.request_id_header.as_bytes(),
                 &request_id,
             ),
-            extra_headers: &extra_headers,
-            cors: self.cors.forwarded(),
+            added: &[
+                crate::ratelimit::added_lines(&extra_headers),
+                self.cors.forwarded(),
+            ],
+            vary: self.cors.vary(),
         };
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &raw, &head, &client_framing);

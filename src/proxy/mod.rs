@@ -260,7 +260,9 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
                 conn.handle(&config, raw, head).await
             }
             Err(error) => {
-                let _ = conn.answer_error(error, &[], version_of(&raw), false).await;
+                let _ = conn
+                    .answer_error(error.into(), &[], version_of(&raw), false)
+                    .await;
                 false
             }
         };

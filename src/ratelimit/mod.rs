@@ -28,6 +28,7 @@ use ahash::AHashMap;
 use bytes::BytesMut;
 
 use crate::config::{Config, RateLimitConfig, RateLimitKey, RateLimitScope};
+use crate::http1::encode::AddedLines;
 use crate::ratelimit::redis_sync::{ClusterHub, LimitSpec};
 use cluster::{ClusterCtx, ClusterLimiter, ClusterLink, Mode};
 
@@ -532,6 +533,32 @@ impl WorkerLimits {
             }
         });
     }
+}
+
+/// The rate-limit lines of a forwarded answer (from [`RouteLimiter::write_headers`]) for the
+/// response encoder: when there are any, they replace the upstream's own rate-limit headers.
+pub fn added_lines(lines: &[u8]) -> AddedLines<'_> {
+    AddedLines {
+        lines,
+        replaces: if lines.is_empty() {
+            None
+        } else {
+            Some(is_rate_limit_header)
+        },
+    }
+}
+
+/// The headers [`RouteLimiter::write_headers`] may write.
+fn is_rate_limit_header(name: &[u8]) -> bool {
+    const OWN: [&[u8]; 6] = [
+        b"x-ratelimit-limit",
+        b"x-ratelimit-remaining",
+        b"x-ratelimit-reset",
+        b"ratelimit",
+        b"ratelimit-policy",
+        b"retry-after",
+    ];
+    OWN.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

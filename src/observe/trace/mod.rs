@@ -3,8 +3,8 @@
 //!
 //! Where it sits in the request path: right after the head is parsed the worker calls
 //! [`WorkerTracer::start`] with the client's `traceparent` (if any) and gets the
-//! [`SpanContext`] of this request; the forwarder writes it to the upstream with
-//! [`write_traceparent`] (our span becomes the upstream's parent); once the response is
+//! [`SpanContext`] of this request; the forwarder sends it to the upstream as the line
+//! [`traceparent_line`] renders (our span becomes the upstream's parent); once the response is
 //! written, [`WorkerTracer::finish`] turns the [`RequestRecord`] into a span and hands it to
 //! the exporter thread ([`TraceExporter`]) through a bounded queue.
 //!
@@ -26,8 +26,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-use bytes::BytesMut;
 
 use super::RequestRecord;
 use crate::config::TracingConfig;
@@ -117,10 +115,15 @@ pub(crate) fn encode_hex(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
-/// Writes `traceparent: 00-<trace>-<span>-<flags>\r\n`: our span is the upstream's parent.
-pub fn write_traceparent(out: &mut BytesMut, ctx: &SpanContext) {
-    const NAME: &[u8] = b"traceparent: ";
-    let mut line = [0u8; NAME.len() + TRACEPARENT_LEN + 2];
+const TRACEPARENT_NAME: &[u8] = b"traceparent: ";
+/// A rendered `traceparent` line: name, value and CRLF.
+pub const TRACEPARENT_LINE_LEN: usize = TRACEPARENT_NAME.len() + TRACEPARENT_LEN + 2;
+
+/// Renders `traceparent: 00-<trace>-<span>-<flags>\r\n` for the upstream request: our span
+/// is the upstream's parent. It replaces the client's own (see [`is_traceparent`]).
+pub fn traceparent_line(ctx: &SpanContext) -> [u8; TRACEPARENT_LINE_LEN] {
+    const NAME: &[u8] = TRACEPARENT_NAME;
+    let mut line = [0u8; TRACEPARENT_LINE_LEN];
     let (name, rest) = line.split_at_mut(NAME.len());
     name.copy_from_slice(NAME);
     rest[..3].copy_from_slice(b"00-");
@@ -130,7 +133,12 @@ pub fn write_traceparent(out: &mut BytesMut, ctx: &SpanContext) {
     rest[52] = b'-';
     rest[53..55].copy_from_slice(if ctx.sampled { b"01" } else { b"00" });
     rest[55..57].copy_from_slice(b"\r\n");
-    out.extend_from_slice(&line);
+    line
+}
+
+/// The header [`traceparent_line`] replaces on the upstream request.
+pub fn is_traceparent(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"traceparent")
 }
 
 /// wyrand (Wang Yi's PRNG): fast, 64-bit state, good enough statistics for ids and
@@ -508,15 +516,14 @@ mod tests {
     }
 
     #[test]
-    fn write_traceparent_round_trips() {
+    fn traceparent_line_round_trips() {
         let ctx = SpanContext {
             trace_id: hex16(TRACE),
             span_id: hex8(SPAN),
             parent_span_id: None,
             sampled: true,
         };
-        let mut out = BytesMut::new();
-        write_traceparent(&mut out, &ctx);
+        let out = traceparent_line(&ctx);
         assert_eq!(
             &out[..],
             format!("traceparent: 00-{TRACE}-{SPAN}-01\r\n").as_bytes()
@@ -527,15 +534,12 @@ mod tests {
             Some((ctx.trace_id, ctx.span_id, true))
         );
 
-        let mut out = BytesMut::new();
-        write_traceparent(
-            &mut out,
-            &SpanContext {
-                sampled: false,
-                ..ctx
-            },
-        );
+        let out = traceparent_line(&SpanContext {
+            sampled: false,
+            ..ctx
+        });
         assert!(out.ends_with(b"-00\r\n"));
+        assert!(is_traceparent(b"TraceParent") && !is_traceparent(b"tracestate"));
     }
 
     fn config(sample_ratio: f64) -> TracingConfig {
