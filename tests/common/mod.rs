@@ -3,6 +3,7 @@
 //! exactly one response at a time.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -59,6 +60,11 @@ impl Strait {
     }
 
     pub fn start_with(config: &str, args: &[&str]) -> Strait {
+        Strait::start_with_env(config, args, &[])
+    }
+
+    /// [`Strait::start_with`], with `env` added to the process's environment.
+    pub fn start_with_env(config: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Strait {
         let dir = scratch_dir();
         let path = dir.join("strait.toml");
         std::fs::write(&path, config).unwrap();
@@ -68,6 +74,7 @@ impl Strait {
             .args(["--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
