@@ -24,6 +24,8 @@ pub mod registry;
 pub mod resolver;
 pub mod router;
 pub mod runtime;
+#[cfg(test)]
+mod scratch;
 pub mod sd_notify;
 pub mod upgrade;
 pub mod upstream;

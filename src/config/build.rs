@@ -3323,8 +3323,7 @@ mock = { status = 404, body_file = "does-not-exist.html" }
 
     #[test]
     fn size_forms_and_body_file() {
-        let dir = std::env::temp_dir().join(format!("strait-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::ScratchDir::new("cfg");
         std::fs::write(dir.join("page.html"), "<p>hi</p>").unwrap();
         let text = format!(
             "{MINIMAL}[server.limits]\nmax_body_bytes = 1024\nmax_uri_bytes = \"1KB\"\n\
@@ -3332,7 +3331,6 @@ mock = { status = 404, body_file = "does-not-exist.html" }
         );
         let origin = dir.join("strait.toml").display().to_string();
         let config = load_str(&text, &origin).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(config.server.limits.max_body_bytes, 1024);
         assert_eq!(config.server.limits.max_uri_bytes, 1000);
         match &config.routes.routes()[0].action {
