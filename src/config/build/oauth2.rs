@@ -201,6 +201,8 @@ impl Ctx<'_> {
             name: name.get_ref().clone(),
             upstream: upstream?,
             request_head: render_request_head(&path, &client_id, &secret),
+            path,
+            client_id,
             host,
             timeout,
             cache_ttl,
