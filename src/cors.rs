@@ -164,7 +164,7 @@ pub enum AllowHeaders {
 }
 
 /// What `build.rs` validated, ready to be rendered into a [`CorsPolicy`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorsSettings {
     pub origins: AllowOrigins,
     /// Method tokens, compared case-sensitively (RFC 9110 §9.1).
@@ -191,9 +191,16 @@ pub struct CorsPolicy {
     /// After `Access-Control-Allow-Origin` on a preflight answer: methods, headers (a
     /// configured list), max-age, credentials, Vary.
     preflight_lines: Bytes,
+    /// What the policy was built from, for the admin API's view of the config.
+    settings: CorsSettings,
 }
 
 impl CorsPolicy {
+    /// The settings the policy was built from.
+    pub fn settings(&self) -> &CorsSettings {
+        &self.settings
+    }
+
     pub fn new(settings: CorsSettings) -> CorsPolicy {
         let mut actual = String::new();
         if settings.credentials {
@@ -226,16 +233,17 @@ impl CorsPolicy {
         let mut preflight = preflight.into_bytes();
         preflight.extend_from_slice(PREFLIGHT_VARY);
         CorsPolicy {
-            origins: settings.origins,
+            origins: settings.origins.clone(),
             methods: settings
                 .methods
-                .into_iter()
-                .map(|m| m.into_bytes().into())
+                .iter()
+                .map(|m| m.as_bytes().into())
                 .collect(),
-            headers: settings.headers,
+            headers: settings.headers.clone(),
             private_network: settings.private_network,
             actual_lines: Bytes::from(actual),
             preflight_lines: Bytes::from(preflight),
+            settings,
         }
     }
 

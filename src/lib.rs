@@ -16,4 +16,6 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod router;
 pub mod runtime;
+#[cfg(test)]
+mod scratch;
 pub mod upstream;

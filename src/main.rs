@@ -49,8 +49,17 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: take what Strait reads from its environment.
+    // The upgrade hand-over is removed from it (changing the environment while another
+    // thread may read it is undefined behaviour); NOTIFY_SOCKET and RUST_LOG stay, for a
+    // successor to inherit, and are read here so that nothing later needs the environment.
+    let env = StartEnv {
+        handover: upgrade::Handover::take_from_env(),
+        rust_log: std::env::var("RUST_LOG").ok(),
+    };
+    sd_notify::set_socket(std::env::var_os(sd_notify::NOTIFY_SOCKET_ENV));
     let args = Args::parse();
-    match run(args) {
+    match run(args, env) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("strait: {e:#}");
@@ -59,7 +68,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// What `main` took from the environment before anything else ran.
+struct StartEnv {
+    handover: upgrade::Handover,
+    /// `RUST_LOG`: log filter directives that win over `observability.log_level`.
+    rust_log: Option<String>,
+}
+
+fn run(args: Args, mut env: StartEnv) -> anyhow::Result<ExitCode> {
     let source = config_source(args.config);
     let control = match Control::load(source) {
         Ok(control) => Arc::new(control),
@@ -78,8 +94,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let level = control.current().observability.log_level.clone();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+            env.rust_log
+                .as_deref()
+                .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+                .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -88,7 +106,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("installing signal handlers")?;
     let exe = std::env::current_exe().context("locating the strait binary")?;
     // Listening sockets handed over by the process this one replaces (binary upgrade).
-    let mut inherited = upgrade::inherited_listeners();
+    let mut inherited = upgrade::inherited_listeners(&mut env.handover);
     // The admin and metrics sockets, for a successor to inherit with the workers' ones.
     let mut side_listeners = Vec::new();
     // The admin API binds first: a successor that cannot bind it fails before it has
@@ -140,7 +158,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         control.origin(),
         workers.max(1)
     ));
-    upgrade::release_predecessor();
+    upgrade::release_predecessor(&env.handover);
 
     for signal in signals.forever() {
         match signal {

@@ -89,6 +89,8 @@ pub struct RouteTable {
     exact: AHashMap<Box<[u8]>, usize>,
     /// Lower-case suffix with its leading dot (`.example.com`) → index into `routers`.
     wildcard: AHashMap<Box<[u8]>, usize>,
+    /// The host patterns of each route, normalised (lower case, no trailing dot).
+    hosts: Vec<Vec<String>>,
 }
 
 /// A host pattern after normalisation.
@@ -264,13 +266,16 @@ impl RouteTable {
 
         // Host keys per route; `None` means any host.
         let mut route_keys: Vec<BTreeSet<HostKey>> = Vec::with_capacity(routes.len());
+        let mut normalized: Vec<Vec<String>> = Vec::with_capacity(routes.len());
         for index in 0..routes.len() {
             let mut keys = BTreeSet::new();
+            let mut served = Vec::new();
             let patterns = hosts.get(index).map(Vec::as_slice).unwrap_or_default();
             for (host_index, pattern) in patterns.iter().enumerate() {
                 match normalize_host_pattern(pattern) {
                     Ok(host) => {
                         keys.insert(HostKey::parse(&host));
+                        served.push(host);
                     }
                     Err(why) => errors.push_at(
                         index,
@@ -280,6 +285,7 @@ impl RouteTable {
                 }
             }
             route_keys.push(keys);
+            normalized.push(served);
         }
         let all_keys: BTreeSet<HostKey> = route_keys.iter().flatten().cloned().collect();
 
@@ -447,12 +453,18 @@ impl RouteTable {
             routers,
             exact,
             wildcard,
+            hosts: normalized,
         })
     }
 
     /// The routes in file order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The host patterns of route `index` (empty: any host).
+    pub fn hosts(&self, index: usize) -> &[String] {
+        self.hosts.get(index).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// The position of `route` (one of [`Self::routes`]) in the table.

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use common::{
-    hello_api_config, is_generated_request_id, ok, scratch_dir, wait_until, Strait, Upstream,
+    hello_api_config, is_generated_request_id, ok, scratch_dir, wait_until, ScratchDir, Strait,
+    Upstream,
 };
 use serde_json::Value;
 
@@ -45,13 +46,7 @@ struct Setup {
     strait: Strait,
     upstream: Upstream,
     log: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir: ScratchDir,
 }
 
 fn setup() -> Setup {

@@ -24,7 +24,8 @@ const TICK_MS: u64 = 20;
 struct RedisServer {
     child: Child,
     port: u16,
-    dir: std::path::PathBuf,
+    /// Its working directory, removed after the process is gone.
+    _dir: ScratchDir,
 }
 
 impl RedisServer {
@@ -68,7 +69,11 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
-        let mut server = RedisServer { child, port, dir };
+        let mut server = RedisServer {
+            child,
+            port,
+            _dir: dir,
+        };
         let me = format!("process_id:{}\r\n", server.child.id());
         let mut exited = false;
         wait_until("redis-server to answer", || {
@@ -129,7 +134,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -319,3 +319,78 @@ fn consecutive_5xx_eject_an_endpoint_until_the_period_ends() {
 fn consecutive_5xx_eject_an_endpoint_until_the_period_ends_epoll() {
     outlier_ejection(&["--workers", "1", "--io-driver", "epoll"]);
 }
+
+// ---- Active checks end passive ejections ------------------------------------------------
+
+/// B fails real requests and its checks, is ejected for 30 s by outlier detection, then
+/// recovers: its next passing check ends the ejection at once (Envoy's
+/// `successful_active_health_check_uneject_host`), far before the 30 s are over.
+#[test]
+fn a_passing_active_check_ends_an_ejection_early() {
+    let a = checked_upstream(Arc::new(AtomicBool::new(false)), || status(200, "A"));
+    let sick = Arc::new(AtomicBool::new(false));
+    let answer_sick = sick.clone();
+    let b = checked_upstream(sick.clone(), move || {
+        if answer_sick.load(Ordering::SeqCst) {
+            status(503, "B down")
+        } else {
+            status(200, "B")
+        }
+    });
+    // The checks take 100 failures (10 s) to mark B unhealthy: it is outlier detection that
+    // keeps it out here.
+    let strait = Strait::start(&two_endpoint_config(
+        a.addr,
+        b.addr,
+        "",
+        "[upstreams.app.health]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\n\
+         unhealthy_threshold = 100\nhealthy_threshold = 1\n\n\
+         [upstreams.app.outlier]\nconsecutive_failures = 3\nbase_ejection = \"30s\"\n\
+         max_ejected_percent = 50\n\n[upstreams.app.retry]\nattempts = 1\n",
+    ));
+    wait_until("B serving", || strait.request(&get("/x")).text() == "B");
+
+    // B fails: its third 503 in a row ejects it.
+    sick.store(true, Ordering::SeqCst);
+    let mut b_failures = 0;
+    let mut sent = 0;
+    while b_failures < 3 {
+        let r = strait.request(&get("/x"));
+        sent += 1;
+        assert!(
+            sent <= 20,
+            "B was not picked three times in {sent} requests"
+        );
+        match (r.status, r.text().as_str()) {
+            (200, "A") => {}
+            (503, "B down") => b_failures += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    // Ejected, and its failing checks change nothing.
+    let before = traffic(&b);
+    let checks = b.requests().len() - before;
+    wait_until("two more failed checks on B", || {
+        b.requests().len() - traffic(&b) >= checks + 2
+    });
+    for i in 0..20 {
+        let r = strait.request(&get("/x"));
+        assert_eq!((r.status, r.text().as_str()), (200, "A"), "request {i}");
+    }
+    assert_eq!(traffic(&b), before);
+    assert!(!strait.log_text().contains("ejection ended"));
+
+    // B recovers: the next passing check brings it back, within the test's deadline
+    // (10 s), not after its 30 s ejection.
+    sick.store(false, Ordering::SeqCst);
+    wait_until("B serving again", || {
+        strait.request(&get("/x"));
+        traffic(&b) > before
+    });
+    assert_eq!(b.last().request_line(), "GET /x HTTP/1.1");
+    let b_addr = b.addr.to_string();
+    assert!(strait
+        .log_text()
+        .lines()
+        .any(|l| l.contains("ejection ended: active health check passed") && l.contains(&b_addr)));
+}

@@ -315,7 +315,7 @@ struct Setup {
     app: Upstream,
     authz: AuthServer,
     strait: Strait,
-    secrets: std::path::PathBuf,
+    secrets: ScratchDir,
 }
 
 /// Long caches, so that a test sees every introspection it causes.

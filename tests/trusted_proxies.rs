@@ -50,15 +50,7 @@ struct Setup {
     upstream: Upstream,
     strait: Strait,
     log: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: ScratchDir,
 }
 
 fn setup(trusted: &str) -> Setup {
@@ -70,7 +62,7 @@ fn setup(trusted: &str) -> Setup {
         upstream,
         strait,
         log,
-        _dir: TempDir(dir),
+        _dir: dir,
     }
 }
 

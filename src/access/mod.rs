@@ -83,6 +83,13 @@ fn bits_of(ip: IpAddr) -> u128 {
     }
 }
 
+/// `10.0.0.0/8`, `::1/128`: the network as the config would write it.
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// One `access` table: who may send requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessList {

@@ -168,9 +168,8 @@ mod tests {
     use crate::control::ConfigSource;
 
     fn control(extra: &str) -> Arc<Control> {
-        let dir = std::env::temp_dir().join(format!("strait-admin-start-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.toml", extra.len()));
+        let dir = crate::scratch::ScratchDir::new("admin-start");
+        let path = dir.join("strait.toml");
         std::fs::write(
             &path,
             format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{extra}"),

@@ -218,6 +218,11 @@ impl JwksStore {
         }
     }
 
+    /// How often the key set is fetched again.
+    pub fn refresh(&self) -> Duration {
+        self.refresh
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -36,6 +36,7 @@ use crate::http1::reason_phrase;
 use crate::router::RouteTable;
 
 mod jwt;
+mod key_path;
 mod oauth2;
 
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
@@ -184,7 +185,10 @@ pub(crate) fn load_str_with(
         Ok(file) => file,
         Err(err) => {
             let (position, key) = match err.span() {
-                Some(span) => (Some(ctx.line_col(span.start)), key_hint(text, span.start)),
+                Some(span) => (
+                    Some(ctx.line_col(span.start)),
+                    key_path::at(text, span.start),
+                ),
                 None => (None, String::new()),
             };
             let message = err.message().trim().replace('\n', " ");
@@ -2504,57 +2508,6 @@ fn is_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-/// Best-effort dotted key for a TOML error at `offset`: the enclosing `[table]` (with an index
-/// for `[[array]]` tables) plus the key on the error's line. Empty when it cannot tell.
-fn key_hint(text: &str, offset: usize) -> String {
-    let before = text.get(..offset).unwrap_or(text);
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("");
-    let mut table = String::new();
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for raw in text[..line_start].lines().chain(std::iter::once(line)) {
-        let trimmed = raw.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("[[") {
-            if let Some(name) = rest.split("]]").next() {
-                let name = name.trim().to_owned();
-                let n = counts
-                    .entry(name.clone())
-                    .and_modify(|n| *n += 1)
-                    .or_insert(0);
-                table = format!("{name}[{n}]");
-            }
-        } else if let Some(rest) = trimmed.strip_prefix('[') {
-            if let Some(name) = rest.split(']').next() {
-                let name = name.trim();
-                // `[routes.mock]`-style subtables of the last array element keep its index.
-                table = match counts
-                    .iter()
-                    .find(|(array, _)| name.starts_with(&format!("{array}.")))
-                {
-                    Some((array, n)) => format!("{array}[{n}]{}", &name[array.len()..]),
-                    None => name.to_owned(),
-                };
-            }
-        }
-    }
-    let trimmed = line.trim_start();
-    let key = if trimmed.starts_with('[') {
-        ""
-    } else {
-        trimmed
-            .split('=')
-            .next()
-            .filter(|_| trimmed.contains('='))
-            .unwrap_or("")
-            .trim()
-    };
-    match (table.is_empty(), key.is_empty()) {
-        (_, true) => table,
-        (true, false) => key.to_owned(),
-        (false, false) => format!("{table}.{key}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2785,20 +2738,21 @@ mod tests {
             ("{ name = \"s\", key = \"route\", limit = 0, period = \"1s\" }", &["t.toml:7:38: routes[0].rate_limits[0].limit: 0 is out of range: must be 1..=1000000000"]),
             ("{ name = \"s\", key = \"route\", limit = 1, period = \"0s\" }", &["t.toml:7:50: routes[0].rate_limits[0].period: must be at least 1ms"]),
             ("{ name = \"s\", key = \"route\", limit = 1, period = \"1s\" },\n{ name = \"s\", key = \"route\", limit = 2, period = \"1h\" }", &["t.toml:8:10: routes[0].rate_limits[1].name: duplicate rate limit name \"s\" in this route"]),
+            // Errors the TOML parser reports name the entry and its key like any other path.
+            ("{ name = \"s\", key = \"route\", limit = 1, period = \"1s\", burst = 2 }", &["t.toml:7:56: routes[0].rate_limits[0].burst: unknown field `burst`, expected one of `name`, `key`, `limit`, `period`, `scope`"]),
+            ("{ name = \"s\", key = \"route\", limit = 1, period = \"1s\" },\n{ name = \"t\", key = \"route\", limit = \"x\", period = \"1s\" }", &["t.toml:8:38: routes[0].rate_limits[1].limit: invalid type: string \"x\", expected i64"]),
+            ("{ name = \"s\", key = \"route\", limit = 1.5, period = \"1s\" }", &["t.toml:7:38: routes[0].rate_limits[0].limit: invalid type: floating point `1.5`, expected i64"]),
+            ("{ name = \"s\", key = 5, limit = 1, period = \"1s\" }", &["t.toml:7:21: routes[0].rate_limits[0].key: invalid type: integer `5`, expected a string"]),
+            ("{ name = \"s\", key = \"route\", limit = 1, period = 5 }", &["t.toml:7:50: routes[0].rate_limits[0].period: invalid type: integer `5`, expected a duration with a unit, such as \"5s\" or \"250ms\""]),
+            ("{ name = \"s\", key = \"route\", limit = 1, period = \"1s\", scope = true }", &["t.toml:7:64: routes[0].rate_limits[0].scope: invalid type: boolean `true`, expected a string"]),
+            ("{ name = \"s\", key = \"route\", limit = 1 }", &["t.toml:7:1: routes[0].rate_limits[0]: missing field `period`"]),
+            ("  { key = \"route\", limit = 1, period = \"1s\" }", &["t.toml:7:3: routes[0].rate_limits[0]: missing field `name`"]),
+            ("{ name = \"s\", key = \"route\", limit = 1, period = \"1s\" },\n\"s\"", &["t.toml:8:1: routes[0].rate_limits[1]: invalid type: string \"s\", expected a rate limit table such as { name = \"per-ip\", key = \"client_ip\", limit = 100, period = \"1m\" }"]),
+            ("{ name = \"s\", key = \"route\", key = \"t\", limit = 1, period = \"1s\" }", &["t.toml:7:2: routes[0].rate_limits[0]: duplicate key `key`"]),
         ];
         for (limits, want) in cases {
             assert_eq!(errors(&format!("{base}{limits}\n]\n")), *want, "{limits}");
         }
-        // deny_unknown_fields: a misspelt or unsupported key is an error, not ignored.
-        let unknown = errors(&format!(
-            "{base}{{ name = \"s\", key = \"route\", limit = 1, period = \"1s\", burst = 2 }}\n]\n"
-        ));
-        assert!(
-            unknown.len() == 1
-                && unknown[0].starts_with("t.toml:7:56: ")
-                && unknown[0].contains("unknown field `burst`"),
-            "{unknown:?}"
-        );
         let config = load_str(
             &format!(
                 "{base}{{ name = \"k\", key = \"header:X-Key\", limit = 5, period = \"1m\" }}\n]\n"
@@ -2816,6 +2770,31 @@ mod tests {
                 scope: RateLimitScope::Local,
             }]
         );
+    }
+
+    #[test]
+    fn rate_limit_tables_name_their_route() {
+        let text = |limit: &str, extra: &str| {
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n\
+                 [[routes]]\npath = \"/a\"\nmock = {{ status = 200 }}\n\
+                 [[routes.rate_limits]]\nname = \"s\"\nkey = \"route\"\nlimit = 1\nperiod = \"1s\"\n\
+                 [[routes]]\npath = \"/b\"\nmock = {{ status = 200 }}\n\
+                 [[routes.rate_limits]]\nname = \"s\"\nkey = \"route\"\nlimit = {limit}\n{extra}\n"
+            )
+        };
+        let period = "period = \"1s\"";
+        let cases: &[(String, &[&str])] = &[
+            (text("1", period), &[]),
+            (text("0", period), &["t.toml:17:9: routes[1].rate_limits[0].limit: 0 is out of range: must be 1..=1000000000"]),
+            (text("\"x\"", period), &["t.toml:17:9: routes[1].rate_limits[0].limit: invalid type: string \"x\", expected i64"]),
+            (text("1", &format!("{period}\nbogus = 1")), &["t.toml:19:1: routes[1].rate_limits[0].bogus: unknown field `bogus`, expected one of `name`, `key`, `limit`, `period`, `scope`"]),
+            (text("1", ""), &["t.toml:14:1: routes[1].rate_limits[0]: missing field `period`"]),
+            (text("1", &format!("{period}\n[[routes.rate_limits]]\nname = \"t\"\nkey = \"rout\"\nlimit = 1\n{period}")), &["t.toml:21:7: routes[1].rate_limits[1].key: unknown rate limit key \"rout\": expected client_ip, consumer, route or header:NAME"]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(errors(text), *want, "{text}");
+        }
     }
 
     #[test]
@@ -3248,12 +3227,12 @@ mock = { status = 404, body_file = "does-not-exist.html" }
         let cases: &[(&str, &str)] = &[
             ("[server]\nlisten = [\"127.0.0.1:1\"]\nworkerz = 1\n", "t.toml:3:1: server.workerz: unknown field `workerz`"),
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[server.timeouts]\nheader_read = 5\n", "t.toml:4:15: server.timeouts.header_read: invalid type: integer `5`, expected a duration with a unit"),
-            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\nmock = { status = 200, bdy = \"x\" }\n", "t.toml:5:24: routes[0].mock: unknown field `bdy`"),
-            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [{ adr = \"1.2.3.4:5\" }]\n", "t.toml:4:16: upstreams.u.endpoints: unknown field `adr`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\nmock = { status = 200, bdy = \"x\" }\n", "t.toml:5:24: routes[0].mock.bdy: unknown field `bdy`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [{ adr = \"1.2.3.4:5\" }]\n", "t.toml:4:16: upstreams.u.endpoints[0].adr: unknown field `adr`"),
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\n[upstreams.u.retry]\nattempt = 3\n", "t.toml:6:1: upstreams.u.retry.attempt: unknown field `attempt`"),
-            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\nhealth = { path = \"/\", intervall = \"1s\" }\n", "t.toml:5:24: upstreams.u.health: unknown field `intervall`"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\nhealth = { path = \"/\", intervall = \"1s\" }\n", "t.toml:5:24: upstreams.u.health.intervall: unknown field `intervall`"),
             ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\n[upstreams.u.retry]\non = \"reset\"\n", "t.toml:6:6: upstreams.u.retry.on: invalid type: string \"reset\", expected a sequence"),
-            ("[server]\nlisten = [\"127.0.0.1:1\"\n", "t.toml:3:1: server: invalid array"),
+            ("[server]\nlisten = [\"127.0.0.1:1\"\n", "t.toml:3:1: server.listen: invalid array"),
             ("", "t.toml:1:1: missing field `server`"),
         ];
         for (text, want) in cases {
@@ -3265,8 +3244,7 @@ mock = { status = 404, body_file = "does-not-exist.html" }
 
     #[test]
     fn size_forms_and_body_file() {
-        let dir = std::env::temp_dir().join(format!("strait-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::ScratchDir::new("cfg");
         std::fs::write(dir.join("page.html"), "<p>hi</p>").unwrap();
         let text = format!(
             "{MINIMAL}[server.limits]\nmax_body_bytes = 1024\nmax_uri_bytes = \"1KB\"\n\
@@ -3274,7 +3252,6 @@ mock = { status = 404, body_file = "does-not-exist.html" }
         );
         let origin = dir.join("strait.toml").display().to_string();
         let config = load_str(&text, &origin).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(config.server.limits.max_body_bytes, 1024);
         assert_eq!(config.server.limits.max_uri_bytes, 1000);
         match &config.routes.routes()[0].action {

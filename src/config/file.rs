@@ -366,7 +366,10 @@ pub struct FileApiKeyAuth {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"a rate limit table such as { name = "per-ip", key = "client_ip", limit = 100, period = "1m" }"#
+)]
 pub struct FileRateLimit {
     pub name: Spanned<String>,
     pub key: Spanned<String>,

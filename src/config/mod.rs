@@ -366,6 +366,10 @@ pub struct OAuth2Provider {
     /// The upstream serving the introspection endpoint: its pools, balancing, health and
     /// circuit breaker carry the introspection requests.
     pub upstream: UpstreamId,
+    /// The introspection endpoint's path (and query), and the client the gateway
+    /// authenticates as; both are in `request_head` too, with the secret.
+    pub path: String,
+    pub client_id: String,
     /// The fixed part of every introspection request head: request line, client
     /// credentials (`authorization: Basic`), content type and accept lines.
     pub request_head: crate::auth::oauth2::Secret,

@@ -374,8 +374,7 @@ mod tests {
 
     #[test]
     fn refresh_without_dns_change_keeps_the_snapshot() {
-        let dir = std::env::temp_dir().join(format!("strait-refresh-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::ScratchDir::new("refresh");
         let path = dir.join("strait.toml");
         std::fs::write(
             &path,
@@ -393,6 +392,5 @@ mod tests {
         assert!(!control.refresh().unwrap());
         assert_eq!(control.generation(), 1);
         assert!(Arc::ptr_eq(&before, &control.current()));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

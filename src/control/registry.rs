@@ -365,12 +365,8 @@ endpoints = ["127.0.0.1:9101"]
         }
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("strait-registry-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(name: &str) -> crate::scratch::ScratchDir {
+        crate::scratch::ScratchDir::new(&format!("registry-{name}"))
     }
 
     fn addrs(config: &Config, name: &str) -> Vec<(String, u32)> {
@@ -393,7 +389,6 @@ endpoints = ["127.0.0.1:9101"]
         assert!(r.entries().is_empty());
         // Saving without a path is a no-op.
         Registry::load(None).unwrap().save().unwrap();
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -427,7 +422,6 @@ endpoints = ["127.0.0.1:9101"]
         r2.save().unwrap();
         let reloaded = Registry::load(Some(&path)).unwrap();
         assert_eq!(reloaded.entries().len(), 1);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -438,7 +432,6 @@ endpoints = ["127.0.0.1:9101"]
         r.add(&config(TWO_UPSTREAMS), "app", &[ep("127.0.0.1:9003", 1)])
             .unwrap();
         assert!(r.save().is_err());
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -459,7 +452,6 @@ endpoints = ["127.0.0.1:9101"]
             let err = Registry::load(Some(&path)).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{bad}");
         }
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -490,7 +482,6 @@ endpoints = ["127.0.0.1:9101"]
         assert_eq!(addrs(&cfg, "other").len(), 1);
         // The entry for the unknown upstream is kept.
         assert_eq!(r.entries().len(), 2);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -1005,17 +1005,8 @@ mod tests {
         )
     }
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "strait-access-log-{}-{name}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn scratch(name: &str) -> crate::scratch::ScratchDir {
+        crate::scratch::ScratchDir::new(&format!("access-log-{name}"))
     }
 
     #[test]
@@ -1054,7 +1045,6 @@ mod tests {
                 assert_eq!(v["request_id"], "abc-123");
             }
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1077,7 +1067,6 @@ mod tests {
         drop(worker);
         log.shutdown();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A worker's log whose batches go to a queue of `capacity` built by hand (no writer).

@@ -290,11 +290,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             let percent = upstream.outlier.max_ejected_percent;
             // Never eject past `max_ejected_percent` of the endpoints.
             let may_eject = || outlier::ejection_allowed(ejected, total, percent);
-            if state.endpoints[endpoint].outlier.on_failure_capped(
-                &upstream.outlier,
-                now,
-                may_eject,
-            ) {
+            let record = &mut state.endpoints[endpoint];
+            let passes = record.health.passes();
+            if record
+                .outlier
+                .on_failure_capped(&upstream.outlier, now, passes, may_eject)
+            {
                 tracing::warn!(upstream = %upstream.name, endpoint = %upstream.endpoints[endpoint].addr, "endpoint ejected after consecutive failures");
             }
         }

@@ -10,21 +10,33 @@
 //! - Never fatal: without `$NOTIFY_SOCKET` (not run by systemd) every call does nothing, and
 //!   a failed send is logged at debug level and otherwise ignored. A gateway must not stop
 //!   serving because its supervisor cannot hear it.
-//! - `$NOTIFY_SOCKET` is left in the environment on purpose: a process started for a binary
-//!   upgrade inherits it and uses it to announce itself (`MAINPID=`, `READY=1`).
+//! - `$NOTIFY_SOCKET` is read once, at the start of `main` ([`set_socket`]), and left in the
+//!   environment on purpose: a process started for a binary upgrade inherits it and uses it
+//!   to announce itself (`MAINPID=`, `READY=1`).
 //! - Free text (`STATUS=`) cannot inject other keys: newlines in it become spaces.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::OnceLock;
 
 /// The environment variable systemd sets for `Type=notify` services.
 pub const NOTIFY_SOCKET_ENV: &str = "NOTIFY_SOCKET";
 
+/// `$NOTIFY_SOCKET` as `main` read it; unset (as in unit tests) means not run by systemd.
+static SOCKET: OnceLock<Option<OsString>> = OnceLock::new();
+
+/// Takes the value of `$NOTIFY_SOCKET`, read by `main` before any thread started; later
+/// calls change nothing.
+pub fn set_socket(socket: Option<OsString>) {
+    let _ = SOCKET.set(socket);
+}
+
 /// Sends `state` to the socket named by `$NOTIFY_SOCKET`; does nothing when it is unset.
 /// Errors are logged at debug level, never returned.
 pub fn notify(state: &str) {
-    let Some(socket) = std::env::var_os(NOTIFY_SOCKET_ENV) else {
+    let Some(Some(socket)) = SOCKET.get() else {
         return;
     };
     let Some(socket) = socket.to_str() else {

@@ -10,6 +10,10 @@
 //! The admin and metrics listeners are handed over the same way: their sockets have no
 //! `SO_REUSEPORT` (a second process on their address must fail), so the successor could
 //! not bind them while the parent holds them.
+//!
+//! The hand-over travels in two environment variables, which the successor takes
+//! ([`Handover::take_from_env`]) at the very start of `main`, before any thread exists:
+//! changing the environment while other threads may read it is unsound.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -71,13 +75,50 @@ pub fn spawn_successor(exe: &Path, fds: &[RawFd]) -> std::io::Result<Child> {
     command.spawn()
 }
 
-/// Takes the listening sockets a predecessor handed over, with their addresses. Anything in
-/// the variable that is not a listening TCP socket is ignored.
-pub fn inherited_listeners() -> Vec<(SocketAddr, OwnedFd)> {
-    let Ok(list) = std::env::var(LISTEN_FDS_ENV) else {
+/// What a predecessor handed over through the environment (nothing when this process was
+/// not started for an upgrade).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// `STRAIT_LISTEN_FDS`: the inherited listening descriptors, comma-separated.
+    listen_fds: Option<String>,
+    /// `STRAIT_UPGRADE_PARENT`: the pid of the process being replaced.
+    parent: Option<libc::pid_t>,
+}
+
+impl Handover {
+    /// Reads and removes both variables, so that nothing this process starts inherits them
+    /// by accident (a successor gets its own, from [`spawn_successor`]).
+    ///
+    /// Call it first thing in `main`, while the process has one thread: removing an
+    /// environment variable while another thread may read the environment is undefined
+    /// behaviour in libc.
+    pub fn take_from_env() -> Handover {
+        let handover = Handover::parse(
+            std::env::var(LISTEN_FDS_ENV).ok(),
+            std::env::var(PARENT_ENV).ok().as_deref(),
+        );
+        std::env::remove_var(LISTEN_FDS_ENV);
+        std::env::remove_var(PARENT_ENV);
+        handover
+    }
+
+    /// The hand-over from the variables' values; a parent pid that is not a number is
+    /// ignored.
+    pub fn parse(listen_fds: Option<String>, parent: Option<&str>) -> Handover {
+        Handover {
+            listen_fds,
+            parent: parent.and_then(|p| p.parse::<libc::pid_t>().ok()),
+        }
+    }
+}
+
+/// Takes the listening sockets a predecessor handed over, with their addresses (once: a
+/// second call finds none). Anything in the list that is not a listening TCP socket is
+/// ignored.
+pub fn inherited_listeners(handover: &mut Handover) -> Vec<(SocketAddr, OwnedFd)> {
+    let Some(list) = handover.listen_fds.take() else {
         return Vec::new();
     };
-    std::env::remove_var(LISTEN_FDS_ENV);
     list.split(',')
         .filter_map(|item| item.trim().parse::<RawFd>().ok())
         .filter(|&fd| is_listening_tcp(fd))
@@ -102,11 +143,8 @@ pub fn take_listener(
 }
 
 /// Tells the predecessor, if any, that this process serves now: it will drain and exit.
-pub fn release_predecessor() {
-    let Some(parent) = std::env::var(PARENT_ENV)
-        .ok()
-        .and_then(|p| p.parse::<libc::pid_t>().ok())
-    else {
+pub fn release_predecessor(handover: &Handover) {
+    let Some(parent) = handover.parent else {
         return;
     };
     // SAFETY: getppid and kill have no memory-safety preconditions.
@@ -132,4 +170,27 @@ fn is_listening_tcp(fd: RawFd) -> bool {
         )
     };
     ok == 0 && value == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    #[test]
+    fn handover_adopts_listening_sockets_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fd = listener.into_raw_fd();
+        // Not numbers, not open, not a listening socket (this file): all ignored.
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let list = format!("x, {fd},999999,{}", file.as_raw_fd());
+        let mut handover = Handover::parse(Some(list), Some("42"));
+        assert_eq!(handover.parent, Some(42));
+        let adopted = inherited_listeners(&mut handover);
+        assert_eq!(adopted.len(), 1);
+        assert_eq!(adopted[0].0, addr);
+        assert!(inherited_listeners(&mut handover).is_empty());
+        assert_eq!(Handover::parse(None, Some("pid")), Handover::default());
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! The checker thread (`crate::upstream::health_checker`) probes endpoints and writes one
 //! [`EndpointHealth`] flag per endpoint; a worker reads it with one atomic load when it picks
-//! an endpoint for a request. The [`HealthRegistry`] hands out those flags: one per
+//! an endpoint for a request. The same entry counts the probes that passed while the
+//! endpoint was healthy, which ends a passive ejection early on every worker (see
+//! [`super::outlier`]). The [`HealthRegistry`] hands out those flags: one per
 //! (upstream name, endpoint address), shared by every worker and the checker, so that all
 //! of them see the same verdict.
 //!
@@ -16,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -27,12 +29,15 @@ use crate::config::Config;
 #[derive(Debug)]
 pub struct EndpointHealth {
     healthy: AtomicBool,
+    /// Probes that passed and left the endpoint healthy (see [`EndpointHealth::passes`]).
+    passes: AtomicU64,
 }
 
 impl EndpointHealth {
     pub fn new() -> Self {
         EndpointHealth {
             healthy: AtomicBool::new(true),
+            passes: AtomicU64::new(0),
         }
     }
 
@@ -47,6 +52,20 @@ impl EndpointHealth {
     /// Sets the verdict; returns whether it changed.
     pub fn set_healthy(&self, healthy: bool) -> bool {
         self.healthy.swap(healthy, Ordering::Relaxed) != healthy
+    }
+
+    /// Counts one probe that passed with the endpoint healthy afterwards (checker thread).
+    pub fn record_pass(&self) {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many probes passed with the endpoint healthy afterwards. A worker compares it
+    /// with the count taken when it ejected the endpoint: a change means an active check
+    /// passed since, which ends the ejection. Only ever goes up (0 without active checks).
+    #[inline]
+    pub fn passes(&self) -> u64 {
+        // Relaxed, like `is_healthy`: the count guards no other data.
+        self.passes.load(Ordering::Relaxed)
     }
 }
 
@@ -201,6 +220,20 @@ mod tests {
         assert!(!h.set_healthy(false));
         assert!(h.set_healthy(true));
         assert!(h.is_healthy());
+    }
+
+    #[test]
+    fn passes_count_up_and_are_shared() {
+        let registry = HealthRegistry::new();
+        let a = registry.endpoint("app", addr("127.0.0.1:1"));
+        let b = registry.endpoint("app", addr("127.0.0.1:1"));
+        assert_eq!(a.passes(), 0);
+        a.record_pass();
+        a.record_pass();
+        assert_eq!(b.passes(), 2);
+        // The verdict and the count are independent.
+        assert!(b.is_healthy());
+        assert_eq!(registry.endpoint("app", addr("127.0.0.1:2")).passes(), 0);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! PATH HTTP/1.1` with `Connection: close`, the response head read within `timeout` — and
 //! feeds the outcome to a [`HealthState`]; when that flips, the endpoint's shared
 //! [`EndpointHealth`](crate::upstream::health::EndpointHealth) flag is written, which the
-//! workers read with one atomic load when they pick an endpoint.
+//! workers read with one atomic load when they pick an endpoint. Each probe that passes
+//! with the endpoint healthy is also counted there: that count ends a passive ejection
+//! (outlier detection) on every worker.
 //!
 //! Reloads: every task re-reads the served config before each probe (so a changed interval,
 //! path or threshold applies from the next probe, and a task whose endpoint or checks are
@@ -177,6 +179,11 @@ async fn check_endpoint(
                 log_change(name, addr, &outcome);
             }
         }
+        if state.is_pass(outcome.is_ok()) {
+            // Every such pass, not only the one that makes the endpoint healthy again: an
+            // ejection that began since ends on the next one (as in Envoy).
+            flag.record_pass();
+        }
         let interval = check.interval.max(MIN_PROBE_INTERVAL);
         monoio::time::sleep(interval.saturating_sub(started.elapsed())).await;
     }
@@ -254,6 +261,13 @@ impl HealthState {
         self.healthy = healthy;
         self.successes = 0;
         self.failures = 0;
+    }
+
+    /// Whether a probe with outcome `success`, already [recorded](Self::record), counts as
+    /// a pass that ends a passive ejection: it succeeded and the endpoint is healthy (a
+    /// success still short of `healthy_threshold` does not count).
+    pub fn is_pass(&self, success: bool) -> bool {
+        success && self.healthy
     }
 
     /// Records one probe; returns the new verdict when this probe changes it.
@@ -411,6 +425,28 @@ mod tests {
             assert!(state.is_healthy());
             let got: Vec<_> = outcomes.chars().map(|c| state.record(c == '+')).collect();
             assert_eq!(got, expected, "{ht}/{ut} {outcomes}");
+        }
+    }
+
+    #[test]
+    fn passes_count_only_while_healthy() {
+        // (healthy_threshold, outcomes, passes after each outcome)
+        let table: &[(u32, &str, &[bool])] = &[
+            (1, "++", &[true, true]),
+            (1, "-+", &[false, true]),
+            (2, "-++-++", &[false, false, true, false, false, true]),
+            (3, "-++", &[false, false, false]),
+        ];
+        for &(ht, outcomes, expected) in table {
+            let mut state = HealthState::new(ht, 1);
+            let got: Vec<bool> = outcomes
+                .chars()
+                .map(|c| {
+                    state.record(c == '+');
+                    state.is_pass(c == '+')
+                })
+                .collect();
+            assert_eq!(got, expected, "{ht} {outcomes}");
         }
     }
 
@@ -648,10 +684,17 @@ mod tests {
 
         wait_for("first probe", || registry.len() == 1);
         assert!(flag().is_healthy());
+        // Passing probes are counted.
+        let passes = flag().passes();
+        wait_for("passes counted", || flag().passes() > passes);
         status.store(503, Ordering::Relaxed);
         wait_for("unhealthy", || !flag().is_healthy());
+        let passes = flag().passes();
         status.store(200, Ordering::Relaxed);
         wait_for("healthy again", || flag().is_healthy());
+        wait_for("the pass that made it healthy counted", || {
+            flag().passes() > passes
+        });
 
         // Reload without checks while down: the endpoint is marked healthy.
         status.store(500, Ordering::Relaxed);

@@ -57,13 +57,27 @@ pub struct UpstreamState {
 
 impl UpstreamState {
     /// Recomputes which endpoints may take a request now (healthy, not ejected, or all of
-    /// them in panic mode); returns how many may.
+    /// them in panic mode); returns how many may. An ejection ends here when an active
+    /// check passed since it began.
     pub fn refresh_usable(&mut self, config: &UpstreamConfig, now: Instant) -> usize {
         self.scratch_healthy.clear();
         self.scratch_ejected.clear();
-        for endpoint in &self.endpoints {
+        for (i, endpoint) in self.endpoints.iter_mut().enumerate() {
+            let mut ejected = endpoint.outlier.is_ejected(now);
+            if ejected
+                && endpoint
+                    .outlier
+                    .end_on_active_pass(endpoint.health.passes(), now)
+            {
+                ejected = false;
+                tracing::info!(
+                    upstream = %config.name,
+                    endpoint = %config.endpoints.get(i).map(|e| e.addr.to_string()).unwrap_or_default(),
+                    "ejection ended: active health check passed"
+                );
+            }
             self.scratch_healthy.push(endpoint.health.is_healthy());
-            self.scratch_ejected.push(endpoint.outlier.is_ejected(now));
+            self.scratch_ejected.push(ejected);
         }
         self.usable.resize(self.endpoints.len(), false);
         outlier::usable_endpoints(

@@ -10,6 +10,14 @@
 //! without being ejected since its last ejection ended, its next ejection is treated as a
 //! first one again.
 //!
+//! An active health check that passes ends an ejection early, on every worker (Envoy's
+//! `successful_active_health_check_uneject_host`, on by default there): the checker thread
+//! counts the probes that pass while the endpoint is healthy
+//! ([`EndpointHealth::passes`](super::health::EndpointHealth::passes)); each record keeps
+//! that count as it was when its ejection began, and a worker that finds the count moved on
+//! when it looks at an ejected endpoint ends the ejection. No lock, and one atomic load only
+//! for endpoints that are ejected.
+//!
 //! Which endpoints a request may use combines this with the active checks
 //! ([`super::health`]) in [`usable_endpoints`]: healthy and not ejected, unless too few are
 //! left, in which case every endpoint is used (Envoy's panic threshold: spreading load over
@@ -33,6 +41,8 @@ pub struct Outlier {
     ejected_until: Option<Instant>,
     /// Ejections so far (since the last decay); the next one lasts `base * 2^ejections`.
     ejections: u32,
+    /// The active checker's pass count when the current (or last) ejection began.
+    passes_at_ejection: u64,
 }
 
 impl Outlier {
@@ -47,10 +57,10 @@ impl Outlier {
     }
 
     /// Records a connect failure or a 5xx; returns true when this ejects the endpoint.
-    /// Ignores the `max_ejected_percent` cap: use [`Outlier::on_failure_capped`] on the
-    /// request path.
+    /// Ignores the `max_ejected_percent` cap and active checks: use
+    /// [`Outlier::on_failure_capped`] on the request path.
     pub fn on_failure(&mut self, config: &OutlierConfig, now: Instant) -> bool {
-        self.on_failure_capped(config, now, || true)
+        self.on_failure_capped(config, now, 0, || true)
     }
 
     /// Records a connect failure or a 5xx; returns true when this ejects the endpoint.
@@ -60,12 +70,16 @@ impl Outlier {
     /// When it does not, the endpoint stays in and its failure count stays at the
     /// threshold, so the next failure tries again.
     ///
+    /// `active_passes` is the endpoint's [`EndpointHealth::passes`](super::health::EndpointHealth::passes)
+    /// now: a pass counted after it ends the ejection ([`Outlier::end_on_active_pass`]).
+    ///
     /// Failures while ejected (requests already in flight, or panic mode sending traffic to
     /// ejected endpoints) neither count nor extend the ejection.
     pub fn on_failure_capped(
         &mut self,
         config: &OutlierConfig,
         now: Instant,
+        active_passes: u64,
         may_eject: impl FnOnce() -> bool,
     ) -> bool {
         if config.consecutive_failures == 0 || self.is_ejected(now) {
@@ -90,6 +104,20 @@ impl Outlier {
                 .unwrap_or(now),
         );
         self.ejections = self.ejections.saturating_add(1);
+        self.consecutive_failures = 0;
+        self.passes_at_ejection = active_passes;
+        true
+    }
+
+    /// Ends the current ejection when the active checker has passed the endpoint since it
+    /// began: `active_passes` (the endpoint's pass count now) differs from the count taken
+    /// at ejection. Returns true when this ended an ejection. The ejection still counts
+    /// toward the back-off; its decay runs from `now`.
+    pub fn end_on_active_pass(&mut self, active_passes: u64, now: Instant) -> bool {
+        if active_passes == self.passes_at_ejection || !self.is_ejected(now) {
+            return false;
+        }
+        self.ejected_until = Some(now);
         self.consecutive_failures = 0;
         true
     }
@@ -193,6 +221,7 @@ pub fn usable_endpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::health::EndpointHealth;
 
     fn config(failures: u32, base_ms: u64, max_ms: u64) -> OutlierConfig {
         OutlierConfig {
@@ -293,13 +322,13 @@ mod tests {
         let t0 = Instant::now();
         let mut o = Outlier::new();
         let mut asked = 0;
-        assert!(!o.on_failure_capped(&c, t0, || {
+        assert!(!o.on_failure_capped(&c, t0, 0, || {
             asked += 1;
             false
         }));
         assert_eq!(asked, 0);
         // Threshold reached but the cap refuses: stays in, at the threshold.
-        assert!(!o.on_failure_capped(&c, t0, || {
+        assert!(!o.on_failure_capped(&c, t0, 0, || {
             asked += 1;
             false
         }));
@@ -307,7 +336,7 @@ mod tests {
         assert!(!o.is_ejected(t0));
         assert_eq!(o.consecutive_failures(), 2);
         // The next failure, with room under the cap, ejects.
-        assert!(o.on_failure_capped(&c, t0, || true));
+        assert!(o.on_failure_capped(&c, t0, 0, || true));
         assert!(o.is_ejected(t0));
     }
 
@@ -345,13 +374,68 @@ mod tests {
         let mut ejected = 0;
         for i in 0..4 {
             let already = count_ejected(&outliers, t0);
-            if outliers[i].on_failure_capped(&c, t0, || ejection_allowed(already, 4, 50)) {
+            if outliers[i].on_failure_capped(&c, t0, 0, || ejection_allowed(already, 4, 50)) {
                 ejected += 1;
             }
         }
         assert_eq!(ejected, 2);
         assert_eq!(count_ejected(&outliers, t0), 2);
         assert_eq!(count_ejected(&outliers, t0 + ms(1000)), 0);
+    }
+
+    #[test]
+    fn an_active_pass_ends_the_ejection_on_every_worker() {
+        let c = config(1, 10_000, 60_000);
+        let t0 = Instant::now();
+        let health = EndpointHealth::new();
+        // A pass before the ejection does not end it.
+        health.record_pass();
+        // Two workers, each ejecting the endpoint on its own traffic.
+        let mut workers = [Outlier::new(), Outlier::new()];
+        for o in &mut workers {
+            assert!(o.on_failure_capped(&c, t0, health.passes(), || true));
+        }
+        for o in &mut workers {
+            assert!(!o.end_on_active_pass(health.passes(), t0 + ms(500)));
+            assert!(o.is_ejected(t0 + ms(500)));
+        }
+        // One pass ends it everywhere, long before the 10 s are over.
+        health.record_pass();
+        let t1 = t0 + ms(1000);
+        for o in &mut workers {
+            assert!(o.end_on_active_pass(health.passes(), t1));
+            assert!(!o.is_ejected(t1));
+            assert_eq!(o.ejected_until(t1), None);
+            assert_eq!(o.consecutive_failures(), 0);
+            // Ended once; the same count changes nothing more.
+            assert!(!o.end_on_active_pass(health.passes(), t1 + ms(1)));
+        }
+        // The ejection still counts toward the back-off: the next one lasts 20 s.
+        let [first, second] = &mut workers;
+        assert_eq!(first.ejections(), 1);
+        assert!(first.on_failure_capped(&c, t1, health.passes(), || true));
+        assert_eq!(first.ejected_until(t1), Some(t1 + ms(20_000)));
+        // Its decay runs from the early end: a quiet max_ejection after t1 starts over.
+        let later = t1 + ms(60_000);
+        assert!(second.on_failure_capped(&c, later, health.passes(), || true));
+        assert_eq!(second.ejected_until(later), Some(later + ms(10_000)));
+    }
+
+    #[test]
+    fn a_pass_after_the_ejection_ended_changes_nothing() {
+        let c = config(2, 1000, 10_000);
+        let t0 = Instant::now();
+        let mut o = Outlier::new();
+        assert!(!o.on_failure_capped(&c, t0, 7, || true));
+        assert!(o.on_failure_capped(&c, t0, 7, || true));
+        let over = t0 + ms(1000);
+        assert!(!o.end_on_active_pass(8, over));
+        assert_eq!(o.ejected_until(t0), Some(over));
+        // Not ejected at all: a pass neither ejects nor touches the failure count.
+        let mut fresh = Outlier::new();
+        assert!(!fresh.on_failure_capped(&c, t0, 0, || true));
+        assert!(!fresh.end_on_active_pass(1, t0));
+        assert_eq!(fresh.consecutive_failures(), 1);
     }
 
     fn usable(healthy: &[bool], ejected: &[bool], pct: u8) -> (Vec<bool>, UsableSummary) {
@@ -413,7 +497,7 @@ mod tests {
         let mut outliers = vec![Outlier::new(); 3];
         for _ in 0..2 {
             let already = count_ejected(&outliers, t0);
-            outliers[2].on_failure_capped(&c, t0, || ejection_allowed(already, 3, 100));
+            outliers[2].on_failure_capped(&c, t0, 0, || ejection_allowed(already, 3, 100));
         }
         let state = |now: Instant| {
             let ejected: Vec<bool> = outliers.iter().map(|o| o.is_ejected(now)).collect();

@@ -3,9 +3,11 @@
 //! exactly one response at a time.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -15,26 +17,56 @@ use std::time::{Duration, Instant};
 /// How long a test waits for anything before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// A running `strait` process; killed on drop.
+/// A running `strait` process; killed on drop, and its scratch directory removed.
 pub struct Strait {
     child: Child,
     pub addr: SocketAddr,
-    pub dir: PathBuf,
+    pub dir: ScratchDir,
     /// Everything the process wrote on stderr so far (filled by a reader thread).
     pub log: Arc<Mutex<String>>,
 }
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh scratch directory for one test.
-pub fn scratch_dir() -> PathBuf {
+/// A scratch directory under the system's temporary directory, removed with everything in
+/// it when dropped: at the end of the test, whether it passed or panicked.
+pub struct ScratchDir(PathBuf);
+
+impl Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<OsStr> for ScratchDir {
+    fn as_ref(&self) -> &OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh scratch directory for one test; keep the guard alive as long as the directory
+/// is used.
+pub fn scratch_dir() -> ScratchDir {
     let dir = std::env::temp_dir().join(format!(
         "strait-test-{}-{}",
         std::process::id(),
         NEXT_DIR.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    ScratchDir(dir)
 }
 
 impl Strait {
@@ -59,6 +91,11 @@ impl Strait {
     }
 
     pub fn start_with(config: &str, args: &[&str]) -> Strait {
+        Strait::start_with_env(config, args, &[])
+    }
+
+    /// [`Strait::start_with`], with `env` added to the process's environment.
+    pub fn start_with_env(config: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Strait {
         let dir = scratch_dir();
         let path = dir.join("strait.toml");
         std::fs::write(&path, config).unwrap();
@@ -68,6 +105,7 @@ impl Strait {
             .args(["--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -124,9 +162,9 @@ impl Strait {
 
 impl Drop for Strait {
     fn drop(&mut self) {
+        // The process first; its directory goes with the `dir` field, right after.
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -203,6 +203,8 @@ mod tests {
             name: "p".into(),
             upstream: 0,
             request_head: crate::auth::oauth2::Secret(Bytes::new()),
+            path: "/i".into(),
+            client_id: "c".into(),
             host: None,
             timeout: Duration::from_secs(1),
             cache_ttl: Duration::from_secs(300),

@@ -9,6 +9,8 @@ fn provider() -> OAuth2Provider {
         name: "idp".into(),
         upstream: 0,
         request_head: render_request_head("/introspect", "gateway", "s3cret"),
+        path: "/introspect".into(),
+        client_id: "gateway".into(),
         host: None,
         timeout: Duration::from_secs(2),
         cache_ttl: Duration::from_secs(300),

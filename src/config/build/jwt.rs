@@ -656,8 +656,7 @@ mod tests {
     #[test]
     fn secret_files_lose_their_trailing_newline() {
         use jsonwebtoken::{encode, EncodingKey, Header};
-        let dir = std::env::temp_dir().join(format!("strait-jwt-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::ScratchDir::new("jwt-secret");
         let secret = "0123456789abcdef0123456789abcdef-file";
         std::fs::write(dir.join("secret"), format!("{secret}\r\n")).unwrap();
         std::fs::write(dir.join("short"), "short\n").unwrap();
@@ -683,6 +682,5 @@ mod tests {
             errors,
             ["an HMAC secret must be at least 32 bytes, found 5"]
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -201,6 +201,8 @@ impl Ctx<'_> {
             name: name.get_ref().clone(),
             upstream: upstream?,
             request_head: render_request_head(&path, &client_id, &secret),
+            path,
+            client_id,
             host,
             timeout,
             cache_ttl,
@@ -511,8 +513,7 @@ mod tests {
 
     #[test]
     fn builds_providers_and_routes() {
-        let dir = std::env::temp_dir().join(format!("strait-oauth2-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::ScratchDir::new("oauth2");
         std::fs::write(dir.join("secret"), "from-file\r\n").unwrap();
         let text = with_provider(
             "upstream = \"authz\"\npath = \"/i\"\nhost = \"idp.internal\"\nclient_id = \"gw\"\n\
@@ -521,7 +522,6 @@ mod tests {
             "{ oauth2 = { provider = \"idp\", scopes = [\"a\", \"b\", \"a\"], method_scopes = { post = [\"w\"] }, forward_token = true, scope_header = \"X-Scopes\" } }",
         );
         let config = load_str(&text, dir.join("t.toml").to_str().unwrap()).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         let provider = &config.oauth2_providers[0];
         assert_eq!(provider.name, "idp");
         assert_eq!(provider.host.as_deref(), Some("idp.internal"));
