@@ -11,6 +11,7 @@ pub mod control;
 pub mod cors;
 pub mod error;
 pub mod http1;
+pub mod io;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;

@@ -824,6 +824,121 @@ auth = {{ oauth2 = {{ provider = "idp" }} }}
     assert_eq!(authz.hits(), 4);
 }
 
+/// A gateway whose one route `/` (upstream `app`) takes tokens introspected by `idp` over
+/// upstream `authz`, whose `endpoints` value and extra lines are given; nothing cached.
+fn authz_config(app: SocketAddr, endpoints: &str, authz_extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+[upstreams.app]
+endpoints = ["{app}"]
+[upstreams.authz]
+endpoints = {endpoints}
+{authz_extra}
+[oauth2_providers.idp]
+upstream = "authz"
+path = "/i"
+client_id = "gateway"
+client_secret = "s3cret!"
+cache_ttl = "0s"
+negative_cache_ttl = "0s"
+timeout = "10s"
+[[routes]]
+path = "/"
+upstream = "app"
+auth = {{ oauth2 = {{ provider = "idp" }} }}
+"#
+    )
+}
+
+/// The introspection upstream's whole retry policy applies, as to forwarded requests: an
+/// endpoint that never answers costs one `per_try_timeout` (not the provider's `timeout`),
+/// and the timeout is retried like the 504 it stands for.
+#[test]
+fn a_silent_introspection_endpoint_costs_one_per_try_timeout() {
+    let app = Upstream::fixed("ok");
+    let silent = AuthServer::start();
+    silent.set_mode(Mode::Silent);
+    let authz = AuthServer::start();
+    authz.token("t", Answer::Json(r#"{"active":true,"sub":"a"}"#));
+    let strait = Strait::start(&authz_config(
+        app.addr,
+        &format!("[\"{}\", \"{}\"]", silent.addr, authz.addr),
+        "[upstreams.authz.retry]\non = [\"reset\", \"504\"]\nper_try_timeout = \"300ms\"",
+    ));
+    // Round-robin sends every other first try to the silent endpoint.
+    for i in 0..4 {
+        let r = strait.request(request("GET", "/", &bearer("t")).as_bytes());
+        assert_eq!(r.status, 200, "request {i}: {}", r.head);
+    }
+    assert_eq!(authz.hits(), 4);
+    assert!(silent.hits() >= 1, "the silent endpoint was never tried");
+}
+
+/// A retry comes out of the upstream's budget only when an endpoint is left to take it:
+/// introspections that tried every endpoint leave the budget to forwarded requests.
+#[test]
+fn introspection_spends_no_retry_budget_without_an_endpoint_left() {
+    let app = Upstream::fixed("ok");
+    // `a` fails everything; `b` fails introspections only.
+    let a = Upstream::start(|_| b"HTTP/1.1 503 X\r\ncontent-length: 1\r\n\r\na".to_vec());
+    let b = Upstream::start(|r| {
+        if r.request_line().starts_with("POST /i ") {
+            b"HTTP/1.1 503 X\r\ncontent-length: 1\r\n\r\nb".to_vec()
+        } else {
+            ok("b")
+        }
+    });
+    // `a` weighs so much that every first try goes to it.
+    let mut config = authz_config(
+        app.addr,
+        &format!(
+            "[{{ addr = \"{}\", weight = 100 }}, \"{}\"]",
+            a.addr, b.addr
+        ),
+        "[upstreams.authz.outlier]\nconsecutive_failures = 0\n\
+         [upstreams.authz.retry]\non = [\"503\"]\nattempts = 3\nbudget_percent = 0",
+    );
+    config.push_str("[[routes]]\npath = \"/direct\"\nupstream = \"authz\"\n");
+    let strait = Strait::start(&config);
+    // Each introspection tries `a`, retries on `b` (one retry from the budget's floor of
+    // 10 per window), and stops there: no endpoint is left for a third try.
+    for i in 0..6 {
+        let r = strait.request(request("GET", "/", &bearer("t")).as_bytes());
+        assert_eq!(r.status, 503, "request {i}: {}", r.head);
+    }
+    assert_eq!((a.requests().len(), b.requests().len()), (6, 6));
+    // Four retries are left: a forwarded request failing on `a` is retried on `b`.
+    let r = strait.request(request("GET", "/direct", "").as_bytes());
+    assert_eq!((r.status, r.text().as_str()), (200, "b"), "{}", r.head);
+}
+
+/// Passive health counts an answer as a success, whatever its body: an endpoint whose
+/// answers are too large is refused per answer, but not ejected (as for forwarded
+/// requests, only connect failures, resets, timeouts and 5xx count against it).
+#[test]
+fn an_unusable_introspection_answer_does_not_eject_its_endpoint() {
+    let app = Upstream::fixed("ok");
+    let huge = AuthServer::start();
+    huge.set_mode(Mode::Huge);
+    let authz = AuthServer::start();
+    authz.token("t", Answer::Json(r#"{"active":true,"sub":"a"}"#));
+    let strait = Strait::start(&authz_config(
+        app.addr,
+        &format!("[\"{}\", \"{}\"]", huge.addr, authz.addr),
+        "[upstreams.authz.outlier]\nconsecutive_failures = 1",
+    ));
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            strait
+                .request(request("GET", "/", &bearer("t")).as_bytes())
+                .status
+        })
+        .collect();
+    assert_eq!(statuses, [503, 200, 503, 200]);
+    assert_eq!((huge.hits(), authz.hits()), (2, 2));
+}
+
 #[test]
 fn a_reload_drops_the_cache_of_a_changed_provider_only() {
     let s = setup(CACHED);

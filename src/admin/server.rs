@@ -296,7 +296,7 @@ enum ReadFail {
 }
 
 /// Reads what is available into the spare capacity of `buf` (at least `min_spare` free
-/// bytes are made first); 0 means end of stream. Same pattern as `proxy::io::read_more`.
+/// bytes are made first); 0 means end of stream. Same pattern as `io::read_more`.
 async fn read_more(
     stream: &mut TcpStream,
     buf: &mut BytesMut,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::io::{read_more, write_out, write_within, ReadFail};
 use crate::http1::body::write_hex;
 use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedEvent};
+use crate::io::{read_more, write_out, write_within, ReadFail};
 
 /// Read size while streaming a body.
 const BODY_READ_BYTES: usize = 64 * 1024;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::io::read_more;
+use crate::io::read_more;
 
 /// How long a keep-alive connection idle between requests when a drain starts may take to
 /// send its next request's first byte; that request is answered with `Connection: close`.

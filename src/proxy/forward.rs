@@ -1,62 +1,40 @@
-//! Forwarding one request to an upstream and its response back: pick an endpoint, take a
-//! pooled connection or open one, send the head (and the body, streamed), read the
-//! response head, stream the response body, and give the connection back to the pool when
-//! it is clean.
+//! Forwarding one request to an upstream and its response back: the request is rendered
+//! for the upstream and sent by the upstream client (`upstream/client.rs`: endpoint pick,
+//! pooled connect, retries, passive health, circuit breaker), its body streamed from the
+//! client when it was not read whole; the response head and body are relayed to the
+//! client, re-framed, and the connection goes back to the pool when it is clean.
 //!
-//! A pooled connection can turn out dead only once the request meets it. The request is
-//! then sent again on a fresh connection when that is safe: nothing came back, the whole
-//! body is still in hand, and the method is idempotent.
-//!
-//! Beyond that, a failed try (connect failure, reset before any byte, timeout, or a
-//! configured 5xx) is retried on another endpoint when the upstream's retry policy, the
-//! method, the retry budget and the overall deadline all allow it. Every try feeds the
-//! endpoint's passive health; the circuit breaker answers 503 at once past its limits.
+//! A body up to the upstream's `buffer_body` is read before any upstream connection is
+//! taken, so that a retry (or the replacement of a dead pooled connection) can send it
+//! again; larger bodies are streamed once.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::net::TcpStream;
 
 use super::body::{Encode, Pump, PumpError};
-use super::io::{read_more, write_out, write_within, ReadFail};
 use super::ClientConn;
 use crate::auth::UpstreamHeaders;
-use crate::config::{BalancePolicy, Config, ProxyAction, UpstreamId};
+use crate::config::{BalancePolicy, Config, ProxyAction};
 use crate::error::ProxyError;
 use crate::http1::encode::{
     encode_request_head, encode_response_head, AddedLines, ClientBody, ClientFraming,
     ForwardedRequest, HeaderPair, UpstreamHost,
 };
 use crate::http1::request::Method;
-use crate::http1::{
-    find_head_end, parse_response_head, BodyFraming, RequestHead, ResponseHead, Version,
-};
-use crate::observe::trace::{is_traceparent, traceparent_line};
+use crate::http1::{BodyFraming, RequestHead, ResponseHead, Version};
+use crate::io::{read_more, write_out, ReadFail};
+use crate::observe::trace::{is_traceparent, traceparent_line, SpanContext};
 use crate::observe::Outcome;
+use crate::upstream::client::{
+    read_response_head, Body, Client, Failure as SendFailure, Outgoing, Request, Response,
+    UpstreamFailure,
+};
 use crate::upstream::hash_key::request_key;
-use crate::upstream::outlier;
 use crate::upstream::UpstreamConn;
-
-/// Read buffer per upstream connection.
-const UPSTREAM_READ_BYTES: usize = 16 * 1024;
-/// Upstream response heads larger than this are refused (502).
-const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
-/// Request bodies up to this size are sent in the same write as the head.
-const INLINE_BODY_BYTES: usize = 64 * 1024;
-
-/// Tries of one request at most (the config allows up to 10).
-const MAX_ATTEMPTS: usize = 10;
-
-/// Why one try failed.
-pub(super) enum TryFailure {
-    /// The upstream failed (connect, reset, timeout, bad response): another endpoint may
-    /// be tried.
-    Upstream(ProxyError),
-    /// The client side failed or the request cannot continue: no retry.
-    Client(Failure),
-}
 
 /// Where the request stands when the upstream exchange fails.
 pub(super) enum Failure {
@@ -96,396 +74,93 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     ) -> Result<bool, Failure> {
         let id = action.upstream;
         let upstream_config = &config.upstreams[id];
-        let retry = &upstream_config.retry;
         // A body up to `buffer_body` is read whole before any upstream connection is
         // taken: a slow client then holds no upstream connection, and a retry can send the
         // body again. Larger bodies are streamed and never replayed.
         if let BodyFraming::Length(n) = head.framing {
-            if n <= retry.buffer_body_bytes && (self.buf.len() as u64) < n {
+            if n <= upstream_config.retry.buffer_body_bytes && (self.buf.len() as u64) < n {
                 self.read_small_body(config, head, n as usize).await?;
             }
         }
         let body = match head.framing {
             BodyFraming::Length(n) if n <= self.buf.len() as u64 => {
-                Some(self.buf.split_to(n as usize).freeze())
+                let body = self.buf.split_to(n as usize).freeze();
+                self.rec.bytes_in += body.len() as u64;
+                Body::InHand(body)
             }
-            _ => None,
+            _ => Body::Streamed,
         };
-        self.rec.bytes_in += body.as_ref().map_or(0, |b| b.len() as u64);
         self.rec.upstream = Some(id);
-        let may_retry =
-            body.is_some() && (head.method.is_idempotent() || action.retry_non_idempotent);
-        let key = match &upstream_config.balance {
-            BalancePolicy::Hash(key) => request_key(key, raw, head, &self.client_ip),
-            _ => None,
+        let request = Request {
+            key: match &upstream_config.balance {
+                BalancePolicy::Hash(key) => request_key(key, raw, head, &self.client_ip),
+                _ => None,
+            },
+            body,
+            retryable: head.method.is_idempotent() || action.retry_non_idempotent,
+            idempotent: head.method.is_idempotent(),
+            is_head: head.method == Method::Head,
+            deadline: None,
         };
         let started = Instant::now();
-        let deadline = retry.timeout.map(|t| started + t);
-        {
-            let mut upstreams = self.worker.upstreams.borrow_mut();
-            // Synced to `config` when the head completed, and nothing awaited since.
-            let state = upstreams
-                .get(config, id)
-                .ok_or(Failure::Answer(ProxyError::NoEndpoint))?;
-            if state.in_flight >= upstream_config.limits.max_requests {
-                return Err(Failure::Answer(ProxyError::Overloaded));
-            }
-            state.budget.record_request(started);
-        }
-
-        let mut tried = [usize::MAX; MAX_ATTEMPTS];
-        let mut tries = 0;
-        let mut last_error = ProxyError::NoEndpoint;
-        loop {
-            let now = Instant::now();
-            let endpoint = self.pick_endpoint(config, id, key, &tried[..tries], now);
-            let Some(endpoint) = endpoint else {
-                // No endpoint left to try: the last try's failure is the answer.
-                return Err(Failure::Answer(last_error));
-            };
-            tried[tries] = endpoint;
-            tries += 1;
-            self.rec.endpoint = Some(upstream_config.endpoints[endpoint].addr);
-            self.rec.retries = tries as u32 - 1;
-            let per_try = retry
-                .per_try_timeout
-                .unwrap_or(config.server.timeouts.upstream_response);
-            let try_deadline = match deadline {
-                Some(d) => (now + per_try).min(d),
-                None => now + per_try,
-            };
-            self.count_in_flight(config, id, endpoint, true);
-            let outcome = self
-                .try_endpoint(
-                    config,
-                    action,
-                    raw,
-                    head,
-                    endpoint,
-                    body.as_ref(),
-                    try_deadline,
-                )
-                .await;
-            let can_retry = |this: &Self, retry_on: bool| {
-                retry_on
-                    && may_retry
-                    && tries < retry.attempts as usize
-                    && tries < MAX_ATTEMPTS
-                    && deadline.is_none_or(|d| Instant::now() < d)
-                    && this.has_untried(config, id, &tried[..tries])
-                    && this.take_retry(config, id)
-            };
-            match outcome {
-                Ok((mut upstream, response)) => {
-                    self.rec.upstream_time = Some(started.elapsed());
-                    self.rec.pool_hit = Some(upstream.reused);
-                    let status = response.1.status;
-                    let failed = status >= 500;
-                    self.record_outcome(config, id, endpoint, !failed);
-                    if failed && retry.on_statuses.contains(&status) && can_retry(self, true) {
-                        // This answer is dropped with its connection; the next try replaces it.
-                        self.count_in_flight(config, id, endpoint, false);
-                        continue;
-                    }
-                    let reuse = self
-                        .relay_response(config, head, &mut upstream, response)
-                        .await;
-                    self.count_in_flight(config, id, endpoint, false);
-                    let reuse = reuse?;
-                    if reuse.upstream_reusable {
-                        // After a reload during the exchange the state is another snapshot's:
-                        // the connection is then closed rather than pooled under a wrong index.
-                        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
-                            state.endpoints[endpoint]
-                                .pool
-                                .checkin(upstream, Instant::now());
-                        }
-                    }
-                    return Ok(reuse.client);
-                }
-                Err(TryFailure::Upstream(error)) => {
-                    self.count_in_flight(config, id, endpoint, false);
-                    self.record_outcome(config, id, endpoint, false);
-                    let retry_on = match error {
-                        ProxyError::UpstreamConnect | ProxyError::UpstreamConnectTimeout => {
-                            retry.on_connect_failure
-                        }
-                        ProxyError::UpstreamClosed => retry.on_reset,
-                        ProxyError::UpstreamTimeout => retry.on_statuses.contains(&504),
-                        _ => false,
-                    };
-                    if !can_retry(self, retry_on) {
-                        self.rec.outcome = match error {
-                            ProxyError::UpstreamConnect | ProxyError::UpstreamConnectTimeout => {
-                                Outcome::UpstreamConnectError
-                            }
-                            ProxyError::UpstreamTimeout => Outcome::UpstreamTimeout,
-                            _ => Outcome::Answered,
-                        };
-                        return Err(Failure::Answer(error));
-                    }
-                    last_error = error;
-                    tracing::debug!(upstream = %upstream_config.name, endpoint = %upstream_config.endpoints[endpoint].addr, %error, "retrying on another endpoint");
-                }
-                Err(TryFailure::Client(failure)) => {
-                    self.count_in_flight(config, id, endpoint, false);
-                    return Err(failure);
-                }
-            }
-        }
-    }
-
-    /// Picks an endpoint that is healthy, not ejected and not tried yet.
-    pub(super) fn pick_endpoint(
-        &self,
-        config: &Arc<Config>,
-        id: UpstreamId,
-        key: Option<u64>,
-        tried: &[usize],
-        now: Instant,
-    ) -> Option<usize> {
-        let mut upstreams = self.worker.upstreams.borrow_mut();
-        let state = upstreams.get(config, id)?;
-        state.refresh_usable(&config.upstreams[id], now);
-        state.pick(key, tried)
-    }
-
-    pub(super) fn count_in_flight(
-        &self,
-        config: &Arc<Config>,
-        id: UpstreamId,
-        endpoint: usize,
-        start: bool,
-    ) {
-        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
-            let e = &mut state.endpoints[endpoint];
-            if start {
-                e.in_flight += 1;
-                state.in_flight += 1;
-            } else {
-                e.in_flight = e.in_flight.saturating_sub(1);
-                state.in_flight = state.in_flight.saturating_sub(1);
-            }
-        }
-    }
-
-    /// Feeds passive health: a connect failure, reset, timeout or 5xx counts against the
-    /// endpoint, anything else for it.
-    pub(super) fn record_outcome(
-        &self,
-        config: &Arc<Config>,
-        id: UpstreamId,
-        endpoint: usize,
-        success: bool,
-    ) {
-        let upstream = &config.upstreams[id];
-        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
-            if success {
-                state.endpoints[endpoint].outlier.on_success();
-                return;
-            }
-            let now = Instant::now();
-            let ejected = outlier::count_ejected(state.endpoints.iter().map(|e| &e.outlier), now);
-            let total = state.endpoints.len();
-            let percent = upstream.outlier.max_ejected_percent;
-            // Never eject past `max_ejected_percent` of the endpoints.
-            let may_eject = || outlier::ejection_allowed(ejected, total, percent);
-            let record = &mut state.endpoints[endpoint];
-            let passes = record.health.passes();
-            if record
-                .outlier
-                .on_failure_capped(&upstream.outlier, now, passes, may_eject)
-            {
-                tracing::warn!(upstream = %upstream.name, endpoint = %upstream.endpoints[endpoint].addr, "endpoint ejected after consecutive failures");
-            }
-        }
-    }
-
-    fn has_untried(&self, config: &Arc<Config>, id: UpstreamId, tried: &[usize]) -> bool {
-        let mut upstreams = self.worker.upstreams.borrow_mut();
-        match upstreams.get(config, id) {
-            Some(state) => {
-                state.refresh_usable(&config.upstreams[id], Instant::now());
-                state.has_untried(tried)
-            }
-            None => false,
-        }
-    }
-
-    /// Takes a retry from the upstream's budget; false when it is spent.
-    pub(super) fn take_retry(&self, config: &Arc<Config>, id: UpstreamId) -> bool {
-        match self.worker.upstreams.borrow_mut().get(config, id) {
-            Some(state) => state.budget.try_retry(Instant::now()),
-            None => false,
-        }
-    }
-
-    /// One try on one endpoint: a connection (pooled first; again on a fresh one if the
-    /// pooled one was dead), the request, and the response head.
-    #[allow(clippy::too_many_arguments)] // the request's parts, borrowed from the caller
-    async fn try_endpoint(
-        &mut self,
-        config: &Arc<Config>,
-        action: &ProxyAction,
-        raw: &Bytes,
-        head: &RequestHead,
-        endpoint: usize,
-        body: Option<&Bytes>,
-        deadline: Instant,
-    ) -> Result<(UpstreamConn, (Bytes, ResponseHead)), TryFailure> {
-        let endpoint_addr = config.upstreams[action.upstream].endpoints[endpoint].addr;
-        let endpoint_host;
-        let host = if action.preserve_host {
-            UpstreamHost::Preserve
-        } else if let Some(rewrite) = &action.host_rewrite {
-            UpstreamHost::Rewrite(rewrite.as_bytes())
-        } else {
-            endpoint_host = endpoint_addr.to_string();
-            UpstreamHost::Rewrite(endpoint_host.as_bytes())
-        };
-        let request_id = self.rec.request_id.clone();
-        let traceparent = self.rec.trace.as_ref().map(traceparent_line);
-        let trace = traceparent.as_ref().map(|lines| AddedLines {
-            lines,
-            replaces: Some(is_traceparent),
-        });
-        // An authenticated request: its credential stays here (unless a JWT provider says
-        // to forward the token), its consumer and mapped claims go upstream.
-        let auth = self.identity.as_ref().and_then(|identity| {
-            let auth = config.routes.routes().get(self.rec.route?)?.auth.as_ref()?;
-            Some((auth, identity))
-        });
-        let auth_headers = auth.map(|(auth, identity)| UpstreamHeaders::new(auth, identity));
-        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match &auth_headers {
-            Some(headers) => (headers.drop(), headers.set()),
-            None => (&[], &[]),
-        };
-        let forwarded = ForwardedRequest {
-            target: strip_prefix(head.target(raw), action.strip_prefix.as_deref()),
-            host,
-            client_ip: &self.peer_text,
-            scheme: b"http",
-            request_id: (
-                config.observability.request_id_header.as_bytes(),
-                &request_id,
-            ),
-            drop_headers,
-            set_headers,
-            added: trace.as_slice(),
-        };
-        let body_len = body.map_or(0, Bytes::len);
-        let mut request =
-            BytesMut::with_capacity(raw.len() + 256 + body_len.min(INLINE_BODY_BYTES));
-        encode_request_head(&mut request, raw, head, &forwarded, head.framing);
-        // A small body goes in the same write as the head.
-        let separate_body = match body {
-            Some(b) if b.len() <= INLINE_BODY_BYTES => {
-                request.extend_from_slice(b);
-                None
-            }
-            other => other.cloned(),
-        };
-        let request = request.freeze();
-        let write_timeout = config.server.timeouts.upstream_response;
-
-        let mut fresh_only = false;
-        loop {
-            let mut upstream = self
-                .upstream_conn(
-                    config,
-                    action.upstream,
-                    endpoint,
-                    fresh_only,
-                    config.server.timeouts.upstream_connect,
-                )
-                .await?;
-            let reused = upstream.reused;
-            let written =
-                match write_within(&mut upstream.stream, request.clone(), write_timeout).await {
-                    Ok((Ok(_), _)) => match &separate_body {
-                        Some(b) => matches!(
-                            write_within(&mut upstream.stream, b.clone(), write_timeout).await,
-                            Ok((Ok(_), _))
-                        ),
-                        None => true,
-                    },
-                    _ => false,
-                };
-            if !written {
-                if reused && body.is_some() {
-                    // The pooled connection was dead before the request reached the upstream.
-                    fresh_only = true;
-                    continue;
-                }
-                return Err(TryFailure::Upstream(ProxyError::UpstreamConnect));
-            }
-            if body.is_none() && head.has_body() {
-                self.send_request_body(config, head, &mut upstream)
-                    .await
-                    .map_err(TryFailure::Client)?;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match read_response_head(&mut upstream, head.method == Method::Head, left).await {
-                Ok(response) => return Ok((upstream, response)),
-                Err(ProxyError::UpstreamClosed)
-                    if reused && body.is_some() && head.method.is_idempotent() =>
-                {
-                    fresh_only = true;
-                }
-                Err(error) => return Err(TryFailure::Upstream(error)),
-            }
-        }
-    }
-
-    /// A pooled connection to `endpoint` (unless `fresh_only`), else a new one within
-    /// `connect_timeout`, subject to the upstream's circuit breaker.
-    pub(super) async fn upstream_conn(
-        &mut self,
-        config: &Arc<Config>,
-        upstream: usize,
-        endpoint: usize,
-        fresh_only: bool,
-        connect_timeout: std::time::Duration,
-    ) -> Result<UpstreamConn, TryFailure> {
-        let limits = &config.upstreams[upstream].limits;
-        {
-            let mut upstreams = self.worker.upstreams.borrow_mut();
-            let Some(state) = upstreams.get(config, upstream) else {
-                return Err(TryFailure::Client(Failure::Answer(ProxyError::NoEndpoint)));
-            };
-            if !fresh_only {
-                if let Some(conn) = state.endpoints[endpoint].pool.checkout(Instant::now()) {
-                    return Ok(conn);
-                }
-            }
-            // Circuit breaker: past its limits the answer is an immediate 503.
-            // `open_connections()` counts this request (in flight, no connection yet) as
-            // one: the new connection is the one it stands for, so only more than the
-            // limit is refused.
-            if state.connecting >= limits.max_pending
-                || state.open_connections() > limits.max_connections
-            {
-                return Err(TryFailure::Client(Failure::Answer(ProxyError::Overloaded)));
-            }
-            state.connecting += 1;
-        }
-        let addr = config.upstreams[upstream].endpoints[endpoint].addr;
-        let connected = monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr)).await;
-        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, upstream) {
-            state.connecting = state.connecting.saturating_sub(1);
-        }
-        match connected {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(UpstreamConn {
+        // The client borrows the worker's upstream state while this connection is borrowed
+        // for the body: a handle of its own keeps the two apart.
+        let worker = Rc::clone(&self.worker);
+        let mut client = Client::new(&worker.upstreams, config, id);
+        let sent = {
+            let ClientConn {
+                stream,
+                buf,
+                out,
+                peer_text,
+                rec,
+                identity,
+                send_timeout,
+                ..
+            } = &mut *self;
+            // An authenticated request: its credential stays here (unless a JWT provider
+            // says to forward the token), its consumer and mapped claims go upstream.
+            let auth = identity.as_ref().and_then(|identity| {
+                let auth = config.routes.routes().get(rec.route?)?.auth.as_ref()?;
+                Some(UpstreamHeaders::new(auth, identity))
+            });
+            let mut outgoing = Upstreaming {
+                config,
+                action,
+                raw,
+                head,
+                peer_text,
+                request_id: &rec.request_id,
+                trace: rec.trace,
+                auth,
+                client: ClientSide {
                     stream,
-                    buf: BytesMut::with_capacity(UPSTREAM_READ_BYTES),
-                    reused: false,
-                })
+                    buf,
+                    out,
+                    send_timeout: *send_timeout,
+                },
+                streamed: 0,
+            };
+            let sent = client.send(&request, &mut outgoing).await;
+            rec.bytes_in += outgoing.streamed;
+            sent
+        };
+        self.rec.endpoint = client.endpoint();
+        self.rec.retries = client.retries();
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(SendFailure::Upstream(failure)) => {
+                self.rec.outcome = outcome_of(failure);
+                return Err(Failure::Answer(failure.error));
             }
-            Ok(Err(_)) => Err(TryFailure::Upstream(ProxyError::UpstreamConnect)),
-            Err(_) => Err(TryFailure::Upstream(ProxyError::UpstreamConnectTimeout)),
-        }
+            Err(SendFailure::Body(failure)) => return Err(failure),
+        };
+        self.rec.upstream_time = Some(started.elapsed());
+        self.rec.pool_hit = Some(response.conn.reused);
+        // Dropped on failure: the connection closes and the request stops counting.
+        let keep_alive = self.relay_response(config, head, &mut response).await?;
+        response.finish();
+        Ok(keep_alive)
     }
 
     /// Reads a small request body whole before any upstream connection is taken, so that a
@@ -496,7 +171,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         head: &RequestHead,
         len: usize,
     ) -> Result<(), Failure> {
-        self.send_continue(head).await?;
+        ClientSide {
+            stream: &mut self.stream,
+            buf: &mut self.buf,
+            out: &mut self.out,
+            send_timeout: self.send_timeout,
+        }
+        .send_continue(head)
+        .await?;
         while self.buf.len() < len {
             let missing = len - self.buf.len();
             match read_more(
@@ -515,74 +197,23 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         Ok(())
     }
 
-    /// Sends `100 Continue` when the client waits for it before sending its body
-    /// (RFC 9110 §10.1.1) and has not started anyway.
-    async fn send_continue(&mut self, head: &RequestHead) -> Result<(), Failure> {
-        if head.expect_continue && self.buf.is_empty() {
-            let mut out = std::mem::take(&mut self.out);
-            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            self.out = write_out(&mut self.stream, out, self.send_timeout)
-                .await
-                .map_err(|_| Failure::Abort)?;
-        }
-        Ok(())
-    }
-
-    /// Streams the part of the request body that did not come with the head.
-    async fn send_request_body(
-        &mut self,
-        config: &Config,
-        head: &RequestHead,
-        upstream: &mut UpstreamConn,
-    ) -> Result<(), Failure> {
-        self.send_continue(head).await?;
-        let pump = Pump {
-            from: head.framing,
-            encode: if head.framing == BodyFraming::Chunked {
-                Encode::Chunked
-            } else {
-                Encode::Raw
-            },
-            max_bytes: config.server.limits.max_body_bytes,
-            read_timeout: config.server.timeouts.body_read,
-            write_timeout: config.server.timeouts.upstream_response,
-        };
-        let out = std::mem::take(&mut self.out);
-        match pump
-            .run(&mut self.stream, &mut self.buf, &mut upstream.stream, out)
-            .await
-        {
-            Ok((out, payload)) => {
-                self.out = out;
-                self.rec.bytes_in += payload;
-                Ok(())
-            }
-            Err(PumpError::Read(ReadFail::Timeout)) => {
-                Err(Failure::Answer(ProxyError::BodyTimeout))
-            }
-            Err(PumpError::Read(ReadFail::Io) | PumpError::ReadClosed) => Err(Failure::Abort),
-            Err(PumpError::BadChunk) => Err(Failure::Answer(ProxyError::BadChunk)),
-            Err(PumpError::TooLarge) => Err(Failure::Answer(ProxyError::BodyTooLarge)),
-            Err(PumpError::Write) => Err(Failure::Answer(ProxyError::UpstreamClosed)),
-        }
-    }
-
     /// Sends the upstream's response to the client: informational heads as they come, then
-    /// the final head and its body, re-framed for the client.
+    /// the final head and its body, re-framed for the client. Returns whether the client
+    /// connection may carry another request; `response` ends with the final head and the
+    /// body read whole.
     async fn relay_response(
         &mut self,
         config: &Config,
         request: &RequestHead,
-        upstream: &mut UpstreamConn,
-        mut response: (Bytes, ResponseHead),
-    ) -> Result<Reuse, Failure> {
+        response: &mut Response<'_>,
+    ) -> Result<bool, Failure> {
         let timeout = config.server.timeouts.upstream_response;
-        while response.1.status < 200 {
-            if response.1.status == 101 {
+        while response.head.status < 200 {
+            if response.head.status == 101 {
                 // Protocol upgrades are not supported yet; we never asked for one.
                 return Err(Failure::Answer(ProxyError::UpstreamBadResponse));
             }
-            if request.version == Version::Http11 && response.1.status != 100 {
+            if request.version == Version::Http11 && response.head.status != 100 {
                 let mut out = std::mem::take(&mut self.out);
                 let request_id = self.rec.request_id.clone();
                 let framing = ClientFraming {
@@ -598,23 +229,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                     added: &[],
                     vary: None,
                 };
-                encode_response_head(&mut out, &response.0, &response.1, &framing);
+                encode_response_head(&mut out, &response.raw, &response.head, &framing);
                 self.out = write_out(&mut self.stream, out, self.send_timeout)
                     .await
                     .map_err(|_| Failure::Abort)?;
             }
-            response = read_response_head(upstream, request.method == Method::Head, timeout)
-                .await
-                .map_err(Failure::Answer)?;
+            let is_head = request.method == Method::Head;
+            (response.raw, response.head) =
+                read_response_head(&mut response.conn, is_head, timeout)
+                    .await
+                    .map_err(Failure::Answer)?;
         }
-        let (raw, head) = response;
+        let (raw, head) = (&response.raw, &response.head);
         let is_http11 = request.version == Version::Http11;
         let mut client_keep_alive = request.keep_alive && !self.worker.drain.is_started();
         let (encode, body) = match head.framing {
             _ if request.method == Method::Head || head.status == 304 => (
                 Encode::Raw,
                 ClientBody::None {
-                    content_length: content_length_of(&raw, &head),
+                    content_length: content_length_of(raw, head),
                 },
             ),
             _ if head.status == 204 => (
@@ -650,7 +283,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             vary: self.cors.vary(),
         };
         let mut out = std::mem::take(&mut self.out);
-        encode_response_head(&mut out, &raw, &head, &client_framing);
+        encode_response_head(&mut out, raw, head, &client_framing);
         self.extra_headers = extra_headers;
         self.rec.status = head.status;
         self.rec.bytes_out += out.len() as u64;
@@ -661,13 +294,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             read_timeout: timeout,
             write_timeout: self.send_timeout,
         };
+        let conn = &mut response.conn;
         match pump
-            .run(
-                &mut upstream.stream,
-                &mut upstream.buf,
-                &mut self.stream,
-                out,
-            )
+            .run(&mut conn.stream, &mut conn.buf, &mut self.stream, out)
             .await
         {
             Ok((out, payload)) => {
@@ -679,50 +308,135 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 return Err(Failure::Abort);
             }
         }
-        Ok(Reuse {
-            client: client_keep_alive,
-            upstream_reusable: head.keep_alive && upstream.buf.is_empty(),
-        })
+        Ok(client_keep_alive)
     }
 }
 
-/// What may continue after a response: the client connection, the upstream connection.
-struct Reuse {
-    client: bool,
-    upstream_reusable: bool,
+/// How a failed upstream exchange shows in metrics and the access log.
+fn outcome_of(failure: UpstreamFailure) -> Outcome {
+    match failure.error {
+        ProxyError::UpstreamConnect | ProxyError::UpstreamConnectTimeout => {
+            Outcome::UpstreamConnectError
+        }
+        ProxyError::UpstreamTimeout => Outcome::UpstreamTimeout,
+        _ => Outcome::Answered,
+    }
 }
 
-/// Reads and parses one response head from `upstream`.
-pub(super) async fn read_response_head(
-    upstream: &mut UpstreamConn,
-    request_was_head: bool,
-    timeout: std::time::Duration,
-) -> Result<(Bytes, ResponseHead), ProxyError> {
-    let deadline = Instant::now() + timeout;
-    let mut scanned = 0;
-    loop {
-        if let Some(end) = find_head_end(&upstream.buf, scanned) {
-            let raw = upstream.buf.split_to(end).freeze();
-            let head = parse_response_head(&raw, request_was_head)?;
-            return Ok((raw, head));
+/// The client connection's side of a request body: what `100 Continue` and the streamed
+/// body need, borrowed apart from the rest of the connection.
+struct ClientSide<'a, S> {
+    stream: &'a mut S,
+    buf: &'a mut BytesMut,
+    out: &'a mut BytesMut,
+    send_timeout: std::time::Duration,
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> ClientSide<'_, S> {
+    /// Sends `100 Continue` when the client waits for it before sending its body
+    /// (RFC 9110 §10.1.1) and has not started anyway.
+    async fn send_continue(&mut self, head: &RequestHead) -> Result<(), Failure> {
+        if head.expect_continue && self.buf.is_empty() {
+            let mut out = std::mem::take(self.out);
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            *self.out = write_out(self.stream, out, self.send_timeout)
+                .await
+                .map_err(|_| Failure::Abort)?;
         }
-        scanned = upstream.buf.len();
-        if scanned > MAX_RESPONSE_HEAD_BYTES {
-            return Err(ProxyError::UpstreamBadResponse);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match read_more(
-            &mut upstream.stream,
-            &mut upstream.buf,
-            UPSTREAM_READ_BYTES / 2,
-            left,
-        )
-        .await
+        Ok(())
+    }
+}
+
+/// The request as the upstream gets it: the head rendered for each endpoint, the body
+/// streamed from the client when it was not read whole.
+struct Upstreaming<'a, S> {
+    config: &'a Config,
+    action: &'a ProxyAction,
+    raw: &'a Bytes,
+    head: &'a RequestHead,
+    /// The TCP peer, appended to `X-Forwarded-For`.
+    peer_text: &'a Bytes,
+    request_id: &'a Bytes,
+    trace: Option<SpanContext>,
+    auth: Option<UpstreamHeaders<'a>>,
+    client: ClientSide<'a, S>,
+    /// Payload bytes of the body streamed.
+    streamed: u64,
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
+    type BodyError = Failure;
+
+    fn write_head(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
+        let action = self.action;
+        let endpoint_host;
+        let host = if action.preserve_host {
+            UpstreamHost::Preserve
+        } else if let Some(rewrite) = &action.host_rewrite {
+            UpstreamHost::Rewrite(rewrite.as_bytes())
+        } else {
+            endpoint_host = endpoint.to_string();
+            UpstreamHost::Rewrite(endpoint_host.as_bytes())
+        };
+        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match &self.auth {
+            Some(headers) => (headers.drop(), headers.set()),
+            None => (&[], &[]),
+        };
+        let traceparent = self.trace.as_ref().map(traceparent_line);
+        let trace = traceparent.as_ref().map(|lines| AddedLines {
+            lines,
+            replaces: Some(is_traceparent),
+        });
+        let forwarded = ForwardedRequest {
+            target: strip_prefix(self.head.target(self.raw), action.strip_prefix.as_deref()),
+            host,
+            client_ip: self.peer_text,
+            scheme: b"http",
+            request_id: (
+                self.config.observability.request_id_header.as_bytes(),
+                self.request_id,
+            ),
+            drop_headers,
+            set_headers,
+            added: trace.as_slice(),
+        };
+        out.reserve(self.raw.len() + 256);
+        encode_request_head(out, self.raw, self.head, &forwarded, self.head.framing);
+    }
+
+    /// Streams the part of the request body that did not come with the head.
+    async fn stream_body(&mut self, upstream: &mut UpstreamConn) -> Result<(), Failure> {
+        let (config, head) = (self.config, self.head);
+        self.client.send_continue(head).await?;
+        let pump = Pump {
+            from: head.framing,
+            encode: if head.framing == BodyFraming::Chunked {
+                Encode::Chunked
+            } else {
+                Encode::Raw
+            },
+            max_bytes: config.server.limits.max_body_bytes,
+            read_timeout: config.server.timeouts.body_read,
+            write_timeout: config.server.timeouts.upstream_response,
+        };
+        let client = &mut self.client;
+        let out = std::mem::take(client.out);
+        match pump
+            .run(client.stream, client.buf, &mut upstream.stream, out)
+            .await
         {
-            Ok(0) | Err(ReadFail::Io) if scanned == 0 => return Err(ProxyError::UpstreamClosed),
-            Ok(0) | Err(ReadFail::Io) => return Err(ProxyError::UpstreamBadResponse),
-            Ok(_) => {}
-            Err(ReadFail::Timeout) => return Err(ProxyError::UpstreamTimeout),
+            Ok((out, payload)) => {
+                *client.out = out;
+                self.streamed += payload;
+                Ok(())
+            }
+            Err(PumpError::Read(ReadFail::Timeout)) => {
+                Err(Failure::Answer(ProxyError::BodyTimeout))
+            }
+            Err(PumpError::Read(ReadFail::Io) | PumpError::ReadClosed) => Err(Failure::Abort),
+            Err(PumpError::BadChunk) => Err(Failure::Answer(ProxyError::BadChunk)),
+            Err(PumpError::TooLarge) => Err(Failure::Answer(ProxyError::BodyTooLarge)),
+            Err(PumpError::Write) => Err(Failure::Answer(ProxyError::UpstreamClosed)),
         }
     }
 }

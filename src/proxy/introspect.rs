@@ -1,42 +1,44 @@
-//! The introspection exchange (RFC 7662 §2): one POST to the provider's upstream, made by
-//! the worker itself over the same per-worker pools, balancing, circuit breaker and health
-//! state as forwarded requests (`forward.rs`), and read with the same response-head parser
-//! and body framing.
+//! The introspection exchange (RFC 7662 §2): one POST to the provider's upstream, sent by
+//! the worker itself through the upstream client (`upstream/client.rs`), so over the same
+//! per-worker pools, balancing, circuit breaker, passive health and retry policy as
+//! forwarded requests, and read with the same response-head parser and body framing.
 //!
 //! Invariants: the whole exchange ends within the provider's `timeout` (connect included);
 //! an answer body larger than [`MAX_ANSWER_BYTES`] is refused; a connection goes back to
 //! the pool only after a complete answer with nothing unread, and one whose read timed out
-//! is closed. A pooled connection found dead is replaced by a fresh one; a failed endpoint
-//! is followed by another one when the upstream's retry policy allows it.
+//! is closed. The request is sent again on a fresh connection when a pooled one turns out
+//! dead (an introspection has no side effect), and on another endpoint when the
+//! upstream's retry policy allows it.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::forward::{read_response_head, Failure, TryFailure};
-use super::io::{read_more, write_within, ReadFail};
 use super::ClientConn;
 use crate::config::{Config, OAuth2Provider};
 use crate::error::ProxyError;
 use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedEvent};
+use crate::io::{read_more, ReadFail};
+use crate::upstream::client::{Body, Client, Failure, Outgoing, Request, UpstreamFailure};
 use crate::upstream::UpstreamConn;
 
 /// Introspection answers larger than this are refused: real ones are a few hundred bytes.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Read size for the answer.
 const READ_BYTES: usize = 8 * 1024;
-/// Endpoints tried at most for one token.
-const MAX_TRIES: usize = 10;
 
 /// Why the authorization server gave no usable answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeError {
     /// Connecting, sending or reading failed, timed out, or the answer was malformed or
     /// too large.
-    Upstream(ProxyError),
+    Upstream(UpstreamFailure),
     /// The server answered with this non-2xx status.
     Status(u16),
 }
@@ -44,9 +46,19 @@ pub enum ExchangeError {
 impl fmt::Display for ExchangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExchangeError::Upstream(error) => write!(f, "{error}"),
+            ExchangeError::Upstream(failure) => write!(f, "{failure}"),
             ExchangeError::Status(status) => write!(f, "answered status {status}"),
         }
+    }
+}
+
+impl ExchangeError {
+    /// A failure on reading the answer, after the client's tries.
+    fn answer(error: ProxyError) -> Self {
+        ExchangeError::Upstream(UpstreamFailure {
+            error,
+            retries_exhausted: false,
+        })
     }
 }
 
@@ -59,154 +71,83 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         token: &[u8],
     ) -> Result<Bytes, ExchangeError> {
         let deadline = Instant::now() + provider.timeout;
-        let id = provider.upstream;
-        let upstream = &config.upstreams[id];
-        {
-            let mut upstreams = self.worker.upstreams.borrow_mut();
-            let state = upstreams
-                .get(config, id)
-                .ok_or(ExchangeError::Upstream(ProxyError::NoEndpoint))?;
-            if state.in_flight >= upstream.limits.max_requests {
-                return Err(ExchangeError::Upstream(ProxyError::Overloaded));
-            }
-            state.budget.record_request(Instant::now());
+        let request = Request {
+            key: None,
+            // The form body is written with the head.
+            body: Body::InHand(Bytes::new()),
+            retryable: true,
+            idempotent: true,
+            is_head: false,
+            deadline: Some(deadline),
+        };
+        let mut outgoing = Introspection {
+            config,
+            provider,
+            token,
+            request_id: &self.rec.request_id,
+        };
+        let worker = Rc::clone(&self.worker);
+        let mut client = Client::new(&worker.upstreams, config, provider.upstream);
+        let mut response = match client.send(&request, &mut outgoing).await {
+            Ok(response) => response,
+            Err(Failure::Upstream(failure)) => return Err(ExchangeError::Upstream(failure)),
+            Err(Failure::Body(never)) => match never {},
+        };
+        if response.head.status < 200 {
+            // We never ask for an upgrade nor send `Expect`.
+            return Err(ExchangeError::answer(ProxyError::UpstreamBadResponse));
         }
-        let attempts = (upstream.retry.attempts as usize).clamp(1, MAX_TRIES);
-        let mut tried = [usize::MAX; MAX_TRIES];
-        let mut tries = 0;
-        let mut last = ExchangeError::Upstream(ProxyError::NoEndpoint);
-        while tries < attempts && Instant::now() < deadline {
-            let Some(endpoint) =
-                self.pick_endpoint(config, id, None, &tried[..tries], Instant::now())
-            else {
-                break;
-            };
-            tried[tries] = endpoint;
-            tries += 1;
-            self.count_in_flight(config, id, endpoint, true);
-            let outcome = self
-                .introspect_at(config, provider, endpoint, token, deadline)
-                .await;
-            self.count_in_flight(config, id, endpoint, false);
-            let retry = match outcome {
-                Ok((conn, status, body)) => {
-                    self.record_outcome(config, id, endpoint, status < 500);
-                    if let Some(conn) = conn {
-                        if let Some(state) = self.worker.upstreams.borrow_mut().get(config, id) {
-                            state.endpoints[endpoint].pool.checkin(conn, Instant::now());
-                        }
-                    }
-                    if (200..300).contains(&status) {
-                        return Ok(body);
-                    }
-                    last = ExchangeError::Status(status);
-                    upstream.retry.on_statuses.contains(&status)
-                }
-                Err(TryFailure::Upstream(error)) => {
-                    self.record_outcome(config, id, endpoint, false);
-                    last = ExchangeError::Upstream(error);
-                    match error {
-                        ProxyError::UpstreamConnect | ProxyError::UpstreamConnectTimeout => {
-                            upstream.retry.on_connect_failure
-                        }
-                        ProxyError::UpstreamClosed => upstream.retry.on_reset,
-                        _ => false,
-                    }
-                }
-                // Refused here (circuit breaker): the endpoint is not to blame.
-                Err(TryFailure::Client(failure)) => {
-                    last = ExchangeError::Upstream(match failure {
-                        Failure::Answer(error) => error,
-                        Failure::Abort => ProxyError::UpstreamClosed,
-                    });
-                    false
-                }
-            };
-            // Retries come out of the upstream's budget, shared with forwarded requests.
-            if !retry || !self.take_retry(config, id) {
-                break;
-            }
+        let body = read_answer_body(&mut response.conn, response.head.framing, deadline)
+            .await
+            .map_err(ExchangeError::answer)?;
+        let status = response.head.status;
+        response.finish();
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(ExchangeError::Status(status))
         }
-        Err(last)
     }
+}
 
-    /// One try on one endpoint: the status, the body, and the connection when it may be
-    /// pooled again. `TryFailure::Upstream`: the endpoint failed; `TryFailure::Client`:
-    /// refused before reaching it.
-    async fn introspect_at(
-        &mut self,
-        config: &Arc<Config>,
-        provider: &OAuth2Provider,
-        endpoint: usize,
-        token: &[u8],
-        deadline: Instant,
-    ) -> Result<(Option<UpstreamConn>, u16, Bytes), TryFailure> {
-        let addr = config.upstreams[provider.upstream].endpoints[endpoint].addr;
+/// One introspection request (RFC 7662 §2.1), rendered for each endpoint tried.
+struct Introspection<'a> {
+    config: &'a Config,
+    provider: &'a OAuth2Provider,
+    token: &'a [u8],
+    request_id: &'a Bytes,
+}
+
+impl Outgoing for Introspection<'_> {
+    type BodyError = Infallible;
+
+    /// The whole request: head and form body.
+    fn write_head(&self, endpoint: SocketAddr, out: &mut BytesMut) {
+        let provider = self.provider;
         let endpoint_host;
         let host = match &provider.host {
             Some(host) => host.as_bytes(),
             None => {
-                endpoint_host = addr.to_string();
+                endpoint_host = endpoint.to_string();
                 endpoint_host.as_bytes()
             }
         };
-        let mut request =
-            BytesMut::with_capacity(provider.request_head.0.len() + 3 * token.len() + 256);
+        out.reserve(provider.request_head.0.len() + 3 * self.token.len() + 256);
         crate::auth::oauth2::write_request(
-            &mut request,
+            out,
             provider,
             host,
             (
-                config.observability.request_id_header.as_bytes(),
-                &self.rec.request_id,
+                self.config.observability.request_id_header.as_bytes(),
+                self.request_id,
             ),
-            token,
+            self.token,
         );
-        let request = request.freeze();
-        let mut fresh_only = false;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let connect_timeout = left.min(config.server.timeouts.upstream_connect);
-            let mut conn = self
-                .upstream_conn(
-                    config,
-                    provider.upstream,
-                    endpoint,
-                    fresh_only,
-                    connect_timeout,
-                )
-                .await?;
-            let reused = conn.reused;
-            let left = deadline.saturating_duration_since(Instant::now());
-            match write_within(&mut conn.stream, request.clone(), left).await {
-                Ok((Ok(_), _)) => {}
-                Ok((Err(_), _)) if reused => {
-                    // The pooled connection was dead: nothing reached the server.
-                    fresh_only = true;
-                    continue;
-                }
-                Ok((Err(_), _)) => return Err(TryFailure::Upstream(ProxyError::UpstreamClosed)),
-                Err(_) => return Err(TryFailure::Upstream(ProxyError::UpstreamTimeout)),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (_, head) = match read_response_head(&mut conn, false, left).await {
-                Ok(response) => response,
-                Err(ProxyError::UpstreamClosed) if reused => {
-                    fresh_only = true;
-                    continue;
-                }
-                Err(error) => return Err(TryFailure::Upstream(error)),
-            };
-            if head.status < 200 {
-                // We never ask for an upgrade nor send `Expect`.
-                return Err(TryFailure::Upstream(ProxyError::UpstreamBadResponse));
-            }
-            let body = read_answer_body(&mut conn, head.framing, deadline)
-                .await
-                .map_err(TryFailure::Upstream)?;
-            let reusable = head.keep_alive && conn.buf.is_empty();
-            return Ok((reusable.then_some(conn), head.status, body));
-        }
+    }
+
+    /// Never called: the body is in hand (written with the head).
+    async fn stream_body(&mut self, _: &mut UpstreamConn) -> Result<(), Infallible> {
+        Ok(())
     }
 }
 

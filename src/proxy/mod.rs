@@ -12,7 +12,6 @@ mod body;
 mod drain;
 mod forward;
 mod introspect;
-mod io;
 
 pub use drain::DrainSignal;
 
@@ -33,13 +32,13 @@ use crate::cors::{CorsAnswer, CorsPolicy};
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
+use crate::io::{read_more, write_out, ReadFail};
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
 use crate::router::RouteMatch;
 use crate::upstream::hash_key::header_value;
 use crate::upstream::{HealthRegistry, WorkerUpstreams};
-use io::{read_more, write_out, ReadFail};
 
 /// Initial read buffer per client connection; grows for large heads and bodies.
 const CLIENT_READ_BYTES: usize = 8 * 1024;

@@ -4,6 +4,10 @@
 //! snapshot the worker is serving; nothing here is shared between workers but the health
 //! flags, which are read with one atomic load.
 //!
+//! Every request the gateway sends to an upstream goes through the one client
+//! ([`client::Client`]) over this state: endpoint pick, pooled connect, send, response
+//! head, outcome recording and retries.
+//!
 //! When a reload brings a new snapshot, the state is rebuilt for it, but every endpoint
 //! that is still there (same upstream name, same address, same pool settings) keeps its warm
 //! pool and its outlier record. A request that started on an older snapshot still finishes
@@ -13,11 +17,14 @@ pub mod health_checker;
 
 pub mod balancer;
 pub mod budget;
+pub mod client;
 pub mod hash_key;
 pub mod health;
+pub mod in_flight;
 pub mod maglev;
 pub mod outlier;
 pub mod pool;
+pub mod retry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,6 +115,32 @@ impl UpstreamState {
             .iter()
             .enumerate()
             .any(|(i, &usable)| usable && !tried.contains(&i))
+    }
+
+    /// Feeds passive health with how a try on `endpoint` ended: a connect failure, reset,
+    /// timeout or 5xx counts against it, anything else for it. Returns true when this
+    /// failure ejects the endpoint, which never happens past `max_ejected_percent` of the
+    /// endpoints.
+    pub fn record_outcome(
+        &mut self,
+        config: &UpstreamConfig,
+        endpoint: usize,
+        success: bool,
+        now: Instant,
+    ) -> bool {
+        if success {
+            self.endpoints[endpoint].outlier.on_success();
+            return false;
+        }
+        let ejected = outlier::count_ejected(self.endpoints.iter().map(|e| &e.outlier), now);
+        let total = self.endpoints.len();
+        let percent = config.outlier.max_ejected_percent;
+        let may_eject = || outlier::ejection_allowed(ejected, total, percent);
+        let record = &mut self.endpoints[endpoint];
+        let passes = record.health.passes();
+        record
+            .outlier
+            .on_failure_capped(&config.outlier, now, passes, may_eject)
     }
 
     /// Open connections: idle in the pools plus those serving requests (the breaker's

@@ -1,5 +1,6 @@
-//! Owned-buffer I/O helpers over monoio's rent traits: appending reads with a deadline and
-//! whole-buffer writes. A read that times out is abandoned together with its buffer (an
+//! Owned-buffer I/O helpers over monoio's rent traits, for both sides of the proxy (client
+//! connections and the upstream client): appending reads with a deadline and whole-buffer
+//! writes. A read that times out is abandoned together with its buffer (an
 //! in-flight io_uring read may still land in it), so a timeout always ends the connection.
 
 use std::time::Duration;
