@@ -16,4 +16,5 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod router;
 pub mod runtime;
+pub mod settings;
 pub mod upstream;

@@ -7,23 +7,20 @@
 //! Everything constant per response (mock heads and bodies) is rendered here, once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use toml::Spanned;
 
 use super::file::{
-    CodeValue, DurationValue, FileAccess, FileAdmin, FileAuth, FileBreakerLimits, FileCluster,
-    FileConfig, FileConsumer, FileCors, FileEndpoint, FileHealth, FileMock, FileObservability,
-    FileOutlier, FileRateLimit, FileRedis, FileRetry, FileRoute, FileServer, FileUpstream,
-    SizeValue,
+    CodeValue, FileAccess, FileAdmin, FileAuth, FileBreakerLimits, FileCluster, FileConfig,
+    FileConsumer, FileCors, FileEndpoint, FileHealth, FileMock, FileObservability, FileOutlier,
+    FileRateLimit, FileRedis, FileRetry, FileRoute, FileServer, FileUpstream,
 };
-use super::units::{parse_duration, parse_size};
 use super::{parse_redis_url, ClusterConfig, OnRedisError};
 use super::{
     AccessLogConfig, AccessLogFormat, Action, AdminConfig, ApiKeyAuth, AuthConfig, BalancePolicy,
@@ -33,6 +30,10 @@ use super::{
     TracingConfig, UpstreamConfig, UpstreamId,
 };
 use crate::router::RouteTable;
+use crate::settings::{
+    is_host_header, is_name, is_tchar, is_token, key_hint, parse_duration, show_duration,
+    ConfigErrors, Ctx,
+};
 
 mod jwt;
 mod oauth2;
@@ -159,63 +160,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// One problem found in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file path as given, or a name such as `<embedded default>`.
-    pub origin: String,
-    /// 1-based line and column (in characters), when the problem has a place in the file.
-    pub position: Option<(usize, usize)>,
-    /// Dotted key path (`routes[1].upstream`); empty when unknown.
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.origin)?;
-        if let Some((line, column)) = self.position {
-            write!(f, ":{line}:{column}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// Every problem found in a config file, in file order; displayed one per line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", render_errors(.errors))]
-pub struct ConfigErrors {
-    pub errors: Vec<ConfigError>,
-}
-
-impl ConfigErrors {
-    /// One error about the whole of `origin` (an unreadable file, say).
-    pub fn single(origin: &str, message: String) -> Self {
-        ConfigErrors {
-            errors: vec![ConfigError {
-                origin: origin.to_owned(),
-                position: None,
-                key: String::new(),
-                message,
-            }],
-        }
-    }
-}
-
-fn render_errors(errors: &[ConfigError]) -> String {
-    let mut out = String::new();
-    for (index, error) in errors.iter().enumerate() {
-        if index > 0 {
-            out.push('\n');
-        }
-        let _ = write!(out, "{error}");
-    }
-    out
-}
-
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
@@ -241,7 +185,7 @@ pub(crate) fn load_str_with(
     origin: &str,
     resolve: Resolve<'_>,
 ) -> Result<Config, ConfigErrors> {
-    let mut ctx = Ctx::new(text, origin, resolve);
+    let mut ctx = Ctx::new(text, origin);
     let file: FileConfig = match toml::from_str(text) {
         Ok(file) => file,
         Err(err) => {
@@ -250,90 +194,31 @@ pub(crate) fn load_str_with(
                 None => (None, String::new()),
             };
             let message = err.message().trim().replace('\n', " ");
-            ctx.errors.push(ConfigError {
-                origin: origin.to_owned(),
-                position,
-                key,
-                message,
+            ctx.push(position, key, message);
+            return Err(ConfigErrors {
+                errors: ctx.into_errors(),
             });
-            return Err(ConfigErrors { errors: ctx.errors });
         }
     };
-    let config = ctx.build(file);
+    let config = ctx.build(file, resolve);
     match config {
-        Some(config) if ctx.errors.is_empty() => Ok(config),
-        _ => {
-            ctx.errors.sort_by_key(|error| error.position);
-            Err(ConfigErrors { errors: ctx.errors })
-        }
+        Some(config) if ctx.error_count() == 0 => Ok(config),
+        _ => Err(ConfigErrors {
+            errors: ctx.into_errors(),
+        }),
     }
 }
 
-/// Validation state: the text (for positions) and the errors found so far.
-struct Ctx<'a> {
-    origin: &'a str,
-    text: &'a str,
-    /// Byte offset where each line starts.
-    line_starts: Vec<usize>,
-    base_dir: PathBuf,
-    errors: Vec<ConfigError>,
-    resolve: Resolve<'a>,
-    /// A `[cluster]` table is present (valid or not): `scope = "cluster"` may be used.
-    has_cluster: bool,
-}
-
-impl<'a> Ctx<'a> {
-    fn new(text: &'a str, origin: &'a str, resolve: Resolve<'a>) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        let base_dir = Path::new(origin)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        Ctx {
-            origin,
-            text,
-            line_starts,
-            base_dir,
-            errors: Vec::new(),
-            resolve,
-            has_cluster: false,
-        }
-    }
-
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let line = self
-            .line_starts
-            .partition_point(|&start| start <= offset)
-            .max(1);
-        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(1, |s| s.chars().count() + 1);
-        (line, column)
-    }
-
-    fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
-        let position = Some(self.line_col(span.start));
-        self.errors.push(ConfigError {
-            origin: self.origin.to_owned(),
-            position,
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    fn build(&mut self, file: FileConfig) -> Option<Config> {
+impl Ctx<'_> {
+    fn build(&mut self, file: FileConfig, resolve: Resolve<'_>) -> Option<Config> {
         let server = self.server(file.server);
-        let (upstreams, upstream_ids) = self.upstreams(file.upstreams);
+        let (upstreams, upstream_ids) = self.upstreams(file.upstreams, resolve);
         let consumers = self.consumers(file.consumers);
         let has_keys = consumers.iter().any(|c| !c.api_keys.is_empty());
         let (oauth2_providers, provider_ids) =
             self.oauth2_providers(file.oauth2_providers, &upstream_ids);
         let jwt_providers = self.jwt_providers(file.jwt_providers);
-        self.has_cluster = file.cluster.is_some();
+        let has_cluster = file.cluster.is_some();
         let cluster = file.cluster.as_ref().and_then(|c| self.cluster(c));
         let routes = self.routes(
             file.routes,
@@ -341,6 +226,7 @@ impl<'a> Ctx<'a> {
             has_keys,
             &provider_ids,
             &jwt_providers,
+            has_cluster,
         );
         let admin = self.admin(file.admin);
         let observability = self.observability(file.observability);
@@ -471,7 +357,7 @@ impl<'a> Ctx<'a> {
         let destination = match log.destination.as_ref().map(|d| d.get_ref().as_str()) {
             None | Some("stdout") => LogDestination::Stdout,
             Some("stderr") => LogDestination::Stderr,
-            Some(path) => LogDestination::File(self.base_dir.join(path)),
+            Some(path) => LogDestination::File(self.relative_path(path)),
         };
         let sample = self.ratio(&log.sample, "observability.access_log.sample", 1.0);
         let access_log = (log.enabled != Some(false)).then_some(AccessLogConfig {
@@ -572,22 +458,6 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A share within 0.0..=1.0; `default` when absent.
-    fn ratio(&mut self, value: &Option<Spanned<f64>>, key: &str, default: f64) -> f64 {
-        match value {
-            None => default,
-            Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
-            Some(v) => {
-                self.error(
-                    v.span(),
-                    key,
-                    format!("{} is out of range: must be 0.0..=1.0", v.get_ref()),
-                );
-                default
-            }
-        }
-    }
-
     // ---- [admin] ----
 
     fn admin(&mut self, admin: Option<FileAdmin>) -> Option<AdminConfig> {
@@ -623,7 +493,7 @@ impl<'a> Ctx<'a> {
         let state_file = admin
             .state_file
             .as_ref()
-            .map(|f| self.base_dir.join(f.get_ref()));
+            .map(|f| self.relative_path(f.get_ref()));
         Some(AdminConfig {
             listen,
             token,
@@ -733,146 +603,12 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    fn socket_addr(&mut self, addr: &Spanned<String>, key: &str) -> Option<SocketAddr> {
-        match addr.get_ref().parse::<SocketAddr>() {
-            Ok(parsed) => Some(parsed),
-            Err(_) => {
-                self.error(
-                    addr.span(),
-                    key,
-                    format!(
-                        "invalid address \"{}\": expected ip:port such as \"127.0.0.1:8080\" or \
-                         \"[::1]:8080\" (host names are not resolved)",
-                        addr.get_ref()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    /// An integer within `min..=max`, as a `usize`.
-    fn count(&mut self, value: &Spanned<i64>, key: &str, min: i64, max: i64) -> Option<usize> {
-        let n = *value.get_ref();
-        match usize::try_from(n) {
-            Ok(converted) if (min..=max).contains(&n) => Some(converted),
-            _ => {
-                let range = if max == i64::MAX {
-                    format!("at least {min}")
-                } else {
-                    format!("{min}..={max}")
-                };
-                self.error(
-                    value.span(),
-                    key,
-                    format!("{n} is out of range: must be {range}"),
-                );
-                None
-            }
-        }
-    }
-
-    /// A size greater than zero; `default` when absent. On error, records it and returns 0
-    /// (the config is discarded anyway).
-    fn size(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> u64 {
-        let Some(value) = value else { return default };
-        match size_value(value.get_ref()) {
-            Ok(0) => self.error(value.span(), key, "must be greater than zero"),
-            Ok(n) => return n,
-            Err(why) => self.error(value.span(), key, why),
-        }
-        0
-    }
-
-    /// A size where zero is meaningful; `default` when absent.
-    fn size_or_zero(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> u64 {
-        let Some(value) = value else { return default };
-        size_value(value.get_ref()).unwrap_or_else(|why| {
-            self.error(value.span(), key, why);
-            0
-        })
-    }
-
-    /// A duration where zero is meaningful (it turns a cache off, allows no skew);
-    /// `default` when absent.
-    fn duration_or_zero(
-        &mut self,
-        value: &Option<Spanned<DurationValue>>,
-        key: &str,
-        default: Duration,
-    ) -> Duration {
-        let Some(value) = value else { return default };
-        parse_duration(&value.get_ref().0).unwrap_or_else(|why| {
-            self.error(value.span(), key, why);
-            Duration::ZERO
-        })
-    }
-
-    /// The file at `path` (relative to the config file's directory), or an error naming it.
-    fn read_relative(&mut self, path: &Spanned<String>, key: &str) -> Option<Vec<u8>> {
-        let full = self.base_dir.join(path.get_ref());
-        std::fs::read(&full)
-            .map_err(|err| {
-                let why = format!("cannot read \"{}\": {err}", full.display());
-                self.error(path.span(), key, why);
-            })
-            .ok()
-    }
-
-    /// A percentage, 0..=100; `default` when absent.
-    fn percent(&mut self, value: &Option<Spanned<i64>>, key: &str, default: u8) -> u8 {
-        match value {
-            None => default,
-            Some(value) => self
-                .count(value, key, 0, 100)
-                .and_then(|n| u8::try_from(n).ok())
-                .unwrap_or(0),
-        }
-    }
-
-    fn size_usize(&mut self, value: &Option<Spanned<SizeValue>>, key: &str, default: u64) -> usize {
-        let n = self.size(value, key, default);
-        usize::try_from(n).unwrap_or_else(|_| {
-            if let Some(value) = value {
-                self.error(value.span(), key, "too large for this platform");
-            }
-            0
-        })
-    }
-
-    /// A duration greater than zero (a zero timeout would fail every request); `default`
-    /// when absent.
-    fn duration(
-        &mut self,
-        value: &Option<Spanned<DurationValue>>,
-        key: &str,
-        default: Duration,
-    ) -> Duration {
-        let Some(value) = value else { return default };
-        match parse_duration(&value.get_ref().0) {
-            Ok(d) if d.is_zero() => self.error(value.span(), key, "must be greater than zero"),
-            Ok(d) => return d,
-            Err(why) => self.error(value.span(), key, why),
-        }
-        Duration::ZERO
-    }
-
-    /// An optional duration greater than zero; `None` when absent (or invalid: the error is
-    /// recorded and the config discarded).
-    fn opt_duration(
-        &mut self,
-        value: &Option<Spanned<DurationValue>>,
-        key: &str,
-    ) -> Option<Duration> {
-        value.as_ref()?;
-        Some(self.duration(value, key, Duration::ZERO)).filter(|d| !d.is_zero())
-    }
-
     // ---- [upstreams.NAME] ----
 
     fn upstreams(
         &mut self,
         upstreams: BTreeMap<Spanned<String>, FileUpstream>,
+        resolve: Resolve<'_>,
     ) -> (Vec<UpstreamConfig>, BTreeMap<String, UpstreamId>) {
         let mut configs = Vec::new();
         let mut ids = BTreeMap::new();
@@ -885,7 +621,7 @@ impl<'a> Ctx<'a> {
                     "upstream names may only use letters, digits, '-', '_' and '.'",
                 );
             }
-            let endpoints = self.endpoints(&upstream, &prefix);
+            let endpoints = self.endpoints(&upstream, &prefix, resolve);
             let pool = PoolConfig {
                 max_idle: match &upstream.pool.max_idle {
                     None => DEFAULT_POOL_MAX_IDLE as usize,
@@ -930,7 +666,12 @@ impl<'a> Ctx<'a> {
 
     /// The endpoints of one upstream: IP literals as written, host names resolved now into
     /// one endpoint per address (sorted, so that the order does not follow DNS rotation).
-    fn endpoints(&mut self, upstream: &FileUpstream, prefix: &str) -> Vec<Endpoint> {
+    fn endpoints(
+        &mut self,
+        upstream: &FileUpstream,
+        prefix: &str,
+        resolve: Resolve<'_>,
+    ) -> Vec<Endpoint> {
         let mut endpoints: Vec<Endpoint> = Vec::new();
         if upstream.endpoints.get_ref().is_empty() {
             self.error(
@@ -945,11 +686,15 @@ impl<'a> Ctx<'a> {
             let key = format!("{prefix}.endpoints[{index}]");
             let (resolved, weight) = match endpoint.get_ref() {
                 FileEndpoint::Addr(addr) => (
-                    self.endpoint_addrs(&Spanned::new(endpoint.span(), addr.clone()), &key),
+                    self.endpoint_addrs(
+                        &Spanned::new(endpoint.span(), addr.clone()),
+                        &key,
+                        resolve,
+                    ),
                     Some(1),
                 ),
                 FileEndpoint::Table(table) => {
-                    let addrs = self.endpoint_addrs(&table.addr, &format!("{key}.addr"));
+                    let addrs = self.endpoint_addrs(&table.addr, &format!("{key}.addr"), resolve);
                     let weight = match &table.weight {
                         None => Some(1),
                         Some(weight) => self.count(weight, &format!("{key}.weight"), 1, MAX_WEIGHT),
@@ -999,6 +744,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         addr: &Spanned<String>,
         key: &str,
+        resolve: Resolve<'_>,
     ) -> Option<(Vec<SocketAddr>, Option<String>)> {
         let text = addr.get_ref();
         if let Ok(parsed) = text.parse::<SocketAddr>() {
@@ -1017,7 +763,7 @@ impl<'a> Ctx<'a> {
         }
         // DNS names are case-insensitive: one spelling, so duplicates are found.
         let name = text.to_ascii_lowercase();
-        match (self.resolve)(&name) {
+        match resolve(&name) {
             Ok(mut addrs) if !addrs.is_empty() => {
                 addrs.sort();
                 addrs.dedup();
@@ -1456,6 +1202,7 @@ impl<'a> Ctx<'a> {
         has_keys: bool,
         providers: &oauth2::ProviderIds,
         jwt_providers: &jwt::Providers,
+        has_cluster: bool,
     ) -> Option<RouteTable> {
         let mut routes = Vec::new();
         let mut hosts = Vec::new();
@@ -1517,7 +1264,7 @@ impl<'a> Ctx<'a> {
             }
             let methods = self.methods(&route, &prefix);
             let action = self.action(&route, &prefix, span.clone(), upstreams);
-            let rate_limits = self.rate_limits(route.rate_limits.as_deref(), &prefix);
+            let rate_limits = self.rate_limits(route.rate_limits.as_deref(), &prefix, has_cluster);
             let auth = route.auth.as_ref().and_then(|auth| {
                 self.auth(auth, &prefix, has_keys, providers, jwt_providers, &methods)
             });
@@ -1583,6 +1330,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         list: Option<&[Spanned<FileRateLimit>]>,
         prefix: &str,
+        has_cluster: bool,
     ) -> Vec<RateLimitConfig> {
         let mut out: Vec<RateLimitConfig> = Vec::new();
         for (i, entry) in list.unwrap_or_default().iter().enumerate() {
@@ -1650,7 +1398,7 @@ impl<'a> Ctx<'a> {
             };
             let scope = match entry.scope.as_ref().map(|s| (s, s.get_ref().as_str())) {
                 None | Some((_, "local")) => Some(RateLimitScope::Local),
-                Some((s, "cluster")) if !self.has_cluster => {
+                Some((s, "cluster")) if !has_cluster => {
                     self.error(
                         s.span(),
                         format!("{at}.scope"),
@@ -1726,7 +1474,7 @@ impl<'a> Ctx<'a> {
     ) -> Option<crate::cors::CorsPolicy> {
         use crate::cors::{AllowHeaders, CorsPolicy, CorsSettings};
         let file = cors.get_ref();
-        let errors_before = self.errors.len();
+        let errors_before = self.error_count();
         let credentials = file
             .allow_credentials
             .as_ref()
@@ -1789,7 +1537,7 @@ impl<'a> Ctx<'a> {
             }
         });
 
-        if self.errors.len() != errors_before {
+        if self.error_count() != errors_before {
             return None;
         }
         Some(CorsPolicy::new(CorsSettings {
@@ -2461,30 +2209,6 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// RFC 9110 §5.6.2 `tchar`: the characters of a method or header-name token.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// `bytes` without one trailing line break (`\n` or `\r\n`): what an editor or `echo`
-/// appends to a secret kept in a file.
-fn strip_line_end(bytes: &[u8]) -> &[u8] {
-    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    bytes.strip_suffix(b"\r").unwrap_or(bytes)
-}
-
-fn is_token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(is_tchar)
-}
-
-/// A `Host` value as configured: `host` or `host:port` (IPv6 in brackets).
-fn is_host_header(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
-}
-
 /// `host:port` where `host` is a DNS name (RFC 1123 §2.1 labels; the last label is not
 /// all digits, so that a malformed IP such as `1.2.3:80` is never sent to the resolver,
 /// which might read it as `1.2.0.3`).
@@ -2539,77 +2263,6 @@ fn status_range(value: &CodeValue) -> Result<(u16, u16), String> {
                 _ => Err(bad(format!("\"{text}\""))),
             }
         }
-    }
-}
-
-fn size_value(value: &SizeValue) -> Result<u64, String> {
-    match value {
-        SizeValue::Bytes(n) => {
-            u64::try_from(*n).map_err(|_| format!("invalid size {n}: must not be negative"))
-        }
-        SizeValue::Text(text) => parse_size(text),
-    }
-}
-
-fn show_duration(duration: Duration) -> String {
-    format!("{duration:?}")
-}
-
-fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-/// Best-effort dotted key for a TOML error at `offset`: the enclosing `[table]` (with an index
-/// for `[[array]]` tables) plus the key on the error's line. Empty when it cannot tell.
-fn key_hint(text: &str, offset: usize) -> String {
-    let before = text.get(..offset).unwrap_or(text);
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("");
-    let mut table = String::new();
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for raw in text[..line_start].lines().chain(std::iter::once(line)) {
-        let trimmed = raw.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("[[") {
-            if let Some(name) = rest.split("]]").next() {
-                let name = name.trim().to_owned();
-                let n = counts
-                    .entry(name.clone())
-                    .and_modify(|n| *n += 1)
-                    .or_insert(0);
-                table = format!("{name}[{n}]");
-            }
-        } else if let Some(rest) = trimmed.strip_prefix('[') {
-            if let Some(name) = rest.split(']').next() {
-                let name = name.trim();
-                // `[routes.mock]`-style subtables of the last array element keep its index.
-                table = match counts
-                    .iter()
-                    .find(|(array, _)| name.starts_with(&format!("{array}.")))
-                {
-                    Some((array, n)) => format!("{array}[{n}]{}", &name[array.len()..]),
-                    None => name.to_owned(),
-                };
-            }
-        }
-    }
-    let trimmed = line.trim_start();
-    let key = if trimmed.starts_with('[') {
-        ""
-    } else {
-        trimmed
-            .split('=')
-            .next()
-            .filter(|_| trimmed.contains('='))
-            .unwrap_or("")
-            .trim()
-    };
-    match (table.is_empty(), key.is_empty()) {
-        (_, true) => table,
-        (true, false) => key.to_owned(),
-        (false, false) => format!("{table}.{key}"),
     }
 }
 

@@ -13,6 +13,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+use crate::settings::{DurationValue, SizeValue};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -385,13 +387,6 @@ pub struct FileMock {
     pub body_file: Option<Spanned<String>>,
 }
 
-/// A size as written: an integer byte count or a string with a unit (`"16KiB"`).
-#[derive(Debug)]
-pub enum SizeValue {
-    Bytes(i64),
-    Text(String),
-}
-
 /// A status code or a word as written: `200`, `"200-399"`, `"503"`, `"reset"`. Integers are
 /// accepted because `expect = [200]` is what people type.
 #[derive(Debug)]
@@ -399,11 +394,6 @@ pub enum CodeValue {
     Int(i64),
     Text(String),
 }
-
-/// A duration as written (`"5s"`); a string with a unit is required, because a bare number
-/// would leave the unit to guesswork.
-#[derive(Debug)]
-pub struct DurationValue(pub String);
 
 impl<'de> Deserialize<'de> for FileEndpoint {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -449,30 +439,6 @@ impl<'de> Deserialize<'de> for FileRedis {
     }
 }
 
-impl<'de> Deserialize<'de> for SizeValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SizeVisitor;
-        impl Visitor<'_> for SizeVisitor {
-            type Value = SizeValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"a size such as "16KiB", "10MB" or a byte count"#)
-            }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<SizeValue, E> {
-                Ok(SizeValue::Bytes(value))
-            }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<SizeValue, E> {
-                i64::try_from(value)
-                    .map(SizeValue::Bytes)
-                    .map_err(|_| E::custom("size too large"))
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<SizeValue, E> {
-                Ok(SizeValue::Text(value.to_owned()))
-            }
-        }
-        deserializer.deserialize_any(SizeVisitor)
-    }
-}
-
 impl<'de> Deserialize<'de> for CodeValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct CodeVisitor;
@@ -492,21 +458,5 @@ impl<'de> Deserialize<'de> for CodeValue {
             }
         }
         deserializer.deserialize_any(CodeVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for DurationValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DurationVisitor;
-        impl Visitor<'_> for DurationVisitor {
-            type Value = DurationValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"a duration with a unit, such as "5s" or "250ms""#)
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<DurationValue, E> {
-                Ok(DurationValue(value.to_owned()))
-            }
-        }
-        deserializer.deserialize_str(DurationVisitor)
     }
 }

@@ -5,16 +5,15 @@
 mod build;
 mod cluster;
 mod file;
-mod units;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use build::{load, load_str, reason_phrase, ConfigError, ConfigErrors};
+pub use crate::settings::{parse_duration, parse_size, ConfigError, ConfigErrors};
+pub use build::{load, load_str, reason_phrase};
 pub use cluster::{parse_redis_url, ClusterConfig, OnRedisError, RedisTarget};
-pub use units::{parse_duration, parse_size};
 
 use crate::router::RouteTable;
 

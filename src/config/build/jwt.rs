@@ -13,9 +13,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use toml::Spanned;
 
 use super::super::file::{FileJwtAuth, FileJwtProvider};
-use super::{is_name, is_token, strip_line_end, Ctx};
 use crate::auth::jwks::{parse_jwks, JwksStore, Key, KeySet};
 use crate::auth::jwt::{JwtAuth, JwtProvider, KeySource, Rejection};
+use crate::settings::{is_name, is_token, strip_line_end, Ctx};
 
 /// The providers of a config, by name; `None` for one whose errors are reported already.
 pub type Providers = BTreeMap<String, Option<Arc<JwtProvider>>>;
@@ -265,10 +265,10 @@ impl Ctx<'_> {
             Some(claim) => text(self, claim, format!("{prefix}.consumer_claim")),
             None => Some("sub".to_owned()),
         };
-        let errors_before = self.errors.len();
+        let errors_before = self.error_count();
         let leeway =
             self.duration_or_zero(&file.leeway, &format!("{prefix}.leeway"), DEFAULT_LEEWAY);
-        ok &= self.errors.len() == errors_before;
+        ok &= self.error_count() == errors_before;
         let mut claims_to_headers = Vec::new();
         for (header, claim) in &file.claims_to_headers {
             let at = format!("{prefix}.claims_to_headers.{}", header.get_ref());

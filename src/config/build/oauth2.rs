@@ -14,8 +14,8 @@ use super::super::{
     ConsumerClaim, OAuth2Auth, OAuth2Provider, OnIntrospectionError, ProviderId, RequiredScopes,
     UpstreamId,
 };
-use super::{is_host_header, is_name, is_token, strip_line_end, Ctx};
 use crate::auth::oauth2::{is_scope_token, render_request_head};
+use crate::settings::{is_host_header, is_name, is_token, strip_line_end, Ctx};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
