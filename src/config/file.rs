@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::settings::{DurationValue, SizeValue};
+use crate::upstream::config::FileUpstream;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,96 +154,6 @@ pub struct FileTimeouts {
     pub upstream_response: Option<Spanned<DurationValue>>,
     pub drain: Option<Spanned<DurationValue>>,
     pub client_send: Option<Spanned<DurationValue>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileUpstream {
-    pub endpoints: Spanned<Vec<Spanned<FileEndpoint>>>,
-    #[serde(default)]
-    pub pool: FilePool,
-    pub balance: Option<Spanned<String>>,
-    pub hash_key: Option<Spanned<String>>,
-    pub resolve_interval: Option<Spanned<DurationValue>>,
-    /// Spanned so that a missing `path` can point at the table.
-    pub health: Option<Spanned<FileHealth>>,
-    #[serde(default)]
-    pub outlier: FileOutlier,
-    #[serde(default)]
-    pub retry: FileRetry,
-    #[serde(default)]
-    pub limits: FileBreakerLimits,
-}
-
-/// `[upstreams.NAME.health]`: active checks.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileHealth {
-    pub method: Option<Spanned<String>>,
-    /// Required; optional here so that its absence is reported with the other errors.
-    pub path: Option<Spanned<String>>,
-    pub host: Option<Spanned<String>>,
-    pub expect: Option<Spanned<Vec<Spanned<CodeValue>>>>,
-    pub interval: Option<Spanned<DurationValue>>,
-    pub timeout: Option<Spanned<DurationValue>>,
-    pub healthy_threshold: Option<Spanned<i64>>,
-    pub unhealthy_threshold: Option<Spanned<i64>>,
-}
-
-/// `[upstreams.NAME.outlier]`: passive health.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileOutlier {
-    pub consecutive_failures: Option<Spanned<i64>>,
-    pub base_ejection: Option<Spanned<DurationValue>>,
-    pub max_ejection: Option<Spanned<DurationValue>>,
-    pub max_ejected_percent: Option<Spanned<i64>>,
-}
-
-/// `[upstreams.NAME.retry]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRetry {
-    pub attempts: Option<Spanned<i64>>,
-    pub on: Option<Spanned<Vec<Spanned<CodeValue>>>>,
-    pub per_try_timeout: Option<Spanned<DurationValue>>,
-    pub timeout: Option<Spanned<DurationValue>>,
-    pub budget_percent: Option<Spanned<i64>>,
-    pub buffer_body: Option<Spanned<SizeValue>>,
-}
-
-/// `[upstreams.NAME.limits]`: the circuit breaker.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileBreakerLimits {
-    pub max_connections: Option<Spanned<i64>>,
-    pub max_pending: Option<Spanned<i64>>,
-    pub max_requests: Option<Spanned<i64>>,
-}
-
-/// `"127.0.0.1:9001"` or `{ addr = "users.internal:9002", weight = 2 }` (`ip:port` or
-/// `host:port`).
-///
-/// Deserialised by hand rather than `#[serde(untagged)]`: untagged buffers the value, which
-/// loses both the spans and `deny_unknown_fields`' precise error.
-#[derive(Debug)]
-pub enum FileEndpoint {
-    Addr(String),
-    Table(FileEndpointTable),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileEndpointTable {
-    pub addr: Spanned<String>,
-    pub weight: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilePool {
-    pub max_idle: Option<Spanned<i64>>,
-    pub idle_timeout: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -387,38 +298,6 @@ pub struct FileMock {
     pub body_file: Option<Spanned<String>>,
 }
 
-/// A status code or a word as written: `200`, `"200-399"`, `"503"`, `"reset"`. Integers are
-/// accepted because `expect = [200]` is what people type.
-#[derive(Debug)]
-pub enum CodeValue {
-    Int(i64),
-    Text(String),
-}
-
-impl<'de> Deserialize<'de> for FileEndpoint {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EndpointVisitor;
-        impl<'de> Visitor<'de> for EndpointVisitor {
-            type Value = FileEndpoint;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    r#"an address "ip:port" or "host:port", or a table { addr = "ip:port", weight = N }"#,
-                )
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<FileEndpoint, E> {
-                Ok(FileEndpoint::Addr(value.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FileEndpoint, A::Error> {
-                // The fields are still read through toml's own deserializer, so their spans
-                // and `deny_unknown_fields` survive.
-                FileEndpointTable::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(FileEndpoint::Table)
-            }
-        }
-        deserializer.deserialize_any(EndpointVisitor)
-    }
-}
-
 impl<'de> Deserialize<'de> for FileRedis {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct RedisVisitor;
@@ -436,27 +315,5 @@ impl<'de> Deserialize<'de> for FileRedis {
             }
         }
         deserializer.deserialize_any(RedisVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for CodeValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct CodeVisitor;
-        impl Visitor<'_> for CodeVisitor {
-            type Value = CodeValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"a status code such as 503 or "200-399", or a name"#)
-            }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<CodeValue, E> {
-                Ok(CodeValue::Int(value))
-            }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<CodeValue, E> {
-                Ok(CodeValue::Int(i64::try_from(value).unwrap_or(i64::MAX)))
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<CodeValue, E> {
-                Ok(CodeValue::Text(value.to_owned()))
-            }
-        }
-        deserializer.deserialize_any(CodeVisitor)
     }
 }

@@ -12,10 +12,18 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use crate::settings::{parse_duration, parse_size, ConfigError, ConfigErrors};
+#[cfg(test)]
+pub(crate) use build::load_str_with;
 pub use build::{load, load_str, reason_phrase};
 pub use cluster::{parse_redis_url, ClusterConfig, OnRedisError, RedisTarget};
 
 use crate::router::RouteTable;
+
+// transitional re-exports: removed once every user imports from the owning module
+pub use crate::upstream::config::{
+    BalancePolicy, BreakerLimits, Endpoint, HashKey, HealthCheckConfig, OutlierConfig, PoolConfig,
+    RetryPolicy, UpstreamConfig, UpstreamId,
+};
 
 /// The config served when no file is given and `conf/strait.toml` is absent.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../conf/strait.toml");
@@ -147,130 +155,6 @@ pub struct Timeouts {
     /// How long one write to a client may take: a client that stops reading is dropped
     /// (with the upstream connection serving it) instead of holding both.
     pub client_send: Duration,
-}
-
-/// Index into [`Config::upstreams`].
-pub type UpstreamId = usize;
-
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    pub name: String,
-    pub endpoints: Vec<Endpoint>,
-    pub pool: PoolConfig,
-    pub balance: BalancePolicy,
-    /// Active health checks; `None` when `[upstreams.X.health]` is absent.
-    pub health: Option<HealthCheckConfig>,
-    pub outlier: OutlierConfig,
-    pub retry: RetryPolicy,
-    pub limits: BreakerLimits,
-    /// Host names among the endpoints are re-resolved this often (off the request path).
-    pub resolve_interval: Duration,
-}
-
-/// How a worker picks an endpoint for a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BalancePolicy {
-    /// Smooth weighted round-robin (the default).
-    RoundRobin,
-    /// Two random endpoints, the one with fewer requests in flight (weights scale the count).
-    P2c,
-    /// The endpoint with the fewest requests in flight relative to its weight.
-    LeastConn,
-    /// Consistent hashing on a request key (Maglev table): the same key keeps its endpoint,
-    /// and a change of endpoints remaps only the keys of the endpoints that changed.
-    Hash(HashKey),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
-    ClientIp,
-    /// Header name, lower case.
-    Header(String),
-    Cookie(String),
-    Path,
-}
-
-/// Active HTTP health checks, run by one checker thread for the whole process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheckConfig {
-    pub method: String,
-    /// Path and query sent (origin-form).
-    pub path: String,
-    /// Host header sent; the endpoint's `ip:port` when `None`.
-    pub host: Option<String>,
-    /// Inclusive status ranges counted as healthy (default 200..=399).
-    pub expect: Vec<(u16, u16)>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Consecutive successes that make an unhealthy endpoint healthy again.
-    pub healthy_threshold: u32,
-    /// Consecutive failures that make a healthy endpoint unhealthy.
-    pub unhealthy_threshold: u32,
-}
-
-/// Passive health (outlier detection), per worker, from the traffic itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutlierConfig {
-    /// Consecutive connect failures or 5xx answers that eject an endpoint; 0 disables.
-    pub consecutive_failures: u32,
-    /// First ejection lasts this long; each repeat multiplies it (up to `max_ejection`).
-    pub base_ejection: Duration,
-    pub max_ejection: Duration,
-    /// Never eject (or count as unhealthy) more than this share of endpoints: past it,
-    /// all endpoints are used as if healthy (Envoy's panic threshold).
-    pub max_ejected_percent: u8,
-}
-
-/// When and how a failed try is made again on another endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Tries in all, the first included (1: no retry).
-    pub attempts: u32,
-    pub on_connect_failure: bool,
-    /// The connection was reset or closed before any response byte.
-    pub on_reset: bool,
-    /// Upstream statuses that are retried (from 502, 503, 504).
-    pub on_statuses: Vec<u16>,
-    /// Each try's response-head timeout; `server.timeouts.upstream_response` when `None`.
-    pub per_try_timeout: Option<Duration>,
-    /// All tries together; unbounded (but each try bounded) when `None`.
-    pub timeout: Option<Duration>,
-    /// Retries may be at most this percentage of requests (per worker, over a sliding
-    /// window), so that retries cannot multiply an outage.
-    pub budget_percent: u8,
-    /// Request bodies up to this size are kept so that a retry can send them again; larger
-    /// bodies are streamed and never replayed.
-    pub buffer_body_bytes: u64,
-}
-
-/// Circuit-breaker limits, per worker: past them, requests get 503 at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreakerLimits {
-    /// Open connections (busy and idle) to the upstream's endpoints.
-    pub max_connections: usize,
-    /// Requests waiting for a connection to be established.
-    pub max_pending: usize,
-    /// Requests in flight to the upstream.
-    pub max_requests: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub addr: SocketAddr,
-    /// At least 1.
-    pub weight: u32,
-    /// The host name this address was resolved from (`users.internal:8080`), when the
-    /// config named one (lower case); re-resolved every `resolve_interval`. `None` for an
-    /// IP literal and for endpoints registered through the admin API.
-    pub hostname: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolConfig {
-    /// Idle keep-alive connections kept per worker per endpoint.
-    pub max_idle: usize,
-    /// An idle pooled connection older than this is closed instead of reused.
-    pub idle_timeout: Duration,
 }
 
 /// What a matched route does.

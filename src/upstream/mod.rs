@@ -13,6 +13,7 @@ pub mod health_checker;
 
 pub mod balancer;
 pub mod budget;
+pub mod config;
 pub mod hash_key;
 pub mod health;
 pub mod maglev;
