@@ -17,7 +17,7 @@ use bytes::Bytes;
 use toml::Spanned;
 
 use super::file::{
-    FileAccess, FileAdmin, FileAuth, FileCluster, FileConfig, FileConsumer, FileCors, FileMock,
+    FileAdmin, FileAuth, FileCluster, FileConfig, FileConsumer, FileCors, FileMock,
     FileObservability, FileRateLimit, FileRedis, FileRoute, FileServer,
 };
 use super::{parse_redis_url, ClusterConfig, OnRedisError};
@@ -26,6 +26,7 @@ use super::{
     ConsumerConfig, Limits, LogDestination, MockResponse, ObservabilityConfig, ProxyAction,
     RateLimitConfig, RateLimitKey, RateLimitScope, Route, ServerConfig, Timeouts, TracingConfig,
 };
+use crate::access;
 use crate::router::RouteTable;
 use crate::settings::{
     is_host_header, is_name, is_tchar, is_token, key_hint, parse_duration, show_duration,
@@ -560,10 +561,13 @@ impl Ctx<'_> {
         let access = server
             .access
             .as_ref()
-            .map(|a| self.access(a, "server.access"))
+            .map(|a| access::config::access_list(self, a, "server.access"))
             .unwrap_or_default();
-        let trusted_proxies =
-            self.cidrs(server.trusted_proxies.as_deref(), "server.trusted_proxies");
+        let trusted_proxies = access::config::cidrs(
+            self,
+            server.trusted_proxies.as_deref(),
+            "server.trusted_proxies",
+        );
         Some(ServerConfig {
             listen,
             workers,
@@ -652,7 +656,7 @@ impl Ctx<'_> {
             let access = route
                 .access
                 .as_ref()
-                .map(|a| self.access(a, &format!("{prefix}.access")))
+                .map(|a| access::config::access_list(self, a, &format!("{prefix}.access")))
                 .filter(|a| !a.is_empty());
             let cors = route
                 .cors
@@ -815,30 +819,6 @@ impl Ctx<'_> {
                     period,
                     scope,
                 });
-            }
-        }
-        out
-    }
-
-    /// An `access` table: every entry a CIDR (or a bare address) with no host bits set.
-    fn access(&mut self, file: &FileAccess, key: &str) -> crate::access::AccessList {
-        crate::access::AccessList {
-            allow: self.cidrs(file.allow.as_deref(), &format!("{key}.allow")),
-            deny: self.cidrs(file.deny.as_deref(), &format!("{key}.deny")),
-        }
-    }
-
-    /// A list of CIDRs (or bare addresses) with no host bits set.
-    fn cidrs(
-        &mut self,
-        entries: Option<&[Spanned<String>]>,
-        key: &str,
-    ) -> Vec<crate::access::Cidr> {
-        let mut out = Vec::new();
-        for (i, entry) in entries.unwrap_or_default().iter().enumerate() {
-            match crate::access::Cidr::parse(entry.get_ref()) {
-                Ok(cidr) => out.push(cidr),
-                Err(why) => self.error(entry.span(), format!("{key}[{i}]"), why),
             }
         }
         out
@@ -1602,31 +1582,6 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
         }
-    }
-
-    #[test]
-    fn access_lists() {
-        let config = |server: &str, route: &str| {
-            format!(
-                "[server]\nlisten = [\"127.0.0.1:1\"]\n[server.access]\n{server}\n\
-                 [[routes]]\npath = \"/\"\nmock = {{ status = 200 }}\naccess = {route}\n"
-            )
-        };
-        let cases: &[(&str, &str, &[&str])] = &[
-            ("allow = [\"10.0.0.0/8\", \"::1/128\"]", "{ deny = [\"10.0.0.5\"] }", &[]),
-            ("deny = [\"10.0.0.1/8\"]", "{}", &["t.toml:4:9: server.access.deny[0]: host bits set in \"10.0.0.1/8\": the network is 10.0.0.0/8"]),
-            ("allow = [\"::1/128\", \"x\"]", "{}", &["t.toml:4:21: server.access.allow[1]: invalid IP address \"x\" in \"x\""]),
-            ("", "{ allow = [\"10.0.0.0/40\"] }", &["t.toml:8:21: routes[0].access.allow[0]: invalid prefix length \"40\": must be 0..=32"]),
-        ];
-        for (server, route, want) in cases {
-            assert_eq!(errors(&config(server, route)), *want, "{server} {route}");
-        }
-        assert!(errors(&config("", "{ alow = [] }"))[0].contains("unknown field `alow`"));
-        let built = load_str(&config("deny = [\"10.0.0.0/8\"]", "{}"), "t.toml").unwrap();
-        assert!(!built.server.access.permits("10.1.1.1".parse().unwrap()));
-        assert!(built.server.access.permits("127.0.0.1".parse().unwrap()));
-        // An empty route table is no list at all.
-        assert!(built.routes.routes()[0].access.is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+use crate::access::config::FileAccess;
 use crate::settings::{DurationValue, SizeValue};
 use crate::upstream::config::FileUpstream;
 
@@ -125,14 +126,6 @@ pub struct FileServer {
     pub access: Option<FileAccess>,
     /// CIDRs whose `X-Forwarded-For` is believed (see `client_addr.rs`).
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
-}
-
-/// `[server.access]` or a route's `access = { ... }`: CIDR lists.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileAccess {
-    pub allow: Option<Vec<Spanned<String>>>,
-    pub deny: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
