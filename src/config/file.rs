@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::access::config::FileAccess;
+use crate::cors::config::FileCors;
 use crate::settings::{DurationValue, SizeValue};
 use crate::upstream::config::FileUpstream;
 
@@ -166,20 +167,6 @@ pub struct FileRoute {
     pub auth: Option<Spanned<FileAuth>>,
     pub access: Option<FileAccess>,
     pub cors: Option<Spanned<FileCors>>,
-}
-
-/// A route's `cors = { ... }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileCors {
-    /// Required; optional here so that its absence is reported with the other errors.
-    pub allow_origins: Option<Spanned<Vec<Spanned<String>>>>,
-    pub allow_methods: Option<Spanned<Vec<Spanned<String>>>>,
-    pub allow_headers: Option<Vec<Spanned<String>>>,
-    pub expose_headers: Option<Vec<Spanned<String>>>,
-    pub allow_credentials: Option<Spanned<bool>>,
-    pub max_age: Option<Spanned<DurationValue>>,
-    pub allow_private_network: Option<bool>,
 }
 
 /// `[consumers.NAME]`: who may call routes with `auth`.

@@ -15,6 +15,8 @@
 //! the response). Every answer on a CORS route carries `Vary: Origin`, so that a shared
 //! cache never hands one origin's answer to another.
 
+pub mod config;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::http1::headers::list_tokens;
