@@ -17,21 +17,18 @@ use bytes::Bytes;
 use toml::Spanned;
 
 use super::file::{
-    FileAdmin, FileAuth, FileCluster, FileConfig, FileConsumer, FileMock, FileObservability,
-    FileRateLimit, FileRedis, FileRoute, FileServer,
+    FileAdmin, FileAuth, FileConfig, FileConsumer, FileMock, FileObservability, FileRoute,
+    FileServer,
 };
-use super::{parse_redis_url, ClusterConfig, OnRedisError};
 use super::{
     AccessLogConfig, AccessLogFormat, Action, AdminConfig, ApiKeyAuth, AuthConfig, Config,
-    ConsumerConfig, Limits, LogDestination, MockResponse, ObservabilityConfig, ProxyAction,
-    RateLimitConfig, RateLimitKey, RateLimitScope, Route, ServerConfig, Timeouts, TracingConfig,
+    ConsumerConfig, Limits, LogDestination, MockResponse, ObservabilityConfig, ProxyAction, Route,
+    ServerConfig, Timeouts, TracingConfig,
 };
 use crate::access;
+use crate::ratelimit;
 use crate::router::RouteTable;
-use crate::settings::{
-    is_host_header, is_name, is_tchar, is_token, key_hint, parse_duration, show_duration,
-    ConfigErrors, Ctx,
-};
+use crate::settings::{is_host_header, is_name, is_tchar, is_token, key_hint, ConfigErrors, Ctx};
 use crate::upstream;
 use crate::upstream::config::{Resolve, UpstreamIds};
 
@@ -49,13 +46,6 @@ const DEFAULT_UPSTREAM_CONNECT: Duration = Duration::from_secs(2);
 const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(30);
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 const DEFAULT_CLIENT_SEND: Duration = Duration::from_secs(60);
-const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-const DEFAULT_REDIS_KEY_PREFIX: &str = "strait:rl";
-const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(50);
-/// Workers hand their counts over on a 20 ms tick: a shorter interval would gain nothing.
-const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(10);
-const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(10);
-const MIN_CLUSTER_PERIOD: Duration = Duration::from_secs(1);
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 /// The system resolver (`getaddrinfo`, blocking).
@@ -191,7 +181,10 @@ impl Ctx<'_> {
             self.oauth2_providers(file.oauth2_providers, &upstream_ids);
         let jwt_providers = self.jwt_providers(file.jwt_providers);
         let has_cluster = file.cluster.is_some();
-        let cluster = file.cluster.as_ref().and_then(|c| self.cluster(c));
+        let cluster = file
+            .cluster
+            .as_ref()
+            .and_then(|c| ratelimit::config::cluster(self, c));
         let routes = self.routes(
             file.routes,
             &upstream_ids,
@@ -211,102 +204,6 @@ impl Ctx<'_> {
             admin: admin?,
             observability,
             cluster,
-        })
-    }
-
-    // ---- [cluster] ----
-
-    /// `[cluster]`: a `redis://` URL (string or table), the sync interval and the failure
-    /// behaviour.
-    fn cluster(&mut self, table: &Spanned<FileCluster>) -> Option<ClusterConfig> {
-        let file = table.get_ref();
-        let none = None;
-        let (url, url_key, timeout, prefix) = match file.redis.as_ref().map(|r| (r, r.get_ref())) {
-            None => {
-                self.error(
-                    table.span(),
-                    "cluster",
-                    "missing `redis`, the shared Redis (e.g. redis = \"redis://127.0.0.1:6379/0\")",
-                );
-                (None, "cluster.redis", &none, &None)
-            }
-            Some((spanned, FileRedis::Url(url))) => {
-                (Some((url, spanned.span())), "cluster.redis", &none, &None)
-            }
-            Some((_, FileRedis::Table(t))) => (
-                Some((t.url.get_ref(), t.url.span())),
-                "cluster.redis.url",
-                &t.timeout,
-                &t.key_prefix,
-            ),
-        };
-        let redis = url.and_then(|(url, span)| match parse_redis_url(url) {
-            Ok(target) => Some(target),
-            Err(why) => {
-                self.error(span, url_key, why);
-                None
-            }
-        });
-        let timeout = self.duration(timeout, "cluster.redis.timeout", DEFAULT_REDIS_TIMEOUT);
-        let key_prefix = match prefix {
-            None => DEFAULT_REDIS_KEY_PREFIX.to_owned(),
-            Some(p)
-                if !p.get_ref().is_empty() && p.get_ref().bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                p.get_ref().clone()
-            }
-            Some(p) => {
-                self.error(
-                    p.span(),
-                    "cluster.redis.key_prefix",
-                    "must be non-empty visible ASCII without spaces",
-                );
-                String::new()
-            }
-        };
-        let sync_interval = self.duration(
-            &file.sync_interval,
-            "cluster.sync_interval",
-            DEFAULT_SYNC_INTERVAL,
-        );
-        if let Some(value) = &file.sync_interval {
-            if !sync_interval.is_zero()
-                && !(MIN_SYNC_INTERVAL..=MAX_SYNC_INTERVAL).contains(&sync_interval)
-            {
-                self.error(
-                    value.span(),
-                    "cluster.sync_interval",
-                    format!(
-                        "{} is out of range: must be {}..={}",
-                        value.get_ref().0,
-                        show_duration(MIN_SYNC_INTERVAL),
-                        show_duration(MAX_SYNC_INTERVAL)
-                    ),
-                );
-            }
-        }
-        let on_redis_error = match file
-            .on_redis_error
-            .as_ref()
-            .map(|v| (v, v.get_ref().as_str()))
-        {
-            None | Some((_, "open")) => OnRedisError::Open,
-            Some((_, "closed")) => OnRedisError::Closed,
-            Some((v, other)) => {
-                self.error(
-                    v.span(),
-                    "cluster.on_redis_error",
-                    format!("unknown value \"{other}\": expected \"open\" or \"closed\""),
-                );
-                OnRedisError::Open
-            }
-        };
-        Some(ClusterConfig {
-            redis: redis?,
-            timeout,
-            sync_interval,
-            on_redis_error,
-            key_prefix,
         })
     }
 
@@ -649,7 +546,12 @@ impl Ctx<'_> {
             }
             let methods = self.methods(&route, &prefix);
             let action = self.action(&route, &prefix, span.clone(), upstreams);
-            let rate_limits = self.rate_limits(route.rate_limits.as_deref(), &prefix, has_cluster);
+            let rate_limits = ratelimit::config::rate_limits(
+                self,
+                route.rate_limits.as_deref(),
+                &prefix,
+                has_cluster,
+            );
             let auth = route.auth.as_ref().and_then(|auth| {
                 self.auth(auth, &prefix, has_keys, providers, jwt_providers, &methods)
             });
@@ -706,121 +608,6 @@ impl Ctx<'_> {
                 None
             }
         }
-    }
-
-    /// A route's `rate_limits`: unique names usable in a structured-field string, a known
-    /// key, `limit` 1..=1_000_000_000, `period` from 1ms.
-    fn rate_limits(
-        &mut self,
-        list: Option<&[Spanned<FileRateLimit>]>,
-        prefix: &str,
-        has_cluster: bool,
-    ) -> Vec<RateLimitConfig> {
-        let mut out: Vec<RateLimitConfig> = Vec::new();
-        for (i, entry) in list.unwrap_or_default().iter().enumerate() {
-            let entry = entry.get_ref();
-            let at = format!("{prefix}.rate_limits[{i}]");
-            let name = entry.name.get_ref();
-            if !is_name(name) {
-                self.error(
-                    entry.name.span(),
-                    format!("{at}.name"),
-                    format!("invalid name \"{name}\": use letters, digits, '-', '_' and '.'"),
-                );
-            } else if out.iter().any(|l| l.name == *name) {
-                self.error(
-                    entry.name.span(),
-                    format!("{at}.name"),
-                    format!("duplicate rate limit name \"{name}\" in this route"),
-                );
-            }
-            let text = entry.key.get_ref();
-            let key = match text.split_once(':') {
-                None if text == "client_ip" => Some(RateLimitKey::ClientIp),
-                None if text == "route" => Some(RateLimitKey::Route),
-                None if text == "consumer" => Some(RateLimitKey::Consumer),
-                Some(("header", header)) if is_token(header) => {
-                    Some(RateLimitKey::Header(header.to_ascii_lowercase()))
-                }
-                Some(("header", header)) => {
-                    self.error(
-                        entry.key.span(),
-                        format!("{at}.key"),
-                        format!(
-                            "invalid name \"{header}\" in \"{text}\": must be a non-empty token"
-                        ),
-                    );
-                    None
-                }
-                _ => {
-                    self.error(
-                        entry.key.span(),
-                        format!("{at}.key"),
-                        format!(
-                            "unknown rate limit key \"{text}\": expected client_ip, consumer, route \
-                             or header:NAME"
-                        ),
-                    );
-                    None
-                }
-            };
-            let limit = self.count(&entry.limit, &format!("{at}.limit"), 1, 1_000_000_000);
-            let period = match parse_duration(&entry.period.get_ref().0) {
-                Ok(d) if d < Duration::from_millis(1) => {
-                    self.error(
-                        entry.period.span(),
-                        format!("{at}.period"),
-                        "must be at least 1ms",
-                    );
-                    None
-                }
-                Ok(d) => Some(d),
-                Err(why) => {
-                    self.error(entry.period.span(), format!("{at}.period"), why);
-                    None
-                }
-            };
-            let scope = match entry.scope.as_ref().map(|s| (s, s.get_ref().as_str())) {
-                None | Some((_, "local")) => Some(RateLimitScope::Local),
-                Some((s, "cluster")) if !has_cluster => {
-                    self.error(
-                        s.span(),
-                        format!("{at}.scope"),
-                        "a cluster limit needs a [cluster] table with redis = \"redis://...\"",
-                    );
-                    None
-                }
-                Some((_, "cluster")) => Some(RateLimitScope::Cluster),
-                Some((s, other)) => {
-                    self.error(
-                        s.span(),
-                        format!("{at}.scope"),
-                        format!("unknown scope \"{other}\": expected \"local\" or \"cluster\""),
-                    );
-                    None
-                }
-            };
-            if scope == Some(RateLimitScope::Cluster)
-                && period.is_some_and(|p| p < MIN_CLUSTER_PERIOD)
-            {
-                self.error(
-                    entry.period.span(),
-                    format!("{at}.period"),
-                    "a cluster limit's period must be at least 1s (many sync intervals)",
-                );
-            }
-            if let (Some(key), Some(limit), Some(period), Some(scope)) = (key, limit, period, scope)
-            {
-                out.push(RateLimitConfig {
-                    name: name.clone(),
-                    key,
-                    limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                    period,
-                    scope,
-                });
-            }
-        }
-        out
     }
 
     /// `[consumers.NAME]`: valid names, at least one key each, every key well formed and
@@ -1455,153 +1242,6 @@ mod tests {
             &auth.challenge[..],
             b"www-authenticate: ApiKey header=\"x-key\"\r\n"
         );
-    }
-
-    #[test]
-    fn rate_limits() {
-        let base = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[routes]]\npath = \"/\"\nmock = { status = 200 }\nrate_limits = [\n";
-        let cases: &[(&str, &[&str])] = &[
-            ("{ name = \"s\", key = \"client_ip\", limit = 10, period = \"1s\" }", &[]),
-            ("{ name = \"a b\", key = \"route\", limit = 1, period = \"1s\" }", &["t.toml:7:10: routes[0].rate_limits[0].name: invalid name \"a b\": use letters, digits, '-', '_' and '.'"]),
-            ("{ name = \"s\", key = \"ip\", limit = 1, period = \"1s\" }", &["t.toml:7:21: routes[0].rate_limits[0].key: unknown rate limit key \"ip\": expected client_ip, consumer, route or header:NAME"]),
-            ("{ name = \"s\", key = \"header:\", limit = 1, period = \"1s\" }", &["t.toml:7:21: routes[0].rate_limits[0].key: invalid name \"\" in \"header:\": must be a non-empty token"]),
-            ("{ name = \"s\", key = \"route\", limit = 0, period = \"1s\" }", &["t.toml:7:38: routes[0].rate_limits[0].limit: 0 is out of range: must be 1..=1000000000"]),
-            ("{ name = \"s\", key = \"route\", limit = 1, period = \"0s\" }", &["t.toml:7:50: routes[0].rate_limits[0].period: must be at least 1ms"]),
-            ("{ name = \"s\", key = \"route\", limit = 1, period = \"1s\" },\n{ name = \"s\", key = \"route\", limit = 2, period = \"1h\" }", &["t.toml:8:10: routes[0].rate_limits[1].name: duplicate rate limit name \"s\" in this route"]),
-        ];
-        for (limits, want) in cases {
-            assert_eq!(errors(&format!("{base}{limits}\n]\n")), *want, "{limits}");
-        }
-        // deny_unknown_fields: a misspelt or unsupported key is an error, not ignored.
-        let unknown = errors(&format!(
-            "{base}{{ name = \"s\", key = \"route\", limit = 1, period = \"1s\", burst = 2 }}\n]\n"
-        ));
-        assert!(
-            unknown.len() == 1
-                && unknown[0].starts_with("t.toml:7:56: ")
-                && unknown[0].contains("unknown field `burst`"),
-            "{unknown:?}"
-        );
-        let config = load_str(
-            &format!(
-                "{base}{{ name = \"k\", key = \"header:X-Key\", limit = 5, period = \"1m\" }}\n]\n"
-            ),
-            "t.toml",
-        )
-        .unwrap();
-        assert_eq!(
-            config.routes.routes()[0].rate_limits,
-            [RateLimitConfig {
-                name: "k".into(),
-                key: RateLimitKey::Header("x-key".into()),
-                limit: 5,
-                period: Duration::from_secs(60),
-                scope: RateLimitScope::Local,
-            }]
-        );
-    }
-
-    #[test]
-    fn cluster_keys() {
-        let route = "[[routes]]\npath = \"/\"\nmock = { status = 200 }\nrate_limits = [";
-        let config = |cluster: &str, scope: &str| {
-            format!(
-                "[server]\nlisten = [\"127.0.0.1:1\"]\n{cluster}\n{route}{{ name = \"f\", key = \"route\", limit = 5, period = \"1m\"{scope} }}]\n"
-            )
-        };
-        let cluster = "[cluster]\nredis = \"redis://127.0.0.1:6379/0\"";
-        let cases: &[(&str, &str, &[&str])] = &[
-            (cluster, ", scope = \"cluster\"", &[]),
-            (cluster, ", scope = \"local\"", &[]),
-            ("", "", &[]),
-            ("", ", scope = \"cluster\"", &["t.toml:7:79: routes[0].rate_limits[0].scope: a cluster limit needs a [cluster] table with redis = \"redis://...\""]),
-            (cluster, ", scope = \"fleet\"", &["t.toml:8:79: routes[0].rate_limits[0].scope: unknown scope \"fleet\": expected \"local\" or \"cluster\""]),
-            ("[cluster]\nredis = \"http://h\"", "", &["t.toml:4:9: cluster.redis: must be a redis:// URL such as \"redis://127.0.0.1:6379/0\""]),
-            ("[cluster]\nredis = { url = \"redis://h:0\" }", "", &["t.toml:4:17: cluster.redis.url: invalid port \"0\""]),
-            ("[cluster]\nredis = { url = \"redis://h\", timeout = \"0s\", key_prefix = \"a b\" }", "", &[
-                "t.toml:4:40: cluster.redis.timeout: must be greater than zero",
-                "t.toml:4:59: cluster.redis.key_prefix: must be non-empty visible ASCII without spaces",
-            ]),
-            ("[cluster]\nsync_interval = \"50ms\"", ", scope = \"cluster\"", &["t.toml:3:1: cluster: missing `redis`, the shared Redis (e.g. redis = \"redis://127.0.0.1:6379/0\")"]),
-            (&format!("{cluster}\nsync_interval = \"5ms\""), "", &["t.toml:5:17: cluster.sync_interval: 5ms is out of range: must be 10ms..=10s"]),
-            (&format!("{cluster}\non_redis_error = \"retry\""), "", &["t.toml:5:18: cluster.on_redis_error: unknown value \"retry\": expected \"open\" or \"closed\""]),
-        ];
-        for (cluster, scope, want) in cases {
-            assert_eq!(errors(&config(cluster, scope)), *want, "{cluster} {scope}");
-        }
-        // A cluster limit's period is long enough for many sync rounds.
-        let short = config(cluster, ", scope = \"cluster\"").replace("\"1m\"", "\"500ms\"");
-        assert_eq!(
-            errors(&short),
-            ["t.toml:8:65: routes[0].rate_limits[0].period: a cluster limit's period must be at least 1s (many sync intervals)"]
-        );
-        // deny_unknown_fields in the new tables.
-        assert!(
-            errors(&config("[cluster]\nredis = \"redis://h\"\nnodes = 3", ""))[0]
-                .contains("unknown field `nodes`")
-        );
-        assert!(errors(&config(
-            "[cluster]\nredis = { url = \"redis://h\", pool = 2 }",
-            ""
-        ))[0]
-            .contains("unknown field `pool`"));
-
-        let built = load_str(
-            &config(
-                "[cluster]\nredis = { url = \"redis://:pw@cache:7000/2\", timeout = \"1s\", key_prefix = \"edge:rl\" }\nsync_interval = \"100ms\"\non_redis_error = \"closed\"",
-                ", scope = \"cluster\"",
-            ),
-            "t.toml",
-        )
-        .unwrap();
-        let cluster = built.cluster.unwrap();
-        assert_eq!(
-            (
-                cluster.redis.host.as_str(),
-                cluster.redis.port,
-                cluster.redis.db,
-                cluster.redis.password.as_deref(),
-                cluster.timeout,
-                cluster.sync_interval,
-                cluster.on_redis_error,
-                cluster.key_prefix.as_str()
-            ),
-            (
-                "cache",
-                7000,
-                2,
-                Some("pw"),
-                Duration::from_secs(1),
-                Duration::from_millis(100),
-                OnRedisError::Closed,
-                "edge:rl"
-            )
-        );
-        assert_eq!(
-            built.routes.routes()[0].rate_limits[0].scope,
-            RateLimitScope::Cluster
-        );
-        // Defaults.
-        let built = load_str(&config(cluster_default(), ""), "t.toml").unwrap();
-        let cluster = built.cluster.unwrap();
-        assert_eq!(
-            (
-                cluster.timeout,
-                cluster.sync_interval,
-                cluster.on_redis_error,
-                cluster.key_prefix.as_str()
-            ),
-            (
-                Duration::from_millis(250),
-                Duration::from_millis(50),
-                OnRedisError::Open,
-                "strait:rl"
-            )
-        );
-    }
-
-    fn cluster_default() -> &'static str {
-        "[cluster]\nredis = \"redis://127.0.0.1\""
     }
 
     #[test]

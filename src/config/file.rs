@@ -7,14 +7,13 @@
 //! first. Defaults live in `build.rs`, next to the validation, not here.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use toml::Spanned;
 
 use crate::access::config::FileAccess;
 use crate::cors::config::FileCors;
+use crate::ratelimit::config::{FileCluster, FileRateLimit};
 use crate::settings::{DurationValue, SizeValue};
 use crate::upstream::config::FileUpstream;
 
@@ -39,32 +38,6 @@ pub struct FileConfig {
     pub observability: FileObservability,
     /// Spanned so that a missing `redis` can point at the table.
     pub cluster: Option<Spanned<FileCluster>>,
-}
-
-/// `[cluster]`: the Redis shared by `scope = "cluster"` rate limits.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileCluster {
-    /// Required; optional here so that its absence is reported with the other errors.
-    pub redis: Option<Spanned<FileRedis>>,
-    pub sync_interval: Option<Spanned<DurationValue>>,
-    pub on_redis_error: Option<Spanned<String>>,
-}
-
-/// `"redis://host:port/db"` or `{ url = "...", timeout = "250ms", key_prefix = "..." }`;
-/// deserialised by hand for the same reason as [`FileEndpoint`].
-#[derive(Debug)]
-pub enum FileRedis {
-    Url(String),
-    Table(FileRedisTable),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRedisTable {
-    pub url: Spanned<String>,
-    pub timeout: Option<Spanned<DurationValue>>,
-    pub key_prefix: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,40 +233,10 @@ pub struct FileApiKeyAuth {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileRateLimit {
-    pub name: Spanned<String>,
-    pub key: Spanned<String>,
-    pub limit: Spanned<i64>,
-    pub period: Spanned<DurationValue>,
-    pub scope: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileMock {
     pub status: Spanned<i64>,
     #[serde(default)]
     pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
     pub body: Option<Spanned<String>>,
     pub body_file: Option<Spanned<String>>,
-}
-
-impl<'de> Deserialize<'de> for FileRedis {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RedisVisitor;
-        impl<'de> Visitor<'de> for RedisVisitor {
-            type Value = FileRedis;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#"a URL "redis://host:port/db", or a table { url = "redis://...", timeout = "250ms" }"#)
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<FileRedis, E> {
-                Ok(FileRedis::Url(value.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FileRedis, A::Error> {
-                FileRedisTable::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(FileRedis::Table)
-            }
-        }
-        deserializer.deserialize_any(RedisVisitor)
-    }
 }

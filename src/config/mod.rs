@@ -3,7 +3,6 @@
 //! whole new [`Config`] and swaps it in, so no request ever sees half a config.
 
 mod build;
-mod cluster;
 mod file;
 
 use std::net::SocketAddr;
@@ -15,11 +14,14 @@ pub use crate::settings::{parse_duration, parse_size, ConfigError, ConfigErrors}
 #[cfg(test)]
 pub(crate) use build::load_str_with;
 pub use build::{load, load_str, reason_phrase};
-pub use cluster::{parse_redis_url, ClusterConfig, OnRedisError, RedisTarget};
 
 use crate::router::RouteTable;
 
 // transitional re-exports: removed once every user imports from the owning module
+pub use crate::ratelimit::config::{
+    parse_redis_url, ClusterConfig, OnRedisError, RateLimitConfig, RateLimitKey, RateLimitScope,
+    RedisTarget,
+};
 pub use crate::upstream::config::{
     BalancePolicy, BreakerLimits, Endpoint, HashKey, HealthCheckConfig, OutlierConfig, PoolConfig,
     RetryPolicy, UpstreamConfig, UpstreamId,
@@ -326,40 +328,4 @@ pub struct ApiKeyAuth {
     pub header: String,
     /// Query parameter carrying the key when the header is absent.
     pub query: Option<String>,
-}
-
-/// One `rate_limits` entry of a route: `limit` requests per `period` per key, enforced per
-/// worker (each worker allows `ceil(limit / workers)`) or, with `scope = "cluster"`,
-/// across every node sharing the `[cluster]` Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitConfig {
-    /// Shown in the `RateLimit` and `RateLimit-Policy` headers.
-    pub name: String,
-    pub key: RateLimitKey,
-    /// At least 1.
-    pub limit: u32,
-    /// Greater than zero (at least 1s for a cluster limit).
-    pub period: Duration,
-    pub scope: RateLimitScope,
-}
-
-/// Where a rate limit's count lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateLimitScope {
-    /// Per worker (the default).
-    Local,
-    /// Shared by the fleet through `[cluster]`'s Redis (`crate::ratelimit::cluster`).
-    Cluster,
-}
-
-/// What a rate limit counts requests by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateLimitKey {
-    ClientIp,
-    /// Header name, lower case. Requests without it share the bucket of the empty value.
-    Header(String),
-    /// The route as a whole: one bucket.
-    Route,
-    /// The authenticated consumer's name; the client IP on a route without `auth`.
-    Consumer,
 }
