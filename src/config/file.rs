@@ -12,6 +12,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::access::config::FileAccess;
+use crate::auth::config::{FileAuth, FileConsumer};
+use crate::auth::jwt::config::FileJwtProvider;
+use crate::auth::oauth2::config::FileOAuth2Provider;
 use crate::cors::config::FileCors;
 use crate::ratelimit::config::{FileCluster, FileRateLimit};
 use crate::settings::{DurationValue, SizeValue};
@@ -140,95 +143,6 @@ pub struct FileRoute {
     pub auth: Option<Spanned<FileAuth>>,
     pub access: Option<FileAccess>,
     pub cors: Option<Spanned<FileCors>>,
-}
-
-/// `[consumers.NAME]`: who may call routes with `auth`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConsumer {
-    /// `"sha256:<64 hex>"` (stored hashed) or the key itself.
-    pub api_keys: Spanned<Vec<Spanned<String>>>,
-}
-
-/// A route's `auth = { api_key = { ... }, consumer_header = "..." }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileAuth {
-    /// At least one of `api_key`, `jwt` and `oauth2` (checked in `build.rs`).
-    pub api_key: Option<Spanned<FileApiKeyAuth>>,
-    pub jwt: Option<Spanned<FileJwtAuth>>,
-    pub oauth2: Option<Spanned<FileOAuth2Auth>>,
-    pub consumer_header: Option<Spanned<String>>,
-}
-
-/// `[oauth2_providers.NAME]`: an RFC 7662 introspection endpoint behind `[upstreams.X]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileOAuth2Provider {
-    /// Required; optional here so that its absence is reported with the other errors.
-    pub upstream: Option<Spanned<String>>,
-    pub path: Option<Spanned<String>>,
-    pub host: Option<Spanned<String>>,
-    pub client_id: Option<Spanned<String>>,
-    pub client_secret: Option<Spanned<String>>,
-    pub client_secret_file: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<DurationValue>>,
-    pub cache_ttl: Option<Spanned<DurationValue>>,
-    pub negative_cache_ttl: Option<Spanned<DurationValue>>,
-    pub cache_size: Option<Spanned<i64>>,
-    pub consumer_claim: Option<Spanned<String>>,
-    pub audience: Option<Spanned<String>>,
-    pub issuer: Option<Spanned<String>>,
-    pub on_error: Option<Spanned<String>>,
-}
-
-/// A route's `auth.oauth2 = { provider = "NAME", scopes = [...], ... }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileOAuth2Auth {
-    pub provider: Spanned<String>,
-    pub scopes: Option<Vec<Spanned<String>>>,
-    /// Method name → the scopes that method needs instead of `scopes`.
-    pub method_scopes: Option<BTreeMap<Spanned<String>, Vec<Spanned<String>>>>,
-    pub forward_token: Option<Spanned<bool>>,
-    pub scope_header: Option<Spanned<String>>,
-}
-
-/// A route's `auth.jwt = { providers = [...] }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileJwtAuth {
-    pub providers: Spanned<Vec<Spanned<String>>>,
-    pub forward_token: Option<bool>,
-}
-
-/// `[jwt_providers.NAME]`: who issues the bearer tokens a route accepts, and how to check
-/// them.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileJwtProvider {
-    pub issuer: Option<Spanned<String>>,
-    pub audiences: Option<Spanned<Vec<Spanned<String>>>>,
-    pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
-    pub secret: Option<Spanned<String>>,
-    pub secret_file: Option<Spanned<String>>,
-    pub public_key_file: Option<Spanned<String>>,
-    pub jwks_file: Option<Spanned<String>>,
-    pub jwks_url: Option<Spanned<String>>,
-    pub jwks_refresh: Option<Spanned<DurationValue>>,
-    pub leeway: Option<Spanned<DurationValue>>,
-    pub required_claims: Option<Vec<Spanned<String>>>,
-    pub consumer_claim: Option<Spanned<String>>,
-    #[serde(default)]
-    pub claims_to_headers: BTreeMap<Spanned<String>, Spanned<String>>,
-    pub forward_token: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileApiKeyAuth {
-    pub header: Option<Spanned<String>>,
-    pub query: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

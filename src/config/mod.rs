@@ -18,6 +18,10 @@ pub use build::{load, load_str, reason_phrase};
 use crate::router::RouteTable;
 
 // transitional re-exports: removed once every user imports from the owning module
+pub use crate::auth::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
+pub use crate::auth::oauth2::config::{
+    ConsumerClaim, OAuth2Auth, OAuth2Provider, OnIntrospectionError, ProviderId, RequiredScopes,
+};
 pub use crate::ratelimit::config::{
     parse_redis_url, ClusterConfig, OnRedisError, RateLimitConfig, RateLimitKey, RateLimitScope,
     RedisTarget,
@@ -208,124 +212,4 @@ pub struct Route {
     pub access: Option<crate::access::AccessList>,
     /// CORS answered by the gateway; `None`: requests pass through untouched.
     pub cors: Option<crate::cors::CorsPolicy>,
-}
-
-/// One `[consumers.NAME]`: a caller identified by its API keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerConfig {
-    /// Letters, digits, '-', '_' and '.': safe as a header value.
-    pub name: String,
-    /// At least one; no key belongs to two consumers.
-    pub api_keys: Vec<ApiKey>,
-}
-
-/// A configured API key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiKey {
-    /// `sha256:<hex>`: the SHA-256 digest of the key; the key itself is not in the file.
-    Sha256([u8; 32]),
-    /// The key itself (visible ASCII).
-    Plain(Box<[u8]>),
-}
-
-/// A route's `auth`: the methods a request may authenticate with (at least one).
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// API keys of `[consumers.NAME]`; `None`: not accepted on this route.
-    pub api_key: Option<ApiKeyAuth>,
-    /// Bearer tokens checked by introspection; `None`: not accepted on this route.
-    pub oauth2: Option<OAuth2Auth>,
-    /// Bearer tokens of `[jwt_providers.NAME]`; `None`: not accepted on this route.
-    pub jwt: Option<crate::auth::jwt::JwtAuth>,
-    /// Header that tells the upstream who called (default `x-consumer`); the client's
-    /// copies are replaced.
-    pub consumer_header: String,
-    /// The `www-authenticate` lines of the 401 answer, one per method, each CRLF-terminated
-    /// (a refused bearer token gets `JwtAuth::rejected` instead).
-    pub challenge: Bytes,
-    /// The same lines when a bearer token was presented and refused: the Bearer line then
-    /// says `error="invalid_token"` (RFC 6750 §3.1). Equal to `challenge` without `oauth2`.
-    pub challenge_invalid_token: Bytes,
-}
-
-/// Index into [`Config::oauth2_providers`].
-pub type ProviderId = usize;
-
-/// One `[oauth2_providers.NAME]`: where and how bearer tokens are introspected (RFC 7662).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuth2Provider {
-    pub name: String,
-    /// The upstream serving the introspection endpoint: its pools, balancing, health and
-    /// circuit breaker carry the introspection requests.
-    pub upstream: UpstreamId,
-    /// The fixed part of every introspection request head: request line, client
-    /// credentials (`authorization: Basic`), content type and accept lines.
-    pub request_head: crate::auth::oauth2::Secret,
-    /// `Host` sent; the endpoint's `ip:port` when `None`.
-    pub host: Option<String>,
-    /// The whole exchange (connect, request, response) must finish within it.
-    pub timeout: Duration,
-    /// Active tokens are cached until their `exp`, but at most this long (0: not cached).
-    pub cache_ttl: Duration,
-    /// Inactive tokens are cached this long (0: not cached).
-    pub negative_cache_ttl: Duration,
-    /// Cached tokens per worker, at most.
-    pub cache_size: usize,
-    /// The response member naming the consumer; `client_id` when it is absent.
-    pub consumer_claim: ConsumerClaim,
-    /// When set, the token's `aud` (a string or an array) must contain it.
-    pub audience: Option<String>,
-    /// When set, the token's `iss` must equal it.
-    pub issuer: Option<String>,
-    /// What a request gets when the authorization server fails.
-    pub on_error: OnIntrospectionError,
-}
-
-/// Which introspection response member becomes [`crate::auth::Identity::consumer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsumerClaim {
-    Sub,
-    Username,
-    ClientId,
-}
-
-/// The answer when the authorization server is unreachable, slow or answers nonsense.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnIntrospectionError {
-    /// 503 with a JSON error: the client may retry the same token later (default).
-    Unavailable,
-    /// 401 `invalid_token`, as if the token were refused.
-    Unauthorized,
-}
-
-/// A route's `auth.oauth2`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuth2Auth {
-    pub provider: ProviderId,
-    /// What methods without an entry in `method_scopes` need.
-    pub scopes: RequiredScopes,
-    /// (upper-case method, what it needs instead of `scopes`).
-    pub method_scopes: Vec<(String, RequiredScopes)>,
-    /// Send the `Authorization` header upstream (default: removed).
-    pub forward_token: bool,
-    /// Header carrying the granted scopes upstream (lower case); the client's copies are
-    /// always removed.
-    pub scope_header: Option<String>,
-}
-
-/// Scopes a request must all have been granted, and the 403 challenge naming them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequiredScopes {
-    pub scopes: Vec<String>,
-    /// `www-authenticate: Bearer error="insufficient_scope", scope="..."` and CRLF.
-    pub challenge: Bytes,
-}
-
-/// Where a route looks for an API key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyAuth {
-    /// Header carrying the key, lower case (default `x-api-key`). Never forwarded.
-    pub header: String,
-    /// Query parameter carrying the key when the header is absent.
-    pub query: Option<String>,
 }
