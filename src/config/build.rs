@@ -16,16 +16,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use toml::Spanned;
 
-use super::file::{FileAdmin, FileConfig, FileMock, FileObservability, FileRoute, FileServer};
+use super::file::{FileAdmin, FileConfig, FileMock, FileRoute, FileServer};
 use super::{
-    AccessLogConfig, AccessLogFormat, Action, AdminConfig, Config, Limits, LogDestination,
-    MockResponse, ObservabilityConfig, ProxyAction, Route, ServerConfig, Timeouts, TracingConfig,
+    Action, AdminConfig, Config, Limits, MockResponse, ProxyAction, Route, ServerConfig, Timeouts,
 };
 use crate::access;
 use crate::auth;
+use crate::observe;
 use crate::ratelimit;
 use crate::router::RouteTable;
-use crate::settings::{is_host_header, is_tchar, is_token, key_hint, ConfigErrors, Ctx};
+use crate::settings::{is_host_header, is_tchar, key_hint, ConfigErrors, Ctx};
 use crate::upstream;
 use crate::upstream::config::{Resolve, UpstreamIds};
 
@@ -188,7 +188,7 @@ impl Ctx<'_> {
             has_cluster,
         );
         let admin = self.admin(file.admin);
-        let observability = self.observability(file.observability);
+        let observability = observe::config::build(self, file.observability);
         Some(Config {
             server: server?,
             upstreams,
@@ -199,126 +199,6 @@ impl Ctx<'_> {
             observability,
             cluster,
         })
-    }
-
-    // ---- [observability] ----
-
-    fn observability(&mut self, file: FileObservability) -> ObservabilityConfig {
-        let log = &file.access_log;
-        let format = match log.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
-            None | Some((_, "json")) => AccessLogFormat::Json,
-            Some((_, "combined")) => AccessLogFormat::Combined,
-            Some((f, other)) => {
-                self.error(
-                    f.span(),
-                    "observability.access_log.format",
-                    format!("unknown format \"{other}\": expected \"json\" or \"combined\""),
-                );
-                AccessLogFormat::Json
-            }
-        };
-        let destination = match log.destination.as_ref().map(|d| d.get_ref().as_str()) {
-            None | Some("stdout") => LogDestination::Stdout,
-            Some("stderr") => LogDestination::Stderr,
-            Some(path) => LogDestination::File(self.relative_path(path)),
-        };
-        let sample = self.ratio(&log.sample, "observability.access_log.sample", 1.0);
-        let access_log = (log.enabled != Some(false)).then_some(AccessLogConfig {
-            format,
-            destination,
-            sample,
-        });
-
-        let metrics_listen = file
-            .metrics
-            .listen
-            .as_ref()
-            .and_then(|addr| self.socket_addr(addr, "observability.metrics.listen"));
-
-        let request_id_header = match &file.request_id_header {
-            None => "x-request-id".to_owned(),
-            Some(name) => {
-                if !is_token(name.get_ref()) {
-                    self.error(
-                        name.span(),
-                        "observability.request_id_header",
-                        "must be a header name (a token)",
-                    );
-                }
-                name.get_ref().to_ascii_lowercase()
-            }
-        };
-
-        let tracing = file
-            .tracing
-            .as_ref()
-            .filter(|t| t.enabled != Some(false))
-            .map(|t| {
-                let key = "observability.tracing";
-                let otlp_endpoint = match &t.otlp_endpoint {
-                    Some(url) if url.get_ref().starts_with("http://") => url.get_ref().clone(),
-                    Some(url) => {
-                        self.error(
-                            url.span(),
-                            format!("{key}.otlp_endpoint"),
-                            "must be an http:// URL (OTLP over HTTP)",
-                        );
-                        String::new()
-                    }
-                    None => "http://127.0.0.1:4318/v1/traces".to_owned(),
-                };
-                let count = |ctx: &mut Self,
-                             value: &Option<Spanned<i64>>,
-                             name: &str,
-                             default: usize| match value {
-                    None => default,
-                    Some(v) => ctx
-                        .count(v, &format!("{key}.{name}"), 1, 1_000_000)
-                        .unwrap_or(default),
-                };
-                TracingConfig {
-                    otlp_endpoint,
-                    sample_ratio: self.ratio(&t.sample_ratio, &format!("{key}.sample_ratio"), 0.01),
-                    service_name: t
-                        .service_name
-                        .as_ref()
-                        .map_or_else(|| "strait".to_owned(), |s| s.get_ref().clone()),
-                    queue_size: count(self, &t.queue_size, "queue_size", 4096),
-                    batch_size: count(self, &t.batch_size, "batch_size", 512),
-                    flush_interval: self.duration(
-                        &t.flush_interval,
-                        &format!("{key}.flush_interval"),
-                        Duration::from_secs(1),
-                    ),
-                }
-            });
-        let log_level = match &file.log_level {
-            None => "info".to_owned(),
-            Some(level) => {
-                let text = level.get_ref();
-                let is_level =
-                    ["error", "warn", "info", "debug", "trace", "off"].contains(&text.as_str());
-                // Anything else must be filter directives (`target=level`, comma-separated).
-                if !is_level
-                    && (!text.contains('=')
-                        || tracing_subscriber::EnvFilter::try_new(text).is_err())
-                {
-                    self.error(
-                        level.span(),
-                        "observability.log_level",
-                        format!("invalid level \"{}\": expected error, warn, info, debug or trace (or filter directives)", level.get_ref()),
-                    );
-                }
-                level.get_ref().clone()
-            }
-        };
-        ObservabilityConfig {
-            log_level,
-            access_log,
-            metrics_listen,
-            request_id_header,
-            tracing,
-        }
     }
 
     // ---- [admin] ----
@@ -941,29 +821,6 @@ mod tests {
             .server
             .trusted_proxies
             .is_empty());
-    }
-
-    #[test]
-    fn observability_keys() {
-        let base = "[server]\nlisten = [\"127.0.0.1:1\"]\n[observability]\n";
-        let cases: &[(&str, &[&str])] = &[
-            ("log_level = \"debug\"\n", &[]),
-            ("log_level = \"strait=debug,warn\"\n", &[]),
-            ("log_level = \"loud\"\n", &["t.toml:4:13: observability.log_level: invalid level \"loud\": expected error, warn, info, debug or trace (or filter directives)"]),
-            ("request_id_header = \"X Id\"\n", &["t.toml:4:21: observability.request_id_header: must be a header name (a token)"]),
-            ("[observability.access_log]\nformat = \"xml\"\n", &["t.toml:5:10: observability.access_log.format: unknown format \"xml\": expected \"json\" or \"combined\""]),
-            ("[observability.access_log]\nsample = 1.5\n", &["t.toml:5:10: observability.access_log.sample: 1.5 is out of range: must be 0.0..=1.0"]),
-            ("[observability.tracing]\notlp_endpoint = \"https://c:4318\"\n", &["t.toml:5:17: observability.tracing.otlp_endpoint: must be an http:// URL (OTLP over HTTP)"]),
-        ];
-        for (extra, want) in cases {
-            assert_eq!(errors(&format!("{base}{extra}")), *want, "{extra}");
-        }
-        let config = load_str(base, "t.toml").unwrap();
-        assert_eq!(config.observability.log_level, "info");
-        assert_eq!(config.observability.request_id_header, "x-request-id");
-        assert!(
-            config.observability.access_log.is_some() && config.observability.tracing.is_none()
-        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::auth::config::{FileAuth, FileConsumer};
 use crate::auth::jwt::config::FileJwtProvider;
 use crate::auth::oauth2::config::FileOAuth2Provider;
 use crate::cors::config::FileCors;
+use crate::observe::config::FileObservability;
 use crate::ratelimit::config::{FileCluster, FileRateLimit};
 use crate::settings::{DurationValue, SizeValue};
 use crate::upstream::config::FileUpstream;
@@ -41,45 +42,6 @@ pub struct FileConfig {
     pub observability: FileObservability,
     /// Spanned so that a missing `redis` can point at the table.
     pub cluster: Option<Spanned<FileCluster>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileObservability {
-    pub log_level: Option<Spanned<String>>,
-    #[serde(default)]
-    pub access_log: FileAccessLog,
-    #[serde(default)]
-    pub metrics: FileMetrics,
-    pub request_id_header: Option<Spanned<String>>,
-    pub tracing: Option<FileTracing>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileAccessLog {
-    pub enabled: Option<bool>,
-    pub format: Option<Spanned<String>>,
-    pub destination: Option<Spanned<String>>,
-    pub sample: Option<Spanned<f64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileMetrics {
-    pub listen: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileTracing {
-    pub enabled: Option<bool>,
-    pub otlp_endpoint: Option<Spanned<String>>,
-    pub sample_ratio: Option<Spanned<f64>>,
-    pub service_name: Option<Spanned<String>>,
-    pub queue_size: Option<Spanned<i64>>,
-    pub batch_size: Option<Spanned<i64>>,
-    pub flush_interval: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]

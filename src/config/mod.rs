@@ -22,6 +22,9 @@ pub use crate::auth::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
 pub use crate::auth::oauth2::config::{
     ConsumerClaim, OAuth2Auth, OAuth2Provider, OnIntrospectionError, ProviderId, RequiredScopes,
 };
+pub use crate::observe::config::{
+    AccessLogConfig, AccessLogFormat, LogDestination, ObservabilityConfig, TracingConfig,
+};
 pub use crate::ratelimit::config::{
     parse_redis_url, ClusterConfig, OnRedisError, RateLimitConfig, RateLimitKey, RateLimitScope,
     RedisTarget,
@@ -49,60 +52,6 @@ pub struct Config {
     pub observability: ObservabilityConfig,
     /// `[cluster]`: the Redis behind `scope = "cluster"` rate limits; `None` when absent.
     pub cluster: Option<ClusterConfig>,
-}
-
-/// Metrics, access log, request IDs and tracing (`[observability]`).
-#[derive(Debug, Clone)]
-pub struct ObservabilityConfig {
-    /// Level (or `tracing` filter directives) of the operational logs; `RUST_LOG` wins.
-    /// Read at startup.
-    pub log_level: String,
-    /// `None` when `access_log.enabled = false`.
-    pub access_log: Option<AccessLogConfig>,
-    /// Extra listener serving only `GET /metrics` (the admin API always serves it too).
-    pub metrics_listen: Option<SocketAddr>,
-    /// Header carrying the request ID (lower case), kept when the client sent a valid one.
-    pub request_id_header: String,
-    /// `None` when tracing is off.
-    pub tracing: Option<TracingConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccessLogFormat {
-    /// One JSON object per line (default).
-    Json,
-    /// nginx's "combined" format, plus request time, upstream time and request ID.
-    Combined,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogDestination {
-    Stdout,
-    Stderr,
-    /// Appended to; reopened on SIGUSR1 (for logrotate).
-    File(std::path::PathBuf),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccessLogConfig {
-    pub format: AccessLogFormat,
-    pub destination: LogDestination,
-    /// Share of requests logged, 0.0..=1.0.
-    pub sample: f64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TracingConfig {
-    /// OTLP/HTTP traces endpoint (JSON), e.g. `http://127.0.0.1:4318/v1/traces`.
-    pub otlp_endpoint: String,
-    /// Share of new traces sampled, 0.0..=1.0; a sampled parent (`traceparent` flag) is
-    /// always followed.
-    pub sample_ratio: f64,
-    pub service_name: String,
-    /// Spans waiting for export; past it they are dropped and counted.
-    pub queue_size: usize,
-    pub batch_size: usize,
-    pub flush_interval: Duration,
 }
 
 /// The admin API's listener. Read at startup only: a reload does not move it.
