@@ -16,11 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use toml::Spanned;
 
-use super::file::{FileAdmin, FileConfig, FileMock, FileRoute, FileServer};
-use super::{
-    Action, AdminConfig, Config, Limits, MockResponse, ProxyAction, Route, ServerConfig, Timeouts,
-};
+use super::file::{FileConfig, FileMock, FileRoute, FileServer};
+use super::{Action, Config, Limits, MockResponse, ProxyAction, Route, ServerConfig, Timeouts};
 use crate::access;
+use crate::admin;
 use crate::auth;
 use crate::observe;
 use crate::ratelimit;
@@ -40,7 +39,6 @@ const DEFAULT_UPSTREAM_CONNECT: Duration = Duration::from_secs(2);
 const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(30);
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 const DEFAULT_CLIENT_SEND: Duration = Duration::from_secs(60);
-const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 /// The system resolver (`getaddrinfo`, blocking).
 fn system_resolve(host_port: &str) -> std::io::Result<Vec<SocketAddr>> {
@@ -187,7 +185,7 @@ impl Ctx<'_> {
             &jwt_providers,
             has_cluster,
         );
-        let admin = self.admin(file.admin);
+        let admin = admin::config::build(self, file.admin);
         let observability = observe::config::build(self, file.observability);
         Some(Config {
             server: server?,
@@ -198,49 +196,6 @@ impl Ctx<'_> {
             admin: admin?,
             observability,
             cluster,
-        })
-    }
-
-    // ---- [admin] ----
-
-    fn admin(&mut self, admin: Option<FileAdmin>) -> Option<AdminConfig> {
-        let Some(admin) = admin else {
-            let listen = DEFAULT_ADMIN_LISTEN.parse().ok();
-            return Some(AdminConfig {
-                listen,
-                token: None,
-                state_file: None,
-            });
-        };
-        let token = admin.token.as_ref().map(|t| t.get_ref().clone());
-        if let Some(t) = &admin.token {
-            if t.get_ref().len() < 16 {
-                self.error(t.span(), "admin.token", "must be at least 16 characters");
-            }
-        }
-        let listen = match (&admin.enabled, &admin.listen) {
-            (Some(false), _) => None,
-            (_, None) => DEFAULT_ADMIN_LISTEN.parse().ok(),
-            (_, Some(addr)) => {
-                let parsed = self.socket_addr(addr, "admin.listen")?;
-                if !parsed.ip().is_loopback() && token.is_none() {
-                    self.error(
-                        addr.span(),
-                        "admin.listen",
-                        format!("\"{parsed}\" is not a loopback address: set admin.token to expose the admin API"),
-                    );
-                }
-                Some(parsed)
-            }
-        };
-        let state_file = admin
-            .state_file
-            .as_ref()
-            .map(|f| self.relative_path(f.get_ref()));
-        Some(AdminConfig {
-            listen,
-            token,
-            state_file,
         })
     }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::access::config::FileAccess;
+use crate::admin::config::FileAdmin;
 use crate::auth::config::{FileAuth, FileConsumer};
 use crate::auth::jwt::config::FileJwtProvider;
 use crate::auth::oauth2::config::FileOAuth2Provider;
@@ -42,15 +43,6 @@ pub struct FileConfig {
     pub observability: FileObservability,
     /// Spanned so that a missing `redis` can point at the table.
     pub cluster: Option<Spanned<FileCluster>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileAdmin {
-    pub enabled: Option<bool>,
-    pub listen: Option<Spanned<String>>,
-    pub token: Option<Spanned<String>>,
-    pub state_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

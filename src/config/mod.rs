@@ -18,6 +18,7 @@ pub use build::{load, load_str, reason_phrase};
 use crate::router::RouteTable;
 
 // transitional re-exports: removed once every user imports from the owning module
+pub use crate::admin::config::AdminConfig;
 pub use crate::auth::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
 pub use crate::auth::oauth2::config::{
     ConsumerClaim, OAuth2Auth, OAuth2Provider, OnIntrospectionError, ProviderId, RequiredScopes,
@@ -52,19 +53,6 @@ pub struct Config {
     pub observability: ObservabilityConfig,
     /// `[cluster]`: the Redis behind `scope = "cluster"` rate limits; `None` when absent.
     pub cluster: Option<ClusterConfig>,
-}
-
-/// The admin API's listener. Read at startup only: a reload does not move it.
-#[derive(Debug, Clone)]
-pub struct AdminConfig {
-    /// `None` when `admin.enabled = false`.
-    pub listen: Option<SocketAddr>,
-    /// Bearer token every admin request must carry, when set. Required for a
-    /// non-loopback `listen`.
-    pub token: Option<String>,
-    /// Where endpoints registered through the API are kept across restarts; relative paths
-    /// resolve against the config file's directory. `None`: kept in memory only.
-    pub state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
