@@ -1,21 +1,65 @@
-//! Configuration: the TOML file (`file.rs`, a serde mirror) and the runtime types it is
-//! validated into (`build.rs`). Runtime types are immutable once built; a reload builds a
-//! whole new [`Config`] and swaps it in, so no request ever sees half a config.
+//! The config assembly: the file's sections listed in one place, parsed together and built
+//! in order into one [`Config`], or into every error the file has.
+//!
+//! Each section lives with the capability that uses it, in that capability's `config.rs`:
+//! its serde mirror (`File*`, `deny_unknown_fields`), its runtime types (`*Config`) and its
+//! validation, written with the toolkit of [`crate::settings`]. Only this module (and what
+//! sits above it: `main`, `control`, `proxy`, `runtime`, `admin`) knows every capability.
+//!
+//! | section | owner |
+//! |---|---|
+//! | `[server]` (listeners, limits, timeouts, access, trusted proxies) | `config/server.rs` |
+//! | `[upstreams.NAME]` | `upstream/config.rs` |
+//! | `[consumers.NAME]`, a route's `auth` | `auth/config.rs` |
+//! | `[oauth2_providers.NAME]`, `auth.oauth2` | `auth/oauth2/config.rs` |
+//! | `[jwt_providers.NAME]`, `auth.jwt` | `auth/jwt/config.rs` |
+//! | `[cluster]`, a route's `rate_limits` | `ratelimit/config.rs` |
+//! | `[[routes]]` (match, action, mock) | `config/routes.rs` |
+//! | a route's `access`, `[server.access]` | `access/config.rs` |
+//! | a route's `cors` | `cors/config.rs` |
+//! | `[admin]` | `admin/config.rs` |
+//! | `[observability]` | `observe/config.rs` |
+//!
+//! Adding a capability: its folder with a `config.rs`, then its field in [`FileConfig`] and
+//! in [`Config`] (or, for a per-route section, in `FileRoute` and [`Route`]) and its one
+//! line in [`build`] (or in `routes::build`).
+//!
+//! The build runs on the main thread at start, on `--check` and on reload, and on the
+//! admin and resolver threads when endpoints change; never on a worker (it reads key and
+//! body files, and resolves endpoint host names). It starts no thread and opens no
+//! connection: what a config needs in the background (JWKS refreshers) is started by
+//! `control` once the config is served. It never stops at the first bad value: every
+//! problem is collected as `file:line:column: key.path: what is wrong`, so one run of
+//! `strait --check` shows them all. Only a TOML syntax or type error is reported alone,
+//! since nothing after it can be trusted. Runtime types are immutable once built; a reload
+//! builds a whole new [`Config`] and swaps it in, so no request ever sees half a config.
 
-mod build;
-mod file;
-
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use bytes::Bytes;
-
-pub use crate::settings::{parse_duration, parse_size, ConfigError, ConfigErrors};
+mod routes;
+mod server;
 #[cfg(test)]
-pub(crate) use build::load_str_with;
-pub use build::{load, load_str, reason_phrase};
+mod tests;
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::admin::config::FileAdmin;
+use crate::auth::config::FileConsumer;
+use crate::auth::jwt::config::FileJwtProvider;
+use crate::auth::oauth2::config::FileOAuth2Provider;
+use crate::observe::config::FileObservability;
+use crate::ratelimit::config::FileCluster;
 use crate::router::RouteTable;
+use crate::settings::{key_hint, Ctx};
+use crate::upstream::config::{FileUpstream, Resolve};
+use crate::{admin, auth, observe, ratelimit, upstream};
+
+pub use crate::settings::{ConfigError, ConfigErrors};
+pub use routes::{reason_phrase, Action, MockResponse, ProxyAction, Route};
+pub use server::{Limits, ServerConfig, Timeouts};
 
 // transitional re-exports: removed once every user imports from the owning module
 pub use crate::admin::config::AdminConfig;
@@ -30,6 +74,7 @@ pub use crate::ratelimit::config::{
     parse_redis_url, ClusterConfig, OnRedisError, RateLimitConfig, RateLimitKey, RateLimitScope,
     RedisTarget,
 };
+pub use crate::settings::{parse_duration, parse_size};
 pub use crate::upstream::config::{
     BalancePolicy, BreakerLimits, Endpoint, HashKey, HealthCheckConfig, OutlierConfig, PoolConfig,
     RetryPolicy, UpstreamConfig, UpstreamId,
@@ -55,98 +100,118 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: Vec<SocketAddr>,
-    /// 0 means one worker per available core.
-    pub workers: usize,
-    pub limits: Limits,
-    pub timeouts: Timeouts,
-    /// `[server.access]`: checked for every request before routing (empty: everyone).
-    pub access: crate::access::AccessList,
-    /// Peers whose `X-Forwarded-For` names the client (empty: the TCP peer is the client).
-    pub trusted_proxies: Vec<crate::access::Cidr>,
+/// The file as written: one field per top-level section. Values whose meaning is checked
+/// after parsing are kept raw inside [`Spanned`], so that every bad one is reported with
+/// its line and column; defaults live with each section's validation, not here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    server: server::FileServer,
+    #[serde(default)]
+    upstreams: BTreeMap<Spanned<String>, FileUpstream>,
+    #[serde(default)]
+    routes: Vec<Spanned<routes::FileRoute>>,
+    #[serde(default)]
+    consumers: BTreeMap<Spanned<String>, FileConsumer>,
+    /// `[oauth2_providers.NAME]`: authorization servers whose introspection endpoint
+    /// validates bearer tokens.
+    #[serde(default)]
+    oauth2_providers: BTreeMap<Spanned<String>, FileOAuth2Provider>,
+    #[serde(default)]
+    jwt_providers: BTreeMap<Spanned<String>, FileJwtProvider>,
+    admin: Option<FileAdmin>,
+    #[serde(default)]
+    observability: FileObservability,
+    /// Spanned so that a missing `redis` can point at the table.
+    cluster: Option<Spanned<FileCluster>>,
 }
 
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Request line plus headers, in bytes (431 past it).
-    pub max_header_bytes: usize,
-    /// Number of request headers (431 past it).
-    pub max_headers: usize,
-    /// Request body in bytes, declared or streamed (413 past it).
-    pub max_body_bytes: u64,
-    /// Request target length in bytes (414 past it).
-    pub max_uri_bytes: usize,
+/// The sections, in build order: each records its errors in `ctx` and returns what it
+/// could build. A later section may refer to an earlier one (routes name upstreams,
+/// providers, consumers' keys, the cluster).
+fn build(ctx: &mut Ctx, file: FileConfig, resolve: Resolve<'_>) -> Option<Config> {
+    let server = server::build(ctx, file.server);
+    let (upstreams, upstream_ids) = upstream::config::build(ctx, file.upstreams, resolve);
+    let consumers = auth::config::consumers(ctx, file.consumers);
+    let (oauth2_providers, oauth2_ids) =
+        auth::oauth2::config::providers(ctx, file.oauth2_providers, &upstream_ids);
+    let jwt_providers = auth::jwt::config::providers(ctx, file.jwt_providers);
+    let cluster = file
+        .cluster
+        .as_ref()
+        .and_then(|c| ratelimit::config::cluster(ctx, c));
+    let defined = routes::Defined {
+        upstreams: &upstream_ids,
+        has_api_keys: consumers.iter().any(|c| !c.api_keys.is_empty()),
+        oauth2_providers: &oauth2_ids,
+        jwt_providers: &jwt_providers,
+        has_cluster: file.cluster.is_some(),
+    };
+    let routes = routes::build(ctx, file.routes, &defined);
+    let admin = admin::config::build(ctx, file.admin);
+    let observability = observe::config::build(ctx, file.observability);
+    Some(Config {
+        server: server?,
+        upstreams,
+        routes: routes?,
+        consumers,
+        oauth2_providers,
+        admin: admin?,
+        observability,
+        cluster,
+    })
 }
 
-#[derive(Debug, Clone)]
-pub struct Timeouts {
-    /// Time to receive a whole request head once its first byte arrived (408).
-    pub header_read: Duration,
-    /// How long an idle client keep-alive connection is kept open.
-    pub keepalive_idle: Duration,
-    /// Time allowed between two reads of a request body from the client (408).
-    pub body_read: Duration,
-    /// TCP connect to an upstream endpoint (504 on expiry, 502 on refusal).
-    pub upstream_connect: Duration,
-    /// From the request sent to the upstream response head received, and between two reads
-    /// of the response body (504).
-    pub upstream_response: Duration,
-    /// On shutdown or upgrade, how long requests in flight may take to finish.
-    pub drain: Duration,
-    /// How long one write to a client may take: a client that stops reading is dropped
-    /// (with the upstream connection serving it) instead of holding both.
-    pub client_send: Duration,
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, &origin),
+        Err(err) => Err(ConfigErrors::single(
+            &origin,
+            format!("cannot read config file: {err}"),
+        )),
+    }
 }
 
-/// What a matched route does.
-#[derive(Debug)]
-pub enum Action {
-    Proxy(ProxyAction),
-    Mock(MockResponse),
+/// Validates config `text`; `origin` names it in messages, and relative `body_file` paths
+/// resolve against its parent directory. Host-name endpoints are resolved with the system
+/// resolver (blocking): never call this on a worker.
+pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    load_str_with(text, origin, &system_resolve)
 }
 
-#[derive(Debug)]
-pub struct ProxyAction {
-    pub upstream: UpstreamId,
-    /// Removed from the front of the path before forwarding (`/users/1` → `/1`); an empty
-    /// result becomes `/`.
-    pub strip_prefix: Option<String>,
-    /// Send the client's Host upstream unchanged (default). When false, Host becomes
-    /// `host_rewrite` if set, else the endpoint's `ip:port`.
-    pub preserve_host: bool,
-    pub host_rewrite: Option<String>,
-    /// Retry non-idempotent methods too (the route says they are safe to repeat).
-    pub retry_non_idempotent: bool,
+/// The system resolver (`getaddrinfo`, blocking): the one lookup a build makes.
+fn system_resolve(host_port: &str) -> std::io::Result<Vec<SocketAddr>> {
+    host_port.to_socket_addrs().map(Iterator::collect)
 }
 
-/// A fixed answer rendered once at config load.
-#[derive(Debug)]
-pub struct MockResponse {
-    pub status: u16,
-    /// Status line and headers (Content-Length included), each ending in CRLF, without the
-    /// blank line that ends the head: the connection loop may add `Connection: close` first.
-    pub head: Bytes,
-    pub body: Bytes,
-}
-
-/// One route after validation.
-#[derive(Debug)]
-pub struct Route {
-    /// `routes[N]` position in the file, or the route's `name` when set; used in logs/errors.
-    pub name: String,
-    /// The path pattern as written (`/users/{*rest}`).
-    pub path: String,
-    /// Upper-case method names; empty means any method.
-    pub methods: Vec<String>,
-    pub action: Action,
-    /// Local rate limits, checked before the action (empty: none).
-    pub rate_limits: Vec<RateLimitConfig>,
-    /// Authentication required before anything else (rate limits included); `None`: open.
-    pub auth: Option<AuthConfig>,
-    /// The route's `access`, checked after `[server.access]`; `None`: no route list.
-    pub access: Option<crate::access::AccessList>,
-    /// CORS answered by the gateway; `None`: requests pass through untouched.
-    pub cors: Option<crate::cors::CorsPolicy>,
+/// [`load_str`] with the host-name resolver given (tests pass a fake DNS).
+pub(crate) fn load_str_with(
+    text: &str,
+    origin: &str,
+    resolve: Resolve<'_>,
+) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(text, origin);
+    let file: FileConfig = match toml::from_str(text) {
+        Ok(file) => file,
+        Err(err) => {
+            let (position, key) = match err.span() {
+                Some(span) => (Some(ctx.line_col(span.start)), key_hint(text, span.start)),
+                None => (None, String::new()),
+            };
+            let message = err.message().trim().replace('\n', " ");
+            ctx.push(position, key, message);
+            return Err(ConfigErrors {
+                errors: ctx.into_errors(),
+            });
+        }
+    };
+    let config = build(&mut ctx, file, resolve);
+    match config {
+        Some(config) if ctx.error_count() == 0 => Ok(config),
+        _ => Err(ConfigErrors {
+            errors: ctx.into_errors(),
+        }),
+    }
 }

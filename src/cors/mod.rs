@@ -164,7 +164,7 @@ pub enum AllowHeaders {
     Reflect,
 }
 
-/// What `build.rs` validated, ready to be rendered into a [`CorsPolicy`].
+/// What `config.rs` validated, ready to be rendered into a [`CorsPolicy`].
 #[derive(Debug, Clone)]
 pub struct CorsSettings {
     pub origins: AllowOrigins,
