@@ -1,8 +1,9 @@
-//! `[jwt_providers.NAME]` and a route's `auth.jwt`, validated into the `crate::auth::jwt` types.
+//! `[jwt_providers.NAME]` and a route's `auth.jwt`: the serde mirror and the validation
+//! into the `crate::auth::jwt` types.
 //!
 //! Key files are read here (off the workers); a `jwks_url` gets its store, which fetches
-//! the set in the background (see `crate::auth::jwks`). Every problem is reported with its
-//! position, like the rest of the build.
+//! nothing until the config is served (see `crate::auth::jwks`): checking a config makes
+//! no connection. Every problem is reported with its position, like the rest of the build.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -652,7 +653,7 @@ mod tests {
     #[test]
     fn a_rebuilt_config_keeps_the_store_of_its_jwks_url() {
         use crate::auth::jwt::KeySource;
-        // A port nobody listens on: the stores' fetches fail at once.
+        // A port nobody listens on (and a built config's stores fetch nothing anyway).
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
