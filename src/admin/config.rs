@@ -33,6 +33,8 @@ pub struct AdminConfig {
     pub state_file: Option<std::path::PathBuf>,
 }
 
+/// `[admin]`: a token of at least 16 characters, and one whenever `listen` is not a
+/// loopback address (the API can change what is served).
 pub(crate) fn build(ctx: &mut Ctx, admin: Option<FileAdmin>) -> Option<AdminConfig> {
     let Some(admin) = admin else {
         let listen = DEFAULT_ADMIN_LISTEN.parse().ok();

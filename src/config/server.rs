@@ -114,6 +114,8 @@ pub struct Timeouts {
 
 // ---- validation ----
 
+/// `[server]`: at least one distinct listen address, limits within their ranges, timeouts
+/// greater than zero.
 pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
     let mut listen = Vec::new();
     if server.listen.get_ref().is_empty() {

@@ -108,6 +108,7 @@ pub struct TracingConfig {
 
 // ---- validation ----
 
+/// `[observability]`; every key has a default.
 pub(crate) fn build(ctx: &mut Ctx, file: FileObservability) -> ObservabilityConfig {
     let log = &file.access_log;
     let format = match log.format.as_ref().map(|f| (f, f.get_ref().as_str())) {

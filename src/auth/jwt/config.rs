@@ -85,6 +85,8 @@ enum Loaded {
     Store(Arc<JwksStore>),
 }
 
+/// `[jwt_providers.NAME]`: exactly one key source each, algorithms that fit it, claims
+/// mapped to headers the request path does not own.
 pub(crate) fn providers(
     ctx: &mut Ctx,
     file: BTreeMap<Spanned<String>, FileJwtProvider>,

@@ -130,6 +130,7 @@ pub struct RequiredScopes {
 /// invalid one then gets no second error).
 pub type ProviderIds = BTreeMap<String, Option<ProviderId>>;
 
+/// `[oauth2_providers.NAME]`, in name order: the valid providers and every name's id.
 pub(crate) fn providers(
     ctx: &mut Ctx,
     file: BTreeMap<Spanned<String>, FileOAuth2Provider>,
