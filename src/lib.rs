@@ -19,4 +19,5 @@ pub mod router;
 pub mod runtime;
 #[cfg(test)]
 mod scratch;
+pub mod settings;
 pub mod upstream;

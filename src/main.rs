@@ -101,6 +101,8 @@ fn run(args: Args, mut env: StartEnv) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // JWKS fetches start only now, with logging on: `--check` above made no connection.
+    control.start_refreshers();
     // Signals are taken before any worker starts, so that none hits a default handler.
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
         .context("installing signal handlers")?;

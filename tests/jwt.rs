@@ -683,6 +683,41 @@ auth = {{ jwt = {{ providers = ["idp"] }} }}
     )
 }
 
+#[test]
+fn check_with_a_jwks_url_makes_no_connection() {
+    // A listener nobody accepts on: any connection attempt would wait in its backlog.
+    let jwks = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    jwks.set_nonblocking(true).unwrap();
+    let config = url_config_every(
+        "127.0.0.1:1".parse().unwrap(),
+        &format!("http://{}/jwks", jwks.local_addr().unwrap()),
+        "1h",
+        "",
+    );
+    let path = scratch_dir().join("check.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: configuration is valid\n", path.display())
+    );
+    // The process is gone: a connection it made would be in the backlog now.
+    match jwks.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("--check connected to the JWKS URL: {other:?}"),
+    }
+}
+
 /// A fresh RS256 token (a new `jti` each time, so no worker cache answers for it).
 fn rsa_token(kid: &str, file: &str) -> String {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

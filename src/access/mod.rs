@@ -12,6 +12,7 @@
 //! forwarded the request.
 
 pub mod client_addr;
+pub mod config;
 
 use std::net::IpAddr;
 

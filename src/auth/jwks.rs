@@ -1,14 +1,17 @@
 //! Verification keys of JWT providers: a JSON Web Key Set (RFC 7517 §5) parsed into
 //! [`KeySet`]s, and the [`JwksStore`] that keeps the set of a `jwks_url` fresh.
 //!
-//! Where it sits: off the request path. A store's side thread fetches its URL at startup,
-//! every `jwks_refresh`, and soon after a worker met a token whose `kid` it does not know;
-//! workers only read the current set (one `ArcSwap` load, and only when a token is not in
-//! their cache of validated tokens).
+//! Where it sits: off the request path. A config build only creates (or finds) the store
+//! of each URL; once the config is served, [`start_refreshers`] gives each new store its
+//! side thread, which fetches the URL then, every `jwks_refresh`, and soon after a worker
+//! met a token whose `kid` it does not know. Workers only read the current set (one
+//! `ArcSwap` load, and only when a token is not in their cache of validated tokens).
 //!
-//! Invariants: a failed fetch never replaces keys that worked (it is logged and retried);
-//! a config reload that keeps a provider's URL keeps its store, so its keys stay served
-//! without a gap; a store's thread ends once no config refers to the store.
+//! Invariants: building a config fetches nothing and starts no thread (`strait --check`
+//! and a refused reload make no connection); a failed fetch never replaces keys that
+//! worked (it is logged and retried); a config reload that keeps a provider's URL keeps its
+//! store, so its keys stay served without a gap; a store's thread ends once no config
+//! refers to the store.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -24,8 +27,8 @@ pub const MAX_JWKS_BYTES: u64 = 1024 * 1024;
 const MAX_KEYS: usize = 64;
 /// One fetch of a JWKS URL, connect to last byte.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the config build waits for a new store's first fetch before going on without
-/// keys (the thread keeps retrying).
+/// How long [`start_refreshers`] waits for the first fetch of new stores before going on
+/// without keys (the threads keep retrying).
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(3);
 /// First retry delay after a failed fetch; doubles up to the refresh interval.
 const RETRY_MIN: Duration = Duration::from_millis(500);
@@ -123,6 +126,8 @@ pub struct JwksStore {
     /// Asks the thread for an early fetch; dropping the store disconnects it, which ends
     /// the thread.
     wake: Sender<()>,
+    /// The refresher until [`start_refreshers`] runs it on its thread; `None` once started.
+    idle: Mutex<Option<Refresher>>,
 }
 
 impl std::fmt::Debug for JwksStore {
@@ -139,9 +144,9 @@ static STORES: Mutex<Vec<Weak<JwksStore>>> = Mutex::new(Vec::new());
 
 impl JwksStore {
     /// The store for `url`: the one a live config already uses when the URL and interval
-    /// are the same; otherwise a new one (seeded with the keys of the same URL's store, if
-    /// any) whose thread is started here and whose first fetch is awaited for a few
-    /// seconds. Called while a config is built, never on the request path.
+    /// are the same; otherwise a new one, seeded with the keys of the same URL's store if
+    /// any, that fetches nothing until [`start_refreshers`] starts it. Called while a
+    /// config is built, never on the request path.
     pub fn shared(url: &str, refresh: Duration) -> Arc<JwksStore> {
         let mut stores = STORES.lock().unwrap_or_else(|p| p.into_inner());
         stores.retain(|weak| weak.strong_count() > 0);
@@ -154,38 +159,26 @@ impl JwksStore {
             return store.clone();
         }
         let seed = same_url.first().and_then(|s| s.keys.load_full());
-        let store = Self::start(url, refresh, seed);
+        let store = Self::new(url, refresh, seed);
         stores.push(Arc::downgrade(&store));
         store
     }
 
-    fn start(url: &str, refresh: Duration, seed: Option<Arc<KeySet>>) -> Arc<JwksStore> {
-        let keys = Arc::new(ArcSwapOption::new(seed.clone()));
+    fn new(url: &str, refresh: Duration, seed: Option<Arc<KeySet>>) -> Arc<JwksStore> {
+        let keys = Arc::new(ArcSwapOption::new(seed));
         let (wake, wakes) = crossbeam_channel::bounded(1);
-        let (first_tx, first_rx) = crossbeam_channel::bounded(1);
         let refresher = Refresher {
             url: url.to_owned(),
             refresh,
             keys: keys.clone(),
             wakes,
         };
-        let spawned = std::thread::Builder::new()
-            .name("strait-jwks".into())
-            .spawn(move || refresher.run(first_tx));
-        match spawned {
-            Ok(_) if seed.is_none() => {
-                // Startup (or a new URL): serve with keys from the start when the URL
-                // answers quickly; otherwise go on and let the thread keep trying.
-                let _ = first_rx.recv_timeout(FIRST_FETCH_WAIT);
-            }
-            Ok(_) => {}
-            Err(err) => tracing::error!(%url, %err, "cannot start the JWKS refresher thread"),
-        }
         Arc::new(JwksStore {
             url: url.to_owned(),
             refresh,
             keys,
             wake,
+            idle: Mutex::new(Some(refresher)),
         })
     }
 
@@ -225,6 +218,34 @@ impl JwksStore {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+}
+
+/// Starts the side thread of each store not running yet (a reload keeps the running stores
+/// of unchanged URLs), then waits up to [`FIRST_FETCH_WAIT`] in all for the first fetch of
+/// those without keys: at startup, or for a new URL, the config is served with keys from
+/// the start when the URL answers quickly; otherwise the threads keep trying. Called when
+/// a config is served, never while one is built.
+pub fn start_refreshers<'a>(stores: impl IntoIterator<Item = &'a JwksStore>) {
+    let mut first_fetches = Vec::new();
+    for store in stores {
+        let idle = store.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(refresher) = idle else { continue };
+        let (first_tx, first_rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("strait-jwks".into())
+            .spawn(move || refresher.run(first_tx));
+        match spawned {
+            Ok(_) if store.keys.load().is_none() => first_fetches.push(first_rx),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(url = %store.url, %err, "cannot start the JWKS refresher thread")
+            }
+        }
+    }
+    let deadline = Instant::now() + FIRST_FETCH_WAIT;
+    for first in first_fetches {
+        let _ = first.recv_timeout(deadline.saturating_duration_since(Instant::now()));
     }
 }
 

@@ -17,6 +17,8 @@
 //! one of three short reasons ([`Rejection`]); only claims that are strings, numbers or
 //! booleans without control characters reach upstream headers.
 
+pub mod config;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -12,6 +12,7 @@
 //! mismatch nor which consumer matched shows in the timing; `sha256:` keys are compared as
 //! digests, so the file never holds them in clear.
 
+pub mod config;
 pub mod jwks;
 pub mod jwt;
 pub mod oauth2;
@@ -106,7 +107,8 @@ impl<'a> UpstreamHeaders<'a> {
 const SHA256_HEX_CHARS: usize = 64;
 
 /// Parses one configured key: `sha256:<64 hex>` or the key itself (visible ASCII, no
-/// spaces, so that a client can send it in a header). The error says why, for `build.rs`.
+/// spaces, so that a client can send it in a header). The error says why, for the config
+/// build (`config.rs`).
 pub fn parse_api_key(text: &str) -> Result<ApiKey, String> {
     if let Some(hex) = text.strip_prefix("sha256:") {
         if hex.len() != SHA256_HEX_CHARS {

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::auth::jwks;
+use crate::auth::jwt::KeySource;
 use crate::config::{self, Config, ConfigErrors, Endpoint, UpstreamConfig};
 use crate::control::registry::{Registry, RegistryError};
 use crate::observe::metrics::MetricsHub;
@@ -116,6 +118,13 @@ impl Control {
 
     pub fn origin(&self) -> String {
         self.source.origin()
+    }
+
+    /// Starts the JWKS refreshers of the config loaded at startup (and waits briefly for
+    /// their first keys). Not done by [`Control::load`], so that `strait --check` makes no
+    /// connection; every config swapped in later starts its own new ones.
+    pub fn start_refreshers(&self) {
+        start_jwks_refreshers(&self.current());
     }
 
     /// The cell the workers read their snapshot from.
@@ -264,10 +273,28 @@ impl Control {
     }
 
     fn swap(&self, config: Config) {
+        start_jwks_refreshers(&config);
         self.health.retain(&config);
         self.config.store(Arc::new(config));
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// Starts the refresher threads of the `jwks_url` stores `config` uses that are not running
+/// yet: a config is built without any I/O of its own, and a store kept from the previous
+/// config keeps its thread.
+fn start_jwks_refreshers(config: &Config) {
+    let stores = config
+        .routes
+        .routes()
+        .iter()
+        .filter_map(|route| route.auth.as_ref()?.jwt.as_ref())
+        .flat_map(|jwt| &jwt.providers)
+        .filter_map(|provider| match &provider.keys {
+            KeySource::Jwks(store) => Some(&**store),
+            KeySource::Static(_) => None,
+        });
+    jwks::start_refreshers(stores);
 }
 
 /// Whether two snapshots have the same upstreams with the same endpoints (address, weight,

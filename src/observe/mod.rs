@@ -5,6 +5,7 @@
 //! in batches (log lines, spans) through channels.
 
 pub mod access_log;
+pub mod config;
 pub mod metrics;
 pub mod request_id;
 pub mod trace;

@@ -20,6 +20,7 @@
 pub mod redis_sync;
 
 pub mod cluster;
+pub mod config;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -18,6 +18,7 @@ pub mod health_checker;
 pub mod balancer;
 pub mod budget;
 pub mod client;
+pub mod config;
 pub mod hash_key;
 pub mod health;
 pub mod in_flight;

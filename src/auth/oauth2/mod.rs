@@ -12,6 +12,7 @@
 //! safe header value first.
 
 pub mod cache;
+pub mod config;
 pub mod single_flight;
 
 use std::fmt;

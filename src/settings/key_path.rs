@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 /// The key path at byte `offset` of `text`; empty when it is at the top level.
-pub(super) fn at(text: &str, offset: usize) -> String {
+pub fn at(text: &str, offset: usize) -> String {
     Scanner::new(text).path_at(offset.min(text.len()))
 }
 

@@ -1,11 +1,16 @@
 //! Human-friendly durations (`"5s"`, `"250ms"`) and sizes (`"16KiB"`, `"10MB"`) as written in
-//! the config file.
+//! the config file: their raw serde forms ([`DurationValue`], [`SizeValue`]), kept unparsed
+//! so that a bad one is reported with its position, and their parsers.
 //!
 //! Both parsers take a non-negative integer followed directly by a unit (no space, no fraction,
 //! no sign), so every value has exactly one spelling to get wrong and one error to read. All
 //! arithmetic is checked: a value that overflows is an error, never a wrapped number.
 
+use std::fmt;
 use std::time::Duration;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// Duration units, longest suffix first so `ms` is not read as `m` followed by garbage.
 const DURATION_UNITS: &[(&str, u64)] = &[
@@ -91,6 +96,73 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(multiplier)
         .ok_or_else(|| format!("invalid size \"{text}\": too large"))
+}
+
+/// A size as written: an integer byte count or a string with a unit (`"16KiB"`).
+#[derive(Debug)]
+pub enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A duration as written (`"5s"`); a string with a unit is required, because a bare number
+/// would leave the unit to guesswork.
+#[derive(Debug)]
+pub struct DurationValue(pub String);
+
+/// A size value as a byte count.
+pub fn size_value(value: &SizeValue) -> Result<u64, String> {
+    match value {
+        SizeValue::Bytes(n) => {
+            u64::try_from(*n).map_err(|_| format!("invalid size {n}: must not be negative"))
+        }
+        SizeValue::Text(text) => parse_size(text),
+    }
+}
+
+/// A duration as shown in messages (`5s`, `250ms`).
+pub fn show_duration(duration: Duration) -> String {
+    format!("{duration:?}")
+}
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a size such as "16KiB", "10MB" or a byte count"#)
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Bytes(value))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<SizeValue, E> {
+                i64::try_from(value)
+                    .map(SizeValue::Bytes)
+                    .map_err(|_| E::custom("size too large"))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<SizeValue, E> {
+                Ok(SizeValue::Text(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a duration with a unit, such as "5s" or "250ms""#)
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<DurationValue, E> {
+                Ok(DurationValue(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(DurationVisitor)
+    }
 }
 
 #[cfg(test)]

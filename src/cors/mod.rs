@@ -15,6 +15,8 @@
 //! the response). Every answer on a CORS route carries `Vary: Origin`, so that a shared
 //! cache never hands one origin's answer to another.
 
+pub mod config;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::http1::encode::AddedLines;
@@ -163,7 +165,7 @@ pub enum AllowHeaders {
     Reflect,
 }
 
-/// What `build.rs` validated, ready to be rendered into a [`CorsPolicy`].
+/// What `config.rs` validated, ready to be rendered into a [`CorsPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorsSettings {
     pub origins: AllowOrigins,
