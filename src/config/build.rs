@@ -1541,7 +1541,7 @@ impl<'a> Ctx<'a> {
                 })
             });
             spans.push((route.path.span(), host_spans));
-            routes.push(Route {
+            let mut route = Route {
                 name,
                 path,
                 methods,
@@ -1550,7 +1550,10 @@ impl<'a> Ctx<'a> {
                 auth,
                 access,
                 cors,
-            });
+                filters: Vec::new(),
+            };
+            route.filters = crate::proxy::pipeline::compile(&route);
+            routes.push(route);
             hosts.push(route_hosts);
         }
 

@@ -323,6 +323,9 @@ pub struct Route {
     pub access: Option<crate::access::AccessList>,
     /// CORS answered by the gateway; `None`: requests pass through untouched.
     pub cors: Option<crate::cors::CorsPolicy>,
+    /// The filters the settings above call for, in the order they apply
+    /// (`crate::proxy::pipeline::compile`).
+    pub filters: Vec<crate::proxy::pipeline::Filter>,
 }
 
 /// One `[consumers.NAME]`: a caller identified by its API keys.

@@ -21,13 +21,13 @@ use monoio::net::TcpStream;
 
 use super::body::{Encode, Pump, PumpError};
 use super::io::{read_more, write_out, write_within, ReadFail};
+use super::pipeline::{self, AnswerHead};
 use super::ClientConn;
-use crate::auth::UpstreamHeaders;
 use crate::config::{BalancePolicy, Config, ProxyAction, UpstreamId};
 use crate::error::ProxyError;
 use crate::http1::encode::{
     encode_request_head, encode_response_head, ClientBody, ClientFraming, ForwardedRequest,
-    HeaderPair, UpstreamHost,
+    UpstreamHost,
 };
 use crate::http1::request::Method;
 use crate::http1::{
@@ -115,7 +115,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let may_retry =
             body.is_some() && (head.method.is_idempotent() || action.retry_non_idempotent);
         let key = match &upstream_config.balance {
-            BalancePolicy::Hash(key) => request_key(key, raw, head, &self.client_ip),
+            BalancePolicy::Hash(key) => request_key(key, raw, head, &self.ctx.client_ip),
             _ => None,
         };
         let started = Instant::now();
@@ -343,17 +343,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         };
         let request_id = self.rec.request_id.clone();
         let trace = self.rec.trace;
-        // An authenticated request: its credential stays here (unless a JWT provider says
-        // to forward the token), its consumer and mapped claims go upstream.
-        let auth = self.identity.as_ref().and_then(|identity| {
-            let auth = config.routes.routes().get(self.rec.route?)?.auth.as_ref()?;
-            Some((auth, identity))
-        });
-        let auth_headers = auth.map(|(auth, identity)| UpstreamHeaders::new(auth, identity));
-        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match &auth_headers {
-            Some(headers) => (headers.drop(), headers.set()),
-            None => (&[], &[]),
-        };
+        // The route's filters edit the upstream's copy: an authenticated request's
+        // credential stays here, its consumer and mapped claims go upstream.
+        let route = self.rec.route.and_then(|i| config.routes.routes().get(i));
+        let edits = pipeline::upstream_edits(route, &self.ctx);
         let forwarded = ForwardedRequest {
             target: strip_prefix(head.target(raw), action.strip_prefix.as_deref()),
             host,
@@ -364,8 +357,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 &request_id,
             ),
             trace: trace.as_ref(),
-            drop_headers,
-            set_headers,
+            drop_headers: &edits.drop,
+            set_headers: &edits.set,
         };
         let body_len = body.map_or(0, Bytes::len);
         let mut request =
@@ -543,7 +536,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         };
         let out = std::mem::take(&mut self.out);
         match pump
-            .run(&mut self.stream, &mut self.buf, &mut upstream.stream, out)
+            .run(
+                &mut self.stream,
+                &mut self.buf,
+                &mut upstream.stream,
+                out,
+                |_| {},
+            )
             .await
         {
             Ok((out, payload)) => {
@@ -628,8 +627,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             }
         };
         let request_id = self.rec.request_id.clone();
-        let extra_headers = std::mem::take(&mut self.extra_headers);
-        let client_framing = ClientFraming {
+        let mut client_framing = ClientFraming {
             body,
             keep_alive: client_keep_alive,
             client_version: request.version,
@@ -637,12 +635,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 config.observability.request_id_header.as_bytes(),
                 &request_id,
             ),
-            extra_headers: &extra_headers,
-            cors: self.cors.forwarded(),
+            extra_headers: b"",
+            cors: None,
         };
+        let filters = pipeline::filters_of(config, self.rec.route);
+        let answer = AnswerHead::Forwarded(&mut client_framing);
+        pipeline::response_filters(filters, &self.ctx, answer);
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &raw, &head, &client_framing);
-        self.extra_headers = extra_headers;
         self.rec.status = head.status;
         self.rec.bytes_out += out.len() as u64;
         let pump = Pump {
@@ -652,12 +652,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             read_timeout: timeout,
             write_timeout: self.send_timeout,
         };
+        let ctx = &mut self.ctx;
         match pump
             .run(
                 &mut upstream.stream,
                 &mut upstream.buf,
                 &mut self.stream,
                 out,
+                |chunk| pipeline::body_filters(filters, ctx, chunk),
             )
             .await
         {

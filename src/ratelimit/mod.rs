@@ -1,9 +1,10 @@
 //! Rate limiting: GCRA per key per worker (local limits) and sliding windows shared through
 //! Redis (cluster limits, [`cluster`]), several limits per route.
 //!
-//! Where it sits: after the route is found and before the mock or the forward
-//! (`proxy::ClientConn::handle`). A denied request is answered 429 locally; an allowed one
-//! carries the most restrictive limit's state in `X-RateLimit-*` and `RateLimit*` headers.
+//! Where it sits: the last request filter of a route (`proxy/pipeline.rs`), after `auth`
+//! (consumer limits count by the authenticated consumer) and before the mock or the
+//! forward. A denied request is answered 429 locally; every answer on the route carries
+//! the answering limit's state in `X-RateLimit-*` and `RateLimit*` headers.
 //!
 //! Invariants: pure (time is the `now` argument, so tests never sleep); no locks and no
 //! sharing between workers on the request path (each worker enforces
@@ -28,7 +29,9 @@ use ahash::AHashMap;
 use bytes::BytesMut;
 
 use crate::config::{Config, RateLimitConfig, RateLimitKey, RateLimitScope};
+use crate::http1::RequestHead;
 use crate::ratelimit::redis_sync::{ClusterHub, LimitSpec};
+use crate::upstream::hash_key::header_value;
 use cluster::{ClusterCtx, ClusterLimiter, ClusterLink, Mode};
 
 /// Keys remembered per limit per worker. Past it, idle keys are swept and then the keys
@@ -438,18 +441,63 @@ pub struct RouteCheck<'a> {
     link: &'a ClusterLink,
 }
 
+/// How a request fared against its route's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// A limit is spent: 429.
+    Denied,
+    /// A cluster limit cannot be checked and `on_redis_error = "closed"`: 503.
+    Unavailable,
+}
+
+/// Limits per route above this many resolve their keys into a spill vector.
+const INLINE_KEYS: usize = 8;
+
 impl RouteCheck<'_> {
-    pub fn keys(&self) -> &[RateLimitKey] {
-        self.limiter.keys()
-    }
-
-    /// [`RouteLimiter::check`] with the worker's view of the cluster.
-    pub fn check<'k>(&mut self, key_of: impl Fn(usize) -> &'k [u8], now: Instant) -> Verdict {
-        self.limiter.check(key_of, now, &self.link.ctx(now))
-    }
-
-    pub fn write_headers(&self, out: &mut BytesMut, verdict: &Verdict) {
-        self.limiter.write_headers(out, verdict);
+    /// Takes the request from every limit of its route, each counting by its own key (see
+    /// [`RateLimitKey`]): the client address `client_ip`, the authenticated `consumer`
+    /// (the client address on a route without `auth`), a request header (empty when
+    /// absent), or the route as a whole. The lines describing the answering limit go to
+    /// `lines` (none when a cluster limit cannot be checked).
+    pub fn take_request(
+        &mut self,
+        raw: &[u8],
+        head: &RequestHead,
+        client_ip: &[u8],
+        consumer: Option<&[u8]>,
+        lines: &mut BytesMut,
+        now: Instant,
+    ) -> Decision {
+        let consumer = consumer.unwrap_or(client_ip);
+        // One key per limit, resolved before the limiter is borrowed mutably.
+        let mut resolved: [&[u8]; INLINE_KEYS] = [b""; INLINE_KEYS];
+        let mut spill: Vec<&[u8]> = Vec::new();
+        for (i, key) in self.limiter.keys().iter().enumerate() {
+            let value: &[u8] = match key {
+                RateLimitKey::ClientIp => client_ip,
+                RateLimitKey::Route => b"",
+                RateLimitKey::Consumer => consumer,
+                RateLimitKey::Header(name) => {
+                    header_value(raw, head, name.as_bytes()).unwrap_or_default()
+                }
+            };
+            match resolved.get_mut(i) {
+                Some(slot) => *slot = value,
+                None => spill.push(value),
+            }
+        }
+        let key_of = |i: usize| match resolved.get(i) {
+            Some(k) => *k,
+            None => spill.get(i - resolved.len()).copied().unwrap_or_default(),
+        };
+        let verdict = self.limiter.check(key_of, now, &self.link.ctx(now));
+        self.limiter.write_headers(lines, &verdict);
+        match verdict {
+            v if v.allowed => Decision::Allowed,
+            v if v.unavailable => Decision::Unavailable,
+            _ => Decision::Denied,
+        }
     }
 }
 
