@@ -345,8 +345,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let trace = self.rec.trace;
         // The route's filters edit the upstream's copy: an authenticated request's
         // credential stays here, its consumer and mapped claims go upstream.
-        let route = self.rec.route.and_then(|i| config.routes.routes().get(i));
-        let edits = pipeline::upstream_edits(route, &self.ctx);
+        let edits = pipeline::upstream_edits(config, &self.ctx);
         let forwarded = ForwardedRequest {
             target: strip_prefix(head.target(raw), action.strip_prefix.as_deref()),
             host,
@@ -638,7 +637,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             extra_headers: b"",
             cors: None,
         };
-        let filters = pipeline::filters_of(config, self.rec.route);
+        let filters = pipeline::filters_of(config, &self.ctx);
         let answer = AnswerHead::Forwarded(&mut client_framing);
         pipeline::response_filters(filters, &self.ctx, answer);
         let mut out = std::mem::take(&mut self.out);

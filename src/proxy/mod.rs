@@ -354,6 +354,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             Err(answer) => return self.answer_local(answer, &raw, &head).await,
         };
         self.rec.route = Some(index);
+        self.ctx.route = Some(index);
         let request = Request {
             config,
             route,
@@ -516,7 +517,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             self.config.observability.request_id_header.as_bytes(),
             &self.rec.request_id,
         );
-        let filters = pipeline::filters_of(&self.config, self.rec.route);
+        let filters = pipeline::filters_of(&self.config, &self.ctx);
         pipeline::response_filters(filters, &self.ctx, AnswerHead::Local(&mut out));
         write_connection(&mut out, keep_alive, version);
         out.extend_from_slice(b"\r\n");

@@ -106,6 +106,8 @@ pub struct RequestCtx {
     pub client_addr: IpAddr,
     /// `client_addr` as text: rate-limit keys, hash balancing, access log, tracing.
     pub client_ip: Bytes,
+    /// The index of the request's route, once found: whose filters add to its answer.
+    pub route: Option<usize>,
     /// The request is a CORS preflight, routed by the method it asks about.
     pub preflight: bool,
     /// Who the request authenticated as, on a route with `auth`.
@@ -121,6 +123,7 @@ impl RequestCtx {
         RequestCtx {
             client_addr,
             client_ip,
+            route: None,
             preflight: false,
             identity: None,
             cors: CorsAnswer::default(),
@@ -130,6 +133,7 @@ impl RequestCtx {
 
     /// Forgets the previous request's state, keeping the buffers and the client address.
     pub fn reset(&mut self) {
+        self.route = None;
         self.preflight = false;
         self.identity = None;
         self.cors.reset();
@@ -235,9 +239,10 @@ impl Filter {
     }
 }
 
-/// The filters of the request's route (`rec.route`); none before a route is found.
-pub fn filters_of(config: &Config, route: Option<usize>) -> &[Filter] {
-    route
+/// The filters of the request's route (`ctx.route` of `config`); none before a route is
+/// found.
+pub fn filters_of<'c>(config: &'c Config, ctx: &RequestCtx) -> &'c [Filter] {
+    ctx.route
         .and_then(|index| config.routes.routes().get(index))
         .map_or(&[], |route| &route.filters)
 }
@@ -255,10 +260,13 @@ pub(super) async fn request_filters<'c, S: AsyncReadRent + AsyncWriteRent>(
     Flow::Continue
 }
 
-/// The upstream-request hooks' changes for a request on `route`.
-pub fn upstream_edits<'a>(route: Option<&'a Route>, ctx: &'a RequestCtx) -> UpstreamEdits<'a> {
+/// The upstream-request hooks' changes for the request (on route `ctx.route` of `config`).
+pub fn upstream_edits<'a>(config: &'a Config, ctx: &'a RequestCtx) -> UpstreamEdits<'a> {
     let mut edits = UpstreamEdits::default();
-    if let Some(route) = route {
+    if let Some(route) = ctx
+        .route
+        .and_then(|index| config.routes.routes().get(index))
+    {
         for filter in &route.filters {
             filter.on_upstream_request(route, ctx, &mut edits);
         }
@@ -579,22 +587,20 @@ access = { allow = ["10.0.0.0/8"] }
     #[test]
     fn auth_sets_the_consumer_upstream_in_place_of_the_key() {
         let config = config();
-        let (private, _) = route(&config, "/private");
         let mut c = ctx("127.0.0.1");
-        let edits = upstream_edits(Some(private), &c);
-        assert!(
-            edits.drop.is_empty() && edits.set.is_empty(),
-            "no identity yet"
-        );
         c.identity = Some(Identity {
             consumer: Bytes::from_static(b"alice"),
             scopes: None,
             headers: std::rc::Rc::from([]),
             forward_token: false,
         });
-        let edits = upstream_edits(Some(private), &c);
+        let edits = upstream_edits(&config, &c);
+        assert!(edits.set.is_empty(), "no route yet");
+        c.route = Some(route(&config, "/private").1);
+        let edits = upstream_edits(&config, &c);
         assert_eq!(edits.drop, [&b"x-api-key"[..]]);
         assert_eq!(edits.set, [(&b"x-consumer"[..], &b"alice"[..])]);
-        assert!(upstream_edits(None, &c).set.is_empty());
+        c.route = Some(route(&config, "/plain").1);
+        assert!(upstream_edits(&config, &c).set.is_empty());
     }
 }

@@ -830,4 +830,63 @@ mod tests {
                 .allowed
         );
     }
+
+    /// `take_request` resolves each limit's key from the request: a header (empty when
+    /// absent), the consumer (the client address without one), the route; past
+    /// [`INLINE_KEYS`] limits too.
+    #[test]
+    fn requests_are_counted_by_each_limits_key() {
+        let filler: String = (1..INLINE_KEYS)
+            .map(|i| {
+                format!("{{ name = \"f{i}\", key = \"route\", limit = 1000, period = \"1h\" }}, ")
+            })
+            .collect();
+        let config = crate::config::load_str(
+            &format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[routes]]\npath = \"/t\"\n\
+                 mock = {{ status = 200 }}\nrate_limits = [\
+                 {{ name = \"tenant\", key = \"header:x-tenant\", limit = 1, period = \"1h\" }}, \
+                 {filler}{{ name = \"who\", key = \"consumer\", limit = 1, period = \"1h\" }}]\n"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(config.routes.routes()[0].rate_limits.len(), INLINE_KEYS + 1);
+        let limits = crate::config::Limits {
+            max_header_bytes: 4096,
+            max_headers: 32,
+            max_body_bytes: 0,
+            max_uri_bytes: 1024,
+        };
+        let now = Instant::now();
+        let mut worker = WorkerLimits::new(&config, 1, None, now);
+        // (x-tenant header, consumer, decision)
+        let cases: &[(Option<&str>, Option<&str>, Decision)] = &[
+            (Some("a"), None, Decision::Allowed),
+            (Some("b"), Some("alice"), Decision::Allowed),
+            // The anonymous consumer is the client address, spent by the first request.
+            (Some("c"), None, Decision::Denied),
+            (Some("a"), Some("bob"), Decision::Denied),
+            (None, Some("carol"), Decision::Allowed),
+            (None, Some("dave"), Decision::Denied),
+            (Some("c"), Some("erin"), Decision::Allowed),
+        ];
+        for (tenant, consumer, want) in cases {
+            let header = tenant.map_or(String::new(), |t| format!("x-tenant: {t}\r\n"));
+            let request = format!("GET /t HTTP/1.1\r\nHost: t\r\n{header}\r\n");
+            let raw = request.as_bytes();
+            let head = crate::http1::parse_request_head(raw, &limits).unwrap();
+            let mut lines = BytesMut::new();
+            let decision = worker.route_mut(0).unwrap().take_request(
+                raw,
+                &head,
+                b"10.0.0.1",
+                consumer.map(str::as_bytes),
+                &mut lines,
+                now,
+            );
+            assert_eq!(decision, *want, "{tenant:?} {consumer:?}");
+            assert!(lines.ends_with(b"\r\n") && !lines.is_empty());
+        }
+    }
 }
