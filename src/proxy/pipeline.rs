@@ -239,12 +239,14 @@ impl Filter {
     }
 }
 
-/// The filters of the request's route (`ctx.route` of `config`); none before a route is
-/// found.
+/// The request's route (`ctx.route` of `config`), once found.
+fn route_of<'c>(config: &'c Config, ctx: &RequestCtx) -> Option<&'c Route> {
+    config.routes.routes().get(ctx.route?)
+}
+
+/// The filters of the request's route; none before a route is found.
 pub fn filters_of<'c>(config: &'c Config, ctx: &RequestCtx) -> &'c [Filter] {
-    ctx.route
-        .and_then(|index| config.routes.routes().get(index))
-        .map_or(&[], |route| &route.filters)
+    route_of(config, ctx).map_or(&[], |route| &route.filters)
 }
 
 /// Runs the request hooks of `req.route` in order, until one answers.
@@ -260,13 +262,10 @@ pub(super) async fn request_filters<'c, S: AsyncReadRent + AsyncWriteRent>(
     Flow::Continue
 }
 
-/// The upstream-request hooks' changes for the request (on route `ctx.route` of `config`).
+/// The upstream-request hooks' changes for the request.
 pub fn upstream_edits<'a>(config: &'a Config, ctx: &'a RequestCtx) -> UpstreamEdits<'a> {
     let mut edits = UpstreamEdits::default();
-    if let Some(route) = ctx
-        .route
-        .and_then(|index| config.routes.routes().get(index))
-    {
+    if let Some(route) = route_of(config, ctx) {
         for filter in &route.filters {
             filter.on_upstream_request(route, ctx, &mut edits);
         }
