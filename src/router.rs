@@ -637,6 +637,7 @@ mod tests {
                 auth: None,
                 access: None,
                 cors: None,
+                filters: Vec::new(),
                 action: Action::Mock(MockResponse {
                     status: 200,
                     head: Bytes::new(),

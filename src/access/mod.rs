@@ -2,8 +2,8 @@
 //!
 //! Where it sits: the global list is checked first for every parsed request (before
 //! routing, so a refused client learns nothing about the routes), a route's list right
-//! after the route is found (before `auth` and rate limits). A refused request is answered
-//! 403 locally and nothing is forwarded.
+//! after the route is found, as its first filter (`proxy/pipeline.rs`, before CORS, `auth`
+//! and rate limits). A refused request is answered 403 locally and nothing is forwarded.
 //!
 //! Invariants: deny wins over allow; an empty allow list allows everyone (not denied), a
 //! non-empty one only its networks; IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`, from a

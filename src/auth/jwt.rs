@@ -1,7 +1,7 @@
 //! JWT bearer tokens (RFC 7519, sent as RFC 6750 `Authorization: Bearer`): one method of a
 //! route's `auth`, next to API keys.
 //!
-//! Where it sits: called by `auth::authenticate` after the route is found. A token is
+//! Where it sits: called by `auth::authenticate` (the route's `auth` filter). A token is
 //! accepted when one of the route's providers verifies it: its algorithm is one the
 //! provider allows and fits the key (so `alg: none` and an HMAC token "signed" with an RSA
 //! public key never verify), its signature checks with a key (picked by `kid`), and its

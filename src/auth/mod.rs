@@ -1,31 +1,44 @@
-//! Authentication of a route's callers; API keys of consumers live here, JWT bearer
-//! tokens in `jwt.rs`.
+//! Authentication of a route's callers: the `auth` request filter's logic. API keys of
+//! consumers live here, JWT bearer tokens in `jwt.rs`, opaque bearer tokens checked by
+//! introspection in `oauth2/`.
 //!
-//! Where it sits: right after the route is found (`proxy::ClientConn::handle`), before the
-//! rate limits (which may count by consumer) and the mock or forward. A request without a
-//! valid credential is answered 401 locally and nothing is forwarded; an accepted one
-//! yields an [`Identity`]. On a route with several methods, a request is accepted when one
-//! of them accepts the credential it presents.
+//! Where it sits: the `auth` filter of a route (`proxy/pipeline.rs`), after its access list
+//! and CORS, before its rate limits (which may count by consumer) and the mock or forward.
+//! A request without a valid credential is answered 401 locally (403 for missing scopes,
+//! 503 when the authorization server fails) and nothing is forwarded; an accepted one
+//! yields an [`Identity`], which the upstream learns through [`upstream_headers`]. On a
+//! route with several methods, a request is accepted when one of them accepts the
+//! credential it presents: an API key, then a JWT, then (with `oauth2`) a bearer token no
+//! JWT provider accepts, by introspection.
 //!
 //! Invariants: a presented key is compared with every configured key, each comparison in
 //! time independent of where the bytes differ (no early exit), so neither the position of a
 //! mismatch nor which consumer matched shows in the timing; `sha256:` keys are compared as
-//! digests, so the file never holds them in clear.
+//! digests, so the file never holds them in clear. A failing authorization server is never
+//! taken for a refused token: the answer is the provider's `on_error` (503 by default).
 
 pub mod config;
 pub mod jwks;
 pub mod jwt;
 pub mod oauth2;
 
+use std::fmt::Display;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
+use crate::config::{
+    ApiKey, ApiKeyAuth, AuthConfig, Config, ConsumerConfig, OAuth2Provider, OnIntrospectionError,
+};
+use crate::error::ProxyError;
 use crate::http1::encode::HeaderPair;
 use crate::http1::RequestHead;
 use crate::upstream::hash_key::header_value;
+use oauth2::cache::Cached;
+use oauth2::verdict::Verdicts;
+use oauth2::{bearer_token, has_scopes, Presented};
 
 /// Who an authenticated request is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,44 +75,32 @@ impl Refused {
     }
 }
 
-/// What an authenticated request's upstream copy loses (credentials, and client copies of
-/// the headers Strait sets) and gains (the consumer, the granted scopes, mapped claims).
-pub struct UpstreamHeaders<'a> {
-    drop: Vec<&'a [u8]>,
-    set: Vec<HeaderPair<'a>>,
-}
-
-impl<'a> UpstreamHeaders<'a> {
-    pub fn new(auth: &'a AuthConfig, identity: &'a Identity) -> Self {
-        let mut drop: Vec<&'a [u8]> = Vec::new();
-        let mut set: Vec<HeaderPair<'a>> =
-            vec![(auth.consumer_header.as_bytes(), &identity.consumer[..])];
-        if let Some(api_key) = &auth.api_key {
-            drop.push(api_key.header.as_bytes());
-        }
-        let bearer = auth.jwt.is_some() || auth.oauth2.is_some();
-        if bearer && !identity.forward_token {
-            drop.push(b"authorization");
-        }
-        if let Some(jwt) = &auth.jwt {
-            drop.extend(jwt.claim_headers.iter().map(|h| &h[..]));
-            set.extend(identity.headers.iter().map(|(n, v)| (&n[..], &v[..])));
-        }
-        if let Some(name) = auth.oauth2.as_ref().and_then(|o| o.scope_header.as_ref()) {
-            drop.push(name.as_bytes());
-            if let Some(scopes) = &identity.scopes {
-                set.push((name.as_bytes(), &scopes[..]));
-            }
-        }
-        UpstreamHeaders { drop, set }
+/// Adds what an authenticated request's upstream copy loses to `drop` (credentials, and
+/// client copies of the headers Strait sets) and what it gains to `set` (the consumer, the
+/// granted scopes, mapped claims).
+pub fn upstream_headers<'a>(
+    auth: &'a AuthConfig,
+    identity: &'a Identity,
+    drop: &mut Vec<&'a [u8]>,
+    set: &mut Vec<HeaderPair<'a>>,
+) {
+    set.push((auth.consumer_header.as_bytes(), &identity.consumer[..]));
+    if let Some(api_key) = &auth.api_key {
+        drop.push(api_key.header.as_bytes());
     }
-
-    pub fn drop(&self) -> &[&'a [u8]] {
-        &self.drop
+    let bearer = auth.jwt.is_some() || auth.oauth2.is_some();
+    if bearer && !identity.forward_token {
+        drop.push(b"authorization");
     }
-
-    pub fn set(&self) -> &[HeaderPair<'a>] {
-        &self.set
+    if let Some(jwt) = &auth.jwt {
+        drop.extend(jwt.claim_headers.iter().map(|h| &h[..]));
+        set.extend(identity.headers.iter().map(|(n, v)| (&n[..], &v[..])));
+    }
+    if let Some(name) = auth.oauth2.as_ref().and_then(|o| o.scope_header.as_ref()) {
+        drop.push(name.as_bytes());
+        if let Some(scopes) = &identity.scopes {
+            set.push((name.as_bytes(), &scopes[..]));
+        }
     }
 }
 
@@ -201,7 +202,8 @@ pub fn find_consumer(consumers: &[ConsumerConfig], presented: &[u8]) -> Option<u
     found
 }
 
-/// Authenticates a request on a route with `auth`: an API key first, then a bearer token.
+/// Authenticates a request on a route with `auth` in memory: an API key first, then a
+/// JWT bearer token.
 pub fn authenticate(
     auth: &AuthConfig,
     consumers: &[ConsumerConfig],
@@ -232,6 +234,77 @@ pub fn authenticate(
         }
         Some(crate::auth::jwt::Outcome::NoToken) | None => Err(Refused::Missing),
     }
+}
+
+/// Why a request is refused, and the `www-authenticate` lines of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection<'c> {
+    pub error: ProxyError,
+    pub challenge: &'c [u8],
+}
+
+/// Who a request on a route with `auth` is, or why it is refused: the in-memory methods
+/// ([`authenticate`]), then, on a route with `oauth2`, the verdict on the bearer token none
+/// of them accepted, from `verdicts` or else through `exchange` (the introspection).
+pub async fn authenticate_request<'c, E: Display>(
+    auth: &'c AuthConfig,
+    config: &Arc<Config>,
+    raw: &[u8],
+    head: &RequestHead,
+    verdicts: &Verdicts<'_>,
+    exchange: impl AsyncFnOnce(&OAuth2Provider, &[u8]) -> Result<Bytes, E>,
+) -> Result<Identity, Rejection<'c>> {
+    let refused = match authenticate(auth, &config.consumers, raw, head) {
+        Ok(identity) => return Ok(identity),
+        Err(refused) => refused,
+    };
+    let unauthorized = Rejection {
+        error: ProxyError::Unauthorized,
+        challenge: &auth.challenge,
+    };
+    let invalid_token = Rejection {
+        error: ProxyError::Unauthorized,
+        challenge: &auth.challenge_invalid_token,
+    };
+    // A bearer token no JWT provider accepts may still be an opaque token for the
+    // authorization server.
+    let Some(oauth2) = &auth.oauth2 else {
+        return Err(Rejection {
+            error: ProxyError::Unauthorized,
+            challenge: refused.challenge(auth),
+        });
+    };
+    let token = match bearer_token(raw, head) {
+        Presented::Nothing => return Err(unauthorized),
+        Presented::Malformed => return Err(invalid_token),
+        Presented::Token(token) => token,
+    };
+    let Some(token) = verdicts.check(config, oauth2, token, exchange).await else {
+        let provider = &config.oauth2_providers[oauth2.provider];
+        return Err(match provider.on_error {
+            OnIntrospectionError::Unavailable => Rejection {
+                error: ProxyError::AuthUnavailable,
+                challenge: b"",
+            },
+            OnIntrospectionError::Unauthorized => invalid_token,
+        });
+    };
+    let Cached::Active(token) = token else {
+        return Err(invalid_token);
+    };
+    let required = oauth2.required_for(head.method(raw));
+    if !has_scopes(&token.scopes, &required.scopes) {
+        return Err(Rejection {
+            error: ProxyError::InsufficientScope,
+            challenge: &required.challenge,
+        });
+    }
+    Ok(Identity {
+        consumer: token.consumer.clone(),
+        scopes: Some(token.scopes.clone()),
+        headers: Rc::from([]),
+        forward_token: oauth2.forward_token,
+    })
 }
 
 #[cfg(test)]
@@ -377,5 +450,130 @@ mod tests {
         assert_eq!(find_consumer(&consumers, b"test"), Some(1));
         assert_eq!(find_consumer(&consumers, b"a-ke"), None);
         assert_eq!(find_consumer(&consumers, b""), None);
+    }
+
+    /// `authenticate_request` on `/both` (API key, or an OAuth2 token with scope `read`)
+    /// against a stub authorization server: the answer `answer` gives, and how many times
+    /// it was asked.
+    #[test]
+    fn methods_are_tried_in_turn_and_token_verdicts_cached() {
+        use std::cell::{Cell, RefCell};
+        let config = Arc::new(
+            crate::config::load_str(
+                r#"[server]
+listen = ["127.0.0.1:1"]
+
+[upstreams.authz]
+endpoints = ["127.0.0.1:9"]
+
+[oauth2_providers.idp]
+upstream = "authz"
+path = "/introspect"
+client_id = "gw"
+client_secret = "s"
+
+[consumers.carol]
+api_keys = ["carol-key"]
+
+[[routes]]
+path = "/both"
+mock = { status = 200 }
+auth = { api_key = {}, oauth2 = { provider = "idp", scopes = ["read"] } }
+"#,
+                "t.toml",
+            )
+            .unwrap(),
+        );
+        let auth = config.routes.routes()[0].auth.as_ref().unwrap();
+        let limits = Limits {
+            max_header_bytes: 4096,
+            max_headers: 32,
+            max_body_bytes: 0,
+            max_uri_bytes: 1024,
+        };
+        let cache = RefCell::default();
+        let flights = Default::default();
+        let verdicts = Verdicts {
+            cache: &cache,
+            flights: &flights,
+        };
+        let asked = Cell::new(0);
+        let answer = |token: &[u8]| match token {
+            b"reader" => Ok(Bytes::from_static(
+                br#"{"active":true,"sub":"alice","scope":"read"}"#,
+            )),
+            b"writer" => Ok(Bytes::from_static(
+                br#"{"active":true,"sub":"bob","scope":"write"}"#,
+            )),
+            b"revoked" => Ok(Bytes::from_static(br#"{"active":false}"#)),
+            _ => Err("connection refused"),
+        };
+        let run = |credential: &str| {
+            let request = format!("GET /both HTTP/1.1\r\nHost: t\r\n{credential}\r\n\r\n");
+            let raw = request.as_bytes();
+            let head = parse_request_head(raw, &limits).unwrap();
+            let exchange = async |_: &OAuth2Provider, token: &[u8]| {
+                asked.set(asked.get() + 1);
+                answer(token)
+            };
+            let outcome = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .build()
+                .unwrap()
+                .block_on(authenticate_request(
+                    auth, &config, raw, &head, &verdicts, exchange,
+                ));
+            outcome.map(|identity| (identity.consumer, identity.scopes))
+        };
+        type Outcome<'c> = Result<(Bytes, Option<Bytes>), Rejection<'c>>;
+        fn refused(error: ProxyError, challenge: &[u8]) -> Outcome<'_> {
+            Err(Rejection { error, challenge })
+        }
+        fn identity(consumer: &'static str, scopes: Option<&'static str>) -> Outcome<'static> {
+            Ok((
+                Bytes::from_static(consumer.as_bytes()),
+                scopes.map(|s| Bytes::from_static(s.as_bytes())),
+            ))
+        }
+        let unavailable = refused(ProxyError::AuthUnavailable, b"");
+        // (credential header, outcome, introspections so far)
+        let cases = [
+            ("x-api-key: carol-key", identity("carol", None), 0),
+            (
+                "x-other: 1",
+                refused(ProxyError::Unauthorized, &auth.challenge),
+                0,
+            ),
+            (
+                "authorization: Bearer reader",
+                identity("alice", Some("read")),
+                1,
+            ),
+            // Cached: the server is not asked again.
+            (
+                "authorization: Bearer reader",
+                identity("alice", Some("read")),
+                1,
+            ),
+            (
+                "authorization: Bearer writer",
+                refused(
+                    ProxyError::InsufficientScope,
+                    &auth.oauth2.as_ref().unwrap().scopes.challenge,
+                ),
+                2,
+            ),
+            (
+                "authorization: Bearer revoked",
+                refused(ProxyError::Unauthorized, &auth.challenge_invalid_token),
+                3,
+            ),
+            // A failing server is not a refused token, and is asked again next time.
+            ("authorization: Bearer other", unavailable.clone(), 4),
+            ("authorization: Bearer other", unavailable, 5),
+        ];
+        for (credential, want, asked_so_far) in cases {
+            assert_eq!(run(credential), want, "{credential}");
+            assert_eq!(asked.get(), asked_so_far, "{credential}");
+        }
     }
 }

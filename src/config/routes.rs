@@ -112,6 +112,9 @@ pub struct Route {
     pub access: Option<AccessList>,
     /// CORS answered by the gateway; `None`: requests pass through untouched.
     pub cors: Option<CorsPolicy>,
+    /// The filters the settings above call for, in the order they apply
+    /// (`crate::proxy::pipeline::compile`).
+    pub filters: Vec<crate::proxy::pipeline::Filter>,
 }
 
 // ---- validation ----
@@ -232,7 +235,7 @@ pub(super) fn build(
             })
         });
         spans.push((route.path.span(), host_spans));
-        routes.push(Route {
+        let mut route = Route {
             name,
             path,
             methods,
@@ -241,7 +244,10 @@ pub(super) fn build(
             auth,
             access,
             cors,
-        });
+            filters: Vec::new(),
+        };
+        route.filters = crate::proxy::pipeline::compile(&route);
+        routes.push(route);
         hosts.push(route_hosts);
     }
 

@@ -1,11 +1,12 @@
 //! CORS per route (Fetch standard §3.2): the gateway answers preflights and adds the
 //! `Access-Control-*` headers to actual responses, so upstreams need no CORS code.
 //!
-//! Where it sits: a preflight (OPTIONS with `Origin` and `Access-Control-Request-Method`)
-//! on a route with `cors` is answered right after the IP access lists, before `auth` and
-//! rate limits, since a browser never sends credentials on a preflight. For any other
-//! request on such a route the headers are prepared at the same point, so that every answer
-//! (forwarded, mock, 401, 429, 5xx) carries them.
+//! Where it sits: the CORS filter of a route (`proxy/pipeline.rs`). A preflight (OPTIONS
+//! with `Origin` and `Access-Control-Request-Method`) on a route with `cors` is answered
+//! right after the IP access lists, before `auth` and rate limits, since a browser never
+//! sends credentials on a preflight. For any other request on such a route the headers are
+//! prepared at the same point, and the filter's response hook adds them to every answer
+//! (forwarded, mock, 401, 429, 5xx).
 //!
 //! Invariants: everything but the echoed origin (and reflected request headers) is rendered
 //! at config load; the request path compares the origin and copies lines. A preflight the

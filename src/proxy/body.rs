@@ -51,13 +51,15 @@ impl Pump {
     /// Streams the body. `inbuf` holds bytes already read from `src` (they may contain the
     /// whole body and more); on return it holds whatever followed the body. `out` holds
     /// bytes to send before the body (a head) and is handed back empty, with the number of
-    /// payload bytes that went through.
+    /// payload bytes that went through. `on_payload` sees each piece of payload (chunked
+    /// framing removed) before it is framed for `dst`.
     pub async fn run<R: AsyncReadRent, W: AsyncWriteRent>(
         &self,
         src: &mut R,
         inbuf: &mut BytesMut,
         dst: &mut W,
         mut out: BytesMut,
+        mut on_payload: impl FnMut(&[u8]),
     ) -> Result<(BytesMut, u64), PumpError> {
         let mut remaining = match self.from {
             BodyFraming::Length(n) => n,
@@ -73,7 +75,9 @@ impl Pump {
                     let take = remaining.min(inbuf.len() as u64) as usize;
                     if take > 0 {
                         let data = inbuf.split_to(take);
-                        out = self.emit(dst, out, data, &mut total).await?;
+                        out = self
+                            .emit(dst, out, data, &mut total, &mut on_payload)
+                            .await?;
                     }
                     remaining -= take as u64;
                     done = remaining == 0;
@@ -81,7 +85,9 @@ impl Pump {
                 BodyFraming::UntilClose => {
                     if !inbuf.is_empty() {
                         let data = inbuf.split();
-                        out = self.emit(dst, out, data, &mut total).await?;
+                        out = self
+                            .emit(dst, out, data, &mut total, &mut on_payload)
+                            .await?;
                     }
                 }
                 BodyFraming::Chunked => {
@@ -96,7 +102,9 @@ impl Pump {
                                 let mut piece = inbuf.split_to(used);
                                 piece.advance(start);
                                 piece.truncate(end - start);
-                                out = self.emit(dst, out, piece, &mut total).await?;
+                                out = self
+                                    .emit(dst, out, piece, &mut total, &mut on_payload)
+                                    .await?;
                                 continue;
                             }
                             ChunkedEvent::LastChunk => trailers = Some(BytesMut::new()),
@@ -142,11 +150,13 @@ impl Pump {
         mut out: BytesMut,
         data: BytesMut,
         total: &mut u64,
+        on_payload: &mut impl FnMut(&[u8]),
     ) -> Result<BytesMut, PumpError> {
         *total += data.len() as u64;
         if *total > self.max_bytes {
             return Err(PumpError::TooLarge);
         }
+        on_payload(&data);
         match self.encode {
             Encode::Chunked => {
                 if !data.is_empty() {

@@ -16,13 +16,13 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::body::{Encode, Pump, PumpError};
+use super::pipeline::{self, AnswerHead, ForwardedAdditions, UpstreamEdits};
 use super::ClientConn;
-use crate::auth::UpstreamHeaders;
 use crate::config::{BalancePolicy, Config, ProxyAction};
 use crate::error::ProxyError;
 use crate::http1::encode::{
     encode_request_head, encode_response_head, AddedLines, ClientBody, ClientFraming,
-    ForwardedRequest, HeaderPair, UpstreamHost,
+    ForwardedRequest, UpstreamHost,
 };
 use crate::http1::request::Method;
 use crate::http1::{BodyFraming, RequestHead, ResponseHead, Version};
@@ -93,7 +93,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         self.rec.upstream = Some(id);
         let request = Request {
             key: match &upstream_config.balance {
-                BalancePolicy::Hash(key) => request_key(key, raw, head, &self.client_ip),
+                BalancePolicy::Hash(key) => request_key(key, raw, head, &self.ctx.client_ip),
                 _ => None,
             },
             body,
@@ -114,16 +114,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 out,
                 peer_text,
                 rec,
-                identity,
+                ctx,
                 send_timeout,
                 ..
             } = &mut *self;
-            // An authenticated request: its credential stays here (unless a JWT provider
-            // says to forward the token), its consumer and mapped claims go upstream.
-            let auth = identity.as_ref().and_then(|identity| {
-                let auth = config.routes.routes().get(rec.route?)?.auth.as_ref()?;
-                Some(UpstreamHeaders::new(auth, identity))
-            });
+            // The route's filters edit the upstream's copy: an authenticated request's
+            // credential stays here, its consumer and mapped claims go upstream.
+            let edits = pipeline::upstream_edits(config, ctx);
             let mut outgoing = Upstreaming {
                 config,
                 action,
@@ -132,7 +129,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 peer_text,
                 request_id: &rec.request_id,
                 trace: rec.trace,
-                auth,
+                edits,
                 client: ClientSide {
                     stream,
                     buf,
@@ -267,7 +264,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             }
         };
         let request_id = self.rec.request_id.clone();
-        let extra_headers = std::mem::take(&mut self.extra_headers);
+        let filters = pipeline::filters_of(config, &self.ctx);
+        let mut additions = ForwardedAdditions::default();
+        pipeline::response_filters(filters, &self.ctx, AnswerHead::Forwarded(&mut additions));
         let client_framing = ClientFraming {
             body,
             keep_alive: client_keep_alive,
@@ -276,15 +275,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 config.observability.request_id_header.as_bytes(),
                 &request_id,
             ),
-            added: &[
-                crate::ratelimit::added_lines(&extra_headers),
-                self.cors.forwarded(),
-            ],
-            vary: self.cors.vary(),
+            added: additions.lines(),
+            vary: additions.vary,
         };
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, raw, head, &client_framing);
-        self.extra_headers = extra_headers;
         self.rec.status = head.status;
         self.rec.bytes_out += out.len() as u64;
         let pump = Pump {
@@ -295,8 +290,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             write_timeout: self.send_timeout,
         };
         let conn = &mut response.conn;
+        let ctx = &mut self.ctx;
         match pump
-            .run(&mut conn.stream, &mut conn.buf, &mut self.stream, out)
+            .run(
+                &mut conn.stream,
+                &mut conn.buf,
+                &mut self.stream,
+                out,
+                |chunk| pipeline::body_filters(filters, ctx, chunk),
+            )
             .await
         {
             Ok((out, payload)) => {
@@ -358,7 +360,7 @@ struct Upstreaming<'a, S> {
     peer_text: &'a Bytes,
     request_id: &'a Bytes,
     trace: Option<SpanContext>,
-    auth: Option<UpstreamHeaders<'a>>,
+    edits: UpstreamEdits<'a>,
     client: ClientSide<'a, S>,
     /// Payload bytes of the body streamed.
     streamed: u64,
@@ -378,10 +380,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
             endpoint_host = endpoint.to_string();
             UpstreamHost::Rewrite(endpoint_host.as_bytes())
         };
-        let (drop_headers, set_headers): (&[&[u8]], &[HeaderPair]) = match &self.auth {
-            Some(headers) => (headers.drop(), headers.set()),
-            None => (&[], &[]),
-        };
         let traceparent = self.trace.as_ref().map(traceparent_line);
         let trace = traceparent.as_ref().map(|lines| AddedLines {
             lines,
@@ -396,8 +394,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
                 self.config.observability.request_id_header.as_bytes(),
                 self.request_id,
             ),
-            drop_headers,
-            set_headers,
+            drop_headers: &self.edits.drop,
+            set_headers: &self.edits.set,
             added: trace.as_slice(),
         };
         out.reserve(self.raw.len() + 256);
@@ -422,7 +420,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
         let client = &mut self.client;
         let out = std::mem::take(client.out);
         match pump
-            .run(client.stream, client.buf, &mut upstream.stream, out)
+            .run(client.stream, client.buf, &mut upstream.stream, out, |_| {})
             .await
         {
             Ok((out, payload)) => {

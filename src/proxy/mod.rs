@@ -1,17 +1,19 @@
 //! The request path: one client connection, read top to bottom.
 //!
-//! read head → parse and validate → route → answer locally (mock, error) or forward
-//! (`forward.rs`) → next request on the same connection, or close.
+//! read head → parse and validate → client address → global access list → route → the
+//! route's request filters (`pipeline.rs`) → a local answer (a filter's, the mock) or the
+//! upstream exchange (`forward.rs`) → response filters → write → log filters → record →
+//! next request on the same connection, or close.
 //!
 //! Invariants: a request that is rejected never has a byte forwarded; after any answer
 //! whose request body was not fully consumed, the connection closes (the next bytes could
 //! not be framed); a timed-out read ends the connection.
 
-mod authenticate;
 mod body;
 mod drain;
 mod forward;
 mod introspect;
+pub mod pipeline;
 
 pub use drain::DrainSignal;
 
@@ -27,8 +29,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::auth::oauth2::cache::TokenCache;
 use crate::auth::oauth2::single_flight::SingleFlight;
-use crate::config::{Action, Config, MockResponse, RateLimitKey};
-use crate::cors::{CorsAnswer, CorsPolicy};
+use crate::config::{Action, Config, MockResponse, Route};
+use crate::cors::CorsPolicy;
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
@@ -37,8 +39,8 @@ use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
 use crate::router::RouteMatch;
-use crate::upstream::hash_key::header_value;
 use crate::upstream::{HealthRegistry, WorkerUpstreams};
+use pipeline::{AnswerHead, Flow, LocalAnswer, Request, RequestCtx};
 
 /// Initial read buffer per client connection; grows for large heads and bodies.
 const CLIENT_READ_BYTES: usize = 8 * 1024;
@@ -146,11 +148,9 @@ pub struct ClientConn<S> {
     buf: BytesMut,
     /// Output staging, reused across responses.
     out: BytesMut,
-    /// The current request's client address (see `client_addr.rs`): the TCP peer, or the
-    /// one a trusted proxy forwarded for. Access lists use it.
-    client_addr: IpAddr,
-    /// `client_addr` as text: rate-limit keys, hash balancing, access log, tracing.
-    client_ip: Bytes,
+    /// The current request's state shared with its filters (client address, identity, the
+    /// lines its answer gets).
+    ctx: RequestCtx,
     /// The TCP peer's address, and as text (appended to the upstream X-Forwarded-For).
     peer_ip: IpAddr,
     peer_text: Bytes,
@@ -162,13 +162,6 @@ pub struct ClientConn<S> {
     /// The snapshot the current request runs on.
     #[allow(clippy::redundant_allocation)] // see `Worker::current`
     config: Rc<Arc<Config>>,
-    /// Extra response header lines (each ending in CRLF) for the current request's answer:
-    /// the rate-limit headers. Cleared before each request.
-    extra_headers: BytesMut,
-    /// Who the current request authenticated as, on a route with `auth`.
-    identity: Option<crate::auth::Identity>,
-    /// The CORS headers of the current request's answer, on a route with `cors`.
-    cors: CorsAnswer,
 }
 
 impl<S> Drop for ClientConn<S> {
@@ -208,23 +201,17 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
         stream,
         buf: BytesMut::with_capacity(CLIENT_READ_BYTES),
         out: BytesMut::with_capacity(CLIENT_READ_BYTES),
-        client_addr: peer.ip(),
-        client_ip: peer_text.clone(),
+        ctx: RequestCtx::new(peer.ip(), peer_text.clone()),
         peer_ip: peer.ip(),
         peer_text,
         send_timeout: worker.snapshot().server.timeouts.client_send,
         rec: RequestRecord::new(Bytes::new(), Instant::now()),
         config: worker.snapshot(),
-        extra_headers: BytesMut::new(),
-        identity: None,
-        cors: CorsAnswer::default(),
         worker,
     };
     let mut first = true;
     loop {
-        conn.extra_headers.clear();
-        conn.identity = None;
-        conn.cors.reset();
+        conn.ctx.reset();
         let head_end = match conn.read_head(&conn.worker.snapshot(), first).await {
             NextHead::Head(end) => end,
             NextHead::Closed => return,
@@ -362,121 +349,88 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let trusted = &config.server.trusted_proxies;
         let client =
             crate::access::client_addr::client_address(trusted, self.peer_ip, raw, &head.headers);
-        if client != self.client_addr {
-            self.client_addr = client;
-            self.client_ip = if client == self.peer_ip {
+        if client != self.ctx.client_addr {
+            self.ctx.client_addr = client;
+            self.ctx.client_ip = if client == self.peer_ip {
                 self.peer_text.clone()
             } else {
                 Bytes::from(client.to_string())
             };
         }
-        self.rec.client_ip = self.client_ip.clone();
+        self.rec.client_ip = self.ctx.client_ip.clone();
     }
 
     /// Serves one parsed request; returns whether the connection may carry another.
     async fn handle(&mut self, config: &Arc<Config>, raw: Bytes, head: RequestHead) -> bool {
-        if !config.server.access.permits(self.client_addr) {
+        // Before routing, so that a refused client learns nothing about the routes.
+        if !config.server.access.permits(self.ctx.client_addr) {
             return self.answer_error_after(ProxyError::Forbidden, &head).await;
         }
-        let path = head.path(&raw);
+        let (route, index) = match self.find_route(config, &raw, &head) {
+            Ok(found) => found,
+            Err(answer) => return self.answer_local(answer, &raw, &head).await,
+        };
+        self.rec.route = Some(index);
+        self.ctx.route = Some(index);
+        let request = Request {
+            config,
+            route,
+            index,
+            raw: &raw,
+            head: &head,
+        };
+        // The response filters run where each answer's head is written.
+        let keep_alive = match pipeline::request_filters(self, &request).await {
+            Flow::Respond(answer) => self.answer_local(answer, &raw, &head).await,
+            Flow::Continue => match &route.action {
+                Action::Mock(mock) => self.answer_mock(mock, &head).await,
+                Action::Proxy(action) => self.forward(config, action, raw, head).await,
+            },
+        };
+        pipeline::log_filters(&route.filters, &self.ctx, &mut self.rec);
+        keep_alive
+    }
+
+    /// The request's route and its index, or the answer when there is none. A CORS
+    /// preflight goes to the route of the method it asks about, whatever that route's
+    /// `methods` say about OPTIONS (noted in the context for the CORS filter).
+    fn find_route<'c>(
+        &mut self,
+        config: &'c Config,
+        raw: &[u8],
+        head: &RequestHead,
+    ) -> Result<(&'c Route, usize), LocalAnswer<'c>> {
+        let path = head.path(raw);
         let path = if path.is_empty() { &b"/"[..] } else { path };
         let Ok(path) = std::str::from_utf8(path) else {
-            return self.answer_error_after(ProxyError::BadRequest, &head).await;
+            return Err(LocalAnswer::Error(ProxyError::BadRequest, b""));
         };
-        let host = head.authority(&raw);
-        // A CORS preflight goes to the route of the method it asks about, whatever that
-        // route's `methods` say about OPTIONS.
-        let preflight_route = crate::cors::preflight_method(&raw, &head)
+        let host = head.authority(raw);
+        let preflight_route = crate::cors::preflight_method(raw, head)
             .and_then(|method| config.routes.lookup_preflight(host, method, path));
+        self.ctx.preflight = preflight_route.is_some();
         let matched = match preflight_route {
             Some(route) => RouteMatch::Found(route),
-            None => config.routes.lookup(host, head.method(&raw), path),
+            None => config.routes.lookup(host, head.method(raw), path),
         };
         match matched {
-            RouteMatch::NotFound => self.answer_error_after(ProxyError::NoRoute, &head).await,
-            RouteMatch::MethodNotAllowed { allow } => self.answer_not_allowed(allow, &head).await,
-            RouteMatch::Found(route) => {
-                let index = config.routes.index_of(route);
-                self.rec.route = Some(index);
-                if route
-                    .access
-                    .as_ref()
-                    .is_some_and(|a| !a.permits(self.client_addr))
-                {
-                    return self.answer_error_after(ProxyError::Forbidden, &head).await;
-                }
-                if let Some(cors) = &route.cors {
-                    if preflight_route.is_some() {
-                        return self.answer_preflight(cors, &raw, &head).await;
-                    }
-                    self.cors.prepare(cors, &raw, &head);
-                }
-                if let Some(auth) = &route.auth {
-                    match self.authenticate(config, auth, &raw, &head).await {
-                        Ok(identity) => self.identity = Some(identity),
-                        Err(rejection) => return self.answer_rejection(rejection, &head).await,
-                    }
-                }
-                if !route.rate_limits.is_empty() {
-                    if let Err(error) = self.check_rate_limits(index, &raw, &head) {
-                        return self.answer_error_after(error, &head).await;
-                    }
-                }
-                match &route.action {
-                    Action::Mock(mock) => self.answer_mock(mock, &head).await,
-                    Action::Proxy(action) => self.forward(config, action, raw, head).await,
-                }
-            }
+            RouteMatch::Found(route) => Ok((route, config.routes.index_of(route))),
+            RouteMatch::NotFound => Err(LocalAnswer::Error(ProxyError::NoRoute, b"")),
+            RouteMatch::MethodNotAllowed { allow } => Err(LocalAnswer::NotAllowed(allow)),
         }
     }
 
-    /// Takes the request from route `index`'s rate limits; fails when one denies it (429)
-    /// or a cluster limit cannot be checked (503). The headers describing the answering
-    /// limit go to `extra_headers`.
-    fn check_rate_limits(
+    /// Sends a local answer: a routing error or a filter's.
+    async fn answer_local(
         &mut self,
-        index: usize,
+        answer: LocalAnswer<'_>,
         raw: &[u8],
         head: &RequestHead,
-    ) -> Result<(), ProxyError> {
-        let mut limits = self.worker.limits.borrow_mut();
-        let Some(mut limiter) = limits.route_mut(index) else {
-            return Ok(());
-        };
-        let client_ip = &self.client_ip[..];
-        // Without authentication on the route, a consumer limit counts by client IP.
-        let consumer = self
-            .identity
-            .as_ref()
-            .map_or(client_ip, |identity| &identity.consumer[..]);
-        let keys = limiter.keys();
-        // One key per limit, resolved before the limiter is borrowed mutably.
-        let mut resolved: [&[u8]; 8] = [b""; 8];
-        let mut spill: Vec<&[u8]> = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            let value: &[u8] = match key {
-                RateLimitKey::ClientIp => client_ip,
-                RateLimitKey::Route => b"",
-                RateLimitKey::Consumer => consumer,
-                RateLimitKey::Header(name) => {
-                    header_value(raw, head, name.as_bytes()).unwrap_or_default()
-                }
-            };
-            match resolved.get_mut(i) {
-                Some(slot) => *slot = value,
-                None => spill.push(value),
-            }
-        }
-        let key_of = |i: usize| match resolved.get(i) {
-            Some(k) => *k,
-            None => spill.get(i - resolved.len()).copied().unwrap_or_default(),
-        };
-        let verdict = limiter.check(key_of, Instant::now());
-        limiter.write_headers(&mut self.extra_headers, &verdict);
-        match verdict {
-            v if v.allowed => Ok(()),
-            v if v.unavailable => Err(ProxyError::RateLimitUnavailable),
-            _ => Err(ProxyError::RateLimited),
+    ) -> bool {
+        match answer {
+            LocalAnswer::Error(error, lines) => self.answer_error_with(error, &[lines], head).await,
+            LocalAnswer::NotAllowed(allow) => self.answer_not_allowed(allow, head).await,
+            LocalAnswer::Preflight(policy) => self.answer_preflight(policy, raw, head).await,
         }
     }
 
@@ -580,8 +534,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             self.config.observability.request_id_header.as_bytes(),
             &self.rec.request_id,
         );
-        out.extend_from_slice(&self.extra_headers);
-        self.cors.write_local(&mut out);
+        let filters = pipeline::filters_of(&self.config, &self.ctx);
+        pipeline::response_filters(filters, &self.ctx, AnswerHead::Local(&mut out));
         write_connection(&mut out, keep_alive, version);
         out.extend_from_slice(b"\r\n");
         if !omit_body {

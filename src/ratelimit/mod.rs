@@ -1,9 +1,10 @@
 //! Rate limiting: GCRA per key per worker (local limits) and sliding windows shared through
 //! Redis (cluster limits, [`cluster`]), several limits per route.
 //!
-//! Where it sits: after the route is found and before the mock or the forward
-//! (`proxy::ClientConn::handle`). A denied request is answered 429 locally; an allowed one
-//! carries the most restrictive limit's state in `X-RateLimit-*` and `RateLimit*` headers.
+//! Where it sits: the last request filter of a route (`proxy/pipeline.rs`), after `auth`
+//! (consumer limits count by the authenticated consumer) and before the mock or the
+//! forward. A denied request is answered 429 locally; every answer on the route carries
+//! the answering limit's state in `X-RateLimit-*` and `RateLimit*` headers.
 //!
 //! Invariants: pure (time is the `now` argument, so tests never sleep); no locks and no
 //! sharing between workers on the request path (each worker enforces
@@ -30,7 +31,9 @@ use bytes::BytesMut;
 
 use crate::config::{Config, RateLimitConfig, RateLimitKey, RateLimitScope};
 use crate::http1::encode::AddedLines;
+use crate::http1::RequestHead;
 use crate::ratelimit::redis_sync::{ClusterHub, LimitSpec};
+use crate::upstream::hash_key::header_value;
 use cluster::{ClusterCtx, ClusterLimiter, ClusterLink, Mode};
 
 /// Keys remembered per limit per worker. Past it, idle keys are swept and then the keys
@@ -440,18 +443,63 @@ pub struct RouteCheck<'a> {
     link: &'a ClusterLink,
 }
 
+/// How a request fared against its route's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// A limit is spent: 429.
+    Denied,
+    /// A cluster limit cannot be checked and `on_redis_error = "closed"`: 503.
+    Unavailable,
+}
+
+/// Limits per route above this many resolve their keys into a spill vector.
+const INLINE_KEYS: usize = 8;
+
 impl RouteCheck<'_> {
-    pub fn keys(&self) -> &[RateLimitKey] {
-        self.limiter.keys()
-    }
-
-    /// [`RouteLimiter::check`] with the worker's view of the cluster.
-    pub fn check<'k>(&mut self, key_of: impl Fn(usize) -> &'k [u8], now: Instant) -> Verdict {
-        self.limiter.check(key_of, now, &self.link.ctx(now))
-    }
-
-    pub fn write_headers(&self, out: &mut BytesMut, verdict: &Verdict) {
-        self.limiter.write_headers(out, verdict);
+    /// Takes the request from every limit of its route, each counting by its own key (see
+    /// [`RateLimitKey`]): the client address `client_ip`, the authenticated `consumer`
+    /// (the client address on a route without `auth`), a request header (empty when
+    /// absent), or the route as a whole. The lines describing the answering limit go to
+    /// `lines` (none when a cluster limit cannot be checked).
+    pub fn take_request(
+        &mut self,
+        raw: &[u8],
+        head: &RequestHead,
+        client_ip: &[u8],
+        consumer: Option<&[u8]>,
+        lines: &mut BytesMut,
+        now: Instant,
+    ) -> Decision {
+        let consumer = consumer.unwrap_or(client_ip);
+        // One key per limit, resolved before the limiter is borrowed mutably.
+        let mut resolved: [&[u8]; INLINE_KEYS] = [b""; INLINE_KEYS];
+        let mut spill: Vec<&[u8]> = Vec::new();
+        for (i, key) in self.limiter.keys().iter().enumerate() {
+            let value: &[u8] = match key {
+                RateLimitKey::ClientIp => client_ip,
+                RateLimitKey::Route => b"",
+                RateLimitKey::Consumer => consumer,
+                RateLimitKey::Header(name) => {
+                    header_value(raw, head, name.as_bytes()).unwrap_or_default()
+                }
+            };
+            match resolved.get_mut(i) {
+                Some(slot) => *slot = value,
+                None => spill.push(value),
+            }
+        }
+        let key_of = |i: usize| match resolved.get(i) {
+            Some(k) => *k,
+            None => spill.get(i - resolved.len()).copied().unwrap_or_default(),
+        };
+        let verdict = self.limiter.check(key_of, now, &self.link.ctx(now));
+        self.limiter.write_headers(lines, &verdict);
+        match verdict {
+            v if v.allowed => Decision::Allowed,
+            v if v.unavailable => Decision::Unavailable,
+            _ => Decision::Denied,
+        }
     }
 }
 
@@ -809,5 +857,64 @@ mod tests {
                 .check(key, start, &ctx(&down, Mode::Unavailable, now_ms))
                 .allowed
         );
+    }
+
+    /// `take_request` resolves each limit's key from the request: a header (empty when
+    /// absent), the consumer (the client address without one), the route; past
+    /// [`INLINE_KEYS`] limits too.
+    #[test]
+    fn requests_are_counted_by_each_limits_key() {
+        let filler: String = (1..INLINE_KEYS)
+            .map(|i| {
+                format!("{{ name = \"f{i}\", key = \"route\", limit = 1000, period = \"1h\" }}, ")
+            })
+            .collect();
+        let config = crate::config::load_str(
+            &format!(
+                "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[routes]]\npath = \"/t\"\n\
+                 mock = {{ status = 200 }}\nrate_limits = [\
+                 {{ name = \"tenant\", key = \"header:x-tenant\", limit = 1, period = \"1h\" }}, \
+                 {filler}{{ name = \"who\", key = \"consumer\", limit = 1, period = \"1h\" }}]\n"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(config.routes.routes()[0].rate_limits.len(), INLINE_KEYS + 1);
+        let limits = crate::config::Limits {
+            max_header_bytes: 4096,
+            max_headers: 32,
+            max_body_bytes: 0,
+            max_uri_bytes: 1024,
+        };
+        let now = Instant::now();
+        let mut worker = WorkerLimits::new(&config, 1, None, now);
+        // (x-tenant header, consumer, decision)
+        let cases: &[(Option<&str>, Option<&str>, Decision)] = &[
+            (Some("a"), None, Decision::Allowed),
+            (Some("b"), Some("alice"), Decision::Allowed),
+            // The anonymous consumer is the client address, spent by the first request.
+            (Some("c"), None, Decision::Denied),
+            (Some("a"), Some("bob"), Decision::Denied),
+            (None, Some("carol"), Decision::Allowed),
+            (None, Some("dave"), Decision::Denied),
+            (Some("c"), Some("erin"), Decision::Allowed),
+        ];
+        for (tenant, consumer, want) in cases {
+            let header = tenant.map_or(String::new(), |t| format!("x-tenant: {t}\r\n"));
+            let request = format!("GET /t HTTP/1.1\r\nHost: t\r\n{header}\r\n");
+            let raw = request.as_bytes();
+            let head = crate::http1::parse_request_head(raw, &limits).unwrap();
+            let mut lines = BytesMut::new();
+            let decision = worker.route_mut(0).unwrap().take_request(
+                raw,
+                &head,
+                b"10.0.0.1",
+                consumer.map(str::as_bytes),
+                &mut lines,
+                now,
+            );
+            assert_eq!(decision, *want, "{tenant:?} {consumer:?}");
+            assert!(lines.ends_with(b"\r\n") && !lines.is_empty());
+        }
     }
 }

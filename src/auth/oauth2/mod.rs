@@ -2,9 +2,10 @@
 //!
 //! Where it sits: a route whose `auth` has `oauth2` takes the bearer token of the request
 //! (RFC 6750 §2.1), looks it up in the worker's [`cache::TokenCache`], and on a miss asks
-//! the provider's introspection endpoint (`proxy/introspect.rs` does the exchange over the
-//! upstream pools). This module renders that request, parses the answer into a
-//! [`TokenState`], and checks scopes; it does no I/O, so all of it is unit-tested here.
+//! the provider's introspection endpoint ([`verdict`]; `proxy/introspect.rs` does the
+//! exchange over the upstream pools). This module renders that request, parses the answer
+//! into a [`TokenState`], and checks scopes; it does no I/O, so all of it is unit-tested
+//! here.
 //!
 //! Invariants: a token is only ever sent to the authorization server when it is a valid
 //! `b64token`; the cache never holds a token, only its SHA-256 digest; every value taken
@@ -14,6 +15,7 @@
 pub mod cache;
 pub mod config;
 pub mod single_flight;
+pub mod verdict;
 
 use std::fmt;
 
