@@ -99,7 +99,6 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let observers = start_observers(&control, &config)?;
     let running = runtime::start(
         control.shared(),
-        control.health(),
         observers.clone(),
         control.cluster(),
         workers,

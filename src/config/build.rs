@@ -923,6 +923,7 @@ impl<'a> Ctx<'a> {
                 retry,
                 limits,
                 resolve_interval,
+                shared: Default::default(),
             });
         }
         (configs, ids)

@@ -166,6 +166,9 @@ pub struct UpstreamConfig {
     pub limits: BreakerLimits,
     /// Host names among the endpoints are re-resolved this often (off the request path).
     pub resolve_interval: Duration,
+    /// What all workers share of this upstream (Maglev table, health flags): empty from the
+    /// build, filled in by the control plane before the snapshot is published.
+    pub shared: crate::upstream::SharedUpstream,
 }
 
 /// How a worker picks an endpoint for a request.

@@ -38,7 +38,7 @@ use crate::ratelimit::WorkerLimits;
 use crate::redis_sync::ClusterHub;
 use crate::router::RouteMatch;
 use crate::upstream::hash_key::header_value;
-use crate::upstream::{HealthRegistry, WorkerUpstreams};
+use crate::upstream::WorkerUpstreams;
 use io::{read_more, write_out, ReadFail};
 
 /// Initial read buffer per client connection; grows for large heads and bodies.
@@ -67,7 +67,6 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         config: Arc<ArcSwap<Config>>,
-        health: Arc<HealthRegistry>,
         observers: &Observers,
         workers: usize,
         cluster: Arc<ClusterHub>,
@@ -76,7 +75,7 @@ impl Worker {
         let limits = WorkerLimits::new(&snapshot, workers, Some(cluster), Instant::now());
         Worker {
             limits: RefCell::new(limits),
-            upstreams: RefCell::new(WorkerUpstreams::new(&snapshot, health)),
+            upstreams: RefCell::new(WorkerUpstreams::new(&snapshot)),
             current: RefCell::new(Rc::new(snapshot)),
             latest: RefCell::new(Cache::new(config)),
             drain: DrainSignal::default(),
