@@ -130,7 +130,6 @@ fn run(args: Args, mut env: StartEnv) -> anyhow::Result<ExitCode> {
     let observers = start_observers(&control, &config)?;
     let running = runtime::start(
         control.shared(),
-        control.health(),
         observers.clone(),
         control.cluster(),
         workers,

@@ -5,6 +5,14 @@
 //! Every change (a reload, a registration) builds a complete new [`Config`] and swaps it in
 //! with one atomic store: a worker sees the old snapshot or the new one, never a mix. A
 //! change that does not build changes nothing.
+//!
+//! Before the store, what every worker would otherwise each build or look up is attached to
+//! the snapshot (`UpstreamConfig::shared`): the Maglev tables of hash upstreams (the one of
+//! the snapshot being replaced when an upstream's endpoints did not change) and the
+//! active-health flags. Here rather than in the config build, which stays pure and runs
+//! also for builds that are never served (`--check`, re-resolutions that change nothing):
+//! the flags live in the process-wide [`HealthRegistry`], and reuse needs the served
+//! snapshot; both only this module has.
 
 pub mod registry;
 pub mod resolver;
@@ -24,7 +32,7 @@ use crate::control::registry::{Registry, RegistryError};
 use crate::observe::metrics::MetricsHub;
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::runtime::sd_notify;
-use crate::upstream::HealthRegistry;
+use crate::upstream::{share_tables, HealthRegistry};
 
 /// Where the config text is read from, at startup and on every reload.
 #[derive(Debug, Clone)]
@@ -95,6 +103,9 @@ impl Control {
         let registry = Registry::load(config.admin.state_file.as_deref())
             .map_err(|e| ConfigErrors::single(&source.origin(), format!("state file: {e}")))?;
         registry.apply(&mut config);
+        share_tables(&mut config.upstreams, &[]);
+        let health = HealthRegistry::new();
+        health.attach(&mut config);
         Ok(Control {
             source,
             config: Arc::new(ArcSwap::from_pointee(config)),
@@ -110,7 +121,7 @@ impl Control {
             generation: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            health: Arc::new(HealthRegistry::new()),
+            health: Arc::new(health),
             metrics: Arc::new(MetricsHub::new()),
             cluster: Arc::new(ClusterHub::new()),
         })
@@ -272,10 +283,13 @@ impl Control {
         Ok(())
     }
 
-    fn swap(&self, config: Config) {
+    /// Attaches the shared upstream state to `config` and publishes it.
+    fn swap(&self, mut config: Config) {
+        // Any snapshot's table serves an upstream with the same endpoints, so a concurrent
+        // swap (a reload beside a registration) cannot hand out a wrong one.
+        share_tables(&mut config.upstreams, &self.current().upstreams);
         start_jwks_refreshers(&config);
-        self.health.retain(&config);
-        self.config.store(Arc::new(config));
+        self.health.publish(config, &self.config);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
@@ -397,6 +411,83 @@ mod tests {
             assert_eq!(same_endpoints(&base, &other), want, "{what}");
             assert_eq!(same_endpoints(&other, &base), want, "{what} (reversed)");
         }
+    }
+
+    /// A config with hash upstream `h` over `endpoints` (TOML array items) and round-robin
+    /// upstream `r`; `max_idle` changes something that is not an endpoint.
+    fn hash_config(endpoints: &str, max_idle: usize) -> String {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:1\"]\n[admin]\nenabled = false\n\
+             [upstreams.h]\nendpoints = [{endpoints}]\nbalance = \"hash\"\n\
+             hash_key = \"client_ip\"\n[upstreams.h.pool]\nmax_idle = {max_idle}\n\
+             [upstreams.r]\nendpoints = [\"10.0.1.1:80\"]\n"
+        )
+    }
+
+    /// The Maglev table of upstream `i` of `config`.
+    fn table(config: &Config, i: usize) -> Arc<crate::upstream::maglev::Maglev> {
+        config.upstreams[i]
+            .shared
+            .maglev()
+            .expect("a table")
+            .clone()
+    }
+
+    /// Whether every endpoint of `config` carries the registry's flag.
+    fn flags_are_the_registry_s(control: &Control, config: &Config) -> bool {
+        config.upstreams.iter().all(|u| {
+            u.endpoints.iter().enumerate().all(|(i, e)| {
+                let flag = control.health().get(&u.name, e.addr);
+                matches!((flag, u.shared.health(i)), (Some(a), Some(b)) if Arc::ptr_eq(&a, b))
+            })
+        })
+    }
+
+    #[test]
+    fn published_snapshots_carry_shared_tables_and_flags() {
+        let dir = std::env::temp_dir().join(format!("strait-shared-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("strait.toml");
+        let two = "\"10.0.0.1:80\", \"10.0.0.2:80\"";
+        std::fs::write(&path, hash_config(two, 8)).unwrap();
+        let control = Control::load(ConfigSource::File(path.clone())).unwrap();
+        let first = control.current();
+        assert!(first.upstreams[1].shared.maglev().is_none());
+        assert!(flags_are_the_registry_s(&control, &first));
+
+        // A reload that leaves the endpoints alone: a new snapshot, the same table and flags.
+        std::fs::write(&path, hash_config(two, 16)).unwrap();
+        control.reload().unwrap();
+        let second = control.current();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.upstreams[0].pool.max_idle, 16);
+        assert!(Arc::ptr_eq(&table(&first, 0), &table(&second, 0)));
+        assert!(flags_are_the_registry_s(&control, &second));
+        let flag = |c: &Config, i: usize| c.upstreams[0].shared.health(i).unwrap().clone();
+        assert!(Arc::ptr_eq(&flag(&first, 1), &flag(&second, 1)));
+
+        // A changed endpoint list: a new table, and the kept address keeps its flag.
+        std::fs::write(&path, hash_config("\"10.0.0.2:80\", \"10.0.0.3:80\"", 16)).unwrap();
+        control.reload().unwrap();
+        let third = control.current();
+        assert!(!Arc::ptr_eq(&table(&second, 0), &table(&third, 0)));
+        assert!(Arc::ptr_eq(&flag(&second, 1), &flag(&third, 0)));
+        assert!(flags_are_the_registry_s(&control, &third));
+        assert_eq!(control.health().len(), 3, "10.0.0.1 is gone");
+
+        // A registration changes the endpoints too.
+        let added = [endpoint("10.0.0.4:80", 1, None)];
+        control.register("h", &added).unwrap();
+        let fourth = control.current();
+        assert_eq!(fourth.upstreams[0].endpoints.len(), 3);
+        assert!(!Arc::ptr_eq(&table(&third, 0), &table(&fourth, 0)));
+        assert!(flags_are_the_registry_s(&control, &fourth));
+
+        // A reload that fails publishes nothing.
+        std::fs::write(&path, "not toml [").unwrap();
+        assert!(control.reload().is_err());
+        assert!(Arc::ptr_eq(&fourth, &control.current()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -39,7 +39,7 @@ use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
 use crate::router::RouteMatch;
-use crate::upstream::{HealthRegistry, WorkerUpstreams};
+use crate::upstream::WorkerUpstreams;
 use pipeline::{AnswerHead, Flow, LocalAnswer, Request, RequestCtx};
 
 /// Initial read buffer per client connection; grows for large heads and bodies.
@@ -68,7 +68,6 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         config: Arc<ArcSwap<Config>>,
-        health: Arc<HealthRegistry>,
         observers: &Observers,
         workers: usize,
         cluster: Arc<ClusterHub>,
@@ -77,7 +76,7 @@ impl Worker {
         let limits = WorkerLimits::new(&snapshot, workers, Some(cluster), Instant::now());
         Worker {
             limits: RefCell::new(limits),
-            upstreams: RefCell::new(WorkerUpstreams::new(&snapshot, health)),
+            upstreams: RefCell::new(WorkerUpstreams::new(&snapshot)),
             current: RefCell::new(Rc::new(snapshot)),
             latest: RefCell::new(Cache::new(config)),
             drain: DrainSignal::default(),

@@ -27,7 +27,6 @@ use crate::config::Config;
 use crate::observe::Observers;
 use crate::proxy::{serve_connection, Worker};
 use crate::ratelimit::redis_sync::ClusterHub;
-use crate::upstream::HealthRegistry;
 
 /// Which monoio driver the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,7 +86,6 @@ impl Running {
 /// configured. Returns once every worker listens on every address.
 pub fn start(
     config: Arc<ArcSwap<Config>>,
-    health: Arc<HealthRegistry>,
     observers: Observers,
     cluster: Arc<ClusterHub>,
     workers: usize,
@@ -131,7 +129,6 @@ pub fn start(
     for (index, sources) in plans.into_iter().enumerate() {
         let cpu = cpus.get(index % cpus.len().max(1)).copied();
         let config = config.clone();
-        let health = health.clone();
         let observers = observers.clone();
         let cluster = cluster.clone();
         let ready = ready_tx.clone();
@@ -155,9 +152,7 @@ pub fn start(
                 };
                 let ready_on_error = ready.clone();
                 let main = move || {
-                    worker_main(
-                        listeners, config, health, observers, cluster, ready, drain, workers,
-                    )
+                    worker_main(listeners, config, observers, cluster, ready, drain, workers)
                 };
                 let result = if uring {
                     RuntimeBuilder::<IoUringDriver>::new()
@@ -249,14 +244,13 @@ fn open_listener(source: ListenerSource) -> std::io::Result<std::net::TcpListene
 async fn worker_main(
     listeners: Vec<std::net::TcpListener>,
     config: Arc<ArcSwap<Config>>,
-    health: Arc<HealthRegistry>,
     observers: Observers,
     cluster: Arc<ClusterHub>,
     ready: mpsc::Sender<std::io::Result<Vec<RawFd>>>,
     drain: Arc<AtomicBool>,
     workers: usize,
 ) {
-    let worker = Rc::new(Worker::new(config, health, &observers, workers, cluster));
+    let worker = Rc::new(Worker::new(config, &observers, workers, cluster));
     drop(observers);
     let fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
     let mut accepting = Vec::new();

@@ -12,14 +12,18 @@
 //!   weighted round-robin so that idle endpoints share the load instead of the first one
 //!   taking it all;
 //! - hash: the Maglev table of [`super::maglev`], keyed by [`super::hash_key::request_key`];
-//!   a request without a key is balanced round-robin.
+//!   a request without a key is balanced round-robin. The table is the same for every
+//!   worker: it comes built with the config snapshot ([`super::SharedUpstream`]) and the
+//!   balancer only holds a reference to it.
 //!
-//! Invariants: a `Balancer` is per-worker state (no lock, no atomics; its random generator
-//! is its own, seeded when built), `pick` never returns an endpoint `usable` refuses, and
-//! `pick` never allocates (only [`Balancer::new`] does).
+//! Invariants: a `Balancer` is per-worker state (no lock, no atomics but the shared table's
+//! reference count, touched only when it is built; its random generator is its own, seeded
+//! when built), `pick` never returns an endpoint `usable` refuses, and `pick` never
+//! allocates (only [`Balancer::new`] does).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{BalancePolicy, Endpoint};
@@ -93,25 +97,38 @@ enum Policy {
     RoundRobin,
     P2c,
     LeastConn,
-    Hash(Maglev),
+    Hash(Arc<Maglev>),
 }
 
 impl Balancer {
-    /// Builds the picker for `endpoints` (the Maglev table too, for the hash policy), with a
-    /// random generator seeded afresh.
-    pub fn new(policy: &BalancePolicy, endpoints: &[Endpoint]) -> Balancer {
-        Balancer::with_seed(policy, endpoints, fresh_seed())
+    /// Builds the picker for `endpoints`, with a random generator seeded afresh. `table`:
+    /// the hash policy's Maglev table for these endpoints, as the snapshot carries it;
+    /// without one (a config the control plane did not publish) the balancer builds its own.
+    pub fn new(
+        policy: &BalancePolicy,
+        endpoints: &[Endpoint],
+        table: Option<&Arc<Maglev>>,
+    ) -> Balancer {
+        Balancer::with_seed(policy, endpoints, table, fresh_seed())
     }
 
     /// [`Balancer::new`] with a given seed for P2C's random draws, for reproducible tests.
-    pub fn with_seed(policy: &BalancePolicy, endpoints: &[Endpoint], seed: u64) -> Balancer {
+    pub fn with_seed(
+        policy: &BalancePolicy,
+        endpoints: &[Endpoint],
+        table: Option<&Arc<Maglev>>,
+        seed: u64,
+    ) -> Balancer {
         let weights: Box<[u32]> = endpoints.iter().map(|e| e.weight.max(1)).collect();
         Balancer {
             policy: match policy {
                 BalancePolicy::RoundRobin => Policy::RoundRobin,
                 BalancePolicy::P2c => Policy::P2c,
                 BalancePolicy::LeastConn => Policy::LeastConn,
-                BalancePolicy::Hash(_) => Policy::Hash(Maglev::new(endpoints)),
+                BalancePolicy::Hash(_) => Policy::Hash(match table {
+                    Some(table) => table.clone(),
+                    None => Arc::new(Maglev::new(endpoints)),
+                }),
             },
             wrr: WeightedRoundRobin::new(weights.iter().copied()),
             weights,
@@ -274,7 +291,7 @@ mod tests {
     }
 
     fn balancer(policy: BalancePolicy, weights: &[u32]) -> Balancer {
-        Balancer::with_seed(&policy, &endpoints(weights), 42)
+        Balancer::with_seed(&policy, &endpoints(weights), None, 42)
     }
 
     fn picks(b: &mut Balancer, n: usize, loads: &[u32], usable: &[bool]) -> Vec<Option<usize>> {
@@ -517,8 +534,12 @@ mod tests {
         let eps = endpoints(&weights);
         let policy = BalancePolicy::Hash(HashKey::Header("x-user".into()));
         // Different seeds: as on different workers, or in different processes.
-        let mut a = Balancer::with_seed(&policy, &eps, 1);
-        let mut b = Balancer::new(&policy, &eps);
+        let mut a = Balancer::with_seed(&policy, &eps, None, 1);
+        let mut b = Balancer::new(&policy, &eps, None);
+        // The table the snapshot carries: held, not copied, and the same picks.
+        let table = Arc::new(Maglev::new(&eps));
+        let mut c = Balancer::new(&policy, &eps, Some(&table));
+        assert_eq!(Arc::strong_count(&table), 2);
         let usable_sets: &[[bool; 3]] = &[
             [true, true, true],
             [true, false, true],
@@ -529,6 +550,7 @@ mod tests {
                 let key = mix64(k);
                 let got = a.pick(Some(key), &|_| 0, &|i| usable[i]);
                 assert_eq!(got, b.pick(Some(key), &|_| 9, &|i| usable[i]), "{usable:?}");
+                assert_eq!(got, c.pick(Some(key), &|_| 0, &|i| usable[i]), "{usable:?}");
                 assert!(got.is_some_and(|i| usable[i]), "{usable:?}: {got:?}");
             }
         }

@@ -217,6 +217,9 @@ pub struct UpstreamConfig {
     pub limits: BreakerLimits,
     /// Host names among the endpoints are re-resolved this often (off the request path).
     pub resolve_interval: Duration,
+    /// What all workers share of this upstream (Maglev table, health flags): empty from the
+    /// build, filled in by the control plane before the snapshot is published.
+    pub shared: crate::upstream::SharedUpstream,
 }
 
 /// How a worker picks an endpoint for a request.
@@ -382,6 +385,7 @@ pub(crate) fn build(
             retry,
             limits,
             resolve_interval,
+            shared: Default::default(),
         });
     }
     (configs, ids)

@@ -6,13 +6,15 @@
 //! endpoint was healthy, which ends a passive ejection early on every worker (see
 //! [`super::outlier`]). The [`HealthRegistry`] hands out those flags: one per
 //! (upstream name, endpoint address), shared by every worker and the checker, so that all
-//! of them see the same verdict.
+//! of them see the same verdict. The control plane attaches each endpoint's flag to the
+//! config snapshot before publishing it ([`HealthRegistry::publish`]); workers read the
+//! flags through the snapshot and never see the registry.
 //!
 //! Invariants:
 //! - Endpoints start healthy: a new endpoint takes traffic until checks say otherwise, and
 //!   an upstream without active checks is always healthy.
-//! - The registry's mutex is taken when a worker rebuilds its upstream state (a reload), by
-//!   the checker once per probe round, and by the admin API; never per request.
+//! - The registry's mutex is taken by the control plane when it publishes a snapshot, by
+//!   the checker once per probe round, and by the admin API; never by a worker.
 //! - An entry lives as long as its endpoint stays configured, across reloads, so that a
 //!   reload does not forget that an endpoint is down.
 
@@ -113,21 +115,31 @@ impl HealthRegistry {
         states
     }
 
-    /// Drops the entries of endpoints `config` no longer has, and marks healthy the
-    /// endpoints of upstreams that no longer have active checks (nothing would ever mark
-    /// them healthy again otherwise).
-    ///
-    /// Prefer [`HealthRegistry::retain_current`] when the config comes from the shared
-    /// cell: with a snapshot loaded before the lock, a worker that already serves a newer
-    /// snapshot could insert an entry this call then drops, leaving that worker with a flag
-    /// nobody updates.
-    pub fn retain(&self, config: &Config) {
-        let mut entries = self.lock();
-        retain_locked(&mut entries, config);
+    /// Gives each endpoint of `config` its flag (in `UpstreamConfig::shared`), for a config
+    /// nobody else sees yet: the first one, before the shared cell exists.
+    pub fn attach(&self, config: &mut Config) {
+        attach_locked(&mut self.lock(), config);
     }
 
-    /// [`HealthRegistry::retain`] against the snapshot in `shared`, loaded under the lock:
-    /// a worker inserts only for a snapshot it loaded, so it cannot race with this.
+    /// Publishes `config` in `shared`: gives each endpoint its flag (the one the registry
+    /// already holds for that upstream name and address, so a reload keeps verdicts), drops
+    /// the entries of endpoints `config` no longer has, marks healthy the endpoints of
+    /// upstreams that no longer have active checks (nothing would ever mark them healthy
+    /// again otherwise), then stores it.
+    ///
+    /// All under the lock: a [`HealthRegistry::retain_current`] between the attach and the
+    /// store would judge against the old snapshot and drop the new endpoints' entries, and
+    /// the checker would then write flags that no worker reads.
+    pub fn publish(&self, mut config: Config, shared: &ArcSwap<Config>) {
+        let mut entries = self.lock();
+        retain_locked(&mut entries, &config);
+        attach_locked(&mut entries, &mut config);
+        shared.store(Arc::new(config));
+    }
+
+    /// Drops the entries of endpoints the snapshot in `shared` no longer has, and marks
+    /// healthy the endpoints of upstreams that no longer have active checks; the snapshot is
+    /// loaded under the lock, so that it cannot be older than one [`Self::publish`] stored.
     pub fn retain_current(&self, shared: &ArcSwap<Config>) {
         let mut entries = self.lock();
         let config = shared.load();
@@ -148,6 +160,21 @@ impl HealthRegistry {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn attach_locked(entries: &mut HashMap<Key, Arc<EndpointHealth>>, config: &mut Config) {
+    for upstream in &mut config.upstreams {
+        upstream.shared.health = upstream
+            .endpoints
+            .iter()
+            .map(|e| {
+                entries
+                    .entry((upstream.name.clone(), e.addr))
+                    .or_insert_with(|| Arc::new(EndpointHealth::new()))
+                    .clone()
+            })
+            .collect();
     }
 }
 
@@ -257,34 +284,113 @@ mod tests {
     }
 
     #[test]
-    fn retain_keeps_configured_endpoints_and_their_state() {
+    fn publish_keeps_configured_endpoints_and_their_state() {
         let registry = HealthRegistry::new();
         let kept = registry.endpoint("app", addr("127.0.0.1:1"));
         kept.set_healthy(false);
         registry.endpoint("app", addr("127.0.0.1:2"));
         registry.endpoint("gone", addr("127.0.0.1:1"));
-        registry.retain(&checked(config(&["127.0.0.1:1", "127.0.0.1:3"])));
+        let shared = ArcSwap::from_pointee(config(&["127.0.0.1:1"]));
+        registry.publish(checked(config(&["127.0.0.1:1", "127.0.0.1:3"])), &shared);
         assert_eq!(
             registry.states(),
-            vec![("app".to_string(), addr("127.0.0.1:1"), false)]
+            vec![
+                ("app".to_string(), addr("127.0.0.1:1"), false),
+                ("app".to_string(), addr("127.0.0.1:3"), true),
+            ]
         );
         // The same flag is handed out again: the state survived the reload.
         assert!(Arc::ptr_eq(
             &kept,
             &registry.endpoint("app", addr("127.0.0.1:1"))
         ));
+        let published = shared.load();
+        assert!(Arc::ptr_eq(
+            &kept,
+            published.upstreams[0].shared.health(0).unwrap()
+        ));
+        assert!(!published.upstreams[0].shared.is_healthy(0));
+        assert!(published.upstreams[0].shared.is_healthy(1));
     }
 
     #[test]
-    fn retain_marks_healthy_when_checks_are_removed() {
+    fn publish_and_retain_mark_healthy_when_checks_are_removed() {
         let registry = HealthRegistry::new();
         let flag = registry.endpoint("app", addr("127.0.0.1:1"));
         flag.set_healthy(false);
-        registry.retain(&checked(config(&["127.0.0.1:1"])));
-        assert!(!flag.is_healthy());
         let shared = ArcSwap::from_pointee(config(&["127.0.0.1:1"]));
+        registry.publish(checked(config(&["127.0.0.1:1"])), &shared);
+        assert!(!flag.is_healthy());
+        // Published by someone else: the checker's retain_current sees it.
+        shared.store(Arc::new(config(&["127.0.0.1:1"])));
         registry.retain_current(&shared);
         assert!(flag.is_healthy());
         assert_eq!(registry.len(), 1);
+        // Published here.
+        registry.publish(checked(config(&["127.0.0.1:1"])), &shared);
+        flag.set_healthy(false);
+        registry.publish(config(&["127.0.0.1:1"]), &shared);
+        assert!(flag.is_healthy());
+        assert!(shared.load().upstreams[0].shared.is_healthy(0));
+    }
+
+    /// What a worker sees is what the checker writes: every published snapshot carries the
+    /// registry's flag of each endpoint, the same one from reload to reload.
+    #[test]
+    fn snapshots_carry_the_flags_the_checker_writes() {
+        let registry = HealthRegistry::new();
+        let mut first = checked(config(&["127.0.0.1:1", "127.0.0.1:2"]));
+        registry.attach(&mut first);
+        let shared = ArcSwap::from_pointee(first);
+        let checker = registry.endpoint("app", addr("127.0.0.1:2"));
+        assert!(Arc::ptr_eq(
+            &checker,
+            shared.load().upstreams[0].shared.health(1).unwrap()
+        ));
+        checker.set_healthy(false);
+        assert!(!shared.load().upstreams[0].shared.is_healthy(1));
+        // A reload that moves the endpoint to another index: the flag follows the address.
+        registry.publish(
+            checked(config(&["127.0.0.1:2", "127.0.0.1:1", "127.0.0.1:3"])),
+            &shared,
+        );
+        let snapshot = shared.load();
+        let upstream = &snapshot.upstreams[0].shared;
+        assert!(Arc::ptr_eq(&checker, upstream.health(0).unwrap()));
+        assert_eq!(
+            (0..3).map(|i| upstream.is_healthy(i)).collect::<Vec<_>>(),
+            [false, true, true]
+        );
+        assert_eq!(registry.len(), 3);
+    }
+
+    /// A worker takes up a new snapshot and checks health without the registry's lock: here
+    /// the lock is held throughout, and the worker must still finish.
+    #[test]
+    fn workers_sync_and_read_flags_without_the_lock() {
+        use crate::upstream::WorkerUpstreams;
+        use std::time::Instant;
+
+        let registry = HealthRegistry::new();
+        let shared = ArcSwap::from_pointee(config(&["127.0.0.1:1"]));
+        registry.publish(checked(config(&["127.0.0.1:1"])), &shared);
+        let old = shared.load_full();
+        registry.publish(checked(config(&["127.0.0.1:1", "127.0.0.1:2"])), &shared);
+        let new = shared.load_full();
+        registry
+            .endpoint("app", addr("127.0.0.1:2"))
+            .set_healthy(false);
+
+        let _locked = registry.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut upstreams = WorkerUpstreams::new(&old);
+            upstreams.sync(&new);
+            let state = upstreams.get(&new, 0).unwrap();
+            let usable = state.refresh_usable(&new.upstreams[0], Instant::now());
+            let _ = done.send((usable, state.pick(None, &[])));
+        });
+        let outcome = finished.recv_timeout(Duration::from_secs(30));
+        assert_eq!(outcome, Ok((1, Some(0))), "the worker waited for the lock");
     }
 }

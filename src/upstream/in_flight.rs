@@ -103,7 +103,6 @@ impl Drop for Connecting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::HealthRegistry;
 
     fn config(endpoints: &str) -> Arc<Config> {
         let text = format!(
@@ -127,10 +126,7 @@ mod tests {
     #[test]
     fn counts_last_as_long_as_their_guards() {
         let config = config("\"127.0.0.1:3\", \"127.0.0.1:4\"");
-        let upstreams = RefCell::new(WorkerUpstreams::new(
-            &config,
-            Arc::new(HealthRegistry::new()),
-        ));
+        let upstreams = RefCell::new(WorkerUpstreams::new(&config));
         let first = InFlight::start(&upstreams, &config, 1, 0);
         let second = InFlight::start(&upstreams, &config, 1, 1);
         let third = InFlight::start(&upstreams, &config, 1, 1);
@@ -148,7 +144,7 @@ mod tests {
     #[test]
     fn a_guard_from_an_older_snapshot_leaves_the_new_counts_alone() {
         let old = config("\"127.0.0.1:3\", \"127.0.0.1:4\"");
-        let upstreams = RefCell::new(WorkerUpstreams::new(&old, Arc::new(HealthRegistry::new())));
+        let upstreams = RefCell::new(WorkerUpstreams::new(&old));
         let guard = InFlight::start(&upstreams, &old, 1, 1);
         let connecting = Connecting::start(&upstreams, &old, 1);
         // A reload: the same endpoints, fresh counts.

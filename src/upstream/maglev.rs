@@ -1,8 +1,10 @@
 //! Maglev consistent hashing (Eisenbud et al., "Maglev: A Fast and Reliable Software
 //! Network Load Balancer", NSDI 2016, §3.4) for `balance = hash` upstreams.
 //!
-//! Built once per upstream per worker when a config snapshot is taken up (never on the
-//! request path); a pick is then `table[key % M]`, O(1) and allocation-free.
+//! Built by the control plane once per upstream when a config snapshot is published, and
+//! shared by every worker through the snapshot (an upstream whose endpoints a reload leaves
+//! alone keeps its table; see [`super::shared`]); never built on the request path. A pick is
+//! then `table[key % M]`, O(1) and allocation-free.
 //!
 //! Why Maglev rather than a hash ring or rendezvous hashing:
 //! - minimal disruption: removing an endpoint remaps (almost) only the keys it held, and

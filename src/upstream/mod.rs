@@ -1,8 +1,9 @@
 //! Per-worker upstream state: per upstream a balancer, a retry budget and circuit-breaker
-//! counters; per endpoint a keep-alive pool, the requests in flight, the passive-health
-//! (outlier) record and a handle on the shared active-health flag. Built from the config
-//! snapshot the worker is serving; nothing here is shared between workers but the health
-//! flags, which are read with one atomic load.
+//! counters; per endpoint a keep-alive pool, the requests in flight and the passive-health
+//! (outlier) record. Built from the config snapshot the worker is serving; nothing here is
+//! shared between workers. What is the same for every worker (a hash upstream's Maglev
+//! table, the active-health flags) is not built here: it comes with the snapshot
+//! ([`SharedUpstream`]), so taking up a new snapshot builds no table and takes no lock.
 //!
 //! Every request the gateway sends to an upstream goes through the one client
 //! ([`client::Client`]) over this state: endpoint pick, pooled connect, send, response
@@ -26,6 +27,7 @@ pub mod maglev;
 pub mod outlier;
 pub mod pool;
 pub mod retry;
+pub mod shared;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,13 +40,13 @@ pub use budget::RetryBudget;
 pub use health::{EndpointHealth, HealthRegistry};
 pub use outlier::Outlier;
 pub use pool::{EndpointPool, UpstreamConn};
+pub use shared::{share_tables, SharedUpstream};
 
 /// One endpoint's per-worker state.
 pub struct EndpointState {
     pub pool: EndpointPool,
     pub in_flight: u32,
     pub outlier: Outlier,
-    pub health: Arc<EndpointHealth>,
 }
 
 /// One upstream's per-worker state, indexed like `Config::upstreams`.
@@ -65,18 +67,16 @@ pub struct UpstreamState {
 
 impl UpstreamState {
     /// Recomputes which endpoints may take a request now (healthy, not ejected, or all of
-    /// them in panic mode); returns how many may. An ejection ends here when an active
-    /// check passed since it began.
+    /// them in panic mode); returns how many may. `config` is this upstream in the snapshot
+    /// the state was built for; its health flags are read with one atomic load each. An
+    /// ejection ends here when an active check passed since it began.
     pub fn refresh_usable(&mut self, config: &UpstreamConfig, now: Instant) -> usize {
         self.scratch_healthy.clear();
         self.scratch_ejected.clear();
         for (i, endpoint) in self.endpoints.iter_mut().enumerate() {
+            let passes = config.shared.health(i).map_or(0, |h| h.passes());
             let mut ejected = endpoint.outlier.is_ejected(now);
-            if ejected
-                && endpoint
-                    .outlier
-                    .end_on_active_pass(endpoint.health.passes(), now)
-            {
+            if ejected && endpoint.outlier.end_on_active_pass(passes, now) {
                 ejected = false;
                 tracing::info!(
                     upstream = %config.name,
@@ -84,7 +84,7 @@ impl UpstreamState {
                     "ejection ended: active health check passed"
                 );
             }
-            self.scratch_healthy.push(endpoint.health.is_healthy());
+            self.scratch_healthy.push(config.shared.is_healthy(i));
             self.scratch_ejected.push(ejected);
         }
         self.usable.resize(self.endpoints.len(), false);
@@ -137,9 +137,8 @@ impl UpstreamState {
         let total = self.endpoints.len();
         let percent = config.outlier.max_ejected_percent;
         let may_eject = || outlier::ejection_allowed(ejected, total, percent);
-        let record = &mut self.endpoints[endpoint];
-        let passes = record.health.passes();
-        record
+        let passes = config.shared.health(endpoint).map_or(0, |h| h.passes());
+        self.endpoints[endpoint]
             .outlier
             .on_failure_capped(&config.outlier, now, passes, may_eject)
     }
@@ -158,15 +157,13 @@ impl UpstreamState {
 /// The worker's upstream state and the snapshot it was built for.
 pub struct WorkerUpstreams {
     built_for: Arc<Config>,
-    health: Arc<HealthRegistry>,
     upstreams: Vec<UpstreamState>,
 }
 
 impl WorkerUpstreams {
-    pub fn new(config: &Arc<Config>, health: Arc<HealthRegistry>) -> Self {
+    pub fn new(config: &Arc<Config>) -> Self {
         WorkerUpstreams {
             built_for: config.clone(),
-            health,
             upstreams: Vec::new(),
         }
         .rebuilt_for(config)
@@ -176,12 +173,10 @@ impl WorkerUpstreams {
     /// unchanged endpoints' pools and outlier records.
     pub fn sync(&mut self, config: &Arc<Config>) {
         if !Arc::ptr_eq(&self.built_for, config) {
-            let health = self.health.clone();
             let old = std::mem::replace(
                 self,
                 WorkerUpstreams {
                     built_for: config.clone(),
-                    health,
                     upstreams: Vec::new(),
                 },
             );
@@ -197,12 +192,11 @@ impl WorkerUpstreams {
                 old.push((upstream.name.clone(), config.addr, endpoint));
             }
         }
-        let health = self.health;
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| UpstreamState {
-                balancer: Balancer::new(&u.balance, &u.endpoints),
+                balancer: Balancer::new(&u.balance, &u.endpoints, u.shared.maglev()),
                 budget: RetryBudget::new(u.retry.budget_percent),
                 endpoints: u
                     .endpoints
@@ -217,7 +211,6 @@ impl WorkerUpstreams {
                                 pool: EndpointPool::new(u.pool.clone()),
                                 in_flight: 0,
                                 outlier: Outlier::default(),
-                                health: health.endpoint(&u.name, e.addr),
                             },
                         };
                         // Requests counted under the old snapshot finish there.
@@ -234,7 +227,6 @@ impl WorkerUpstreams {
             .collect();
         WorkerUpstreams {
             built_for: config.clone(),
-            health,
             upstreams,
         }
     }
