@@ -29,9 +29,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::config::{AccessLogConfig, AccessLogFormat, LogDestination};
 use super::trace::WyRand;
 use super::{Outcome, RequestRecord};
-use crate::config::{AccessLogConfig, AccessLogFormat, LogDestination};
 use crate::http1::Version;
 
 /// A worker's buffer is sent once it holds this many bytes.

@@ -41,8 +41,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hdrhistogram::Histogram;
 
-use super::{Outcome, RequestRecord};
-use crate::config::Config;
+use super::{Outcome, RequestRecord, RouteNames};
+use crate::upstream::config::UpstreamConfig;
 
 /// Method label values; anything else counts as `OTHER` (methods are case-sensitive,
 /// RFC 9110 §9.1).
@@ -202,7 +202,7 @@ struct Table {
 }
 
 impl Table {
-    fn for_config(config: &Config) -> Table {
+    fn for_snapshot<R: RouteNames + ?Sized>(routes: &R, upstreams: &[UpstreamConfig]) -> Table {
         let route_slot = |name: &str| RouteSlot {
             name: name.to_string(),
             requests: Vec::new(),
@@ -210,15 +210,11 @@ impl Table {
             bytes_in: 0,
             bytes_out: 0,
         };
-        let mut routes: Vec<RouteSlot> = config
-            .routes
-            .routes()
-            .iter()
-            .map(|r| route_slot(&r.name))
+        let mut route_slots: Vec<RouteSlot> = (0..routes.count())
+            .map(|i| route_slot(routes.name(i).unwrap_or_default()))
             .collect();
-        routes.push(route_slot(NO_ROUTE));
-        let upstreams = config
-            .upstreams
+        route_slots.push(route_slot(NO_ROUTE));
+        let upstreams = upstreams
             .iter()
             .map(|u| UpstreamSlot {
                 name: u.name.clone(),
@@ -229,21 +225,29 @@ impl Table {
                 retries: 0,
             })
             .collect();
-        Table { routes, upstreams }
+        Table {
+            routes: route_slots,
+            upstreams,
+        }
     }
 
-    /// Whether this table's slots `route` and `upstream` stand for the same names in
-    /// `config`. Names, not the snapshot's address: a new snapshot can be allocated where a
-    /// freed one was, with other routes at the same indices.
-    fn fits(&self, config: &Config, route: Option<usize>, upstream: Option<usize>) -> bool {
-        let routes = config.routes.routes();
-        self.routes.len() == routes.len() + 1
-            && self.upstreams.len() == config.upstreams.len()
+    /// Whether this table's slots `route` and `upstream` stand for the same names in the
+    /// snapshot `routes` and `upstreams` belong to. Names, not the snapshot's address: a new
+    /// snapshot can be allocated where a freed one was, with other routes at the same indices.
+    fn fits<R: RouteNames + ?Sized>(
+        &self,
+        routes: &R,
+        upstreams: &[UpstreamConfig],
+        route: Option<usize>,
+        upstream: Option<usize>,
+    ) -> bool {
+        self.routes.len() == routes.count() + 1
+            && self.upstreams.len() == upstreams.len()
             && route.is_none_or(|i| {
-                matches!((self.routes.get(i), routes.get(i)), (Some(s), Some(r)) if s.name == r.name)
+                matches!((self.routes.get(i), routes.name(i)), (Some(s), Some(r)) if s.name == r)
             })
             && upstream.is_none_or(|i| {
-                matches!((self.upstreams.get(i), config.upstreams.get(i)), (Some(s), Some(u)) if s.name == u.name)
+                matches!((self.upstreams.get(i), upstreams.get(i)), (Some(s), Some(u)) if s.name == u.name)
             })
     }
 }
@@ -377,21 +381,33 @@ impl WorkerMetrics {
         WorkerMetrics::default()
     }
 
-    /// Counts one finished request. `config` is the snapshot the request ran on (route and
-    /// upstream indices in `rec` refer to it). Its duration runs from `rec.started` to now.
-    pub fn record(&mut self, config: &Config, rec: &RequestRecord) {
-        self.record_at(config, rec, Instant::now());
+    /// Counts one finished request. `routes` and `upstreams` are those of the snapshot the
+    /// request ran on (route and upstream indices in `rec` refer to them). Its duration runs
+    /// from `rec.started` to now.
+    pub fn record<R: RouteNames + ?Sized>(
+        &mut self,
+        routes: &R,
+        upstreams: &[UpstreamConfig],
+        rec: &RequestRecord,
+    ) {
+        self.record_at(routes, upstreams, rec, Instant::now());
     }
 
     /// [`record`](Self::record) with the end of the request given (tests pass their own).
-    pub fn record_at(&mut self, config: &Config, rec: &RequestRecord, now: Instant) {
-        let route = rec.route.filter(|&i| i < config.routes.routes().len());
-        let upstream = rec.upstream.filter(|&i| i < config.upstreams.len());
+    pub fn record_at<R: RouteNames + ?Sized>(
+        &mut self,
+        routes: &R,
+        upstreams: &[UpstreamConfig],
+        rec: &RequestRecord,
+        now: Instant,
+    ) {
+        let route = rec.route.filter(|&i| i < routes.count());
+        let upstream = rec.upstream.filter(|&i| i < upstreams.len());
         debug_assert_eq!(route, rec.route, "route index out of the snapshot");
         debug_assert_eq!(upstream, rec.upstream, "upstream index out of the snapshot");
-        if !self.table.fits(config, route, upstream) {
+        if !self.table.fits(routes, upstreams, route, upstream) {
             self.folded.add_table(&self.table);
-            self.table = Table::for_config(config);
+            self.table = Table::for_snapshot(routes, upstreams);
         }
         match rec.pool_hit {
             Some(true) => self.pool_hits += 1,
@@ -504,8 +520,7 @@ impl MetricsHub {
         }
     }
 
-    /// When the hub was made (with the [`crate::control::Control`], at process start), in
-    /// Unix seconds.
+    /// When the hub was made (by the control plane, at process start), in Unix seconds.
     pub fn start_unix(&self) -> f64 {
         unix_seconds(self.started)
     }
@@ -976,7 +991,7 @@ mock = { status = 200, body = "ok" }
         rec.upstream_time = req.upstream_micros.map(Duration::from_micros);
         rec.pool_hit = req.pool_hit;
         rec.retries = req.retries;
-        metrics.record_at(config, &rec, now);
+        metrics.record_at(config.routes.routes(), &config.upstreams, &rec, now);
     }
 
     fn process() -> ProcessInfo {
@@ -1503,7 +1518,12 @@ strait_process_start_time_seconds 1699999999.25
         const N: u32 = 10_000_000;
         let start = Instant::now();
         for _ in 0..N {
-            m.record(std::hint::black_box(&config), std::hint::black_box(&rec));
+            let config = std::hint::black_box(&config);
+            m.record(
+                config.routes.routes(),
+                &config.upstreams,
+                std::hint::black_box(&rec),
+            );
         }
         let per = start.elapsed() / N;
         println!("record: {per:?} per request");

@@ -16,12 +16,26 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::config::Config;
 use crate::http1::{RequestHead, Version};
+use crate::upstream::config::UpstreamConfig;
 use access_log::{AccessLog, LineNames, WorkerLog};
+use config::ObservabilityConfig;
 use metrics::{MetricsHub, ScrapeInbox, WorkerMetrics};
 use request_id::RequestIdGen;
 use trace::{SpanContext, TraceExporter, WorkerTracer};
+
+/// The routes of the snapshot a request ran on, as observability sees them: by index (the
+/// one in [`RequestRecord::route`]), a name (metrics label, access log field) and a path
+/// pattern (span name). The route table sits above this module (in the config assembly), so
+/// it implements this trait rather than being named here.
+pub trait RouteNames {
+    /// How many routes there are; indices run below it.
+    fn count(&self) -> usize;
+    /// Route `i`'s name; `None` when there is no route `i`.
+    fn name(&self, i: usize) -> Option<&str>;
+    /// Route `i`'s path pattern as written; `None` when there is no route `i`.
+    fn path(&self, i: usize) -> Option<&str>;
+}
 
 /// How a request ended, beyond its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +61,7 @@ pub struct RequestRecord {
     pub user_agent: Option<Bytes>,
     pub referer: Option<Bytes>,
     pub version: Version,
-    /// Index into the snapshot's `routes.routes()`, when a route matched.
+    /// Index into the snapshot's routes ([`RouteNames`]), when a route matched.
     pub route: Option<usize>,
     /// Index into the snapshot's `upstreams`, when the request was proxied.
     pub upstream: Option<usize>,
@@ -145,14 +159,14 @@ impl WorkerObservers {
     }
 
     /// Gives a request its ID (the client's when acceptable) and, with tracing on, its span.
+    /// `observability` is the section of the snapshot the request runs on.
     pub fn begin(
         &mut self,
-        config: &Config,
+        observability: &ObservabilityConfig,
         raw: &Bytes,
         head: &RequestHead,
         rec: &mut RequestRecord,
     ) {
-        let observability = &config.observability;
         rec.request_id = match request_id::incoming(raw, head, &observability.request_id_header) {
             Some((start, end)) => raw.slice(start as usize..end as usize),
             None => self.ids.next(),
@@ -167,31 +181,31 @@ impl WorkerObservers {
         }
     }
 
-    /// Counts, logs and traces a finished request.
-    pub fn finish(&mut self, config: &Config, rec: &RequestRecord) {
+    /// Counts, logs and traces a finished request. `observability`, `routes` and
+    /// `upstreams` are parts of the snapshot the request ran on (`rec`'s indices refer to it).
+    pub fn finish<R: RouteNames + ?Sized>(
+        &mut self,
+        observability: &ObservabilityConfig,
+        routes: &R,
+        upstreams: &[UpstreamConfig],
+        rec: &RequestRecord,
+    ) {
         let now = Instant::now();
-        self.metrics.record_at(config, rec, now);
-        let route = rec.route.and_then(|i| config.routes.routes().get(i));
+        self.metrics.record_at(routes, upstreams, rec, now);
         let upstream = rec
             .upstream
-            .and_then(|i| config.upstreams.get(i))
+            .and_then(|i| upstreams.get(i))
             .map_or("", |u| u.name.as_str());
-        if let (Some(log), Some(log_config)) = (self.log.as_mut(), &config.observability.access_log)
-        {
+        if let (Some(log), Some(log_config)) = (self.log.as_mut(), &observability.access_log) {
             let names = LineNames {
-                route: route.map_or("", |r| r.name.as_str()),
+                route: rec.route.and_then(|i| routes.name(i)).unwrap_or(""),
                 upstream,
             };
             log.log(log_config, &names, rec, now);
         }
-        if let (Some(tracer), Some(tracing)) = (self.tracer.as_mut(), &config.observability.tracing)
-        {
-            tracer.finish(
-                tracing,
-                route.map_or("", |r| r.path.as_str()),
-                upstream,
-                rec,
-            );
+        if let (Some(tracer), Some(tracing)) = (self.tracer.as_mut(), &observability.tracing) {
+            let path = rec.route.and_then(|i| routes.path(i)).unwrap_or("");
+            tracer.finish(tracing, path, upstream, rec);
         }
     }
 

@@ -148,8 +148,8 @@ fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http1::parse_request_head;
+    use crate::http1::Limits;
     use std::collections::HashSet;
 
     const LIMITS: Limits = Limits {

@@ -94,7 +94,12 @@ impl Worker {
 
     /// Hands a finished request to metrics, the access log and tracing.
     fn finish_request(&self, config: &Config, rec: &RequestRecord) {
-        self.observers.borrow_mut().finish(config, rec);
+        self.observers.borrow_mut().finish(
+            &config.observability,
+            config.routes.routes(),
+            &config.upstreams,
+            rec,
+        );
     }
 
     /// Counts a connection before its task is spawned, so that a drain starting in between
@@ -236,10 +241,12 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
             Ok(mut head) => {
                 conn.identify_client(&config, &raw, &head);
                 conn.rec.describe(&raw, &head);
-                conn.worker
-                    .observers
-                    .borrow_mut()
-                    .begin(&config, &raw, &head, &mut conn.rec);
+                conn.worker.observers.borrow_mut().begin(
+                    &config.observability,
+                    &raw,
+                    &head,
+                    &mut conn.rec,
+                );
                 // Once draining, every answer says `Connection: close`.
                 head.keep_alive &= !conn.worker.drain.is_started();
                 conn.handle(&config, raw, head).await

@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use super::otlp::encode_export_request;
 use super::{PaddedCounter, SpanData, WorkerTracer};
-use crate::config::TracingConfig;
+use crate::observe::config::TracingConfig;
 
 /// Connect, write and read timeout of one export.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);

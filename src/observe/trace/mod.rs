@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::RequestRecord;
-use crate::config::TracingConfig;
 use crate::http1::headers::trim_ows;
 use crate::http1::Version;
+use crate::observe::config::TracingConfig;
 
 /// The trace identity of one request: ours (`span_id`) and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
