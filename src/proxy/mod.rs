@@ -29,6 +29,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::auth::oauth2::cache::TokenCache;
 use crate::auth::oauth2::single_flight::SingleFlight;
+use crate::config::router::RouteMatch;
 use crate::config::{Action, Config, MockResponse, Route};
 use crate::cors::CorsPolicy;
 use crate::error::ProxyError;
@@ -38,7 +39,6 @@ use crate::io::{read_more, write_out, ReadFail};
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
-use crate::router::RouteMatch;
 use crate::upstream::WorkerUpstreams;
 use pipeline::{AnswerHead, Flow, LocalAnswer, Request, RequestCtx};
 
