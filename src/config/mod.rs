@@ -41,6 +41,7 @@ mod routes;
 mod server;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};

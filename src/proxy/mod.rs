@@ -73,7 +73,13 @@ impl Worker {
         cluster: Arc<ClusterHub>,
     ) -> Self {
         let snapshot = config.load_full();
-        let limits = WorkerLimits::new(&snapshot, workers, Some(cluster), Instant::now());
+        let limits = WorkerLimits::new(
+            snapshot.route_rate_limits(),
+            snapshot.cluster.as_ref(),
+            workers,
+            Some(cluster),
+            Instant::now(),
+        );
         Worker {
             limits: RefCell::new(limits),
             upstreams: RefCell::new(WorkerUpstreams::new(&snapshot)),
@@ -117,7 +123,11 @@ impl Worker {
         if !Arc::ptr_eq(latest, &current) {
             *current = Rc::new(latest.clone());
             self.upstreams.borrow_mut().sync(latest);
-            self.limits.borrow_mut().sync(latest, Instant::now());
+            self.limits.borrow_mut().sync(
+                latest.route_rate_limits(),
+                latest.cluster.as_ref(),
+                Instant::now(),
+            );
         }
         current.clone()
     }

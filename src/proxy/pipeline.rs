@@ -532,7 +532,13 @@ access = { allow = ["10.0.0.0/8"] }
     fn rate_limits_answer_429_past_the_limit() {
         let config = config();
         let now = Instant::now();
-        let mut limits = WorkerLimits::new(&config, 1, None, now);
+        let mut limits = WorkerLimits::new(
+            config.route_rate_limits(),
+            config.cluster.as_ref(),
+            1,
+            None,
+            now,
+        );
         let get = "GET /limited HTTP/1.1\r\nHost: t\r\n\r\n";
         let mut c = ctx("127.0.0.1");
         let take = |c: &mut RequestCtx, limits: &mut WorkerLimits| {

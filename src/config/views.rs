@@ -1,0 +1,24 @@
+//! What the capabilities below the assembly read of a [`Config`] snapshot, given to them
+//! as sections (methods here) or through the small traits they define (implemented here),
+//! so that none of them depends on the assembly.
+
+use super::Config;
+use crate::ratelimit::config::{ClusterConfig, RateLimitConfig};
+use crate::ratelimit::redis_sync::ClusterSection;
+
+impl Config {
+    /// Each route's name and `rate_limits`, in the route table's order: what
+    /// [`crate::ratelimit::WorkerLimits`] is built from.
+    pub fn route_rate_limits(&self) -> impl Iterator<Item = (&str, &[RateLimitConfig])> {
+        self.routes
+            .routes()
+            .iter()
+            .map(|route| (route.name.as_str(), route.rate_limits.as_slice()))
+    }
+}
+
+impl ClusterSection for Config {
+    fn cluster(&self) -> Option<&ClusterConfig> {
+        self.cluster.as_ref()
+    }
+}
