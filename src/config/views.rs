@@ -3,6 +3,9 @@
 //! so that none of them depends on the assembly.
 
 use super::Config;
+use crate::auth::config::ConsumerConfig;
+use crate::auth::oauth2::config::OAuth2Provider;
+use crate::auth::AuthSections;
 use crate::ratelimit::config::{ClusterConfig, RateLimitConfig};
 use crate::ratelimit::redis_sync::ClusterSection;
 
@@ -20,5 +23,15 @@ impl Config {
 impl ClusterSection for Config {
     fn cluster(&self) -> Option<&ClusterConfig> {
         self.cluster.as_ref()
+    }
+}
+
+impl AuthSections for Config {
+    fn consumers(&self) -> &[ConsumerConfig] {
+        &self.consumers
+    }
+
+    fn oauth2_providers(&self) -> &[OAuth2Provider] {
+        &self.oauth2_providers
     }
 }

@@ -421,8 +421,8 @@ pub fn is_token(text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http1::parse_request_head;
+    use crate::http1::Limits;
 
     #[test]
     fn parses_origin_patterns() {

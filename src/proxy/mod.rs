@@ -60,7 +60,7 @@ pub struct Worker {
     /// Per-route rate-limit buckets of this worker.
     limits: RefCell<WorkerLimits>,
     /// Introspection results of this worker, by token digest.
-    tokens: RefCell<TokenCache>,
+    tokens: RefCell<TokenCache<Config>>,
     /// Introspections in flight on this worker, which requests with the same token join.
     flights: SingleFlight,
 }

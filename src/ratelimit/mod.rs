@@ -879,7 +879,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.routes.routes()[0].rate_limits.len(), INLINE_KEYS + 1);
-        let limits = crate::config::Limits {
+        let limits = crate::http1::Limits {
             max_header_bytes: 4096,
             max_headers: 32,
             max_body_bytes: 0,
