@@ -26,7 +26,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{BalancePolicy, Endpoint};
+use super::config::{BalancePolicy, Endpoint};
 
 use super::maglev::Maglev;
 

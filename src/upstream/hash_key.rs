@@ -11,7 +11,7 @@
 //! worker, in every process, and after a restart. Nothing here allocates, and nothing
 //! indexes the head bytes without a bounds check.
 
-use crate::config::HashKey;
+use super::config::HashKey;
 use crate::http1::headers::trim_ows;
 use crate::http1::RequestHead;
 
