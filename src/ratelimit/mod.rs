@@ -30,9 +30,9 @@ use ahash::AHashMap;
 use bytes::BytesMut;
 
 use crate::http1::encode::AddedLines;
+use crate::http1::headers::header_value;
 use crate::http1::RequestHead;
 use crate::ratelimit::redis_sync::{ClusterHub, LimitSpec};
-use crate::upstream::hash_key::header_value;
 use cluster::{ClusterCtx, ClusterLimiter, ClusterLink, Mode};
 use config::{ClusterConfig, RateLimitConfig, RateLimitKey, RateLimitScope};
 

@@ -12,7 +12,7 @@
 //! indexes the head bytes without a bounds check.
 
 use super::config::HashKey;
-use crate::http1::headers::trim_ows;
+use crate::http1::headers::{header_value, trim_ows};
 use crate::http1::RequestHead;
 
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -68,18 +68,6 @@ pub fn request_key(key: &HashKey, raw: &[u8], head: &RequestHead, client_ip: &[u
         return None;
     }
     Some(stable_hash(bytes))
-}
-
-/// The (already OWS-trimmed) value of the first header named `name`, case-insensitively.
-pub fn header_value<'a>(raw: &'a [u8], head: &RequestHead, name: &[u8]) -> Option<&'a [u8]> {
-    head.headers.iter().find_map(|h| {
-        let header_name = raw.get(h.name.0 as usize..h.name.1 as usize)?;
-        if header_name.eq_ignore_ascii_case(name) {
-            raw.get(h.value.0 as usize..h.value.1 as usize)
-        } else {
-            None
-        }
-    })
 }
 
 /// The value of the first cookie named `name` (case-sensitive, RFC 6265 §5.4) across every
