@@ -268,7 +268,7 @@ fn fresh_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HashKey;
+    use crate::upstream::config::HashKey;
     use crate::upstream::hash_key::mix64;
 
     /// Policy, weights, usable, the picks wanted in order.

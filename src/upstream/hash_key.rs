@@ -104,8 +104,8 @@ fn find_cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http1::parse_request_head;
+    use crate::http1::Limits;
 
     const LIMITS: Limits = Limits {
         max_header_bytes: 4096,

@@ -204,7 +204,8 @@ fn retain_locked(entries: &mut HashMap<Key, Arc<EndpointHealth>>, upstreams: &[U
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_str, Config, HealthCheckConfig};
+    use crate::config::{load_str, Config};
+    use crate::upstream::config::HealthCheckConfig;
     use std::time::Duration;
 
     fn config(endpoints: &[&str]) -> Config {

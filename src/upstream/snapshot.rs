@@ -1,7 +1,8 @@
 //! What the upstream layer reads from a config snapshot: the upstream sections and the two
 //! server timeouts an upstream exchange uses. The snapshot type itself belongs to the config
-//! assembly above this layer (`crate::config::Config` implements [`Snapshot`]); code here
-//! holds or compares a snapshot through this trait, so it never depends on the assembly.
+//! assembly above this layer, which implements [`Snapshot`] for it; code here holds or
+//! compares a snapshot through this trait (worker state built for a snapshot, the client,
+//! the health registry, the checker thread), so it never depends on the assembly.
 
 use std::time::Duration;
 
