@@ -106,26 +106,6 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
 }
 
-/// The upstream layer holds and compares snapshots through this view (health flags, worker
-/// state built for a snapshot, the checker thread), without depending on the assembly.
-impl upstream::Snapshot for Config {
-    fn upstreams(&self) -> &[UpstreamConfig] {
-        &self.upstreams
-    }
-
-    fn upstreams_mut(&mut self) -> &mut [UpstreamConfig] {
-        &mut self.upstreams
-    }
-
-    fn connect_timeout(&self) -> std::time::Duration {
-        self.server.timeouts.upstream_connect
-    }
-
-    fn response_timeout(&self) -> std::time::Duration {
-        self.server.timeouts.upstream_response
-    }
-}
-
 /// The file as written: one field per top-level section. Values whose meaning is checked
 /// after parsing are kept raw inside [`Spanned`], so that every bad one is reported with
 /// its line and column; defaults live with each section's validation, not here.
