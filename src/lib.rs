@@ -15,7 +15,6 @@ pub mod io;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;
-pub mod router;
 pub mod runtime;
 #[cfg(test)]
 mod scratch;

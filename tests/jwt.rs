@@ -694,7 +694,8 @@ fn check_with_a_jwks_url_makes_no_connection() {
         "1h",
         "",
     );
-    let path = scratch_dir().join("check.toml");
+    let dir = scratch_dir();
+    let path = dir.join("check.toml");
     std::fs::write(&path, config).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
         .arg("--check")

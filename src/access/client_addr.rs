@@ -72,8 +72,8 @@ fn parse_ip(entry: &[u8]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http1::parse_request_head;
+    use crate::http1::Limits;
 
     fn walk(trusted: &[&str], peer: &str, xff: &[&str]) -> String {
         let trusted: Vec<Cidr> = trusted.iter().map(|c| Cidr::parse(c).unwrap()).collect();

@@ -21,7 +21,6 @@
 //! - The runtime uses the epoll ("legacy") driver: the admin thread must run whatever the
 //!   workers use, and a timed-out read can be dropped safely.
 
-pub mod config;
 mod json;
 mod routes;
 mod server;

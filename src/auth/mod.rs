@@ -29,16 +29,25 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::config::{
-    ApiKey, ApiKeyAuth, AuthConfig, Config, ConsumerConfig, OAuth2Provider, OnIntrospectionError,
-};
+use crate::auth::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
+use crate::auth::oauth2::config::{OAuth2Provider, OnIntrospectionError};
 use crate::error::ProxyError;
 use crate::http1::encode::HeaderPair;
+use crate::http1::headers::header_value;
 use crate::http1::RequestHead;
-use crate::upstream::hash_key::header_value;
 use oauth2::cache::Cached;
 use oauth2::verdict::Verdicts;
 use oauth2::{bearer_token, has_scopes, Presented};
+
+/// What authentication reads of the served config snapshot. Implemented by the snapshot
+/// (in the config assembly, which sits above auth); the worker's token cache keeps the
+/// `Arc` of the snapshot it was built for, to notice a reload.
+pub trait AuthSections {
+    /// `[consumers.NAME]`, sorted by name.
+    fn consumers(&self) -> &[ConsumerConfig];
+    /// `[oauth2_providers.NAME]`, indexed by [`oauth2::config::ProviderId`].
+    fn oauth2_providers(&self) -> &[OAuth2Provider];
+}
 
 /// Who an authenticated request is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,15 +255,15 @@ pub struct Rejection<'c> {
 /// Who a request on a route with `auth` is, or why it is refused: the in-memory methods
 /// ([`authenticate`]), then, on a route with `oauth2`, the verdict on the bearer token none
 /// of them accepted, from `verdicts` or else through `exchange` (the introspection).
-pub async fn authenticate_request<'c, E: Display>(
+pub async fn authenticate_request<'c, C: AuthSections, E: Display>(
     auth: &'c AuthConfig,
-    config: &Arc<Config>,
+    config: &Arc<C>,
     raw: &[u8],
     head: &RequestHead,
-    verdicts: &Verdicts<'_>,
+    verdicts: &Verdicts<'_, C>,
     exchange: impl AsyncFnOnce(&OAuth2Provider, &[u8]) -> Result<Bytes, E>,
 ) -> Result<Identity, Rejection<'c>> {
-    let refused = match authenticate(auth, &config.consumers, raw, head) {
+    let refused = match authenticate(auth, config.consumers(), raw, head) {
         Ok(identity) => return Ok(identity),
         Err(refused) => refused,
     };
@@ -280,7 +289,7 @@ pub async fn authenticate_request<'c, E: Display>(
         Presented::Token(token) => token,
     };
     let Some(token) = verdicts.check(config, oauth2, token, exchange).await else {
-        let provider = &config.oauth2_providers[oauth2.provider];
+        let provider = &config.oauth2_providers()[oauth2.provider];
         return Err(match provider.on_error {
             OnIntrospectionError::Unavailable => Rejection {
                 error: ProxyError::AuthUnavailable,
@@ -310,8 +319,8 @@ pub async fn authenticate_request<'c, E: Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http1::parse_request_head;
+    use crate::http1::Limits;
 
     #[test]
     fn parses_keys() {

@@ -17,7 +17,7 @@
 //! | `[[routes]]` (match, action, mock) | `config/routes.rs` |
 //! | a route's `access`, `[server.access]` | `access/config.rs` |
 //! | a route's `cors` | `cors/config.rs` |
-//! | `[admin]` | `admin/config.rs` |
+//! | `[admin]` | `config/admin.rs` |
 //! | `[observability]` | `observe/config.rs` |
 //!
 //! Adding a capability: its folder with a `config.rs`, then its field in [`FileConfig`] and
@@ -34,10 +34,14 @@
 //! since nothing after it can be trusted. Runtime types are immutable once built; a reload
 //! builds a whole new [`Config`] and swaps it in, so no request ever sees half a config.
 
+pub mod admin;
+pub mod filters;
+pub mod router;
 mod routes;
 mod server;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -46,16 +50,16 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::admin::config::FileAdmin;
 use crate::auth::config::FileConsumer;
 use crate::auth::jwt::config::FileJwtProvider;
 use crate::auth::oauth2::config::FileOAuth2Provider;
 use crate::observe::config::FileObservability;
 use crate::ratelimit::config::FileCluster;
-use crate::router::RouteTable;
 use crate::settings::{key_path, Ctx};
 use crate::upstream::config::{FileUpstream, Resolve};
-use crate::{admin, auth, observe, ratelimit, upstream};
+use crate::{auth, observe, ratelimit, upstream};
+use admin::FileAdmin;
+use router::RouteTable;
 
 /// `[server.limits]`: the codec's request limits, filled from the file.
 pub use crate::http1::Limits;
@@ -64,7 +68,6 @@ pub use routes::{Action, MockResponse, ProxyAction, Route};
 pub use server::{ServerConfig, Timeouts};
 
 // transitional re-exports: removed once every user imports from the owning module
-pub use crate::admin::config::AdminConfig;
 pub use crate::auth::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
 pub use crate::auth::oauth2::config::{
     ConsumerClaim, OAuth2Auth, OAuth2Provider, OnIntrospectionError, ProviderId, RequiredScopes,
@@ -81,6 +84,7 @@ pub use crate::upstream::config::{
     BalancePolicy, BreakerLimits, Endpoint, HashKey, HealthCheckConfig, OutlierConfig, PoolConfig,
     RetryPolicy, UpstreamConfig, UpstreamId,
 };
+pub use admin::AdminConfig;
 
 /// The config served when no file is given and `conf/strait.toml` is absent.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../conf/strait.toml");
@@ -150,7 +154,7 @@ fn build(ctx: &mut Ctx, file: FileConfig, resolve: Resolve<'_>) -> Option<Config
         has_cluster: file.cluster.is_some(),
     };
     let routes = routes::build(ctx, file.routes, &defined);
-    let admin = admin::config::build(ctx, file.admin);
+    let admin = admin::build(ctx, file.admin);
     let observability = observe::config::build(ctx, file.observability);
     Some(Config {
         server: server?,

@@ -16,11 +16,11 @@ use crate::access::AccessList;
 use crate::auth::config::{AuthConfig, FileAuth};
 use crate::auth::jwt::config::Providers;
 use crate::auth::oauth2::config::ProviderIds;
+use crate::config::router::RouteTable;
 use crate::cors::config::FileCors;
 use crate::cors::CorsPolicy;
 use crate::http1::reason_phrase;
 use crate::ratelimit::config::{FileRateLimit, RateLimitConfig};
-use crate::router::RouteTable;
 use crate::settings::{is_host_header, is_tchar, Ctx};
 use crate::upstream::config::{UpstreamId, UpstreamIds};
 use crate::{access, auth, cors, ratelimit};
@@ -113,8 +113,8 @@ pub struct Route {
     /// CORS answered by the gateway; `None`: requests pass through untouched.
     pub cors: Option<CorsPolicy>,
     /// The filters the settings above call for, in the order they apply
-    /// (`crate::proxy::pipeline::compile`).
-    pub filters: Vec<crate::proxy::pipeline::Filter>,
+    /// (`super::filters::compile`).
+    pub filters: Vec<super::filters::Filter>,
 }
 
 /// Metrics, access log lines and spans name a request's route by its index in the table.
@@ -261,7 +261,7 @@ pub(super) fn build(
             cors,
             filters: Vec::new(),
         };
-        route.filters = crate::proxy::pipeline::compile(&route);
+        route.filters = super::filters::compile(&route);
         routes.push(route);
         hosts.push(route_hosts);
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::router::RouteMatch;
+use crate::config::router::RouteMatch;
 
 const MINIMAL: &str = "[server]\nlisten = [\"127.0.0.1:8080\"]\n";
 

@@ -105,7 +105,7 @@ impl Control {
         registry.apply(&mut config);
         share_tables(&mut config.upstreams, &[]);
         let health = HealthRegistry::new();
-        health.attach(&mut config);
+        health.attach(&mut config.upstreams);
         Ok(Control {
             source,
             config: Arc::new(ArcSwap::from_pointee(config)),

@@ -102,7 +102,7 @@ impl OriginPattern {
         if host.contains('*') && !host.starts_with("*.") {
             return Err(bad("`*` is only allowed as a leading `*.` label"));
         }
-        let host = crate::router::normalize_host_pattern(host).map_err(|why| bad(&why))?;
+        let host = crate::settings::normalize_host_pattern(host).map_err(|why| bad(&why))?;
         let is_default = matches!((scheme, port), ("https", Some(443)) | ("http", Some(80)));
         let port = match port {
             Some(p) if !is_default => format!(":{p}"),
@@ -421,8 +421,8 @@ pub fn is_token(text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http1::parse_request_head;
+    use crate::http1::Limits;
 
     #[test]
     fn parses_origin_patterns() {

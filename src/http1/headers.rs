@@ -1,6 +1,9 @@
 //! Header-value helpers shared by the request and response parsers: comma-separated token
 //! lists, Content-Length values, and the hop-by-hop set a proxy must not forward
-//! (RFC 9110 §7.6.1).
+//! (RFC 9110 §7.6.1); and the value of one named header of a parsed request head, for the
+//! layers above (a hash key, an API key, a rate-limit key).
+
+use super::RequestHead;
 
 /// Iterates the comma-separated elements of a list header, trimmed of optional whitespace,
 /// skipping empty elements (RFC 9110 §5.6.1).
@@ -19,6 +22,18 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
+}
+
+/// The (already OWS-trimmed) value of the first header named `name`, case-insensitively.
+pub fn header_value<'a>(raw: &'a [u8], head: &RequestHead, name: &[u8]) -> Option<&'a [u8]> {
+    head.headers.iter().find_map(|h| {
+        let header_name = raw.get(h.name.0 as usize..h.name.1 as usize)?;
+        if header_name.eq_ignore_ascii_case(name) {
+            raw.get(h.value.0 as usize..h.value.1 as usize)
+        } else {
+            None
+        }
+    })
 }
 
 /// Parses a Content-Length value: one or more digits, nothing else (RFC 9110 §8.6). A list

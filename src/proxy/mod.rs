@@ -29,6 +29,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::auth::oauth2::cache::TokenCache;
 use crate::auth::oauth2::single_flight::SingleFlight;
+use crate::config::router::RouteMatch;
 use crate::config::{Action, Config, MockResponse, Route};
 use crate::cors::CorsPolicy;
 use crate::error::ProxyError;
@@ -38,7 +39,6 @@ use crate::io::{read_more, write_out, ReadFail};
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
-use crate::router::RouteMatch;
 use crate::upstream::WorkerUpstreams;
 use pipeline::{AnswerHead, Flow, LocalAnswer, Request, RequestCtx};
 
@@ -60,7 +60,7 @@ pub struct Worker {
     /// Per-route rate-limit buckets of this worker.
     limits: RefCell<WorkerLimits>,
     /// Introspection results of this worker, by token digest.
-    tokens: RefCell<TokenCache>,
+    tokens: RefCell<TokenCache<Config>>,
     /// Introspections in flight on this worker, which requests with the same token join.
     flights: SingleFlight,
 }
@@ -73,7 +73,13 @@ impl Worker {
         cluster: Arc<ClusterHub>,
     ) -> Self {
         let snapshot = config.load_full();
-        let limits = WorkerLimits::new(&snapshot, workers, Some(cluster), Instant::now());
+        let limits = WorkerLimits::new(
+            snapshot.route_rate_limits(),
+            snapshot.cluster.as_ref(),
+            workers,
+            Some(cluster),
+            Instant::now(),
+        );
         Worker {
             limits: RefCell::new(limits),
             upstreams: RefCell::new(WorkerUpstreams::new(&snapshot)),
@@ -122,7 +128,11 @@ impl Worker {
         if !Arc::ptr_eq(latest, &current) {
             *current = Rc::new(latest.clone());
             self.upstreams.borrow_mut().sync(latest);
-            self.limits.borrow_mut().sync(latest, Instant::now());
+            self.limits.borrow_mut().sync(
+                latest.route_rate_limits(),
+                latest.cluster.as_ref(),
+                Instant::now(),
+            );
         }
         current.clone()
     }

@@ -6,7 +6,8 @@
 //! answer → the answer's head gets the **response** hooks' lines → write (the upstream's
 //! body passes the **body-chunk** hooks) → **log** hooks → record.
 //!
-//! A route's filters are compiled at config load ([`compile`]) into a `Vec<Filter>` in the
+//! A route's filters are compiled at config load (`config::filters::compile`, where the
+//! capabilities are listed) into a `Vec<Filter>` in the
 //! order they apply; [`Filter`] is an enum, so a hook is a `match`, not a virtual call. A
 //! filter's settings stay on the route (`access`, `cors`, `auth`, `rate_limits`: what the
 //! file said, which the router and the worker's rate-limit state read too), as Envoy's
@@ -33,6 +34,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::ClientConn;
 use crate::auth::oauth2::verdict::Verdicts;
 use crate::auth::Identity;
+use crate::config::filters::Filter;
 use crate::config::{Config, Route};
 use crate::cors::{CorsAnswer, CorsPolicy};
 use crate::error::ProxyError;
@@ -40,43 +42,6 @@ use crate::http1::encode::{AddedLines, HeaderPair};
 use crate::http1::RequestHead;
 use crate::observe::RequestRecord;
 use crate::ratelimit::{Decision, WorkerLimits};
-
-/// One step of a route's pipeline. Its settings are the route's field of the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filter {
-    /// The route's `access` list: a client it refuses is answered 403.
-    RouteAccess,
-    /// The route's `cors`: a preflight is answered here; every other answer gets the
-    /// `Access-Control-*` lines for its origin.
-    Cors,
-    /// The route's `auth`: who the request is, or 401 (403, 503); upstream, the credential
-    /// gives way to the consumer and mapped claims.
-    Auth,
-    /// The route's `rate_limits`: 429 (or 503) past a limit; every answer describes the
-    /// answering limit.
-    RateLimit,
-}
-
-/// The filters of `route`, in the order they apply: the access list first (a refused
-/// client learns nothing more, not even CORS), then CORS (a browser sends no credentials
-/// on a preflight, and a page can only read a 401 or 429 that carries CORS headers), then
-/// authentication, then rate limits (consumer limits count by the authenticated consumer).
-pub fn compile(route: &Route) -> Vec<Filter> {
-    let mut filters = Vec::new();
-    if route.access.is_some() {
-        filters.push(Filter::RouteAccess);
-    }
-    if route.cors.is_some() {
-        filters.push(Filter::Cors);
-    }
-    if route.auth.is_some() {
-        filters.push(Filter::Auth);
-    }
-    if !route.rate_limits.is_empty() {
-        filters.push(Filter::RateLimit);
-    }
-    filters
-}
 
 /// What a request hook decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -567,7 +532,13 @@ access = { allow = ["10.0.0.0/8"] }
     fn rate_limits_answer_429_past_the_limit() {
         let config = config();
         let now = Instant::now();
-        let mut limits = WorkerLimits::new(&config, 1, None, now);
+        let mut limits = WorkerLimits::new(
+            config.route_rate_limits(),
+            config.cluster.as_ref(),
+            1,
+            None,
+            now,
+        );
         let get = "GET /limited HTTP/1.1\r\nHost: t\r\n\r\n";
         let mut c = ctx("127.0.0.1");
         let take = |c: &mut RequestCtx, limits: &mut WorkerLimits| {

@@ -30,7 +30,7 @@ use ahash::AHashMap;
 use crossbeam_channel::Sender;
 
 use super::{KeyedLimiter, LimitState};
-use crate::config::{Config, OnRedisError};
+use crate::ratelimit::config::{ClusterConfig, OnRedisError};
 use crate::ratelimit::redis_sync::{unix_ms, Batch, ClusterHub, Delta, LimitSpec, Snapshot};
 
 /// Requests counted for one key: in the current window and in the one before.
@@ -332,7 +332,7 @@ pub struct ClusterLink {
 impl ClusterLink {
     /// A worker's link, registered with `hub` (`None`: not connected, as in unit tests:
     /// Redis counts as up with nothing counted elsewhere).
-    pub fn new(hub: Option<Arc<ClusterHub>>, config: &Config) -> Self {
+    pub fn new(hub: Option<Arc<ClusterHub>>, cluster: Option<&ClusterConfig>) -> Self {
         let (worker, tx) = hub
             .as_ref()
             .map(|h| h.register_worker())
@@ -357,16 +357,14 @@ impl ClusterLink {
             prefix: None,
             scratch: Vec::new(),
         };
-        link.configure(config);
+        link.configure(cluster);
         link
     }
 
-    pub fn configure(&mut self, config: &Config) {
-        self.on_error = config
-            .cluster
-            .as_ref()
-            .map_or(OnRedisError::Open, |c| c.on_redis_error);
-        self.prefix = config.cluster.as_ref().map(|c| c.key_prefix.clone());
+    /// Follows the served `[cluster]` section (`None`: absent).
+    pub fn configure(&mut self, cluster: Option<&ClusterConfig>) {
+        self.on_error = cluster.map_or(OnRedisError::Open, |c| c.on_redis_error);
+        self.prefix = cluster.map(|c| c.key_prefix.clone());
     }
 
     /// `now` in Unix milliseconds, from the anchor taken at the last tick.

@@ -29,12 +29,12 @@ use std::time::{Duration, Instant, SystemTime};
 use ahash::AHashMap;
 use bytes::BytesMut;
 
-use crate::config::{Config, RateLimitConfig, RateLimitKey, RateLimitScope};
 use crate::http1::encode::AddedLines;
+use crate::http1::headers::header_value;
 use crate::http1::RequestHead;
 use crate::ratelimit::redis_sync::{ClusterHub, LimitSpec};
-use crate::upstream::hash_key::header_value;
 use cluster::{ClusterCtx, ClusterLimiter, ClusterLink, Mode};
+use config::{ClusterConfig, RateLimitConfig, RateLimitKey, RateLimitScope};
 
 /// Keys remembered per limit per worker. Past it, idle keys are swept and then the keys
 /// closest to a full bucket are forgotten (they restart with a full bucket).
@@ -429,7 +429,7 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-/// Every route's limiters on one worker, indexed like `config.routes.routes()`.
+/// Every route's limiters on one worker, indexed like the route table.
 pub struct WorkerLimits {
     routes: Vec<Option<RouteLimiter>>,
     workers: usize,
@@ -504,9 +504,12 @@ impl RouteCheck<'_> {
 }
 
 impl WorkerLimits {
-    /// `hub`: the process's Redis sync thread (`None` in unit tests).
-    pub fn new(
-        config: &Config,
+    /// The limiters of `routes` (each route's name and `rate_limits`, in the route table's
+    /// order) with `cluster`, the `[cluster]` section. `hub`: the process's Redis sync
+    /// thread (`None` in unit tests).
+    pub fn new<'a>(
+        routes: impl IntoIterator<Item = (&'a str, &'a [RateLimitConfig])>,
+        cluster: Option<&ClusterConfig>,
         workers: usize,
         hub: Option<Arc<ClusterHub>>,
         now: Instant,
@@ -514,45 +517,43 @@ impl WorkerLimits {
         let mut limits = WorkerLimits {
             routes: Vec::new(),
             workers,
-            link: ClusterLink::new(hub, config),
+            link: ClusterLink::new(hub, cluster),
         };
-        limits.sync(config, now);
+        limits.sync(routes, cluster, now);
         limits
     }
 
-    /// Rebuilds for a new config. A route keeps its buckets when its name and limits are
-    /// unchanged; anything else starts with full buckets.
-    pub fn sync(&mut self, config: &Config, now: Instant) {
-        self.link.configure(config);
+    /// Rebuilds for a new config (its routes and `[cluster]`, as for [`WorkerLimits::new`]).
+    /// A route keeps its buckets when its name and limits are unchanged; anything else
+    /// starts with full buckets.
+    pub fn sync<'a>(
+        &mut self,
+        routes: impl IntoIterator<Item = (&'a str, &'a [RateLimitConfig])>,
+        cluster: Option<&ClusterConfig>,
+        now: Instant,
+    ) {
+        self.link.configure(cluster);
         let prefix = self.link.prefix.clone();
         let mut old: Vec<RouteLimiter> = std::mem::take(&mut self.routes)
             .into_iter()
             .flatten()
             .collect();
-        self.routes = config
-            .routes
-            .routes()
-            .iter()
-            .map(|route| {
-                if route.rate_limits.is_empty() {
+        self.routes = routes
+            .into_iter()
+            .map(|(name, specs)| {
+                if specs.is_empty() {
                     return None;
                 }
                 let reused = old
                     .iter()
                     .position(|l| {
-                        l.route == route.name
-                            && l.specs == route.rate_limits
+                        l.route == name
+                            && l.specs == specs
                             && (!l.has_cluster || l.prefix == prefix)
                     })
                     .map(|i| old.swap_remove(i));
                 Some(reused.unwrap_or_else(|| {
-                    RouteLimiter::new(
-                        &route.name,
-                        &route.rate_limits,
-                        self.workers,
-                        prefix.as_deref(),
-                        now,
-                    )
+                    RouteLimiter::new(name, specs, self.workers, prefix.as_deref(), now)
                 }))
             })
             .collect();
@@ -628,9 +629,7 @@ mod tests {
 
     /// A check context for routes without cluster limits.
     fn local(f: impl FnOnce(&ClusterCtx<'_>)) {
-        let config =
-            crate::config::load_str("[server]\nlisten = [\"127.0.0.1:1\"]\n", "t.toml").unwrap();
-        let link = ClusterLink::new(None, &config);
+        let link = ClusterLink::new(None, None);
         f(&link.ctx(Instant::now()));
     }
 
@@ -880,14 +879,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.routes.routes()[0].rate_limits.len(), INLINE_KEYS + 1);
-        let limits = crate::config::Limits {
+        let limits = crate::http1::Limits {
             max_header_bytes: 4096,
             max_headers: 32,
             max_body_bytes: 0,
             max_uri_bytes: 1024,
         };
         let now = Instant::now();
-        let mut worker = WorkerLimits::new(&config, 1, None, now);
+        let mut worker = WorkerLimits::new(
+            config.route_rate_limits(),
+            config.cluster.as_ref(),
+            1,
+            None,
+            now,
+        );
         // (x-tenant header, consumer, decision)
         let cases: &[(Option<&str>, Option<&str>, Decision)] = &[
             (Some("a"), None, Decision::Allowed),

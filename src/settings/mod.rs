@@ -21,5 +21,7 @@ mod units;
 
 pub use context::Ctx;
 pub use error::{ConfigError, ConfigErrors};
-pub use names::{is_host_header, is_name, is_tchar, is_token, strip_line_end};
+pub use names::{
+    is_host_header, is_name, is_tchar, is_token, normalize_host_pattern, strip_line_end,
+};
 pub use units::{parse_duration, parse_size, show_duration, size_value, DurationValue, SizeValue};

@@ -26,7 +26,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{BalancePolicy, Endpoint};
+use super::config::{BalancePolicy, Endpoint};
 
 use super::maglev::Maglev;
 
@@ -268,7 +268,7 @@ fn fresh_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HashKey;
+    use crate::upstream::config::HashKey;
     use crate::upstream::hash_key::mix64;
 
     /// Policy, weights, usable, the picks wanted in order.

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
+use super::config::UpstreamId;
 use super::in_flight::{Connecting, InFlight};
 use super::retry::{self, Attempt, Decision, TryEnd, MAX_TRIES};
-use super::{UpstreamConn, WorkerUpstreams};
-use crate::config::{Config, UpstreamId};
+use super::{Snapshot, UpstreamConn, WorkerUpstreams};
 use crate::error::ProxyError;
 use crate::http1::{find_head_end, parse_response_head, ResponseHead};
 use crate::io::{read_more, write_within, ReadFail};
@@ -163,23 +163,23 @@ enum TryError<E> {
 
 /// Sends one request to one upstream of one snapshot, over the worker's state; made per
 /// request (it remembers the endpoints tried).
-pub struct Client<'w> {
+pub struct Client<'w, S: Snapshot> {
     upstreams: &'w RefCell<WorkerUpstreams>,
-    config: &'w Arc<Config>,
+    config: &'w S,
     id: UpstreamId,
     tried: [usize; MAX_TRIES],
     tries: usize,
 }
 
-impl<'w> Client<'w> {
+impl<'w, S: Snapshot> Client<'w, S> {
     pub fn new(
         upstreams: &'w RefCell<WorkerUpstreams>,
-        config: &'w Arc<Config>,
+        config: &'w Arc<S>,
         id: UpstreamId,
     ) -> Self {
         Client {
             upstreams,
-            config,
+            config: &**config,
             id,
             tried: [usize::MAX; MAX_TRIES],
             tries: 0,
@@ -189,7 +189,7 @@ impl<'w> Client<'w> {
     /// The endpoint of the last try, if any.
     pub fn endpoint(&self) -> Option<SocketAddr> {
         let last = *self.tried[..self.tries].last()?;
-        Some(self.config.upstreams[self.id].endpoints[last].addr)
+        Some(self.config.upstreams()[self.id].endpoints[last].addr)
     }
 
     /// Tries after the first.
@@ -205,7 +205,7 @@ impl<'w> Client<'w> {
         request: &Request,
         outgoing: &mut O,
     ) -> Result<Response<'w>, Failure<O::BodyError>> {
-        let upstream = &self.config.upstreams[self.id];
+        let upstream = &self.config.upstreams()[self.id];
         let policy = &upstream.retry;
         let started = Instant::now();
         let deadline = earliest(request.deadline, policy.timeout.map(|t| started + t));
@@ -223,7 +223,7 @@ impl<'w> Client<'w> {
         let repeatable = request.retryable && matches!(request.body, Body::InHand(_));
         let per_try = policy
             .per_try_timeout
-            .unwrap_or(self.config.server.timeouts.upstream_response);
+            .unwrap_or(self.config.response_timeout());
         let mut last = UpstreamFailure {
             error: ProxyError::NoEndpoint,
             retries_exhausted: false,
@@ -286,7 +286,7 @@ impl<'w> Client<'w> {
     fn pick(&self, key: Option<u64>, now: Instant) -> Option<usize> {
         let mut upstreams = self.upstreams.borrow_mut();
         let state = upstreams.get(self.config, self.id)?;
-        state.refresh_usable(&self.config.upstreams[self.id], now);
+        state.refresh_usable(&self.config.upstreams()[self.id], now);
         state.pick(key, &self.tried[..self.tries])
     }
 
@@ -294,7 +294,7 @@ impl<'w> Client<'w> {
     /// upstream's budget (shared by everything sent to it) only when all else allows it.
     fn decide(&self, end: TryEnd, repeatable: bool, deadline: Option<Instant>) -> Decision {
         let now = Instant::now();
-        let config = &self.config.upstreams[self.id];
+        let config = &self.config.upstreams()[self.id];
         let mut upstreams = self.upstreams.borrow_mut();
         let Some(state) = upstreams.get(self.config, self.id) else {
             return Decision::Stop;
@@ -313,7 +313,7 @@ impl<'w> Client<'w> {
     }
 
     fn record_outcome(&self, endpoint: usize, success: bool) {
-        let config = &self.config.upstreams[self.id];
+        let config = &self.config.upstreams()[self.id];
         let mut upstreams = self.upstreams.borrow_mut();
         if let Some(state) = upstreams.get(self.config, self.id) {
             if state.record_outcome(config, endpoint, success, Instant::now()) {
@@ -332,8 +332,7 @@ impl<'w> Client<'w> {
         try_deadline: Instant,
         deadline: Option<Instant>,
     ) -> Result<(UpstreamConn, Bytes, ResponseHead), TryError<O::BodyError>> {
-        let timeouts = &self.config.server.timeouts;
-        let addr = self.config.upstreams[self.id].endpoints[endpoint].addr;
+        let addr = self.config.upstreams()[self.id].endpoints[endpoint].addr;
         let in_hand = match &request.body {
             Body::InHand(body) => Some(body),
             Body::Streamed => None,
@@ -351,9 +350,9 @@ impl<'w> Client<'w> {
         let head = head.freeze();
         let mut fresh_only = false;
         loop {
-            let connect_timeout = time_left(timeouts.upstream_connect, deadline);
+            let connect_timeout = time_left(self.config.connect_timeout(), deadline);
             let mut conn = self.connect(endpoint, fresh_only, connect_timeout).await?;
-            let write_timeout = time_left(timeouts.upstream_response, deadline);
+            let write_timeout = time_left(self.config.response_timeout(), deadline);
             let mut written = write_within(&mut conn.stream, head.clone(), write_timeout).await;
             if let (Ok((Ok(_), _)), Some(body)) = (&written, &separate_body) {
                 written = write_within(&mut conn.stream, body.clone(), write_timeout).await;
@@ -395,7 +394,7 @@ impl<'w> Client<'w> {
         fresh_only: bool,
         timeout: Duration,
     ) -> Result<UpstreamConn, TryError<E>> {
-        let config = &self.config.upstreams[self.id];
+        let config = &self.config.upstreams()[self.id];
         {
             let mut upstreams = self.upstreams.borrow_mut();
             let Some(state) = upstreams.get(self.config, self.id) else {

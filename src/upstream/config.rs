@@ -49,7 +49,7 @@ const DEFAULT_BREAKER_LIMIT: usize = 10_000;
 /// assembly passes the system resolver, tests inject a fake one.
 pub(crate) type Resolve<'a> = &'a dyn Fn(&str) -> std::io::Result<Vec<SocketAddr>>;
 
-/// Upstream names, each with its index in [`crate::config::Config::upstreams`]: what a
+/// Upstream names, each with its index in [`super::Snapshot::upstreams`]: what a
 /// route or an OAuth2 provider may name.
 pub type UpstreamIds = BTreeMap<String, UpstreamId>;
 
@@ -201,7 +201,7 @@ impl<'de> Deserialize<'de> for CodeValue {
 
 // ---- runtime types ----
 
-/// Index into [`crate::config::Config::upstreams`].
+/// Index into [`super::Snapshot::upstreams`].
 pub type UpstreamId = usize;
 
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@
 //! worker, in every process, and after a restart. Nothing here allocates, and nothing
 //! indexes the head bytes without a bounds check.
 
-use crate::config::HashKey;
-use crate::http1::headers::trim_ows;
+use super::config::HashKey;
+use crate::http1::headers::{header_value, trim_ows};
 use crate::http1::RequestHead;
 
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -70,18 +70,6 @@ pub fn request_key(key: &HashKey, raw: &[u8], head: &RequestHead, client_ip: &[u
     Some(stable_hash(bytes))
 }
 
-/// The (already OWS-trimmed) value of the first header named `name`, case-insensitively.
-pub fn header_value<'a>(raw: &'a [u8], head: &RequestHead, name: &[u8]) -> Option<&'a [u8]> {
-    head.headers.iter().find_map(|h| {
-        let header_name = raw.get(h.name.0 as usize..h.name.1 as usize)?;
-        if header_name.eq_ignore_ascii_case(name) {
-            raw.get(h.value.0 as usize..h.value.1 as usize)
-        } else {
-            None
-        }
-    })
-}
-
 /// The value of the first cookie named `name` (case-sensitive, RFC 6265 §5.4) across every
 /// Cookie header, in order.
 fn cookie_value<'a>(raw: &'a [u8], head: &RequestHead, name: &[u8]) -> Option<&'a [u8]> {
@@ -116,8 +104,8 @@ fn find_cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
     use crate::http1::parse_request_head;
+    use crate::http1::Limits;
 
     const LIMITS: Limits = Limits {
         max_header_bytes: 4096,

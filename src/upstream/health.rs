@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use super::config::UpstreamConfig;
+use super::Snapshot;
 
 /// The active-check verdict for one endpoint: healthy until the checker says otherwise.
 #[derive(Debug)]
@@ -115,10 +116,10 @@ impl HealthRegistry {
         states
     }
 
-    /// Gives each endpoint of `config` its flag (in `UpstreamConfig::shared`), for a config
-    /// nobody else sees yet: the first one, before the shared cell exists.
-    pub fn attach(&self, config: &mut Config) {
-        attach_locked(&mut self.lock(), config);
+    /// Gives each endpoint of `upstreams` its flag (in `UpstreamConfig::shared`), for a
+    /// config nobody else sees yet: the first one, before the shared cell exists.
+    pub fn attach(&self, upstreams: &mut [UpstreamConfig]) {
+        attach_locked(&mut self.lock(), upstreams);
     }
 
     /// Publishes `config` in `shared`: gives each endpoint its flag (the one the registry
@@ -130,20 +131,20 @@ impl HealthRegistry {
     /// All under the lock: a [`HealthRegistry::retain_current`] between the attach and the
     /// store would judge against the old snapshot and drop the new endpoints' entries, and
     /// the checker would then write flags that no worker reads.
-    pub fn publish(&self, mut config: Config, shared: &ArcSwap<Config>) {
+    pub fn publish<S: Snapshot>(&self, mut config: S, shared: &ArcSwap<S>) {
         let mut entries = self.lock();
-        retain_locked(&mut entries, &config);
-        attach_locked(&mut entries, &mut config);
+        retain_locked(&mut entries, config.upstreams());
+        attach_locked(&mut entries, config.upstreams_mut());
         shared.store(Arc::new(config));
     }
 
     /// Drops the entries of endpoints the snapshot in `shared` no longer has, and marks
     /// healthy the endpoints of upstreams that no longer have active checks; the snapshot is
     /// loaded under the lock, so that it cannot be older than one [`Self::publish`] stored.
-    pub fn retain_current(&self, shared: &ArcSwap<Config>) {
+    pub fn retain_current<S: Snapshot>(&self, shared: &ArcSwap<S>) {
         let mut entries = self.lock();
         let config = shared.load();
-        retain_locked(&mut entries, &config);
+        retain_locked(&mut entries, config.upstreams());
     }
 
     pub fn len(&self) -> usize {
@@ -163,8 +164,11 @@ impl HealthRegistry {
     }
 }
 
-fn attach_locked(entries: &mut HashMap<Key, Arc<EndpointHealth>>, config: &mut Config) {
-    for upstream in &mut config.upstreams {
+fn attach_locked(
+    entries: &mut HashMap<Key, Arc<EndpointHealth>>,
+    upstreams: &mut [UpstreamConfig],
+) {
+    for upstream in upstreams {
         upstream.shared.health = upstream
             .endpoints
             .iter()
@@ -178,9 +182,9 @@ fn attach_locked(entries: &mut HashMap<Key, Arc<EndpointHealth>>, config: &mut C
     }
 }
 
-fn retain_locked(entries: &mut HashMap<Key, Arc<EndpointHealth>>, config: &Config) {
+fn retain_locked(entries: &mut HashMap<Key, Arc<EndpointHealth>>, upstreams: &[UpstreamConfig]) {
     entries.retain(|(name, addr), health| {
-        let Some(upstream) = config.upstreams.iter().find(|u| u.name == *name) else {
+        let Some(upstream) = upstreams.iter().find(|u| u.name == *name) else {
             return false;
         };
         if !upstream.endpoints.iter().any(|e| e.addr == *addr) {
@@ -200,7 +204,8 @@ fn retain_locked(entries: &mut HashMap<Key, Arc<EndpointHealth>>, config: &Confi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_str, HealthCheckConfig};
+    use crate::config::{load_str, Config};
+    use crate::upstream::config::HealthCheckConfig;
     use std::time::Duration;
 
     fn config(endpoints: &[&str]) -> Config {
@@ -340,7 +345,7 @@ mod tests {
     fn snapshots_carry_the_flags_the_checker_writes() {
         let registry = HealthRegistry::new();
         let mut first = checked(config(&["127.0.0.1:1", "127.0.0.1:2"]));
-        registry.attach(&mut first);
+        registry.attach(&mut first.upstreams);
         let shared = ArcSwap::from_pointee(first);
         let checker = registry.endpoint("app", addr("127.0.0.1:2"));
         assert!(Arc::ptr_eq(
@@ -386,7 +391,7 @@ mod tests {
         std::thread::spawn(move || {
             let mut upstreams = WorkerUpstreams::new(&old);
             upstreams.sync(&new);
-            let state = upstreams.get(&new, 0).unwrap();
+            let state = upstreams.get(&*new, 0).unwrap();
             let usable = state.refresh_usable(&new.upstreams[0], Instant::now());
             let _ = done.send((usable, state.pick(None, &[])));
         });

@@ -32,9 +32,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::{LegacyDriver, RuntimeBuilder};
 
-use crate::config::{Config, HealthCheckConfig};
 use crate::http1::{find_head_end, parse_response_head};
+use crate::upstream::config::{HealthCheckConfig, UpstreamConfig};
 use crate::upstream::health::HealthRegistry;
+use crate::upstream::Snapshot;
 
 /// How often the supervisor looks for a new config snapshot or an ended task.
 const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
@@ -52,7 +53,10 @@ const DEFAULT_EXPECT: (u16, u16) = (200, 399);
 ///
 /// Panics, like `std::thread::spawn`, if the OS cannot create a thread; [`try_spawn`]
 /// returns that error instead.
-pub fn spawn(config: Arc<ArcSwap<Config>>, registry: Arc<HealthRegistry>) -> JoinHandle<()> {
+pub fn spawn<S: Snapshot>(
+    config: Arc<ArcSwap<S>>,
+    registry: Arc<HealthRegistry>,
+) -> JoinHandle<()> {
     match try_spawn(config, registry) {
         Ok(handle) => handle,
         Err(e) => panic!("cannot start the health checker thread: {e}"),
@@ -60,16 +64,16 @@ pub fn spawn(config: Arc<ArcSwap<Config>>, registry: Arc<HealthRegistry>) -> Joi
 }
 
 /// [`spawn`], returning an error when the thread cannot be created.
-pub fn try_spawn(
-    config: Arc<ArcSwap<Config>>,
+pub fn try_spawn<S: Snapshot>(
+    config: Arc<ArcSwap<S>>,
     registry: Arc<HealthRegistry>,
 ) -> std::io::Result<JoinHandle<()>> {
     spawn_until(config, registry, Arc::new(AtomicBool::new(false)))
 }
 
 /// [`spawn`], returning once `stop` is set (checked every `SUPERVISE_INTERVAL`).
-pub fn spawn_until(
-    config: Arc<ArcSwap<Config>>,
+pub fn spawn_until<S: Snapshot>(
+    config: Arc<ArcSwap<S>>,
     registry: Arc<HealthRegistry>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -94,13 +98,13 @@ struct Targets {
     ended: Cell<bool>,
 }
 
-async fn supervise(
-    shared: Arc<ArcSwap<Config>>,
+async fn supervise<S: Snapshot>(
+    shared: Arc<ArcSwap<S>>,
     registry: Arc<HealthRegistry>,
     stop: Arc<AtomicBool>,
 ) {
     let targets = Rc::new(Targets::default());
-    let mut seen: Option<Arc<Config>> = None;
+    let mut seen: Option<Arc<S>> = None;
     while !stop.load(Ordering::Acquire) {
         let config = shared.load_full();
         let changed = seen.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &config));
@@ -108,7 +112,7 @@ async fn supervise(
             if changed {
                 registry.retain_current(&shared);
             }
-            for upstream in config.upstreams.iter().filter(|u| u.health.is_some()) {
+            for upstream in config.upstreams().iter().filter(|u| u.health.is_some()) {
                 for endpoint in &upstream.endpoints {
                     let key = (upstream.name.clone(), endpoint.addr);
                     if targets.running.borrow_mut().insert(key.clone()) {
@@ -129,8 +133,12 @@ async fn supervise(
 
 /// The health check config of `addr` in upstream `name`, if it is still configured and
 /// checked.
-fn target_config(config: &Config, name: &str, addr: SocketAddr) -> Option<HealthCheckConfig> {
-    let upstream = config.upstreams.iter().find(|u| u.name == name)?;
+fn target_config(
+    upstreams: &[UpstreamConfig],
+    name: &str,
+    addr: SocketAddr,
+) -> Option<HealthCheckConfig> {
+    let upstream = upstreams.iter().find(|u| u.name == name)?;
     let health = upstream.health.as_ref()?;
     upstream
         .endpoints
@@ -140,16 +148,16 @@ fn target_config(config: &Config, name: &str, addr: SocketAddr) -> Option<Health
 }
 
 /// Probes one endpoint until its config no longer asks for it.
-async fn check_endpoint(
+async fn check_endpoint<S: Snapshot>(
     key: (String, SocketAddr),
-    shared: Arc<ArcSwap<Config>>,
+    shared: Arc<ArcSwap<S>>,
     registry: Arc<HealthRegistry>,
     targets: Rc<Targets>,
 ) {
     let (name, addr) = (key.0.as_str(), key.1);
     let mut state: Option<HealthState> = None;
     loop {
-        let Some(check) = target_config(&shared.load(), name, addr) else {
+        let Some(check) = target_config(shared.load().upstreams(), name, addr) else {
             break;
         };
         // Looked up each round: after the endpoint was removed and added back, the workers

@@ -8,15 +8,14 @@
 //! rebuilt with fresh counts, and a guard from before leaves them alone.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 
-use super::{UpstreamState, WorkerUpstreams};
-use crate::config::{Config, UpstreamId};
+use super::config::UpstreamId;
+use super::{Snapshot, UpstreamState, WorkerUpstreams};
 
 /// Where a guard's count lives.
 struct Slot<'w> {
     upstreams: &'w RefCell<WorkerUpstreams>,
-    config: &'w Arc<Config>,
+    config: &'w dyn Snapshot,
     id: UpstreamId,
 }
 
@@ -39,7 +38,7 @@ impl<'w> InFlight<'w> {
     /// Counts a request to `endpoint` of upstream `id` until the guard is dropped.
     pub fn start(
         upstreams: &'w RefCell<WorkerUpstreams>,
-        config: &'w Arc<Config>,
+        config: &'w dyn Snapshot,
         id: UpstreamId,
         endpoint: usize,
     ) -> Self {
@@ -80,7 +79,7 @@ pub struct Connecting<'w> {
 impl<'w> Connecting<'w> {
     pub fn start(
         upstreams: &'w RefCell<WorkerUpstreams>,
-        config: &'w Arc<Config>,
+        config: &'w dyn Snapshot,
         id: UpstreamId,
     ) -> Self {
         let slot = Slot {
@@ -102,7 +101,10 @@ impl Drop for Connecting<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::config::Config;
 
     fn config(endpoints: &str) -> Arc<Config> {
         let text = format!(
@@ -118,7 +120,7 @@ mod tests {
         config: &Arc<Config>,
     ) -> (usize, Vec<u32>, usize) {
         let mut upstreams = upstreams.borrow_mut();
-        let state = upstreams.get(config, 1).unwrap();
+        let state = upstreams.get(&**config, 1).unwrap();
         let endpoints = state.endpoints.iter().map(|e| e.in_flight).collect();
         (state.in_flight, endpoints, state.connecting)
     }
@@ -127,10 +129,10 @@ mod tests {
     fn counts_last_as_long_as_their_guards() {
         let config = config("\"127.0.0.1:3\", \"127.0.0.1:4\"");
         let upstreams = RefCell::new(WorkerUpstreams::new(&config));
-        let first = InFlight::start(&upstreams, &config, 1, 0);
-        let second = InFlight::start(&upstreams, &config, 1, 1);
-        let third = InFlight::start(&upstreams, &config, 1, 1);
-        let connecting = Connecting::start(&upstreams, &config, 1);
+        let first = InFlight::start(&upstreams, &*config, 1, 0);
+        let second = InFlight::start(&upstreams, &*config, 1, 1);
+        let third = InFlight::start(&upstreams, &*config, 1, 1);
+        let connecting = Connecting::start(&upstreams, &*config, 1);
         assert_eq!(counts(&upstreams, &config), (3, vec![1, 2], 1));
         drop(second);
         drop(connecting);
@@ -138,19 +140,22 @@ mod tests {
         drop((first, third));
         assert_eq!(counts(&upstreams, &config), (0, vec![0, 0], 0));
         // Upstream `a` was never touched.
-        assert_eq!(upstreams.borrow_mut().get(&config, 0).unwrap().in_flight, 0);
+        assert_eq!(
+            upstreams.borrow_mut().get(&*config, 0).unwrap().in_flight,
+            0
+        );
     }
 
     #[test]
     fn a_guard_from_an_older_snapshot_leaves_the_new_counts_alone() {
         let old = config("\"127.0.0.1:3\", \"127.0.0.1:4\"");
         let upstreams = RefCell::new(WorkerUpstreams::new(&old));
-        let guard = InFlight::start(&upstreams, &old, 1, 1);
-        let connecting = Connecting::start(&upstreams, &old, 1);
+        let guard = InFlight::start(&upstreams, &*old, 1, 1);
+        let connecting = Connecting::start(&upstreams, &*old, 1);
         // A reload: the same endpoints, fresh counts.
         let new = config("\"127.0.0.1:3\", \"127.0.0.1:4\"");
         upstreams.borrow_mut().sync(&new);
-        let current = InFlight::start(&upstreams, &new, 1, 1);
+        let current = InFlight::start(&upstreams, &*new, 1, 1);
         assert_eq!(counts(&upstreams, &new), (1, vec![0, 1], 0));
         drop((guard, connecting));
         assert_eq!(counts(&upstreams, &new), (1, vec![0, 1], 0));

@@ -20,7 +20,7 @@
 //! in coarse steps. So every worker, every reload and every restart sends a key to the same
 //! endpoint.
 
-use crate::config::Endpoint;
+use super::config::Endpoint;
 
 use super::hash_key::{mix64, stable_hash};
 

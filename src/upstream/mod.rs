@@ -28,12 +28,13 @@ pub mod outlier;
 pub mod pool;
 pub mod retry;
 pub mod shared;
+pub mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Config, UpstreamConfig, UpstreamId};
+use self::config::{UpstreamConfig, UpstreamId};
 
 pub use balancer::Balancer;
 pub use budget::RetryBudget;
@@ -41,6 +42,7 @@ pub use health::{EndpointHealth, HealthRegistry};
 pub use outlier::Outlier;
 pub use pool::{EndpointPool, UpstreamConn};
 pub use shared::{share_tables, SharedUpstream};
+pub use snapshot::Snapshot;
 
 /// One endpoint's per-worker state.
 pub struct EndpointState {
@@ -49,7 +51,7 @@ pub struct EndpointState {
     pub outlier: Outlier,
 }
 
-/// One upstream's per-worker state, indexed like `Config::upstreams`.
+/// One upstream's per-worker state, indexed like [`Snapshot::upstreams`].
 pub struct UpstreamState {
     pub balancer: Balancer,
     pub budget: RetryBudget,
@@ -156,12 +158,12 @@ impl UpstreamState {
 
 /// The worker's upstream state and the snapshot it was built for.
 pub struct WorkerUpstreams {
-    built_for: Arc<Config>,
+    built_for: Arc<dyn Snapshot>,
     upstreams: Vec<UpstreamState>,
 }
 
 impl WorkerUpstreams {
-    pub fn new(config: &Arc<Config>) -> Self {
+    pub fn new<S: Snapshot>(config: &Arc<S>) -> Self {
         WorkerUpstreams {
             built_for: config.clone(),
             upstreams: Vec::new(),
@@ -169,10 +171,17 @@ impl WorkerUpstreams {
         .rebuilt_for(config)
     }
 
+    /// Whether the state was built for `config`. The address identifies the snapshot: the
+    /// state holds its own `Arc` to the one it was built for, so no other live snapshot can
+    /// have that address.
+    fn built_for<S: Snapshot + ?Sized>(&self, config: &S) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.built_for), config)
+    }
+
     /// Rebuilds the state when the worker starts serving a different snapshot, keeping
     /// unchanged endpoints' pools and outlier records.
-    pub fn sync(&mut self, config: &Arc<Config>) {
-        if !Arc::ptr_eq(&self.built_for, config) {
+    pub fn sync<S: Snapshot>(&mut self, config: &Arc<S>) {
+        if !self.built_for(&**config) {
             let old = std::mem::replace(
                 self,
                 WorkerUpstreams {
@@ -184,16 +193,16 @@ impl WorkerUpstreams {
         }
     }
 
-    fn rebuilt_for(self, config: &Arc<Config>) -> WorkerUpstreams {
+    fn rebuilt_for<S: Snapshot>(self, config: &Arc<S>) -> WorkerUpstreams {
         let old_config = self.built_for;
         let mut old: Vec<(String, SocketAddr, EndpointState)> = Vec::new();
-        for (state, upstream) in self.upstreams.into_iter().zip(&old_config.upstreams) {
+        for (state, upstream) in self.upstreams.into_iter().zip(old_config.upstreams()) {
             for (endpoint, config) in state.endpoints.into_iter().zip(&upstream.endpoints) {
                 old.push((upstream.name.clone(), config.addr, endpoint));
             }
         }
         let upstreams = config
-            .upstreams
+            .upstreams()
             .iter()
             .map(|u| UpstreamState {
                 balancer: Balancer::new(&u.balance, &u.endpoints, u.shared.maglev()),
@@ -233,8 +242,12 @@ impl WorkerUpstreams {
 
     /// The state of upstream `id` of `config`, or `None` when the worker has moved on to
     /// another snapshot since `config` was taken.
-    pub fn get(&mut self, config: &Arc<Config>, id: UpstreamId) -> Option<&mut UpstreamState> {
-        if Arc::ptr_eq(&self.built_for, config) {
+    pub fn get<S: Snapshot + ?Sized>(
+        &mut self,
+        config: &S,
+        id: UpstreamId,
+    ) -> Option<&mut UpstreamState> {
+        if self.built_for(config) {
             self.upstreams.get_mut(id)
         } else {
             None

@@ -27,7 +27,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::OutlierConfig;
+use super::config::OutlierConfig;
 
 /// How far the ejection time doubles: 2^20 times the base is past any sane `max_ejection`.
 const MAX_BACKOFF_SHIFT: u32 = 20;

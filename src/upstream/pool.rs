@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use crate::config::PoolConfig;
+use super::config::PoolConfig;
 
 /// Idle longer than this, a pooled connection is probed before reuse. Below it, the
 /// upstream had no time to close it and the probe's syscall is skipped.

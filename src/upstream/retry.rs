@@ -4,7 +4,7 @@
 //! client ([`super::client`]) asks for the endpoints left and the retry budget only when
 //! this says yes.
 
-use crate::config::RetryPolicy;
+use super::config::RetryPolicy;
 use crate::error::ProxyError;
 
 /// Tries of one request at most, whatever the policy (the config allows up to 10).

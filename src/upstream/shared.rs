@@ -1,15 +1,13 @@
 //! What every worker needs of one upstream and that is the same on all of them: the Maglev
 //! table of a hash-balanced upstream and each endpoint's active-health flag. It rides in the
-//! config snapshot ([`crate::config::UpstreamConfig::shared`]), so a worker that takes up a
-//! new snapshot finds it ready: its first request after a reload builds no table and takes
-//! no lock.
+//! config snapshot ([`UpstreamConfig::shared`]), so a worker that takes up a new snapshot
+//! finds it ready: its first request after a reload builds no table and takes no lock.
 //!
-//! The control plane fills it in before it publishes a snapshot
-//! ([`crate::control::Control`]): the tables through [`share_tables`], the flags through
-//! [`super::HealthRegistry::publish`]. The config build leaves it empty: the build stays pure
-//! (the flags are process state it cannot see), and the many builds that are never served
-//! (`--check`, a re-resolution that finds nothing new, a refused registration) build no
-//! table.
+//! The control plane (`control/`) fills it in before it publishes a snapshot: the tables
+//! through [`share_tables`], the flags through [`super::HealthRegistry::publish`]. The
+//! config build leaves it empty: the build stays pure (the flags are process state it cannot
+//! see), and the many builds that are never served (`--check`, a re-resolution that finds
+//! nothing new, a refused registration) build no table.
 //!
 //! Invariants: immutable once published (the flags are atomics only the checker and the
 //! control plane write). A table is a function of the endpoints' addresses and weights in
@@ -19,8 +17,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::config::{BalancePolicy, Endpoint, UpstreamConfig};
-
+use super::config::{BalancePolicy, Endpoint, UpstreamConfig};
 use super::health::EndpointHealth;
 use super::maglev::Maglev;
 

@@ -18,8 +18,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::{OAuth2Provider, ProviderId};
 use super::ActiveToken;
-use crate::config::{Config, OAuth2Provider, ProviderId};
+use crate::auth::AuthSections;
 
 /// Failures of one authorization server are logged at most this often per worker.
 pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,19 +32,28 @@ pub enum Cached {
     Inactive,
 }
 
-/// The worker's cache, for every provider of the config it was last synced with.
-#[derive(Default)]
-pub struct TokenCache {
-    built_for: Option<Arc<Config>>,
+/// The worker's cache, for every provider of the config snapshot `C` it was last synced
+/// with.
+pub struct TokenCache<C> {
+    built_for: Option<Arc<C>>,
     providers: Vec<ProviderCache>,
 }
 
-impl TokenCache {
+impl<C> Default for TokenCache<C> {
+    fn default() -> Self {
+        TokenCache {
+            built_for: None,
+            providers: Vec::new(),
+        }
+    }
+}
+
+impl<C: AuthSections> TokenCache<C> {
     /// The unexpired verdict on the token with digest `key` at `provider` of `config`, if
     /// cached. A request on a new snapshot first brings the cache to it.
     pub fn get(
         &mut self,
-        config: &Arc<Config>,
+        config: &Arc<C>,
         provider: ProviderId,
         key: &[u8; 32],
         now: Instant,
@@ -56,7 +66,7 @@ impl TokenCache {
     /// brought the cache to a newer snapshot meanwhile: `provider` may mean another one).
     pub fn insert(
         &mut self,
-        config: &Arc<Config>,
+        config: &Arc<C>,
         provider: ProviderId,
         key: [u8; 32],
         value: Cached,
@@ -88,20 +98,20 @@ impl TokenCache {
         }
     }
 
-    fn is_built_for(&self, config: &Arc<Config>) -> bool {
+    fn is_built_for(&self, config: &Arc<C>) -> bool {
         self.built_for
             .as_ref()
             .is_some_and(|built| Arc::ptr_eq(built, config))
     }
 
     /// Follows a reload, keeping the entries of unchanged providers.
-    fn sync(&mut self, config: &Arc<Config>) {
+    fn sync(&mut self, config: &Arc<C>) {
         if self.is_built_for(config) {
             return;
         }
         let mut old = std::mem::take(&mut self.providers);
         self.providers = config
-            .oauth2_providers
+            .oauth2_providers()
             .iter()
             .map(
                 |provider| match old.iter().position(|c| c.provider == *provider) {
@@ -195,7 +205,7 @@ impl ProviderCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConsumerClaim, OnIntrospectionError};
+    use crate::auth::oauth2::config::{ConsumerClaim, OnIntrospectionError};
     use bytes::Bytes;
 
     fn provider(cache_size: usize) -> OAuth2Provider {
@@ -260,7 +270,7 @@ mod tests {
 
     #[test]
     fn failure_logs_are_rate_limited() {
-        let mut cache = TokenCache {
+        let mut cache: TokenCache<crate::config::Config> = TokenCache {
             built_for: None,
             providers: vec![ProviderCache::new(provider(1))],
         };

@@ -53,7 +53,8 @@ pub struct FileOAuth2Auth {
     pub scope_header: Option<Spanned<String>>,
 }
 
-/// Index into [`crate::config::Config::oauth2_providers`].
+/// Index into the snapshot's `[oauth2_providers.NAME]`, sorted by name
+/// ([`crate::auth::AuthSections::oauth2_providers`]).
 pub type ProviderId = usize;
 
 /// One `[oauth2_providers.NAME]`: where and how bearer tokens are introspected (RFC 7662).

@@ -23,8 +23,8 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConsumerClaim, OAuth2Auth, OAuth2Provider, RequiredScopes};
 use crate::http1::RequestHead;
+use config::{ConsumerClaim, OAuth2Auth, OAuth2Provider, RequiredScopes};
 
 /// Bytes that hold a credential: compared and cloned like `Bytes`, never printed.
 #[derive(Clone, PartialEq, Eq)]

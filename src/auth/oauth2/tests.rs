@@ -1,8 +1,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::{Limits, OnIntrospectionError};
+use crate::auth::oauth2::config::OnIntrospectionError;
 use crate::http1::parse_request_head;
+use crate::http1::Limits;
 
 fn provider() -> OAuth2Provider {
     OAuth2Provider {

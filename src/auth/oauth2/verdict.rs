@@ -20,28 +20,29 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::cache::{Cached, TokenCache};
+use super::config::{OAuth2Auth, OAuth2Provider};
 use super::single_flight::{Joined, SingleFlight};
 use super::{cache_key, parse_answer, TokenState};
-use crate::config::{Config, OAuth2Auth, OAuth2Provider};
+use crate::auth::AuthSections;
 
 /// A worker's token state: its verdict cache and its introspections in flight.
-pub struct Verdicts<'w> {
-    pub cache: &'w RefCell<TokenCache>,
+pub struct Verdicts<'w, C> {
+    pub cache: &'w RefCell<TokenCache<C>>,
     pub flights: &'w SingleFlight,
 }
 
-impl Verdicts<'_> {
+impl<C: AuthSections> Verdicts<'_, C> {
     /// The verdict on `token`: from the cache, else from the authorization server through
     /// `exchange` (then cached). Requests of this worker arriving meanwhile with the same
     /// token wait for this verdict. `None`: the server failed (logged).
     pub async fn check<E: Display>(
         &self,
-        config: &Arc<Config>,
+        config: &Arc<C>,
         oauth2: &OAuth2Auth,
         token: &[u8],
         exchange: impl AsyncFnOnce(&OAuth2Provider, &[u8]) -> Result<Bytes, E>,
     ) -> Option<Cached> {
-        let provider = &config.oauth2_providers[oauth2.provider];
+        let provider = &config.oauth2_providers()[oauth2.provider];
         let key = cache_key(&provider.name, token);
         let cached = self
             .cache
@@ -68,13 +69,13 @@ impl Verdicts<'_> {
     /// Introspects `token` and caches the verdict under `key`.
     async fn ask<E: Display>(
         &self,
-        config: &Arc<Config>,
+        config: &Arc<C>,
         oauth2: &OAuth2Auth,
         key: [u8; 32],
         token: &[u8],
         exchange: impl AsyncFnOnce(&OAuth2Provider, &[u8]) -> Result<Bytes, E>,
     ) -> Option<Cached> {
-        let provider = &config.oauth2_providers[oauth2.provider];
+        let provider = &config.oauth2_providers()[oauth2.provider];
         let answer = match exchange(provider, token).await {
             Ok(answer) => answer,
             Err(error) => {
@@ -111,13 +112,13 @@ impl Verdicts<'_> {
 
     /// Logs a failure of the authorization server, paced per worker (see
     /// `TokenCache::failure_to_log`).
-    fn log_failure(&self, config: &Arc<Config>, oauth2: &OAuth2Auth, error: &dyn Display) {
+    fn log_failure(&self, config: &Arc<C>, oauth2: &OAuth2Auth, error: &dyn Display) {
         let unlogged = self
             .cache
             .borrow_mut()
             .failure_to_log(oauth2.provider, Instant::now());
         if let Some(unlogged) = unlogged {
-            let provider = &config.oauth2_providers[oauth2.provider].name;
+            let provider = &config.oauth2_providers()[oauth2.provider].name;
             tracing::warn!(%provider, %error, unlogged, "token introspection failed");
         }
     }

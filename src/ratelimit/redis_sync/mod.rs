@@ -26,7 +26,7 @@ use ahash::AHashMap;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::config::{ClusterConfig, Config, OnRedisError, RedisTarget};
+use crate::ratelimit::config::{ClusterConfig, OnRedisError, RedisTarget};
 use resp::Connection;
 use state::SyncState;
 
@@ -163,8 +163,20 @@ impl ClusterHub {
     }
 }
 
-/// Starts the sync thread; it runs for the life of the process.
-pub fn spawn(config: Arc<ArcSwap<Config>>, hub: Arc<ClusterHub>) -> std::io::Result<()> {
+/// What the sync thread reads of the served config: its `[cluster]` section. Implemented
+/// by the config snapshot (the assembly, which sits above rate limiting), so that the
+/// thread follows reloads without knowing the rest of the config.
+pub trait ClusterSection {
+    /// `[cluster]`; `None` when absent.
+    fn cluster(&self) -> Option<&ClusterConfig>;
+}
+
+/// Starts the sync thread, following the snapshot served in `config`; it runs for the life
+/// of the process.
+pub fn spawn<C: ClusterSection + Send + Sync + 'static>(
+    config: Arc<ArcSwap<C>>,
+    hub: Arc<ClusterHub>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("strait-redis".into())
         .spawn(move || Syncer::new(hub).run(&config))
@@ -199,11 +211,11 @@ impl Syncer {
         }
     }
 
-    fn run(mut self, config: &ArcSwap<Config>) {
+    fn run<C: ClusterSection>(mut self, config: &ArcSwap<C>) {
         let mut next_round = Instant::now();
         loop {
             let current = config.load_full();
-            let Some(cluster) = &current.cluster else {
+            let Some(cluster) = current.cluster() else {
                 self.idle();
                 continue;
             };

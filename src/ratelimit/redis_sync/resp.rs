@@ -14,7 +14,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::config::RedisTarget;
+use crate::ratelimit::config::RedisTarget;
 
 /// Longest status, error or length line accepted.
 const MAX_LINE_BYTES: u64 = 64 * 1024;

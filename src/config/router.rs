@@ -38,11 +38,11 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
-use std::net::Ipv6Addr;
 
 use ahash::AHashMap;
 
-use crate::config::Route;
+use super::Route;
+use crate::settings::normalize_host_pattern;
 
 /// Host names longer than this cannot be valid DNS names (RFC 1035 §2.3.4 allows 253 octets
 /// plus slack for a trailing dot and brackets); such a Host header gets the default router.
@@ -117,57 +117,6 @@ impl HostKey {
             HostKey::Wildcard(own) => own.len() > suffix.len() && own.ends_with(suffix),
         }
     }
-}
-
-/// Validates and normalises one `hosts` entry: lower-cased, one trailing dot removed.
-/// Accepts DNS names, IPv4 literals, bracketed IPv6 literals and `*.` wildcards of DNS names.
-pub fn normalize_host_pattern(pattern: &str) -> Result<String, String> {
-    let lower = pattern.to_ascii_lowercase();
-    let (wild, name) = match lower.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, lower.as_str()),
-    };
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.is_empty() || name == "*" {
-        return Err("empty host name (omit `hosts` to match any host)".to_owned());
-    }
-    if let Some(inner) = name.strip_prefix('[') {
-        let Some(inner) = inner.strip_suffix(']') else {
-            return Err("IPv6 literal must be written as [addr] without a port".to_owned());
-        };
-        if wild {
-            return Err("a wildcard cannot apply to an IP address".to_owned());
-        }
-        inner
-            .parse::<Ipv6Addr>()
-            .map_err(|_| format!("invalid IPv6 literal [{inner}]"))?;
-        return Ok(name.to_owned());
-    }
-    if name.contains(':') {
-        return Err("must not include a port (hosts match on the name only)".to_owned());
-    }
-    if name.len() > 253 {
-        return Err("host name longer than 253 bytes".to_owned());
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("empty label (\"..\" or a leading dot)".to_owned());
-        }
-        if label.contains('*') {
-            return Err("`*` is only allowed as a whole first label (`*.example.com`)".to_owned());
-        }
-        if let Some(bad) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-        {
-            return Err(format!("invalid character {bad:?} in host name"));
-        }
-    }
-    Ok(if wild {
-        format!("*.{name}")
-    } else {
-        name.to_owned()
-    })
 }
 
 /// Whether two method lists can both accept some method (an empty list accepts all).

@@ -1,0 +1,45 @@
+//! The filters a route can have: the one list of the request-path capabilities.
+//!
+//! A route's `Vec<Filter>` is compiled here at config load, in the order the filters apply;
+//! what each filter does at each hook (request, upstream request, response, body chunk,
+//! log) is `proxy::pipeline`. Adding a capability to the request path means a variant here,
+//! its line in [`compile`], and its arms in the hooks.
+
+use super::Route;
+
+/// One step of a route's pipeline. Its settings are the route's field of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// The route's `access` list: a client it refuses is answered 403.
+    RouteAccess,
+    /// The route's `cors`: a preflight is answered here; every other answer gets the
+    /// `Access-Control-*` lines for its origin.
+    Cors,
+    /// The route's `auth`: who the request is, or 401 (403, 503); upstream, the credential
+    /// gives way to the consumer and mapped claims.
+    Auth,
+    /// The route's `rate_limits`: 429 (or 503) past a limit; every answer describes the
+    /// answering limit.
+    RateLimit,
+}
+
+/// The filters of `route`, in the order they apply: the access list first (a refused
+/// client learns nothing more, not even CORS), then CORS (a browser sends no credentials
+/// on a preflight, and a page can only read a 401 or 429 that carries CORS headers), then
+/// authentication, then rate limits (consumer limits count by the authenticated consumer).
+pub fn compile(route: &Route) -> Vec<Filter> {
+    let mut filters = Vec::new();
+    if route.access.is_some() {
+        filters.push(Filter::RouteAccess);
+    }
+    if route.cors.is_some() {
+        filters.push(Filter::Cors);
+    }
+    if route.auth.is_some() {
+        filters.push(Filter::Auth);
+    }
+    if !route.rate_limits.is_empty() {
+        filters.push(Filter::RateLimit);
+    }
+    filters
+}
