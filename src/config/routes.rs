@@ -117,21 +117,6 @@ pub struct Route {
     pub filters: Vec<super::filters::Filter>,
 }
 
-/// Metrics, access log lines and spans name a request's route by its index in the table.
-impl crate::observe::RouteNames for [Route] {
-    fn count(&self) -> usize {
-        self.len()
-    }
-
-    fn name(&self, i: usize) -> Option<&str> {
-        self.get(i).map(|r| r.name.as_str())
-    }
-
-    fn path(&self, i: usize) -> Option<&str> {
-        self.get(i).map(|r| r.path.as_str())
-    }
-}
-
 // ---- validation ----
 
 /// What the top-level sections defined that a route may refer to.

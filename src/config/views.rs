@@ -8,6 +8,8 @@ use super::Config;
 use crate::auth::config::ConsumerConfig;
 use crate::auth::oauth2::config::OAuth2Provider;
 use crate::auth::AuthSections;
+use crate::observe::config::ObservabilityConfig;
+use crate::observe::ObserveSections;
 use crate::ratelimit::config::{ClusterConfig, RateLimitConfig};
 use crate::ratelimit::redis_sync::ClusterSection;
 use crate::upstream::config::UpstreamConfig;
@@ -57,5 +59,31 @@ impl Snapshot for Config {
 
     fn response_timeout(&self) -> Duration {
         self.server.timeouts.upstream_response
+    }
+}
+
+impl ObserveSections for Config {
+    fn observability(&self) -> &ObservabilityConfig {
+        &self.observability
+    }
+
+    fn route_count(&self) -> usize {
+        self.routes.routes().len()
+    }
+
+    fn route_name(&self, i: usize) -> Option<&str> {
+        self.routes.routes().get(i).map(|r| r.name.as_str())
+    }
+
+    fn route_path(&self, i: usize) -> Option<&str> {
+        self.routes.routes().get(i).map(|r| r.path.as_str())
+    }
+
+    fn upstream_count(&self) -> usize {
+        self.upstreams.len()
+    }
+
+    fn upstream_name(&self, i: usize) -> Option<&str> {
+        self.upstreams.get(i).map(|u| u.name.as_str())
     }
 }

@@ -41,8 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hdrhistogram::Histogram;
 
-use super::{Outcome, RequestRecord, RouteNames};
-use crate::upstream::config::UpstreamConfig;
+use super::{ObserveSections, Outcome, RequestRecord};
 
 /// Method label values; anything else counts as `OTHER` (methods are case-sensitive,
 /// RFC 9110 §9.1).
@@ -202,7 +201,7 @@ struct Table {
 }
 
 impl Table {
-    fn for_snapshot<R: RouteNames + ?Sized>(routes: &R, upstreams: &[UpstreamConfig]) -> Table {
+    fn for_snapshot(snapshot: &impl ObserveSections) -> Table {
         let route_slot = |name: &str| RouteSlot {
             name: name.to_string(),
             requests: Vec::new(),
@@ -210,14 +209,13 @@ impl Table {
             bytes_in: 0,
             bytes_out: 0,
         };
-        let mut route_slots: Vec<RouteSlot> = (0..routes.count())
-            .map(|i| route_slot(routes.name(i).unwrap_or_default()))
+        let mut routes: Vec<RouteSlot> = (0..snapshot.route_count())
+            .map(|i| route_slot(snapshot.route_name(i).unwrap_or_default()))
             .collect();
-        route_slots.push(route_slot(NO_ROUTE));
-        let upstreams = upstreams
-            .iter()
-            .map(|u| UpstreamSlot {
-                name: u.name.clone(),
+        routes.push(route_slot(NO_ROUTE));
+        let upstreams = (0..snapshot.upstream_count())
+            .map(|i| UpstreamSlot {
+                name: snapshot.upstream_name(i).unwrap_or_default().to_string(),
                 seen: false,
                 duration: None,
                 connect_errors: 0,
@@ -225,29 +223,25 @@ impl Table {
                 retries: 0,
             })
             .collect();
-        Table {
-            routes: route_slots,
-            upstreams,
-        }
+        Table { routes, upstreams }
     }
 
-    /// Whether this table's slots `route` and `upstream` stand for the same names in the
-    /// snapshot `routes` and `upstreams` belong to. Names, not the snapshot's address: a new
-    /// snapshot can be allocated where a freed one was, with other routes at the same indices.
-    fn fits<R: RouteNames + ?Sized>(
+    /// Whether this table's slots `route` and `upstream` stand for the same names in
+    /// `snapshot`. Names, not the snapshot's address: a new snapshot can be allocated where a
+    /// freed one was, with other routes at the same indices.
+    fn fits(
         &self,
-        routes: &R,
-        upstreams: &[UpstreamConfig],
+        snapshot: &impl ObserveSections,
         route: Option<usize>,
         upstream: Option<usize>,
     ) -> bool {
-        self.routes.len() == routes.count() + 1
-            && self.upstreams.len() == upstreams.len()
+        self.routes.len() == snapshot.route_count() + 1
+            && self.upstreams.len() == snapshot.upstream_count()
             && route.is_none_or(|i| {
-                matches!((self.routes.get(i), routes.name(i)), (Some(s), Some(r)) if s.name == r)
+                matches!((self.routes.get(i), snapshot.route_name(i)), (Some(s), Some(r)) if s.name == r)
             })
             && upstream.is_none_or(|i| {
-                matches!((self.upstreams.get(i), upstreams.get(i)), (Some(s), Some(u)) if s.name == u.name)
+                matches!((self.upstreams.get(i), snapshot.upstream_name(i)), (Some(s), Some(u)) if s.name == u)
             })
     }
 }
@@ -381,33 +375,26 @@ impl WorkerMetrics {
         WorkerMetrics::default()
     }
 
-    /// Counts one finished request. `routes` and `upstreams` are those of the snapshot the
-    /// request ran on (route and upstream indices in `rec` refer to them). Its duration runs
-    /// from `rec.started` to now.
-    pub fn record<R: RouteNames + ?Sized>(
-        &mut self,
-        routes: &R,
-        upstreams: &[UpstreamConfig],
-        rec: &RequestRecord,
-    ) {
-        self.record_at(routes, upstreams, rec, Instant::now());
+    /// Counts one finished request. `snapshot` is the one the request ran on (route and
+    /// upstream indices in `rec` refer to it). Its duration runs from `rec.started` to now.
+    pub fn record(&mut self, snapshot: &impl ObserveSections, rec: &RequestRecord) {
+        self.record_at(snapshot, rec, Instant::now());
     }
 
     /// [`record`](Self::record) with the end of the request given (tests pass their own).
-    pub fn record_at<R: RouteNames + ?Sized>(
+    pub fn record_at(
         &mut self,
-        routes: &R,
-        upstreams: &[UpstreamConfig],
+        snapshot: &impl ObserveSections,
         rec: &RequestRecord,
         now: Instant,
     ) {
-        let route = rec.route.filter(|&i| i < routes.count());
-        let upstream = rec.upstream.filter(|&i| i < upstreams.len());
+        let route = rec.route.filter(|&i| i < snapshot.route_count());
+        let upstream = rec.upstream.filter(|&i| i < snapshot.upstream_count());
         debug_assert_eq!(route, rec.route, "route index out of the snapshot");
         debug_assert_eq!(upstream, rec.upstream, "upstream index out of the snapshot");
-        if !self.table.fits(routes, upstreams, route, upstream) {
+        if !self.table.fits(snapshot, route, upstream) {
             self.folded.add_table(&self.table);
-            self.table = Table::for_snapshot(routes, upstreams);
+            self.table = Table::for_snapshot(snapshot);
         }
         match rec.pool_hit {
             Some(true) => self.pool_hits += 1,
@@ -991,7 +978,7 @@ mock = { status = 200, body = "ok" }
         rec.upstream_time = req.upstream_micros.map(Duration::from_micros);
         rec.pool_hit = req.pool_hit;
         rec.retries = req.retries;
-        metrics.record_at(config.routes.routes(), &config.upstreams, &rec, now);
+        metrics.record_at(config, &rec, now);
     }
 
     fn process() -> ProcessInfo {
@@ -1518,12 +1505,7 @@ strait_process_start_time_seconds 1699999999.25
         const N: u32 = 10_000_000;
         let start = Instant::now();
         for _ in 0..N {
-            let config = std::hint::black_box(&config);
-            m.record(
-                config.routes.routes(),
-                &config.upstreams,
-                std::hint::black_box(&rec),
-            );
+            m.record(std::hint::black_box(&config), std::hint::black_box(&rec));
         }
         let per = start.elapsed() / N;
         println!("record: {per:?} per request");

@@ -17,24 +17,28 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use crate::http1::{RequestHead, Version};
-use crate::upstream::config::UpstreamConfig;
 use access_log::{AccessLog, LineNames, WorkerLog};
 use config::ObservabilityConfig;
 use metrics::{MetricsHub, ScrapeInbox, WorkerMetrics};
 use request_id::RequestIdGen;
 use trace::{SpanContext, TraceExporter, WorkerTracer};
 
-/// The routes of the snapshot a request ran on, as observability sees them: by index (the
-/// one in [`RequestRecord::route`]), a name (metrics label, access log field) and a path
-/// pattern (span name). The route table sits above this module (in the config assembly), so
-/// it implements this trait rather than being named here.
-pub trait RouteNames {
-    /// How many routes there are; indices run below it.
-    fn count(&self) -> usize;
+/// What observability reads of the config snapshot a request ran on: its
+/// `[observability]` section, and the names behind a [`RequestRecord`]'s route and upstream
+/// indices (metrics labels, access log fields, span names). The snapshot sits above this
+/// module, so it implements this trait (config/views.rs) rather than being named here.
+pub trait ObserveSections {
+    fn observability(&self) -> &ObservabilityConfig;
+    /// How many routes there are; route indices run below it.
+    fn route_count(&self) -> usize;
     /// Route `i`'s name; `None` when there is no route `i`.
-    fn name(&self, i: usize) -> Option<&str>;
+    fn route_name(&self, i: usize) -> Option<&str>;
     /// Route `i`'s path pattern as written; `None` when there is no route `i`.
-    fn path(&self, i: usize) -> Option<&str>;
+    fn route_path(&self, i: usize) -> Option<&str>;
+    /// How many upstreams there are; upstream indices run below it.
+    fn upstream_count(&self) -> usize;
+    /// Upstream `i`'s name; `None` when there is no upstream `i`.
+    fn upstream_name(&self, i: usize) -> Option<&str>;
 }
 
 /// How a request ended, beyond its status.
@@ -61,7 +65,7 @@ pub struct RequestRecord {
     pub user_agent: Option<Bytes>,
     pub referer: Option<Bytes>,
     pub version: Version,
-    /// Index into the snapshot's routes ([`RouteNames`]), when a route matched.
+    /// Index into the snapshot's routes ([`ObserveSections`]), when a route matched.
     pub route: Option<usize>,
     /// Index into the snapshot's `upstreams`, when the request was proxied.
     pub upstream: Option<usize>,
@@ -181,30 +185,25 @@ impl WorkerObservers {
         }
     }
 
-    /// Counts, logs and traces a finished request. `observability`, `routes` and
-    /// `upstreams` are parts of the snapshot the request ran on (`rec`'s indices refer to it).
-    pub fn finish<R: RouteNames + ?Sized>(
-        &mut self,
-        observability: &ObservabilityConfig,
-        routes: &R,
-        upstreams: &[UpstreamConfig],
-        rec: &RequestRecord,
-    ) {
+    /// Counts, logs and traces a finished request. `snapshot` is the one the request ran on
+    /// (`rec`'s indices refer to it).
+    pub fn finish(&mut self, snapshot: &impl ObserveSections, rec: &RequestRecord) {
         let now = Instant::now();
-        self.metrics.record_at(routes, upstreams, rec, now);
+        self.metrics.record_at(snapshot, rec, now);
+        let observability = snapshot.observability();
         let upstream = rec
             .upstream
-            .and_then(|i| upstreams.get(i))
-            .map_or("", |u| u.name.as_str());
+            .and_then(|i| snapshot.upstream_name(i))
+            .unwrap_or("");
         if let (Some(log), Some(log_config)) = (self.log.as_mut(), &observability.access_log) {
             let names = LineNames {
-                route: rec.route.and_then(|i| routes.name(i)).unwrap_or(""),
+                route: rec.route.and_then(|i| snapshot.route_name(i)).unwrap_or(""),
                 upstream,
             };
             log.log(log_config, &names, rec, now);
         }
         if let (Some(tracer), Some(tracing)) = (self.tracer.as_mut(), &observability.tracing) {
-            let path = rec.route.and_then(|i| routes.path(i)).unwrap_or("");
+            let path = rec.route.and_then(|i| snapshot.route_path(i)).unwrap_or("");
             tracer.finish(tracing, path, upstream, rec);
         }
     }

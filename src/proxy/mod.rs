@@ -100,12 +100,7 @@ impl Worker {
 
     /// Hands a finished request to metrics, the access log and tracing.
     fn finish_request(&self, config: &Config, rec: &RequestRecord) {
-        self.observers.borrow_mut().finish(
-            &config.observability,
-            config.routes.routes(),
-            &config.upstreams,
-            rec,
-        );
+        self.observers.borrow_mut().finish(config, rec);
     }
 
     /// Counts a connection before its task is spawned, so that a drain starting in between
