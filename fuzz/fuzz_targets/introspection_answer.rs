@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use strait::config::{ConsumerClaim, OAuth2Provider, OnIntrospectionError};
+use strait::auth::oauth2::config::{ConsumerClaim, OAuth2Provider, OnIntrospectionError};
 use strait::auth::oauth2::{is_scope_token, parse_answer, render_request_head, TokenState};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,6 +15,8 @@ fuzz_target!(|data: &[u8]| {
         name: "idp".into(),
         upstream: 0,
         request_head: render_request_head("/i", "id", "secret"),
+        path: "/i".into(),
+        client_id: "id".into(),
         host: None,
         timeout: Duration::from_secs(1),
         cache_ttl: Duration::from_secs(300),

@@ -14,15 +14,19 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use crate::access::AccessList;
+use crate::auth::config::{ApiKey, AuthConfig};
 use crate::auth::jwt::{JwtProvider, KeySource};
-use crate::config::{
-    AccessLogFormat, Action, ApiKey, AuthConfig, BalancePolicy, ClusterConfig, Config,
-    ConsumerClaim, Endpoint, HashKey, HealthCheckConfig, LogDestination, ObservabilityConfig,
-    OnIntrospectionError, OnRedisError, RateLimitConfig, RateLimitKey, RateLimitScope, RetryPolicy,
-    ServerConfig, UpstreamConfig,
-};
+use crate::auth::oauth2::config::{ConsumerClaim, OnIntrospectionError};
+use crate::config::{Action, Config, ServerConfig};
 use crate::control::ReloadStatus;
 use crate::cors::{AllowHeaders, AllowOrigins, CorsSettings, OriginPattern};
+use crate::observe::config::{AccessLogFormat, LogDestination, ObservabilityConfig};
+use crate::ratelimit::config::{
+    ClusterConfig, OnRedisError, RateLimitConfig, RateLimitKey, RateLimitScope,
+};
+use crate::upstream::config::{
+    BalancePolicy, Endpoint, HashKey, HealthCheckConfig, RetryPolicy, UpstreamConfig,
+};
 use crate::upstream::HealthRegistry;
 
 /// Shown instead of a secret that is set.
@@ -593,7 +597,11 @@ mod tests {
             (Duration::from_nanos(7), "7ns"),
         ] {
             assert_eq!(duration(d), text);
-            assert_eq!(crate::config::parse_duration(text).ok(), Some(d), "{text}");
+            assert_eq!(
+                crate::settings::parse_duration(text).ok(),
+                Some(d),
+                "{text}"
+            );
         }
     }
 

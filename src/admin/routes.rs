@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 
 use super::json;
 use super::Admin;
-use crate::config::Endpoint;
 use crate::control::registry::{RegistryError, MAX_WEIGHT};
 use crate::observe::metrics::{render, unix_seconds, ProcessInfo, CONTENT_TYPE};
+use crate::upstream::config::Endpoint;
 
 /// A request as the handlers see it: read whole, the path without its query.
 pub struct Request<'a> {

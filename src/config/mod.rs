@@ -61,30 +61,17 @@ use crate::{auth, observe, ratelimit, upstream};
 use admin::FileAdmin;
 use router::RouteTable;
 
+use crate::auth::config::ConsumerConfig;
+use crate::auth::oauth2::config::OAuth2Provider;
 /// `[server.limits]`: the codec's request limits, filled from the file.
 pub use crate::http1::Limits;
+use crate::observe::config::ObservabilityConfig;
+use crate::ratelimit::config::ClusterConfig;
 pub use crate::settings::{ConfigError, ConfigErrors};
+use crate::upstream::config::UpstreamConfig;
+use admin::AdminConfig;
 pub use routes::{Action, MockResponse, ProxyAction, Route};
 pub use server::{ServerConfig, Timeouts};
-
-// transitional re-exports: removed once every user imports from the owning module
-pub use crate::auth::config::{ApiKey, ApiKeyAuth, AuthConfig, ConsumerConfig};
-pub use crate::auth::oauth2::config::{
-    ConsumerClaim, OAuth2Auth, OAuth2Provider, OnIntrospectionError, ProviderId, RequiredScopes,
-};
-pub use crate::observe::config::{
-    AccessLogConfig, AccessLogFormat, LogDestination, ObservabilityConfig, TracingConfig,
-};
-pub use crate::ratelimit::config::{
-    parse_redis_url, ClusterConfig, OnRedisError, RateLimitConfig, RateLimitKey, RateLimitScope,
-    RedisTarget,
-};
-pub use crate::settings::{parse_duration, parse_size};
-pub use crate::upstream::config::{
-    BalancePolicy, BreakerLimits, Endpoint, HashKey, HealthCheckConfig, OutlierConfig, PoolConfig,
-    RetryPolicy, UpstreamConfig, UpstreamId,
-};
-pub use admin::AdminConfig;
 
 /// The config served when no file is given and `conf/strait.toml` is absent.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../conf/strait.toml");

@@ -27,11 +27,12 @@ use arc_swap::ArcSwap;
 
 use crate::auth::jwks;
 use crate::auth::jwt::KeySource;
-use crate::config::{self, Config, ConfigErrors, Endpoint, UpstreamConfig};
+use crate::config::{self, Config, ConfigErrors};
 use crate::control::registry::{Registry, RegistryError};
 use crate::observe::metrics::MetricsHub;
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::runtime::sd_notify;
+use crate::upstream::config::{Endpoint, UpstreamConfig};
 use crate::upstream::{share_tables, HealthRegistry};
 
 /// Where the config text is read from, at startup and on every reload.

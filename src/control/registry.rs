@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Endpoint};
+use crate::config::Config;
+use crate::upstream::config::Endpoint;
 
 /// The state file format this code writes and reads.
 const STATE_VERSION: u64 = 1;

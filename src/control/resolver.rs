@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::config::UpstreamConfig;
 use crate::control::Control;
+use crate::upstream::config::UpstreamConfig;
 
 /// Longest sleep between two looks at the served config.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -109,7 +109,8 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_str, Endpoint};
+    use crate::config::load_str;
+    use crate::upstream::config::Endpoint;
 
     fn upstreams() -> Vec<UpstreamConfig> {
         load_str(

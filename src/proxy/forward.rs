@@ -18,7 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::body::{Encode, Pump, PumpError};
 use super::pipeline::{self, AnswerHead, ForwardedAdditions, UpstreamEdits};
 use super::ClientConn;
-use crate::config::{BalancePolicy, Config, ProxyAction};
+use crate::config::{Config, ProxyAction};
 use crate::error::ProxyError;
 use crate::http1::encode::{
     encode_request_head, encode_response_head, AddedLines, ClientBody, ClientFraming,
@@ -33,6 +33,7 @@ use crate::upstream::client::{
     read_response_head, Body, Client, Failure as SendFailure, Outgoing, Request, Response,
     UpstreamFailure,
 };
+use crate::upstream::config::BalancePolicy;
 use crate::upstream::hash_key::request_key;
 use crate::upstream::UpstreamConn;
 

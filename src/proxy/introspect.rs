@@ -21,7 +21,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::ClientConn;
-use crate::config::{Config, OAuth2Provider};
+use crate::auth::oauth2::config::OAuth2Provider;
+use crate::config::Config;
 use crate::error::ProxyError;
 use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedEvent};
 use crate::io::{read_more, ReadFail};
