@@ -39,12 +39,7 @@ pub(crate) fn cidrs(ctx: &mut Ctx, entries: Option<&[Spanned<String>]>, key: &st
 mod tests {
     use crate::config::load_str;
 
-    fn errors(text: &str) -> Vec<String> {
-        match load_str(text, "t.toml") {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
-        }
-    }
+    use crate::config::load_errors as errors;
 
     #[test]
     fn access_lists() {

@@ -167,6 +167,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// Every error `text` gives, as the `file:line:col: key: message` lines `--check` prints
+/// (none when it loads): what the table-driven section tests compare.
+#[cfg(test)]
+pub(crate) fn load_errors(text: &str) -> Vec<String> {
+    match load_str(text, "t.toml") {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
 /// Validates config `text`; `origin` names it in messages, and relative `body_file` paths
 /// resolve against its parent directory. Host-name endpoints are resolved with the system
 /// resolver (blocking): never call this on a worker.

@@ -560,16 +560,10 @@ fn mock_response(ctx: &mut Ctx, mock: &FileMock, key: &str) -> Option<MockRespon
 
 #[cfg(test)]
 mod tests {
-    use crate::config::load_str;
 
     const MINIMAL: &str = "[server]\nlisten = [\"127.0.0.1:8080\"]\n";
 
-    fn errors(text: &str) -> Vec<String> {
-        match load_str(text, "t.toml") {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
-        }
-    }
+    use crate::config::load_errors as errors;
 
     #[test]
     fn conflicting_patterns_name_both_routes() {

@@ -222,12 +222,7 @@ mod tests {
 
     const MINIMAL: &str = "[server]\nlisten = [\"127.0.0.1:8080\"]\n";
 
-    fn errors(text: &str) -> Vec<String> {
-        match load_str(text, "t.toml") {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
-        }
-    }
+    use crate::config::load_errors as errors;
 
     #[test]
     fn trusted_proxies() {

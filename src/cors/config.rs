@@ -244,12 +244,7 @@ mod tests {
     use super::*;
     use crate::config::load_str;
 
-    fn errors(text: &str) -> Vec<String> {
-        match load_str(text, "t.toml") {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
-        }
-    }
+    use crate::config::load_errors as errors;
 
     #[test]
     fn cors() {

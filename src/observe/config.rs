@@ -230,12 +230,7 @@ pub(crate) fn build(ctx: &mut Ctx, file: FileObservability) -> ObservabilityConf
 mod tests {
     use crate::config::load_str;
 
-    fn errors(text: &str) -> Vec<String> {
-        match load_str(text, "t.toml") {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors.errors.iter().map(ToString::to_string).collect(),
-        }
-    }
+    use crate::config::load_errors as errors;
 
     #[test]
     fn observability_keys() {
