@@ -209,21 +209,6 @@ fn an_upgrade_under_closed_loop_keep_alive_load_fails_no_request_on_epoll() {
     upgrade_under_keep_alive_load("epoll");
 }
 
-/// Polls until a connection to `addr` is refused: the worker has stopped accepting, so its
-/// drain has begun.
-fn wait_refused(addr: SocketAddr) {
-    wait_until(
-        "new connections to be refused",
-        || match TcpStream::connect(addr) {
-            Ok(_) => false,
-            Err(e) => {
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-                true
-            }
-        },
-    );
-}
-
 #[test]
 fn a_request_on_an_idle_connection_once_the_drain_began_is_answered_with_close() {
     let app = Upstream::fixed("ok");

@@ -358,21 +358,6 @@ fn held_upstream() -> (Upstream, mpsc::Receiver<()>, mpsc::Sender<()>) {
     (upstream, arrived_rx, release_tx)
 }
 
-/// Polls until a connection to `addr` is refused (connections that still get through are
-/// closed at once).
-fn wait_refused(addr: SocketAddr) {
-    wait_until(
-        "new connections to be refused",
-        || match TcpStream::connect(addr) {
-            Ok(_) => false,
-            Err(e) => {
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-                true
-            }
-        },
-    );
-}
-
 #[test]
 fn sigterm_finishes_requests_in_flight_with_connection_close_and_exits_0() {
     let (upstream, arrived, release) = held_upstream();

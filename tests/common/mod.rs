@@ -746,3 +746,18 @@ pub fn raw_upstream(
     });
     (addr, connections)
 }
+
+/// Polls until a connection to `addr` is refused: the workers have stopped accepting, so a
+/// drain has begun (connections that still get through are closed at once).
+pub fn wait_refused(addr: SocketAddr) {
+    wait_until(
+        "new connections to be refused",
+        || match TcpStream::connect(addr) {
+            Ok(_) => false,
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+                true
+            }
+        },
+    );
+}
