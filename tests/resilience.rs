@@ -365,6 +365,27 @@ fn endpoint_killed_mid_traffic_costs_no_errors_epoll() {
 
 // ---- What is retried ---------------------------------------------------------------------
 
+/// A request that never reached the upstream (its connection was refused) is safe to send
+/// to another endpoint whatever its method: a POST is retried there without
+/// `retry_non_idempotent`, as nginx does.
+#[test]
+fn a_refused_connect_is_retried_for_any_method() {
+    let a = Origin::start("A", Mode::Ok);
+    let dead = dead_addr();
+    // Outlier detection off, so that the dead endpoint stays in rotation.
+    let strait = Strait::start(&config(
+        &[a.addr, dead],
+        "[upstreams.app.outlier]\nconsecutive_failures = 0\n\
+         [upstreams.app.retry]\nbudget_percent = 100\n",
+    ));
+    for i in 0..10 {
+        let r = send(strait.addr, &post("/x", "order=1"));
+        assert_eq!((r.status, r.text().as_str()), (200, "A"), "POST {i}");
+    }
+    // Round robin over two endpoints: about half the POSTs met the dead one first.
+    assert_eq!(a.hits(), 10);
+}
+
 /// An endpoint that accepts and closes before any response byte: GETs are retried on
 /// another endpoint; a POST is not (it may have run), unless the route allows it.
 #[test]

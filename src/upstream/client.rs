@@ -32,7 +32,7 @@ use super::config::UpstreamId;
 use super::in_flight::{Connecting, InFlight};
 use super::retry::{self, Attempt, Decision, TryEnd, MAX_TRIES};
 use super::{Snapshot, UpstreamConn, WorkerUpstreams};
-use crate::error::ProxyError;
+use crate::error::{ProxyError, Retry};
 use crate::http1::{find_head_end, parse_response_head, ResponseHead};
 use crate::io::{read_more, write_within, ReadFail};
 
@@ -220,7 +220,7 @@ impl<'w, S: Snapshot> Client<'w, S> {
             }
             state.budget.record_request(started);
         }
-        let repeatable = request.retryable && matches!(request.body, Body::InHand(_));
+        let in_hand = matches!(request.body, Body::InHand(_));
         let per_try = policy
             .per_try_timeout
             .unwrap_or(self.config.response_timeout());
@@ -253,8 +253,11 @@ impl<'w, S: Snapshot> Client<'w, S> {
                         in_flight,
                     };
                     if status < 500
-                        || self.decide(TryEnd::Status(status), repeatable, deadline)
-                            != Decision::Retry
+                        || self.decide(
+                            TryEnd::Status(status),
+                            request.retryable && in_hand,
+                            deadline,
+                        ) != Decision::Retry
                     {
                         return Ok(response);
                     }
@@ -269,7 +272,9 @@ impl<'w, S: Snapshot> Client<'w, S> {
                 Err(TryError::Refused(error)) => return Err(UpstreamFailure::at_once(error)),
                 Err(TryError::Body(error)) => return Err(Failure::Body(error)),
             };
-            let decision = self.decide(TryEnd::Failed(error), repeatable, deadline);
+            let end = TryEnd::Failed(error);
+            let repeatable = retry::is_repeatable(end, in_hand, request.retryable);
+            let decision = self.decide(end, repeatable, deadline);
             last = UpstreamFailure {
                 error,
                 retries_exhausted: decision == Decision::Exhausted,
@@ -376,8 +381,13 @@ impl<'w, S: Snapshot> Client<'w, S> {
             let left = try_deadline.saturating_duration_since(Instant::now());
             match read_response_head(&mut conn, request.is_head, left).await {
                 Ok((raw, head)) => return Ok((conn, raw, head)),
-                Err(ProxyError::UpstreamClosed)
-                    if conn.reused && in_hand.is_some() && request.idempotent =>
+                // A pooled connection closed unanswered: most likely the upstream's idle
+                // close racing this request; one fresh connection is worth a try.
+                Err(error)
+                    if conn.reused
+                        && in_hand.is_some()
+                        && error.retry() == Retry::ClosedUnanswered
+                        && error.is_retry_safe(request.idempotent) =>
                 {
                     fresh_only = true;
                 }

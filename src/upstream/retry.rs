@@ -5,7 +5,7 @@
 //! this says yes.
 
 use super::config::RetryPolicy;
-use crate::error::ProxyError;
+use crate::error::{ProxyError, Retry};
 
 /// Tries of one request at most, whatever the policy (the config allows up to 10).
 pub const MAX_TRIES: usize = 10;
@@ -20,19 +20,30 @@ pub enum TryEnd {
 }
 
 /// Whether `policy` retries a try that ended so. The one place that maps an error to a
-/// retry condition: a refused or timed-out connect is `connect_failure`, a connection
-/// closed or reset before any response byte is `reset`, and a response timeout is retried
-/// as the `504` it is answered with.
+/// retry condition, by the error's own retry class ([`ProxyError::retry`]): a request
+/// that never reached the upstream (refused or timed-out connect) is `connect_failure`, a
+/// connection closed before any response byte is `reset`, and a response timeout is
+/// retried as the `504` it is answered with.
 pub fn is_retried(policy: &RetryPolicy, end: TryEnd) -> bool {
     match end {
         TryEnd::Status(status) => status >= 500 && policy.on_statuses.contains(&status),
-        TryEnd::Failed(ProxyError::UpstreamConnect | ProxyError::UpstreamConnectTimeout) => {
-            policy.on_connect_failure
-        }
-        TryEnd::Failed(ProxyError::UpstreamClosed) => policy.on_reset,
-        TryEnd::Failed(ProxyError::UpstreamTimeout) => policy.on_statuses.contains(&504),
-        TryEnd::Failed(_) => false,
+        TryEnd::Failed(error) => match error.retry() {
+            Retry::NotSent => policy.on_connect_failure,
+            Retry::ClosedUnanswered => policy.on_reset,
+            Retry::IfIdempotent => {
+                error == ProxyError::UpstreamTimeout && policy.on_statuses.contains(&504)
+            }
+            Retry::Never => false,
+        },
     }
+}
+
+/// Whether a request may be sent again after a try that ended so: its whole body must be
+/// in hand, and either the caller allows repeating it (an idempotent method, or a route
+/// with `retry_non_idempotent`) or the request never reached the upstream at all.
+pub fn is_repeatable(end: TryEnd, body_in_hand: bool, caller_allows: bool) -> bool {
+    let never_sent = matches!(end, TryEnd::Failed(error) if error.retry() == Retry::NotSent);
+    body_in_hand && (caller_allows || never_sent)
 }
 
 /// Where the request stands after a failed try.
@@ -121,6 +132,28 @@ mod tests {
         ];
         for (policy, end, want) in cases {
             assert_eq!(is_retried(policy, *end), *want, "{end:?} {policy:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_never_sent_is_repeatable_whatever_the_method() {
+        // (how the try ended, body in hand, the caller allows a repeat) → repeatable
+        let cases: &[(TryEnd, bool, bool, bool)] = &[
+            (TryEnd::Failed(UpstreamConnect), true, false, true),
+            (TryEnd::Failed(UpstreamConnectTimeout), true, false, true),
+            (TryEnd::Failed(UpstreamConnect), false, true, false),
+            (TryEnd::Failed(UpstreamClosed), true, false, false),
+            (TryEnd::Failed(UpstreamClosed), true, true, true),
+            (TryEnd::Failed(UpstreamTimeout), true, false, false),
+            (TryEnd::Status(503), true, false, false),
+            (TryEnd::Status(503), true, true, true),
+        ];
+        for &(end, in_hand, allows, want) in cases {
+            assert_eq!(
+                is_repeatable(end, in_hand, allows),
+                want,
+                "{end:?} {in_hand} {allows}"
+            );
         }
     }
 
