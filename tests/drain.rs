@@ -59,15 +59,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Stops the load threads even when the test fails half-way.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 #[derive(Default)]
 struct Load {
     answered: AtomicUsize,

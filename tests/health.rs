@@ -273,21 +273,7 @@ fn outlier_ejection(args: &[&str]) {
     );
 
     // Round-robin sends every other request to B until its third 503 ejects it.
-    let mut b_failures = 0;
-    let mut sent = 0;
-    while b_failures < 3 {
-        let r = strait.request(&get("/x"));
-        sent += 1;
-        assert!(
-            sent <= 20,
-            "B was not picked three times in {sent} requests"
-        );
-        match (r.status, r.text().as_str()) {
-            (200, "A") => {}
-            (503, "B") => b_failures += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
-    }
+    eject_b(&strait, "B");
     let ejected_at = Instant::now();
     assert_eq!(b.requests().len(), 3);
 
@@ -352,21 +338,7 @@ fn a_passing_active_check_ends_an_ejection_early() {
 
     // B fails: its third 503 in a row ejects it.
     sick.store(true, Ordering::SeqCst);
-    let mut b_failures = 0;
-    let mut sent = 0;
-    while b_failures < 3 {
-        let r = strait.request(&get("/x"));
-        sent += 1;
-        assert!(
-            sent <= 20,
-            "B was not picked three times in {sent} requests"
-        );
-        match (r.status, r.text().as_str()) {
-            (200, "A") => {}
-            (503, "B down") => b_failures += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
-    }
+    eject_b(&strait, "B down");
     // Ejected, and its failing checks change nothing.
     let before = traffic(&b);
     let checks = b.requests().len() - before;
@@ -393,4 +365,24 @@ fn a_passing_active_check_ends_an_ejection_early() {
         .log_text()
         .lines()
         .any(|l| l.contains("ejection ended: active health check passed") && l.contains(&b_addr)));
+}
+
+/// Sends requests until B (answering 503 with `b_text`) has failed three times, which
+/// ejects it; A answers 200 "A" meanwhile. Round robin picks B every other request.
+fn eject_b(strait: &Strait, b_text: &str) {
+    let mut b_failures = 0;
+    let mut sent = 0;
+    while b_failures < 3 {
+        let r = strait.request(&get("/x"));
+        sent += 1;
+        assert!(
+            sent <= 20,
+            "B was not picked three times in {sent} requests"
+        );
+        match (r.status, r.text().as_str()) {
+            (200, "A") => {}
+            (503, text) if text == b_text => b_failures += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
 }

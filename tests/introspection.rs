@@ -796,25 +796,10 @@ fn a_dead_introspection_endpoint_is_skipped_by_the_upstream_retry_policy() {
     let authz = AuthServer::start();
     authz.token("t", Answer::Json(r#"{"active":true,"sub":"a"}"#));
     let dead = format!("127.0.0.1:{}", free_port());
-    let strait = Strait::start(&format!(
-        r#"[server]
-listen = ["127.0.0.1:0"]
-[upstreams.app]
-endpoints = ["{}"]
-[upstreams.authz]
-endpoints = ["{dead}", "{}"]
-[oauth2_providers.idp]
-upstream = "authz"
-path = "/i"
-client_id = "gateway"
-client_secret = "s3cret!"
-cache_ttl = "0s"
-[[routes]]
-path = "/"
-upstream = "app"
-auth = {{ oauth2 = {{ provider = "idp" }} }}
-"#,
-        app.addr, authz.addr
+    let strait = Strait::start(&authz_config(
+        app.addr,
+        &format!("[\"{dead}\", \"{}\"]", authz.addr),
+        "",
     ));
     // Round-robin sends every other first try to the dead endpoint; the retry saves it.
     for _ in 0..4 {

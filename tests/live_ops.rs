@@ -95,15 +95,6 @@ fn spawn_all(jobs: Vec<Box<dyn FnOnce() + Send>>) -> Vec<thread::JoinHandle<()>>
     jobs.into_iter().map(thread::spawn).collect()
 }
 
-/// Stops the load threads even when the test fails half-way.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 /// Upper bound on requests per load thread, in case a stop flag is never set.
 const MAX_REQUESTS_PER_CLIENT: u64 = 200_000;
 

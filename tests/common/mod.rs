@@ -761,3 +761,12 @@ pub fn wait_refused(addr: SocketAddr) {
         },
     );
 }
+
+/// Stops load threads (they poll the flag) when dropped, even when a test fails half-way.
+pub struct StopOnDrop(pub Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
