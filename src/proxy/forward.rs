@@ -399,8 +399,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
             set_headers: &self.edits.set,
             added: trace.as_slice(),
         };
-        out.reserve(self.raw.len() + 256);
         encode_request_head(out, self.raw, self.head, &forwarded, self.head.framing);
+    }
+
+    /// The client's head plus room for the lines Strait adds.
+    fn head_capacity(&self) -> usize {
+        self.raw.len() + 256
     }
 
     /// Streams the part of the request body that did not come with the head.

@@ -122,6 +122,11 @@ struct Introspection<'a> {
 impl Outgoing for Introspection<'_> {
     type BodyError = Infallible;
 
+    /// The fixed head, the token form-encoded (3 bytes a byte at most) and the host line.
+    fn head_capacity(&self) -> usize {
+        self.provider.request_head.0.len() + 3 * self.token.len() + 256
+    }
+
     /// The whole request: head and form body.
     fn write_head(&self, endpoint: SocketAddr, out: &mut BytesMut) {
         let provider = self.provider;
@@ -133,7 +138,6 @@ impl Outgoing for Introspection<'_> {
                 endpoint_host.as_bytes()
             }
         };
-        out.reserve(provider.request_head.0.len() + 3 * self.token.len() + 256);
         crate::auth::oauth2::write_request(
             out,
             provider,

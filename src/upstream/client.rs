@@ -82,6 +82,10 @@ pub trait Outgoing {
     /// and send [`Body::InHand`] empty.
     fn write_head(&self, endpoint: SocketAddr, out: &mut BytesMut);
 
+    /// Room to allocate for what `write_head` writes, so that the head and a small body in
+    /// hand go out of one allocation.
+    fn head_capacity(&self) -> usize;
+
     /// Streams the body onto `conn` after the head; called only for [`Body::Streamed`].
     async fn stream_body(&mut self, conn: &mut UpstreamConn) -> Result<(), Self::BodyError>;
 }
@@ -342,7 +346,8 @@ impl<'w, S: Snapshot> Client<'w, S> {
             Body::InHand(body) => Some(body),
             Body::Streamed => None,
         };
-        let mut head = BytesMut::new();
+        let inline = in_hand.map_or(0, |body| body.len()).min(INLINE_BODY_BYTES);
+        let mut head = BytesMut::with_capacity(outgoing.head_capacity() + inline);
         outgoing.write_head(addr, &mut head);
         // A small body goes in the same write as the head.
         let separate_body = match in_hand {
