@@ -1,13 +1,66 @@
 //! Owned-buffer I/O helpers over monoio's rent traits, for both sides of the proxy (client
-//! connections and the upstream client): appending reads with a deadline and whole-buffer
-//! writes. A read that times out is abandoned together with its buffer (an
-//! in-flight io_uring read may still land in it), so a timeout always ends the connection.
+//! connections and the upstream client): appending reads with a deadline, whole-buffer
+//! writes, waiting for input without lending a buffer, and the worker's spare buffers. A
+//! read that times out is abandoned together with its buffer (an in-flight io_uring read
+//! may still land in it), so a timeout always ends the connection.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+/// The size of a worker's I/O buffers: client reads, answer staging, upstream reads. A
+/// buffer grows past it for a large head or body, and is then not kept as a spare.
+pub const BUFFER_BYTES: usize = 8 * 1024;
+/// A spare grown past this is dropped rather than kept.
+const MAX_SPARE_CAPACITY: usize = 8 * BUFFER_BYTES;
+/// Spares kept per worker: as many as were in use at once, up to this (8 MiB).
+const MAX_SPARES: usize = 1024;
+
+thread_local! {
+    /// This worker's spare buffers. Connections take one when bytes arrive and give it back
+    /// once a request is through, so an idle connection holds none (a thread is a worker).
+    static SPARES: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer of at least [`BUFFER_BYTES`], a spare if the worker has one.
+pub fn take_buffer() -> BytesMut {
+    SPARES
+        .with_borrow_mut(Vec::pop)
+        .unwrap_or_else(|| BytesMut::with_capacity(BUFFER_BYTES))
+}
+
+/// Gives `buf` back as a spare if nothing else still refers to its memory (a `Bytes` split
+/// off it, say) and it has not grown large; otherwise it is dropped.
+pub fn give_back(mut buf: BytesMut) {
+    buf.clear();
+    if buf.capacity() > MAX_SPARE_CAPACITY || !buf.try_reclaim(BUFFER_BYTES) {
+        return;
+    }
+    SPARES.with_borrow_mut(|spares| {
+        if spares.len() < MAX_SPARES {
+            spares.push(buf);
+        }
+    });
+}
+
+/// Waiting until a socket has input (or an end or error to report) without lending it a
+/// buffer: what an idle keep-alive connection does between requests.
+pub trait WaitReadable {
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>>;
+}
+
+impl WaitReadable for TcpStream {
+    /// io_uring: one POLL_ADD, and the read that follows completes at once. The epoll
+    /// driver is asked for real readiness (`relaxed: false`), not its possibly stale flag.
+    fn readable(&self) -> impl Future<Output = std::io::Result<()>> {
+        TcpStream::readable(self, false)
+    }
+}
 
 /// Why a read brought nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,15 +35,12 @@ use crate::cors::CorsPolicy;
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
-use crate::io::{read_more, write_out, ReadFail};
+use crate::io::{give_back, read_more, take_buffer, write_out, BUFFER_BYTES, ReadFail, WaitReadable};
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
 use crate::upstream::WorkerUpstreams;
 use pipeline::{AnswerHead, Flow, LocalAnswer, Request, RequestCtx};
-
-/// Initial read buffer per client connection; grows for large heads and bodies.
-const CLIENT_READ_BYTES: usize = 8 * 1024;
 
 /// What one worker thread shares between its connections.
 pub struct Worker {
@@ -150,12 +147,22 @@ impl Worker {
     }
 }
 
-/// One client connection and its buffers.
+/// A client connection between requests: its socket, and any bytes the client sent ahead
+/// (a pipelined request). Nothing else: an idle keep-alive connection holds no buffer and
+/// no request state, only this and its task.
+struct Idle<S> {
+    stream: S,
+    ahead: BytesMut,
+}
+
+/// A client connection serving one request: its socket, buffers from the worker's spares,
+/// and the request's state. Built when a request's first bytes are in, taken apart into an
+/// [`Idle`] when its answer is out.
 pub struct ClientConn<S> {
     stream: S,
     /// Bytes read from the client and not consumed yet (pipelined requests, body bytes).
     buf: BytesMut,
-    /// Output staging, reused across responses.
+    /// Output staging for the answer.
     out: BytesMut,
     /// The current request's state shared with its filters (client address, identity, the
     /// lines its answer gets).
@@ -173,16 +180,14 @@ pub struct ClientConn<S> {
     config: Rc<Arc<Config>>,
 }
 
-impl<S> Drop for ClientConn<S> {
+/// Counts a client connection as open for as long as it lives (drains wait for the count).
+struct OpenConnection(Rc<Worker>);
+
+impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.worker
-            .connections
-            .set(self.worker.connections.get() - 1);
-        self.worker
-            .observers
-            .borrow_mut()
-            .metrics
-            .connection_closed();
+        let worker = &self.0;
+        worker.connections.set(worker.connections.get() - 1);
+        worker.observers.borrow_mut().metrics.connection_closed();
     }
 }
 
@@ -200,73 +205,172 @@ enum NextHead {
 
 /// Serves requests on `stream` until the client or an error ends the connection. The
 /// caller has counted it with [`Worker::connection_opened`].
-pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
+pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent + WaitReadable>(
     stream: S,
     peer: SocketAddr,
     worker: Rc<Worker>,
 ) {
+    let _open = OpenConnection(worker.clone());
     let peer_text = Bytes::from(peer.ip().to_string());
-    let mut conn = ClientConn {
+    let mut idle = Idle {
         stream,
-        buf: BytesMut::with_capacity(CLIENT_READ_BYTES),
-        out: BytesMut::with_capacity(CLIENT_READ_BYTES),
-        ctx: RequestCtx::new(peer.ip(), peer_text.clone()),
-        peer_ip: peer.ip(),
-        peer_text,
-        send_timeout: worker.snapshot().server.timeouts.client_send,
-        rec: RequestRecord::new(Bytes::new(), Instant::now()),
-        config: worker.snapshot(),
-        worker,
+        ahead: BytesMut::new(),
     };
     let mut first = true;
     loop {
-        conn.ctx.reset();
-        let head_end = match conn.read_head(&conn.worker.snapshot(), first).await {
+        if idle.ahead.is_empty() {
+            match wait_for_request(&idle.stream, &worker, first).await {
+                NextHead::Head(_) => {}
+                NextHead::Closed | NextHead::Fail(_) => return,
+                NextHead::Drained => {
+                    drain::linger_close(&mut idle.stream, &mut idle.ahead).await;
+                    return;
+                }
+            }
+        }
+        let conn = ClientConn::new(idle, peer.ip(), peer_text.clone(), worker.clone());
+        // Boxed: the request's future (filters, the upstream exchange, body pumps) is
+        // several kilobytes, and lives only while a request does.
+        let (keep_alive, back) = Box::pin(conn.serve_request(first)).await;
+        if !keep_alive {
+            return;
+        }
+        idle = back;
+        first = false;
+    }
+}
+
+/// Waits, holding no buffer, until the client sends something (or closes) on an idle
+/// connection. A new connection's first request must begin within `header_read`, the next
+/// ones within `keepalive_idle`. A drain gives a connection idle between requests a short
+/// grace for its next request (answered with `Connection: close`): a busy client has it on
+/// the way, and closing under it would lose it. A new connection still gets its first
+/// request read (it may be queued already).
+async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: bool) -> NextHead {
+    let timeouts = &worker.snapshot().server.timeouts;
+    let timeout = if first {
+        timeouts.header_read
+    } else {
+        timeouts.keepalive_idle
+    };
+    let readable = monoio::time::timeout(timeout, stream.readable());
+    if first {
+        return match readable.await {
+            Ok(_) => NextHead::Head(0),
+            Err(_) => NextHead::Closed,
+        };
+    }
+    let mut readable = std::pin::pin!(readable);
+    let before_drain = monoio::select! {
+        ready = readable.as_mut() => Some(ready),
+        _ = worker.drain.started() => None,
+    };
+    match before_drain {
+        Some(Ok(_)) => NextHead::Head(0),
+        Some(Err(_)) => NextHead::Closed,
+        None => match monoio::time::timeout(drain::IDLE_GRACE, readable).await {
+            Ok(Ok(_)) => NextHead::Head(0),
+            Ok(Err(_)) | Err(_) => NextHead::Drained,
+        },
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
+    fn new(idle: Idle<S>, peer_ip: IpAddr, peer_text: Bytes, worker: Rc<Worker>) -> Self {
+        let buf = if idle.ahead.is_empty() {
+            take_buffer()
+        } else {
+            idle.ahead
+        };
+        let config = worker.snapshot();
+        ClientConn {
+            stream: idle.stream,
+            buf,
+            out: take_buffer(),
+            ctx: RequestCtx::new(peer_ip, peer_text.clone()),
+            peer_ip,
+            peer_text,
+            send_timeout: config.server.timeouts.client_send,
+            rec: RequestRecord::new(Bytes::new(), Instant::now()),
+            config,
+            worker,
+        }
+    }
+
+    /// Reads one request and answers it. Returns whether the connection may carry another,
+    /// and the connection to wait on for it.
+    async fn serve_request(mut self, first: bool) -> (bool, Idle<S>) {
+        let keep_alive = self.read_and_answer(first).await;
+        (keep_alive, self.into_idle())
+    }
+
+    /// Gives the buffers back to the worker, keeping bytes the client sent ahead.
+    fn into_idle(self) -> Idle<S> {
+        let ClientConn {
+            stream,
+            buf,
+            out,
+            rec,
+            ctx,
+            ..
+        } = self;
+        // The request's record and context hold slices of `buf`: gone first, so that the
+        // buffer's memory is free to reuse.
+        drop((rec, ctx));
+        give_back(out);
+        let ahead = if buf.is_empty() {
+            give_back(buf);
+            BytesMut::new()
+        } else {
+            buf
+        };
+        Idle { stream, ahead }
+    }
+
+    async fn read_and_answer(&mut self, first: bool) -> bool {
+        let head_end = match self.read_head(&self.worker.snapshot(), first).await {
             NextHead::Head(end) => end,
-            NextHead::Closed => return,
+            NextHead::Closed => return false,
             NextHead::Drained => {
-                drain::linger_close(&mut conn.stream, &mut conn.buf).await;
-                return;
+                drain::linger_close(&mut self.stream, &mut self.buf).await;
+                return false;
             }
             NextHead::Fail(error) => {
-                let _ = conn.answer_error(error, &[], Version::Http11, false).await;
-                return;
+                let _ = self.answer_error(error, &[], Version::Http11, false).await;
+                return false;
             }
         };
-        first = false;
         // The request runs on the snapshot current when its head is complete: a reload
         // while the connection sat idle applies to it.
-        let config = conn.worker.snapshot();
-        conn.send_timeout = config.server.timeouts.client_send;
-        conn.config = config.clone();
-        let raw = conn.buf.split_to(head_end).freeze();
-        conn.rec = RequestRecord::new(conn.peer_text.clone(), Instant::now());
-        conn.rec.bytes_in = raw.len() as u64;
+        let config = self.worker.snapshot();
+        self.send_timeout = config.server.timeouts.client_send;
+        self.config = config.clone();
+        let raw = self.buf.split_to(head_end).freeze();
+        self.rec = RequestRecord::new(self.peer_text.clone(), Instant::now());
+        self.rec.bytes_in = raw.len() as u64;
         let keep_alive = match parse_request_head(&raw, &config.server.limits) {
             Ok(mut head) => {
-                conn.identify_client(&config, &raw, &head);
-                conn.rec.describe(&raw, &head);
-                conn.worker.observers.borrow_mut().begin(
+                self.identify_client(&config, &raw, &head);
+                self.rec.describe(&raw, &head);
+                self.worker.observers.borrow_mut().begin(
                     &config.observability,
                     &raw,
                     &head,
-                    &mut conn.rec,
+                    &mut self.rec,
                 );
                 // Once draining, every answer says `Connection: close`.
-                head.keep_alive &= !conn.worker.drain.is_started();
-                conn.handle(&config, raw, head).await
+                head.keep_alive &= !self.worker.drain.is_started();
+                self.handle(&config, raw, head).await
             }
             Err(error) => {
-                let _ = conn
+                let _ = self
                     .answer_error(error.into(), &[], version_of(&raw), false)
                     .await;
                 false
             }
         };
-        conn.worker.finish_request(&config, &conn.rec);
-        if !keep_alive {
-            return;
-        }
+        self.worker.finish_request(&config, &self.rec);
+        keep_alive
     }
 }
 
@@ -318,7 +422,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             let read = read_more(
                 &mut self.stream,
                 &mut self.buf,
-                CLIENT_READ_BYTES / 2,
+                BUFFER_BYTES / 2,
                 timeout,
             );
             // A drain gives a keep-alive connection idle between requests a short grace for

@@ -34,10 +34,8 @@ use super::retry::{self, Attempt, Decision, TryEnd, MAX_TRIES};
 use super::{Snapshot, UpstreamConn, WorkerUpstreams};
 use crate::error::{ProxyError, Retry};
 use crate::http1::{find_head_end, parse_response_head, ResponseHead};
-use crate::io::{read_more, write_within, ReadFail};
+use crate::io::{read_more, take_buffer, write_within, ReadFail, BUFFER_BYTES};
 
-/// Read buffer per upstream connection.
-const UPSTREAM_READ_BYTES: usize = 16 * 1024;
 /// Upstream response heads larger than this are refused (502).
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 /// Bodies in hand up to this size are sent in the same write as the head.
@@ -440,7 +438,7 @@ impl<'w, S: Snapshot> Client<'w, S> {
                 let _ = stream.set_nodelay(true);
                 Ok(UpstreamConn {
                     stream,
-                    buf: BytesMut::with_capacity(UPSTREAM_READ_BYTES),
+                    buf: take_buffer(),
                     reused: false,
                 })
             }
@@ -472,7 +470,7 @@ pub async fn read_response_head(
         match read_more(
             &mut conn.stream,
             &mut conn.buf,
-            UPSTREAM_READ_BYTES / 2,
+            BUFFER_BYTES / 2,
             left,
         )
         .await

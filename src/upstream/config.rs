@@ -19,7 +19,9 @@ use crate::settings::{
     is_host_header, is_name, is_token, show_duration, Ctx, DurationValue, SizeValue,
 };
 
-const DEFAULT_POOL_MAX_IDLE: i64 = 64;
+/// Only a bound: reuse is most-recent-first, so the pool holds what the recent peak
+/// concurrency needed and the idle timeout closes the rest (see `pool.rs`).
+const DEFAULT_POOL_MAX_IDLE: i64 = 4096;
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_WEIGHT: i64 = 1000;
 const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);

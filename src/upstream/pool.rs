@@ -1,5 +1,9 @@
 //! Idle keep-alive connections to one endpoint, owned by one worker.
 //!
+//! The most recently returned connection is reused first, so the pool holds what the recent
+//! peak concurrency needed: a connection is only opened when none is idle, and those a
+//! quieter period leaves unused age at the front until the idle timeout closes them. The
+//! `max_idle` cap is only a bound; set low, it makes busy workers close and reopen.
 //! Connections come back only after a response was read completely and the upstream left
 //! the connection open with nothing unread. A connection is not reused past the pool's idle
 //! timeout, and one that sat idle for a while is probed first (a non-blocking peek): if the
@@ -13,6 +17,7 @@ use bytes::BytesMut;
 use monoio::net::TcpStream;
 
 use super::config::PoolConfig;
+use crate::io::{give_back, take_buffer};
 
 /// Idle longer than this, a pooled connection is probed before reuse. Below it, the
 /// upstream had no time to close it and the probe's syscall is skipped.
@@ -56,16 +61,19 @@ impl EndpointPool {
                 continue;
             }
             conn.reused = true;
+            conn.buf = take_buffer();
             return Some(conn);
         }
         None
     }
 
-    /// Keeps `conn` for a later request, unless the pool is full.
-    pub fn checkin(&mut self, conn: UpstreamConn, now: Instant) {
+    /// Keeps `conn` for a later request, unless the pool is full. Its buffer (empty: only a
+    /// connection with nothing unread comes back) goes back to the worker's spares.
+    pub fn checkin(&mut self, mut conn: UpstreamConn, now: Instant) {
         if self.config.max_idle == 0 {
             return;
         }
+        give_back(std::mem::take(&mut conn.buf));
         if self.idle.len() >= self.config.max_idle {
             self.idle.pop_front();
         }
