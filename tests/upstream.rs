@@ -85,6 +85,79 @@ fn pool_max_idle_zero_means_no_reuse() {
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
 }
 
+/// Holds each caller until `n` callers are waiting together (then lets them all go), or
+/// until the deadline: proof that `n` requests were at the upstream at the same time.
+struct Gather {
+    n: usize,
+    state: Mutex<(usize, u64)>, // (waiting, generation)
+    all_in: std::sync::Condvar,
+}
+
+impl Gather {
+    fn wait(&self) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let generation = state.1;
+        state.0 += 1;
+        if state.0 == self.n {
+            *state = (0, generation + 1);
+            self.all_in.notify_all();
+            return true;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state.1 == generation {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self.all_in.wait_timeout(state, left).unwrap().0;
+        }
+        true
+    }
+}
+
+#[test]
+fn default_pool_keeps_what_peak_concurrency_needs() {
+    // 150 clients, each request held at the upstream until all 150 are there: every round
+    // needs 150 upstream connections at once. The first round opens them; the default pool
+    // must keep them all, so later rounds open none (a cap of 64 idle reopened 86 a round).
+    const CLIENTS: usize = 150;
+    const ROUNDS: usize = 4;
+    let gather = Arc::new(Gather {
+        n: CLIENTS,
+        state: Mutex::new((0, 0)),
+        all_in: std::sync::Condvar::new(),
+    });
+    let at_upstream = gather.clone();
+    let upstream = Upstream::start(move |_| {
+        if at_upstream.wait() {
+            common::ok("together")
+        } else {
+            common::ok("alone")
+        }
+    });
+    let strait = Strait::start(&proxy_config(upstream.addr, ""));
+    let addr = strait.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut stream = connect(addr);
+                let mut reading = stream.try_clone().unwrap();
+                let mut reader = Reader::new(&mut reading);
+                (0..ROUNDS)
+                    .map(|_| {
+                        stream.write_all(&get("/")).unwrap();
+                        reader.read_response("GET").unwrap().text()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), vec!["together"; ROUNDS]);
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), CLIENTS);
+}
+
 fn closes_after_each_answer(args: &[&str]) {
     // The origin closes every connection after one answer but never says so: Strait pools
     // a connection that is already dead. Idempotent requests must be retried on a fresh one.

@@ -35,7 +35,9 @@ use crate::cors::CorsPolicy;
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
-use crate::io::{give_back, read_more, take_buffer, write_out, BUFFER_BYTES, ReadFail, WaitReadable};
+use crate::io::{
+    give_back, read_more, take_buffer, write_out, ReadFail, WaitReadable, BUFFER_BYTES,
+};
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
@@ -419,12 +421,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 None if first => timeouts.header_read,
                 None => timeouts.keepalive_idle,
             };
-            let read = read_more(
-                &mut self.stream,
-                &mut self.buf,
-                BUFFER_BYTES / 2,
-                timeout,
-            );
+            let read = read_more(&mut self.stream, &mut self.buf, BUFFER_BYTES / 2, timeout);
             // A drain gives a keep-alive connection idle between requests a short grace for
             // its next request (answered with `Connection: close`): a busy client has it on
             // the way, and closing under it would lose it. The same read goes on, so nothing

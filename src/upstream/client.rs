@@ -467,14 +467,7 @@ pub async fn read_response_head(
             return Err(ProxyError::UpstreamBadResponse);
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match read_more(
-            &mut conn.stream,
-            &mut conn.buf,
-            BUFFER_BYTES / 2,
-            left,
-        )
-        .await
-        {
+        match read_more(&mut conn.stream, &mut conn.buf, BUFFER_BYTES / 2, left).await {
             Ok(0) | Err(ReadFail::Io) if scanned == 0 => return Err(ProxyError::UpstreamClosed),
             Ok(0) | Err(ReadFail::Io) => return Err(ProxyError::UpstreamBadResponse),
             Ok(_) => {}
