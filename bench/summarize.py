@@ -12,7 +12,12 @@ Columns:
   added us/req  1e6/rps(proxy) - 1e6/rps(direct), paired with `direct` of the same round
   x nginx       req/s divided by nginx's req/s of the same round
   x direct      req/s divided by direct's req/s of the same round
+  up conns/req  connections the upstream accepted during the run, per request: new upstream
+                connections a proxy opened (0 when its pool never churns; direct: wrk's own)
   errors        wrk's Non-2xx responses + socket errors, summed over the rounds
+
+Runs with a new connection per request (bench/run --close) get tables of their own: there
+req/s is also connections accepted per second, and CPU us/req is CPU per connection.
 
 When strait-obs, strait-guard, strait-jwt or strait-base ran, each table is followed by paired ratios, per
 round then median [min-max]: strait-obs/strait, strait-guard/strait, strait-jwt/strait, strait/strait-base and
@@ -64,6 +69,10 @@ def f_ratio(v):
     return f"{v:.2f}"
 
 
+def f_conns(v):
+    return f"{v:.3f}"
+
+
 def f_pct(v):
     return f"{v:.3f}"
 
@@ -88,20 +97,21 @@ def main():
             if line.startswith("#"):
                 print(line.rstrip())
 
-    # (layout, conns) -> round -> proxy -> row
+    # (layout, mode, conns) -> round -> proxy -> row
     by = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        by[(r["layout"], int(r["conns"]))][r["round"]][r["proxy"]] = r
+        mode = r.get("mode") or "keepalive"
+        by[(r["layout"], mode, int(r["conns"]))][r["round"]][r["proxy"]] = r
 
     header = ["proxy", "req/s", "p50 us", "p99 us", "CPU us/req", "added us/req",
-              "x nginx", "x direct", "errors"]
-    for (layout, conns) in sorted(by):
-        rounds = by[(layout, conns)]
+              "x nginx", "x direct", "up conns/req", "errors"]
+    for (layout, mode, conns) in sorted(by, key=lambda k: (k[0], k[1] != "keepalive", k[2])):
+        rounds = by[(layout, mode, conns)]
         proxies = sorted({p for rr in rounds.values() for p in rr},
                          key=lambda p: ORDER.index(p) if p in ORDER else len(ORDER))
         table = [header]
         for p in proxies:
-            rps, p50, p99, cpu, added, x_nginx, x_direct = ([] for _ in range(7))
+            rps, p50, p99, cpu, added, x_nginx, x_direct, up_conns = ([] for _ in range(8))
             errors = 0
             failed = 0
             for rr in rounds.values():
@@ -116,6 +126,7 @@ def main():
                 p50.append(num(r["p50_us"]))
                 p99.append(num(r["p99_us"]))
                 cpu.append(num(r["proxy_cpu_us_per_req"]))
+                up_conns.append(num(r.get("upstream_conns_per_req")))
                 errors += int(num(r["non2xx"]) or 0) + int(num(r["socket_errors"]) or 0)
                 d = num(rr.get("direct", {}).get("rps"))
                 n = num(rr.get("nginx", {}).get("rps"))
@@ -128,9 +139,10 @@ def main():
             err = str(errors) + (f" ({failed} runs failed)" if failed else "")
             table.append([p, spread(rps, f_rps), spread(p50, f_us), spread(p99, f_us),
                           spread(cpu, f_us), spread(added, f_us), spread(x_nginx, f_ratio),
-                          spread(x_direct, f_ratio), err])
+                          spread(x_direct, f_ratio), spread(up_conns, f_conns), err])
         n_rounds = len(rounds)
-        print(f"\n== layout {layout}, {conns} connections, {n_rounds} round(s): "
+        what = "connections" if mode == "keepalive" else "connections, a new one per request"
+        print(f"\n== layout {layout}, {conns} {what}, {n_rounds} round(s): "
               f"median [min-max] ==")
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         for row in table:

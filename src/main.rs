@@ -90,6 +90,7 @@ fn run(args: Args, mut env: StartEnv) -> anyhow::Result<ExitCode> {
     }
     let config = control.current();
     let workers = checked_workers(args.workers, &config, &control.origin())?;
+    raise_open_files_limit();
     // Operational logs: RUST_LOG when set, else `observability.log_level`.
     let level = control.current().observability.log_level.clone();
     tracing_subscriber::fmt()
@@ -206,6 +207,22 @@ fn run(args: Args, mut env: StartEnv) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft limit on open files to the hard one: every client and upstream
+/// connection is a descriptor, and the usual soft default (1024) would refuse connections
+/// long before memory runs short. As Go's runtime and HAProxy do; a unit's `LimitNOFILE`
+/// sets the hard limit.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed in.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// The number of workers to start (`--workers`, else `server.workers`), refused when it is

@@ -225,7 +225,8 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent + WaitReadable>(
                 NextHead::Head(_) => {}
                 NextHead::Closed | NextHead::Fail(_) => return,
                 NextHead::Drained => {
-                    drain::linger_close(&mut idle.stream, &mut idle.ahead).await;
+                    // Boxed, like a request: only a draining connection needs its state.
+                    Box::pin(drain::linger_close(&mut idle.stream, &mut idle.ahead)).await;
                     return;
                 }
             }
@@ -249,11 +250,13 @@ pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent + WaitReadable>(
 /// the way, and closing under it would lose it. A new connection still gets its first
 /// request read (it may be queued already).
 async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: bool) -> NextHead {
-    let timeouts = &worker.snapshot().server.timeouts;
-    let timeout = if first {
-        timeouts.header_read
-    } else {
-        timeouts.keepalive_idle
+    let timeout = {
+        let timeouts = &worker.snapshot().server.timeouts;
+        if first {
+            timeouts.header_read
+        } else {
+            timeouts.keepalive_idle
+        }
     };
     let readable = monoio::time::timeout(timeout, stream.readable());
     if first {
