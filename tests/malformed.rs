@@ -656,12 +656,15 @@ fn unusual_valid_requests_are_forwarded() {
     );
 }
 
-/// The config for the timeout tests: `header_read` short enough to wait for.
+/// The config for the timeout tests: `header_read` and `keepalive_idle` short enough to
+/// wait for.
 const HEADER_READ: Duration = Duration::from_millis(300);
+const KEEPALIVE_IDLE: Duration = Duration::from_millis(400);
 
 fn check_head_timeouts(args: &[&str]) {
     let (app, byhost) = (Upstream::echo(), Upstream::echo());
-    let mut strait = Strait::start_with(&config(&app, &byhost, r#"header_read = "300ms""#), args);
+    let timeouts = "header_read = \"300ms\"\nkeepalive_idle = \"400ms\"";
+    let mut strait = Strait::start_with(&config(&app, &byhost, timeouts), args);
 
     // A partial head: 408 once `header_read` has passed, then the close.
     let start = Instant::now();
@@ -720,7 +723,9 @@ fn check_head_timeouts(args: &[&str]) {
         start.elapsed()
     );
 
-    // A connection that never sends a byte is closed quietly: there is no request to answer.
+    // A connection that never sends a byte is closed quietly once `header_read` has passed:
+    // there is no request to answer.
+    let start = Instant::now();
     let mut stream = strait.connect();
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
@@ -728,6 +733,26 @@ fn check_head_timeouts(args: &[&str]) {
         rest.is_empty(),
         "idle connection got {:?}",
         String::from_utf8_lossy(&rest)
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= HEADER_READ && waited < DEADLINE,
+        "a silent connection closed after {waited:?}"
+    );
+
+    // A keep-alive connection idle after an answer (a 405, which keeps the connection and
+    // needs no upstream) is closed once `keepalive_idle` has passed, not `header_read`.
+    let mut stream = strait.connect();
+    stream
+        .write_all(b"POST /readonly HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut stream).expect("a 405").status, 405);
+    let start = Instant::now();
+    assert!(is_closed(&mut stream), "the idle connection was not closed");
+    let waited = start.elapsed();
+    assert!(
+        waited >= KEEPALIVE_IDLE - Duration::from_millis(20) && waited < DEADLINE,
+        "an idle keep-alive connection closed after {waited:?}"
     );
 
     assert!(app.requests().is_empty() && app.connections.load(Ordering::SeqCst) == 0);

@@ -12,10 +12,12 @@
 mod body;
 mod drain;
 mod forward;
+mod idle;
 mod introspect;
 pub mod pipeline;
 
 pub use drain::DrainSignal;
+pub use idle::IdleDeadlines;
 
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +55,8 @@ pub struct Worker {
     current: RefCell<Rc<Arc<Config>>>,
     pub upstreams: RefCell<WorkerUpstreams>,
     pub drain: DrainSignal,
+    /// When the connections idle between requests time out (swept by the worker's tick).
+    pub idle: IdleDeadlines,
     /// Client connections being served, so that a drain knows when it is done.
     connections: Cell<usize>,
     pub observers: RefCell<WorkerObservers>,
@@ -85,6 +89,7 @@ impl Worker {
             current: RefCell::new(Rc::new(snapshot)),
             latest: RefCell::new(Cache::new(config)),
             drain: DrainSignal::default(),
+            idle: IdleDeadlines::default(),
             connections: Cell::new(0),
             observers: RefCell::new(WorkerObservers::new(observers)),
             tokens: RefCell::new(TokenCache::default()),
@@ -258,24 +263,24 @@ async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: b
             timeouts.keepalive_idle
         }
     };
-    let readable = monoio::time::timeout(timeout, stream.readable());
+    let mut readable = std::pin::pin!(stream.readable());
+    let expired = worker.idle.until(Instant::now() + timeout);
     if first {
-        return match readable.await {
-            Ok(_) => NextHead::Head(0),
-            Err(_) => NextHead::Closed,
+        return monoio::select! {
+            _ = readable => NextHead::Head(0),
+            _ = expired => NextHead::Closed,
         };
     }
-    let mut readable = std::pin::pin!(readable);
     let before_drain = monoio::select! {
-        ready = readable.as_mut() => Some(ready),
+        _ = readable.as_mut() => Some(NextHead::Head(0)),
+        _ = expired => Some(NextHead::Closed),
         _ = worker.drain.started() => None,
     };
     match before_drain {
-        Some(Ok(_)) => NextHead::Head(0),
-        Some(Err(_)) => NextHead::Closed,
-        None => match monoio::time::timeout(drain::IDLE_GRACE, readable).await {
-            Ok(Ok(_)) => NextHead::Head(0),
-            Ok(Err(_)) | Err(_) => NextHead::Drained,
+        Some(next) => next,
+        None => monoio::select! {
+            _ = readable => NextHead::Head(0),
+            _ = worker.idle.until(Instant::now() + drain::IDLE_GRACE) => NextHead::Drained,
         },
     }
 }

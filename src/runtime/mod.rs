@@ -46,7 +46,8 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (out of file descriptors, typically) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// How often a worker looks at the process-wide drain flag (and, while draining, at its
-/// count of open connections), answers metric scrapes and hands buffered log lines over.
+/// count of open connections), answers metric scrapes, hands buffered log lines over and
+/// times out idle connections.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Where a worker's listening socket for one address comes from.
@@ -274,8 +275,7 @@ async fn worker_main(
 
     while !drain.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
-        worker.observers.borrow_mut().tick();
-        worker.tick_limits(Instant::now());
+        tick(&worker);
     }
     worker.drain.start();
     for task in accepting {
@@ -284,8 +284,7 @@ async fn worker_main(
     let deadline = Instant::now() + worker.drain_timeout();
     while worker.open_connections() > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
-        worker.observers.borrow_mut().tick();
-        worker.tick_limits(Instant::now());
+        tick(&worker);
     }
     // The last counts of cluster limits (applied if the sync thread gets another round
     // before the process exits).
@@ -297,6 +296,15 @@ async fn worker_main(
             "drain timeout: closing connections still open"
         );
     }
+}
+
+/// The worker's periodic chores: metrics windows, rate-limit refills and cluster counts,
+/// idle connections past their deadline.
+fn tick(worker: &Worker) {
+    let now = Instant::now();
+    worker.observers.borrow_mut().tick();
+    worker.tick_limits(now);
+    worker.idle.sweep(now);
 }
 
 /// Accepts until the worker drains; dropping the listener then closes this worker's
