@@ -156,11 +156,7 @@ pub fn start(
                     worker_main(listeners, config, observers, cluster, ready, drain, workers)
                 };
                 let result = if uring {
-                    RuntimeBuilder::<IoUringDriver>::new()
-                        .with_entries(URING_ENTRIES)
-                        .enable_timer()
-                        .build()
-                        .map(|mut rt| rt.block_on(main()))
+                    uring_runtime().map(|mut rt| rt.block_on(main()))
                 } else {
                     RuntimeBuilder::<LegacyDriver>::new()
                         .enable_timer()
@@ -305,6 +301,24 @@ fn tick(worker: &Worker) {
     worker.observers.borrow_mut().tick();
     worker.tick_limits(now);
     worker.idle.sweep(now);
+}
+
+/// A worker's io_uring runtime. The worker is its ring's only user, so the kernel may
+/// defer completion work (task work) until the worker next waits on the ring instead of
+/// interrupting it with an IPI for every completion that another core (the peer's
+/// sender) produced: this is where the proxy's own core spent its time otherwise.
+/// Kernels before 6.1 refuse the flags; the ring is then set up without them.
+fn uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+    let build = |urb: io_uring::Builder| {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .uring_builder(urb)
+            .enable_timer()
+            .build()
+    };
+    let mut deferred = io_uring::IoUring::builder();
+    deferred.setup_single_issuer().setup_defer_taskrun();
+    build(deferred).or_else(|_| build(io_uring::IoUring::builder()))
 }
 
 /// Accepts until the worker drains; dropping the listener then closes this worker's
