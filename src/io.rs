@@ -13,6 +13,8 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use crate::deadline;
+
 /// The size of a worker's I/O buffers: client reads, answer staging, upstream reads. A
 /// buffer grows past it for a large head or body, and is then not kept as a spare.
 pub const BUFFER_BYTES: usize = 8 * 1024;
@@ -82,7 +84,7 @@ pub async fn read_more<R: AsyncReadRent>(
     }
     let owned = std::mem::take(buf);
     let filled = owned.len();
-    match monoio::time::timeout(timeout, src.read(owned.slice_mut(filled..))).await {
+    match deadline::timeout(timeout, src.read(owned.slice_mut(filled..))).await {
         Ok((result, slice)) => {
             *buf = slice.into_inner();
             result.map_err(|_| ReadFail::Io)
@@ -111,7 +113,7 @@ pub async fn write_within<W: AsyncWriteRent, B: IoBuf + 'static>(
     buf: B,
     timeout: Duration,
 ) -> std::io::Result<(std::io::Result<usize>, B)> {
-    monoio::time::timeout(timeout, dst.write_all(buf))
+    deadline::timeout(timeout, dst.write_all(buf))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod cors;
+pub mod deadline;
 pub mod error;
 pub mod http1;
 pub mod io;

@@ -12,12 +12,10 @@
 mod body;
 mod drain;
 mod forward;
-mod idle;
 mod introspect;
 pub mod pipeline;
 
 pub use drain::DrainSignal;
-pub use idle::IdleDeadlines;
 
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +32,7 @@ use crate::auth::oauth2::single_flight::SingleFlight;
 use crate::config::router::RouteMatch;
 use crate::config::{Action, Config, MockResponse, Route};
 use crate::cors::CorsPolicy;
+use crate::deadline;
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
@@ -55,8 +54,6 @@ pub struct Worker {
     current: RefCell<Rc<Arc<Config>>>,
     pub upstreams: RefCell<WorkerUpstreams>,
     pub drain: DrainSignal,
-    /// When the connections idle between requests time out (swept by the worker's tick).
-    pub idle: IdleDeadlines,
     /// Client connections being served, so that a drain knows when it is done.
     connections: Cell<usize>,
     pub observers: RefCell<WorkerObservers>,
@@ -89,7 +86,6 @@ impl Worker {
             current: RefCell::new(Rc::new(snapshot)),
             latest: RefCell::new(Cache::new(config)),
             drain: DrainSignal::default(),
-            idle: IdleDeadlines::default(),
             connections: Cell::new(0),
             observers: RefCell::new(WorkerObservers::new(observers)),
             tokens: RefCell::new(TokenCache::default()),
@@ -264,7 +260,7 @@ async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: b
         }
     };
     let mut readable = std::pin::pin!(stream.readable());
-    let expired = worker.idle.until(Instant::now() + timeout);
+    let expired = deadline::after(timeout);
     if first {
         return monoio::select! {
             _ = readable => NextHead::Head(0),
@@ -280,7 +276,7 @@ async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: b
         Some(next) => next,
         None => monoio::select! {
             _ = readable => NextHead::Head(0),
-            _ = worker.idle.until(Instant::now() + drain::IDLE_GRACE) => NextHead::Drained,
+            _ = deadline::after(drain::IDLE_GRACE) => NextHead::Drained,
         },
     }
 }

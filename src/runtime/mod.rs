@@ -46,8 +46,7 @@ const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (out of file descriptors, typically) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// How often a worker looks at the process-wide drain flag (and, while draining, at its
-/// count of open connections), answers metric scrapes, hands buffered log lines over and
-/// times out idle connections.
+/// count of open connections), answers metric scrapes and hands buffered log lines over.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Where a worker's listening socket for one address comes from.
@@ -294,13 +293,10 @@ async fn worker_main(
     }
 }
 
-/// The worker's periodic chores: metrics windows, rate-limit refills and cluster counts,
-/// idle connections past their deadline.
+/// The worker's periodic chores: metrics windows, rate-limit refills and cluster counts.
 fn tick(worker: &Worker) {
-    let now = Instant::now();
     worker.observers.borrow_mut().tick();
-    worker.tick_limits(now);
-    worker.idle.sweep(now);
+    worker.tick_limits(Instant::now());
 }
 
 /// A worker's io_uring runtime. The worker is its ring's only user, so the kernel may

@@ -32,6 +32,7 @@ use super::config::UpstreamId;
 use super::in_flight::{Connecting, InFlight};
 use super::retry::{self, Attempt, Decision, TryEnd, MAX_TRIES};
 use super::{Snapshot, UpstreamConn, WorkerUpstreams};
+use crate::deadline;
 use crate::error::{ProxyError, Retry};
 use crate::http1::{find_head_end, parse_response_head, ResponseHead};
 use crate::io::{read_more, take_buffer, write_within, ReadFail, BUFFER_BYTES};
@@ -431,7 +432,7 @@ impl<'w, S: Snapshot> Client<'w, S> {
         }
         let connecting = Connecting::start(self.upstreams, self.config, self.id);
         let addr = config.endpoints[endpoint].addr;
-        let connected = monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await;
+        let connected = deadline::timeout(timeout, TcpStream::connect_addr(addr)).await;
         drop(connecting);
         match connected {
             Ok(Ok(stream)) => {
