@@ -19,16 +19,17 @@ Columns:
 Runs with a new connection per request (bench/run --close) get tables of their own: there
 req/s is also connections accepted per second, and CPU us/req is CPU per connection.
 
-When strait-obs, strait-guard, strait-jwt or strait-base ran, each table is followed by paired ratios, per
-round then median [min-max]: strait-obs/strait, strait-guard/strait, strait-jwt/strait, strait/strait-base and
-strait-obs/strait-base, for req/s, CPU us/req and p99.
+When strait-obs, strait-guard, strait-jwt, strait-base or monolake ran, each table is followed by paired
+ratios, per round then median [min-max]: strait-obs/strait, strait-guard/strait, strait-jwt/strait,
+strait/strait-base, strait-obs/strait-base and strait/monolake, for req/s, CPU us/req and p99.
 """
 import csv
 import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["direct", "strait-base", "strait", "strait-obs", "strait-guard", "strait-jwt", "nginx", "haproxy"]
+ORDER = ["direct", "strait-base", "strait", "strait-obs", "strait-guard", "strait-jwt", "nginx", "haproxy",
+         "monolake"]
 # (a, b): print a/b per round when both ran — what observability, authentication and rate
 # limits cost, what a change costs.
 PAIRS = [
@@ -37,6 +38,7 @@ PAIRS = [
     ("strait-jwt", "strait"),
     ("strait", "strait-base"),
     ("strait-obs", "strait-base"),
+    ("strait", "monolake"),
 ]
 
 
