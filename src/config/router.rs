@@ -36,7 +36,7 @@
 //! Two routes in the same host tier with the same pattern and overlapping methods; two
 //! patterns matchit cannot tell apart (`/u/{id}` vs `/u/{name}`); invalid patterns.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use ahash::AHashMap;
@@ -141,22 +141,21 @@ fn describe(routes: &[Route], index: usize) -> String {
     }
 }
 
-/// One router being assembled: patterns in insertion order with their candidates.
+/// One router being assembled: patterns in insertion order with their candidates. The
+/// patterns borrow the routes' paths (an alias is a prefix of one), so that filling the
+/// routers copies no strings.
 #[derive(Default)]
-struct ScopeBuilder {
-    entries: Vec<(String, Vec<usize>)>,
-    by_pattern: AHashMap<String, usize>,
+struct ScopeBuilder<'a> {
+    entries: Vec<(&'a str, Vec<usize>)>,
+    by_pattern: AHashMap<&'a str, usize>,
 }
 
-impl ScopeBuilder {
-    fn entry(&mut self, pattern: &str) -> &mut Vec<usize> {
-        let index = *self
-            .by_pattern
-            .entry(pattern.to_owned())
-            .or_insert_with(|| {
-                self.entries.push((pattern.to_owned(), Vec::new()));
-                self.entries.len() - 1
-            });
+impl<'a> ScopeBuilder<'a> {
+    fn entry(&mut self, pattern: &'a str) -> &mut Vec<usize> {
+        let index = *self.by_pattern.entry(pattern).or_insert_with(|| {
+            self.entries.push((pattern, Vec::new()));
+            self.entries.len() - 1
+        });
         &mut self.entries[index].1
     }
 }
@@ -195,36 +194,48 @@ impl RouteTable {
         debug_assert_eq!(routes.len(), hosts.len());
         let mut errors = Errors::default();
 
-        // Reject bad patterns once, up front, rather than once per router.
+        // Reject bad patterns once, up front, rather than once per router; and each distinct
+        // pattern once (hosts often share their paths).
         let mut valid = vec![true; routes.len()];
+        let mut pattern_errors: AHashMap<&str, Option<String>> = AHashMap::new();
         for (index, route) in routes.iter().enumerate() {
-            if !route.path.starts_with('/') {
-                errors.push(
-                    index,
-                    format!("path \"{}\" must start with '/'", route.path),
-                );
+            let path = route.path.as_str();
+            if !path.starts_with('/') {
+                errors.push(index, format!("path \"{path}\" must start with '/'"));
                 valid[index] = false;
-            } else if let Err(err) = matchit::Router::new().insert(route.path.as_str(), ()) {
-                errors.push(
-                    index,
-                    format!("invalid path pattern \"{}\": {err}", route.path),
-                );
+            } else if let Some(err) = pattern_errors.entry(path).or_insert_with(|| {
+                matchit::Router::new()
+                    .insert(path, ())
+                    .err()
+                    .map(|e| e.to_string())
+            }) {
+                errors.push(index, format!("invalid path pattern \"{path}\": {err}"));
                 valid[index] = false;
             }
         }
 
-        // Host keys per route; `None` means any host.
-        let mut route_keys: Vec<BTreeSet<HostKey>> = Vec::with_capacity(routes.len());
+        // The routes of each host key, in file order, gathered in one pass so that each
+        // router visits only the routes of its own tiers: with one router per host, going
+        // over every route for each router made the build quadratic.
+        let mut by_key: BTreeMap<HostKey, Vec<usize>> = BTreeMap::new();
+        let mut any_host: Vec<usize> = Vec::new();
         let mut normalized: Vec<Vec<String>> = Vec::with_capacity(routes.len());
+        let mut normalized_patterns: AHashMap<&str, Result<String, String>> = AHashMap::new();
         for index in 0..routes.len() {
-            let mut keys = BTreeSet::new();
             let mut served = Vec::new();
             let patterns = hosts.get(index).map(Vec::as_slice).unwrap_or_default();
             for (host_index, pattern) in patterns.iter().enumerate() {
-                match normalize_host_pattern(pattern) {
+                let outcome = normalized_patterns
+                    .entry(pattern.as_str())
+                    .or_insert_with(|| normalize_host_pattern(pattern));
+                match outcome {
                     Ok(host) => {
-                        keys.insert(HostKey::parse(&host));
-                        served.push(host);
+                        let members = by_key.entry(HostKey::parse(host)).or_default();
+                        // A route naming one host twice (`a.com`, `A.com`) is one member.
+                        if members.last() != Some(&index) {
+                            members.push(index);
+                        }
+                        served.push(host.clone());
                     }
                     Err(why) => errors.push_at(
                         index,
@@ -233,14 +244,19 @@ impl RouteTable {
                     ),
                 }
             }
-            route_keys.push(keys);
+            if lists_no_hosts(&hosts, index) {
+                any_host.push(index);
+            }
             normalized.push(served);
         }
-        let all_keys: BTreeSet<HostKey> = route_keys.iter().flatten().cloned().collect();
+        let wildcards: Vec<&HostKey> = by_key
+            .keys()
+            .filter(|key| matches!(key, HostKey::Wildcard(_)))
+            .collect();
 
         // Router 0 is the default; then one per distinct host key.
         let scopes: Vec<Option<&HostKey>> = std::iter::once(None)
-            .chain(all_keys.iter().map(Some))
+            .chain(by_key.keys().map(Some))
             .collect();
         let mut routers = Vec::with_capacity(scopes.len());
         let mut slots = Vec::new();
@@ -252,8 +268,9 @@ impl RouteTable {
             let mut tiers: Vec<Option<&HostKey>> = Vec::new();
             if let Some(key) = scope {
                 tiers.push(Some(key));
-                let mut covering: Vec<&HostKey> = all_keys
+                let mut covering: Vec<&HostKey> = wildcards
                     .iter()
+                    .copied()
                     .filter(|other| match other {
                         HostKey::Wildcard(suffix) => key.is_covered_by(suffix),
                         HostKey::Exact(_) => false,
@@ -272,16 +289,19 @@ impl RouteTable {
             for tier in &tiers {
                 // Entries as they stood before this tier: a same-pattern hit on those is
                 // precedence, a hit within this tier is a conflict.
-                let mut tier_members: AHashMap<String, Vec<usize>> = AHashMap::new();
-                for (index, route) in routes.iter().enumerate() {
-                    let in_tier = match tier {
-                        Some(key) => route_keys[index].contains(*key),
-                        None => lists_no_hosts(&hosts, index),
+                let mut tier_members: AHashMap<&str, Vec<usize>> = AHashMap::new();
+                let members = match tier {
+                    Some(key) => by_key.get(*key).map(Vec::as_slice).unwrap_or_default(),
+                    None => any_host.as_slice(),
+                };
+                for &index in members {
+                    let Some(route) = routes.get(index) else {
+                        continue;
                     };
-                    if !in_tier || !valid[index] {
+                    if !valid[index] {
                         continue;
                     }
-                    let same_tier = tier_members.entry(route.path.clone()).or_default();
+                    let same_tier = tier_members.entry(route.path.as_str()).or_default();
                     for &other in same_tier.iter() {
                         if methods_overlap(&routes[other].methods, &route.methods) {
                             errors.push(
@@ -303,18 +323,18 @@ impl RouteTable {
             }
 
             // `/api/{*rest}` also answers `/api/`, after any route written as `/api/`.
-            let aliases: Vec<(String, Vec<usize>)> = builder
+            let aliases: Vec<(&str, Vec<usize>)> = builder
                 .entries
                 .iter()
                 .filter_map(|(pattern, candidates)| {
-                    catch_all_base(pattern).map(|base| (base.to_owned(), candidates.clone()))
+                    catch_all_base(pattern).map(|base| (base, candidates.clone()))
                 })
                 .collect();
             let mut alias_owner = AHashMap::new();
             for (base, candidates) in aliases {
-                let slot = builder.entry(&base);
+                let slot = builder.entry(base);
                 if slot.is_empty() {
-                    alias_owner.insert(base.clone(), candidates.first().copied());
+                    alias_owner.insert(base, candidates.first().copied());
                 }
                 for candidate in candidates {
                     if !slot.contains(&candidate) {
@@ -328,7 +348,7 @@ impl RouteTable {
                 let Some(&first) = candidates.first() else {
                     continue;
                 };
-                match router.insert(pattern.as_str(), slots.len()) {
+                match router.insert(*pattern, slots.len()) {
                     Ok(()) => slots.push(Slot {
                         allow: render_allow(&routes, candidates).into_boxed_str(),
                         candidates: candidates.clone().into_boxed_slice(),
@@ -336,11 +356,11 @@ impl RouteTable {
                     Err(matchit::InsertError::Conflict { with }) => {
                         let (blamed, shown) = match alias_owner.get(pattern) {
                             Some(Some(owner)) => (*owner, routes[*owner].path.as_str()),
-                            _ => (first, pattern.as_str()),
+                            _ => (first, *pattern),
                         };
                         let other = builder
                             .by_pattern
-                            .get(&with)
+                            .get(with.as_str())
                             .and_then(|&i| builder.entries[i].1.first().copied());
                         match other {
                             // Blame the later route in the file, naming the earlier one.
@@ -658,6 +678,41 @@ mod tests {
         );
         let long = "a".repeat(300);
         assert_eq!(outcome(&table, Some(&long), "GET", "/"), "any-root");
+    }
+
+    /// Each router takes only its own tiers' routes (gathered per host key in one pass):
+    /// the host's own, then covering wildcards, then any-host ones, whatever the file order.
+    #[test]
+    fn tiers_per_host_keep_their_precedence() {
+        let table = build(&[
+            ("any-x", "/x", &[], &[]),
+            ("a-x", "/x", &[], &["a.com"]),
+            ("wild-x", "/x", &[], &["*.a.com"]),
+            ("b-x", "/x", &["GET"], &["b.com", "B.com."]),
+            ("sub-x", "/x", &[], &["s.a.com"]),
+            ("b-y", "/y/{id}", &[], &["b.com"]),
+            ("any-rest", "/{*rest}", &[], &[]),
+            ("ab-rest", "/r/{*rest}", &[], &["a.com", "b.com"]),
+        ])
+        .unwrap();
+        check(
+            &table,
+            &[
+                (Some("a.com"), "GET", "/x", "a-x"),
+                (Some("s.a.com"), "GET", "/x", "sub-x"),
+                (Some("t.a.com"), "GET", "/x", "wild-x"),
+                (Some("b.com"), "GET", "/x", "b-x"),
+                (Some("b.com"), "POST", "/x", "any-x"),
+                (Some("c.com"), "GET", "/x", "any-x"),
+                (Some("b.com"), "GET", "/y/1", "b-y"),
+                (Some("b.com"), "GET", "/r/1/2", "ab-rest"),
+                (Some("a.com"), "GET", "/r/1", "ab-rest"),
+                (Some("a.com"), "GET", "/r/", "ab-rest"),
+                (Some("a.com"), "GET", "/y/1", "any-rest"),
+                (Some("c.com"), "GET", "/r/1", "any-rest"),
+                (Some("s.a.com"), "GET", "/z", "any-rest"),
+            ],
+        );
     }
 
     #[test]

@@ -283,7 +283,7 @@ fn syntax_and_unknown_keys() {
         ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\n[upstreams.u.retry]\nattempt = 3\n", "t.toml:6:1: upstreams.u.retry.attempt: unknown field `attempt`"),
         ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\nhealth = { path = \"/\", intervall = \"1s\" }\n", "t.toml:5:24: upstreams.u.health.intervall: unknown field `intervall`"),
         ("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\n[upstreams.u.retry]\non = \"reset\"\n", "t.toml:6:6: upstreams.u.retry.on: invalid type: string \"reset\", expected a sequence"),
-        ("[server]\nlisten = [\"127.0.0.1:1\"\n", "t.toml:3:1: server.listen: invalid array"),
+        ("[server]\nlisten = [\"127.0.0.1:1\"\n", "t.toml:2:24: server.listen: unclosed array, expected `]`"),
         ("", "t.toml:1:1: missing field `server`"),
     ];
     for (text, want) in cases {

@@ -534,7 +534,7 @@ mod tests {
             ("{ name = \"s\", key = \"route\", limit = 1 }", &["t.toml:7:1: routes[0].rate_limits[0]: missing field `period`"]),
             ("  { key = \"route\", limit = 1, period = \"1s\" }", &["t.toml:7:3: routes[0].rate_limits[0]: missing field `name`"]),
             ("{ name = \"s\", key = \"route\", limit = 1, period = \"1s\" },\n\"s\"", &["t.toml:8:1: routes[0].rate_limits[1]: invalid type: string \"s\", expected a rate limit table such as { name = \"per-ip\", key = \"client_ip\", limit = 100, period = \"1m\" }"]),
-            ("{ name = \"s\", key = \"route\", key = \"t\", limit = 1, period = \"1s\" }", &["t.toml:7:2: routes[0].rate_limits[0]: duplicate key `key`"]),
+            ("{ name = \"s\", key = \"route\", key = \"t\", limit = 1, period = \"1s\" }", &["t.toml:7:30: routes[0].rate_limits[0].key: duplicate key"]),
         ];
         for (limits, want) in cases {
             assert_eq!(errors(&format!("{base}{limits}\n]\n")), *want, "{limits}");

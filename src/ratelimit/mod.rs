@@ -534,24 +534,24 @@ impl WorkerLimits {
     ) {
         self.link.configure(cluster);
         let prefix = self.link.prefix.clone();
-        let mut old: Vec<RouteLimiter> = std::mem::take(&mut self.routes)
-            .into_iter()
-            .flatten()
-            .collect();
+        // By route name: a linear search per route made a reload on a worker quadratic in
+        // the number of limited routes.
+        let mut old: AHashMap<String, Vec<RouteLimiter>> = AHashMap::new();
+        for limiter in std::mem::take(&mut self.routes).into_iter().flatten() {
+            old.entry(limiter.route.clone()).or_default().push(limiter);
+        }
         self.routes = routes
             .into_iter()
             .map(|(name, specs)| {
                 if specs.is_empty() {
                     return None;
                 }
-                let reused = old
-                    .iter()
-                    .position(|l| {
-                        l.route == name
-                            && l.specs == specs
-                            && (!l.has_cluster || l.prefix == prefix)
-                    })
-                    .map(|i| old.swap_remove(i));
+                let reused = old.get_mut(name).and_then(|same_name| {
+                    let i = same_name
+                        .iter()
+                        .position(|l| l.specs == specs && (!l.has_cluster || l.prefix == prefix))?;
+                    Some(same_name.swap_remove(i))
+                });
                 Some(reused.unwrap_or_else(|| {
                     RouteLimiter::new(name, specs, self.workers, prefix.as_deref(), now)
                 }))
