@@ -36,7 +36,7 @@
 //! Two routes in the same host tier with the same pattern and overlapping methods; two
 //! patterns matchit cannot tell apart (`/u/{id}` vs `/u/{name}`); invalid patterns.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use ahash::AHashMap;
@@ -287,9 +287,9 @@ impl RouteTable {
 
             let mut builder = ScopeBuilder::default();
             for tier in &tiers {
-                // Entries as they stood before this tier: a same-pattern hit on those is
-                // precedence, a hit within this tier is a conflict.
-                let mut tier_members: AHashMap<&str, Vec<usize>> = AHashMap::new();
+                // How many candidates each pattern had before this tier: a same-pattern hit
+                // on those is precedence, a hit on the ones after is a conflict.
+                let mut tier_start: AHashMap<&str, usize> = AHashMap::new();
                 let members = match tier {
                     Some(key) => by_key.get(*key).map(Vec::as_slice).unwrap_or_default(),
                     None => any_host.as_slice(),
@@ -301,8 +301,10 @@ impl RouteTable {
                     if !valid[index] {
                         continue;
                     }
-                    let same_tier = tier_members.entry(route.path.as_str()).or_default();
-                    for &other in same_tier.iter() {
+                    let path = route.path.as_str();
+                    let candidates = builder.entry(path);
+                    let start = *tier_start.entry(path).or_insert(candidates.len());
+                    for &other in candidates.get(start..).unwrap_or_default() {
                         if methods_overlap(&routes[other].methods, &route.methods) {
                             errors.push(
                                 index,
@@ -317,8 +319,7 @@ impl RouteTable {
                             );
                         }
                     }
-                    same_tier.push(index);
-                    builder.entry(&route.path).push(index);
+                    candidates.push(index);
                 }
             }
 
@@ -540,17 +541,19 @@ fn method_list(methods: &[String]) -> String {
 /// The `Allow` value for a slot: the union of its methods, `HEAD` added when `GET` is there,
 /// sorted. Empty when some candidate accepts any method (no 405 can happen there).
 fn render_allow(routes: &[Route], candidates: &[usize]) -> String {
-    let mut methods = BTreeSet::new();
+    let mut methods: Vec<&str> = Vec::new();
     for route in candidates.iter().filter_map(|&i| routes.get(i)) {
         if route.methods.is_empty() {
             return String::new();
         }
         methods.extend(route.methods.iter().map(String::as_str));
     }
-    if methods.contains("GET") {
-        methods.insert("HEAD");
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
     }
-    methods.into_iter().collect::<Vec<_>>().join(", ")
+    methods.sort_unstable();
+    methods.dedup();
+    methods.join(", ")
 }
 
 /// Lower-cases the host part of a Host header value into `buffer`, dropping the port and one

@@ -137,11 +137,11 @@ pub(super) fn build(
     file_routes: Vec<Spanned<FileRoute>>,
     defined: &Defined<'_>,
 ) -> Option<RouteTable> {
-    let mut routes = Vec::new();
-    let mut hosts = Vec::new();
+    let mut routes = Vec::with_capacity(file_routes.len());
+    let mut hosts = Vec::with_capacity(file_routes.len());
     // Spans of each route's path and hosts, for the router's errors.
-    let mut spans: Vec<(Range<usize>, Vec<Range<usize>>)> = Vec::new();
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut spans: Vec<(Range<usize>, Vec<Range<usize>>)> = Vec::with_capacity(file_routes.len());
+    let mut names: HashMap<String, usize> = HashMap::with_capacity(file_routes.len());
 
     for (index, route) in file_routes.into_iter().enumerate() {
         let span = route.span();
