@@ -4,10 +4,12 @@
 //! leaves the runtime's timer wheel: a proxied request made four or five of them, and an
 //! idle connection kept one, more than everything else it holds.
 //!
-//! A waiter here is a 40-byte slot. While any waiter is left, a sweeper task wakes every
-//! [`RESOLUTION`] to wake those past due and to note the time, which new deadlines count
-//! from (no clock read per operation). A deadline fires between its timeout and its timeout
-//! plus two resolutions: fine for I/O timeouts, which are hundreds of milliseconds or more.
+//! A waiter here is a 32-byte slot. Deadlines are counted on the kernel's coarse monotonic
+//! clock (a value the kernel updates every tick, read without touching the TSC). While any
+//! waiter is left, a sweeper task wakes every [`RESOLUTION`] to wake those past due. A
+//! deadline fires between its timeout and its timeout plus [`RESOLUTION`] and the clock's
+//! tick (or later if the worker is busier than that): fine for I/O timeouts, which are
+//! hundreds of milliseconds or more.
 //!
 //! Single-threaded by construction, like the worker that owns the thread. Waiters free
 //! their slot when dropped, so the many short waits of a busy worker leave nothing behind;
@@ -17,10 +19,27 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often the sweeper looks at the table, and how late a deadline may fire.
 pub const RESOLUTION: Duration = Duration::from_millis(10);
+
+/// Added to every deadline so that it never fires early: the coarse clock advances once
+/// per kernel tick (1 to 10 ms).
+const COARSE_TICK_MS: u64 = 10;
+
+/// Milliseconds on the kernel's coarse monotonic clock.
+fn coarse_now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill; the clock exists on every
+    // Linux since 2.6.32, and on failure `ts` stays zero (deadlines then fire at the next
+    // sweep, early rather than never).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
 
 thread_local! {
     static TABLE: Table = Table::default();
@@ -42,7 +61,10 @@ pub async fn timeout<F: Future>(timeout: Duration, fut: F) -> Result<F::Output, 
 /// A future that completes once `timeout` has passed. Must be made inside a monoio runtime
 /// (it may start the thread's sweeper).
 pub fn after(timeout: Duration) -> Expired {
-    let (slot, start_sweeper) = TABLE.with(|table| table.insert(timeout));
+    let due = coarse_now_ms()
+        .saturating_add(timeout.as_millis().try_into().unwrap_or(u64::MAX))
+        .saturating_add(COARSE_TICK_MS);
+    let (slot, start_sweeper) = TABLE.with(|table| table.insert(due));
     if start_sweeper {
         monoio::spawn(sweep_while_waited());
     }
@@ -81,7 +103,7 @@ impl Drop for Expired {
 async fn sweep_while_waited() {
     loop {
         monoio::time::sleep(RESOLUTION).await;
-        if !TABLE.with(|table| table.sweep(Instant::now())) {
+        if !TABLE.with(|table| table.sweep(coarse_now_ms())) {
             return;
         }
     }
@@ -94,33 +116,24 @@ struct Table {
     /// Slots in use.
     waiting: Cell<usize>,
     /// No waiter is due before this (a lower bound: waiters that left may have set it).
-    earliest: Cell<Option<Instant>>,
-    /// The time at the last sweep (or when the sweeper started).
-    now: Cell<Option<Instant>>,
+    earliest: Cell<Option<u64>>,
     sweeping: Cell<bool>,
 }
 
 enum Slot {
     Free,
-    Waiting { due: Instant, waker: Option<Waker> },
+    /// `due`: on the coarse clock, in milliseconds.
+    Waiting {
+        due: u64,
+        waker: Option<Waker>,
+    },
     Expired,
 }
 
 impl Table {
-    /// Takes a slot for a deadline `timeout` from now; also says whether the sweeper must
-    /// be started.
-    fn insert(&self, timeout: Duration) -> (usize, bool) {
+    /// Takes a slot for a deadline; also says whether the sweeper must be started.
+    fn insert(&self, due: u64) -> (usize, bool) {
         let start_sweeper = !self.sweeping.replace(true);
-        let now = match self.now.get() {
-            Some(now) if !start_sweeper => now,
-            _ => {
-                let now = Instant::now();
-                self.now.set(Some(now));
-                now
-            }
-        };
-        // `now` may be a resolution old: never fire early.
-        let due = now + timeout + RESOLUTION;
         let waiting = Slot::Waiting { due, waker: None };
         let mut slots = self.slots.borrow_mut();
         let slot = match self.free.borrow_mut().pop() {
@@ -148,10 +161,9 @@ impl Table {
 
     /// Wakes the waiters due by `now`; says whether any waiter is left (else the sweeper
     /// stops, and the next deadline starts it again).
-    fn sweep(&self, now: Instant) -> bool {
-        self.now.set(Some(now));
+    fn sweep(&self, now: u64) -> bool {
         if self.earliest.get().is_some_and(|e| now >= e) {
-            let mut earliest: Option<Instant> = None;
+            let mut earliest: Option<u64> = None;
             for slot in self.slots.borrow_mut().iter_mut() {
                 let Slot::Waiting { due, waker } = slot else {
                     continue;
@@ -204,36 +216,33 @@ mod tests {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
-        let (first, start_sweeper) = table.insert(Duration::from_secs(1));
+        let (first, start_sweeper) = table.insert(1000);
         assert!(start_sweeper);
-        let start = table.now.get().unwrap();
         table.remove(first);
         for _ in 0..100 {
-            let (slot, start_sweeper) = table.insert(Duration::from_secs(1));
+            let (slot, start_sweeper) = table.insert(1000);
             assert!(!start_sweeper, "one sweeper at a time");
             table.remove(slot);
         }
         assert_eq!(table.slots.borrow().len(), 1, "slots are reused");
 
-        let (soon, _) = table.insert(Duration::from_secs(1));
-        let (later, _) = table.insert(Duration::from_secs(5));
+        let (soon, _) = table.insert(1000);
+        let (later, _) = table.insert(5000);
         assert!(poll_slot(&table, soon, &mut cx).is_pending());
         assert!(poll_slot(&table, later, &mut cx).is_pending());
-        assert!(table.sweep(start + Duration::from_secs(1)));
+        assert!(table.sweep(999));
         assert_eq!(count.0.load(Ordering::Relaxed), 0, "never early");
-        assert!(table.sweep(start + Duration::from_secs(1) + RESOLUTION));
+        assert!(table.sweep(1000));
         assert_eq!(count.0.load(Ordering::Relaxed), 1, "only the one due");
         assert!(poll_slot(&table, soon, &mut cx).is_ready());
         assert!(poll_slot(&table, later, &mut cx).is_pending());
         table.remove(soon);
-        assert!(table.sweep(start + Duration::from_secs(6)));
+        assert_eq!(table.earliest.get(), Some(5000));
+        assert!(table.sweep(6000));
         assert_eq!(count.0.load(Ordering::Relaxed), 2);
         table.remove(later);
-        assert!(
-            !table.sweep(start + Duration::from_secs(7)),
-            "the sweeper stops"
-        );
-        assert!(table.insert(Duration::from_secs(1)).1, "and starts again");
+        assert!(!table.sweep(7000), "the sweeper stops");
+        assert!(table.insert(8000).1, "and starts again");
     }
 
     #[test]
@@ -243,7 +252,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let start = Instant::now();
+            let start = std::time::Instant::now();
             let never = std::future::pending::<()>();
             assert_eq!(
                 timeout(Duration::from_millis(30), never).await,
