@@ -21,6 +21,30 @@ use strait::runtime::{self, IoDriver};
 use strait::runtime::{sd_notify, upgrade};
 use strait::upstream::health_checker;
 
+/// mimalloc: requests allocate and free small objects at a high rate on every worker (the
+/// boxed request future, header vectors, log and trace records), and a reload builds and
+/// later drops hundreds of thousands of objects on a heap still holding the config being
+/// served; glibc's arenas spent half of a large reload coalescing free chunks there.
+/// Measured against glibc: CPU per request 0.85–0.93x at 16 to 256 connections, reloads
+/// of 10,000 routes about twice as fast (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_arena_eager_commit` (its position in `mi_option_t`, mimalloc.h of
+/// the vendored version): committing whole arenas up front made an idle server's resident
+/// memory 12 MB larger, and every idle keep-alive connection 1.4 KB instead of 0.8 KB.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Runs before the Rust runtime's first allocation (which reserves mimalloc's first arena).
+#[used]
+#[link_section = ".init_array"]
+static SET_ALLOCATOR_OPTIONS: extern "C" fn() = set_allocator_options;
+
+extern "C" fn set_allocator_options() {
+    // SAFETY: sets a plain integer option.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+}
+
 /// The config file used when `--config` is not given, relative to the working directory.
 const DEFAULT_CONFIG_PATH: &str = "conf/strait.toml";
 
