@@ -99,7 +99,7 @@ impl Worker {
     }
 
     /// Hands a finished request to metrics, the access log and tracing.
-    fn finish_request(&self, config: &Config, rec: &RequestRecord) {
+    fn finish_request(&self, config: &Config, rec: &mut RequestRecord) {
         self.observers.borrow_mut().finish(config, rec);
     }
 
@@ -375,7 +375,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 false
             }
         };
-        self.worker.finish_request(&config, &self.rec);
+        self.worker.finish_request(&config, &mut self.rec);
         keep_alive
     }
 }
