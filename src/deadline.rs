@@ -12,14 +12,16 @@
 //! hundreds of milliseconds or more.
 //!
 //! Single-threaded by construction, like the worker that owns the thread. Waiters free
-//! their slot when dropped, so the many short waits of a busy worker leave nothing behind;
-//! a sweep scans the table only once the earliest deadline it knows of has passed.
+//! their slot when dropped (see [`Slots`]); a sweep scans the table only once the earliest
+//! deadline it knows of has passed.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use crate::slots::Slots;
 
 /// How often the sweeper looks at the table, and how late a deadline may fire.
 pub const RESOLUTION: Duration = Duration::from_millis(10);
@@ -80,15 +82,15 @@ impl Future for Expired {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        TABLE.with(|table| match &mut table.slots.borrow_mut()[self.slot] {
-            Slot::Waiting { waker, .. } => {
+        TABLE.with(|table| match table.slots.borrow_mut().get_mut(self.slot) {
+            Some(Slot::Waiting { waker, .. }) => {
                 match waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => *waker = Some(cx.waker().clone()),
                 }
                 Poll::Pending
             }
-            Slot::Expired | Slot::Free => Poll::Ready(()),
+            Some(Slot::Expired) | None => Poll::Ready(()),
         })
     }
 }
@@ -111,17 +113,13 @@ async fn sweep_while_waited() {
 
 #[derive(Default)]
 struct Table {
-    slots: RefCell<Vec<Slot>>,
-    free: RefCell<Vec<usize>>,
-    /// Slots in use.
-    waiting: Cell<usize>,
+    slots: RefCell<Slots<Slot>>,
     /// No waiter is due before this (a lower bound: waiters that left may have set it).
     earliest: Cell<Option<u64>>,
     sweeping: Cell<bool>,
 }
 
 enum Slot {
-    Free,
     /// `due`: on the coarse clock, in milliseconds.
     Waiting {
         due: u64,
@@ -134,19 +132,10 @@ impl Table {
     /// Takes a slot for a deadline; also says whether the sweeper must be started.
     fn insert(&self, due: u64) -> (usize, bool) {
         let start_sweeper = !self.sweeping.replace(true);
-        let waiting = Slot::Waiting { due, waker: None };
-        let mut slots = self.slots.borrow_mut();
-        let slot = match self.free.borrow_mut().pop() {
-            Some(i) => {
-                slots[i] = waiting;
-                i
-            }
-            None => {
-                slots.push(waiting);
-                slots.len() - 1
-            }
-        };
-        self.waiting.set(self.waiting.get() + 1);
+        let slot = self
+            .slots
+            .borrow_mut()
+            .insert(Slot::Waiting { due, waker: None });
         if self.earliest.get().is_none_or(|e| due < e) {
             self.earliest.set(Some(due));
         }
@@ -154,9 +143,7 @@ impl Table {
     }
 
     fn remove(&self, slot: usize) {
-        self.slots.borrow_mut()[slot] = Slot::Free;
-        self.free.borrow_mut().push(slot);
-        self.waiting.set(self.waiting.get() - 1);
+        self.slots.borrow_mut().remove(slot);
     }
 
     /// Wakes the waiters due by `now`; says whether any waiter is left (else the sweeper
@@ -180,7 +167,7 @@ impl Table {
             }
             self.earliest.set(earliest);
         }
-        let left = self.waiting.get() > 0;
+        let left = !self.slots.borrow().is_empty();
         self.sweeping.set(left);
         left
     }
@@ -189,20 +176,11 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    use crate::wake_count::WakeCount;
 
     fn poll_slot(table: &Table, slot: usize, cx: &mut Context<'_>) -> Poll<()> {
-        match &mut table.slots.borrow_mut()[slot] {
-            Slot::Waiting { waker, .. } => {
+        match table.slots.borrow_mut().get_mut(slot) {
+            Some(Slot::Waiting { waker, .. }) => {
                 *waker = Some(cx.waker().clone());
                 Poll::Pending
             }
@@ -213,8 +191,7 @@ mod tests {
     #[test]
     fn wakes_waiters_past_due_and_reuses_the_slots_of_dropped_ones() {
         let table = Table::default();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = WakeCount::waker();
         let mut cx = Context::from_waker(&waker);
         let (first, start_sweeper) = table.insert(1000);
         assert!(start_sweeper);
@@ -222,24 +199,24 @@ mod tests {
         for _ in 0..100 {
             let (slot, start_sweeper) = table.insert(1000);
             assert!(!start_sweeper, "one sweeper at a time");
+            assert_eq!(slot, first, "slots are reused");
             table.remove(slot);
         }
-        assert_eq!(table.slots.borrow().len(), 1, "slots are reused");
 
         let (soon, _) = table.insert(1000);
         let (later, _) = table.insert(5000);
         assert!(poll_slot(&table, soon, &mut cx).is_pending());
         assert!(poll_slot(&table, later, &mut cx).is_pending());
         assert!(table.sweep(999));
-        assert_eq!(count.0.load(Ordering::Relaxed), 0, "never early");
+        assert_eq!(count.get(), 0, "never early");
         assert!(table.sweep(1000));
-        assert_eq!(count.0.load(Ordering::Relaxed), 1, "only the one due");
+        assert_eq!(count.get(), 1, "only the one due");
         assert!(poll_slot(&table, soon, &mut cx).is_ready());
         assert!(poll_slot(&table, later, &mut cx).is_pending());
         table.remove(soon);
         assert_eq!(table.earliest.get(), Some(5000));
         assert!(table.sweep(6000));
-        assert_eq!(count.0.load(Ordering::Relaxed), 2);
+        assert_eq!(count.get(), 2);
         table.remove(later);
         assert!(!table.sweep(7000), "the sweeper stops");
         assert!(table.insert(8000).1, "and starts again");

@@ -20,4 +20,7 @@ pub mod runtime;
 #[cfg(test)]
 mod scratch;
 pub mod settings;
+mod slots;
 pub mod upstream;
+#[cfg(test)]
+mod wake_count;

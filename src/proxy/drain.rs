@@ -3,8 +3,7 @@
 //! gets [`IDLE_GRACE`] for its next one before it is closed with [`linger_close`].
 //!
 //! Single-threaded by construction (`Cell`, `RefCell`): the runtime thread that owns the
-//! worker sets it and awaits it. Waiters sit in a slab and leave it when dropped, so the
-//! many short idle waits of keep-alive connections leave nothing behind.
+//! worker sets it and awaits it. Waiters sit in [`Slots`] and leave when dropped.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -16,6 +15,7 @@ use bytes::BytesMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::io::read_more;
+use crate::slots::Slots;
 
 /// How long a keep-alive connection idle between requests when a drain starts may take to
 /// send its next request's first byte; that request is answered with `Connection: close`.
@@ -54,13 +54,8 @@ pub async fn linger_close<S: AsyncReadRent + AsyncWriteRent>(stream: &mut S, buf
 #[derive(Default)]
 pub struct DrainSignal {
     started: Cell<bool>,
-    waiters: RefCell<Slab>,
-}
-
-#[derive(Default)]
-struct Slab {
-    slots: Vec<Option<Waker>>,
-    free: Vec<usize>,
+    /// A waiter's waker, once it was polled (taken when the drain starts).
+    waiters: RefCell<Slots<Option<Waker>>>,
 }
 
 impl DrainSignal {
@@ -74,7 +69,6 @@ impl DrainSignal {
             for waker in self
                 .waiters
                 .borrow_mut()
-                .slots
                 .iter_mut()
                 .filter_map(Option::take)
             {
@@ -104,21 +98,12 @@ impl Future for Started<'_> {
         if self.signal.started.get() {
             return Poll::Ready(());
         }
-        let mut slab = self.signal.waiters.borrow_mut();
-        match self.slot {
-            Some(i) => slab.slots[i] = Some(cx.waker().clone()),
+        let mut waiters = self.signal.waiters.borrow_mut();
+        match self.slot.and_then(|i| waiters.get_mut(i)) {
+            Some(waker) => *waker = Some(cx.waker().clone()),
             None => {
-                let i = match slab.free.pop() {
-                    Some(i) => {
-                        slab.slots[i] = Some(cx.waker().clone());
-                        i
-                    }
-                    None => {
-                        slab.slots.push(Some(cx.waker().clone()));
-                        slab.slots.len() - 1
-                    }
-                };
-                drop(slab);
+                let i = waiters.insert(Some(cx.waker().clone()));
+                drop(waiters);
                 self.slot = Some(i);
             }
         }
@@ -129,9 +114,7 @@ impl Future for Started<'_> {
 impl Drop for Started<'_> {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
-            let mut slab = self.signal.waiters.borrow_mut();
-            slab.slots[i] = None;
-            slab.free.push(i);
+            self.signal.waiters.borrow_mut().remove(i);
         }
     }
 }
@@ -139,36 +122,22 @@ impl Drop for Started<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    use crate::wake_count::WakeCount;
 
     #[test]
     fn wakes_waiters_and_forgets_dropped_ones() {
         let signal = DrainSignal::default();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = WakeCount::waker();
         let mut cx = Context::from_waker(&waker);
         for _ in 0..100 {
             let mut gone = Box::pin(signal.started());
             assert!(gone.as_mut().poll(&mut cx).is_pending());
         }
-        assert_eq!(
-            signal.waiters.borrow().slots.len(),
-            1,
-            "dropped waiters reuse their slot"
-        );
+        assert!(signal.waiters.borrow().is_empty(), "dropped waiters leave");
         let mut waiting = Box::pin(signal.started());
         assert!(waiting.as_mut().poll(&mut cx).is_pending());
         signal.start();
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert_eq!(count.get(), 1);
         assert!(waiting.as_mut().poll(&mut cx).is_ready());
         assert!(Box::pin(signal.started()).as_mut().poll(&mut cx).is_ready());
     }
