@@ -21,6 +21,7 @@ pub mod runtime;
 mod scratch;
 pub mod settings;
 mod slots;
+pub mod tls;
 pub mod upstream;
 #[cfg(test)]
 mod wake_count;

@@ -261,6 +261,7 @@ impl Refresher {
     fn run(self, first: Sender<()>) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(FETCH_TIMEOUT))
+            .tls_config(crate::tls::ureq_tls())
             .build()
             .into();
         let mut retry = RETRY_MIN;

@@ -3,6 +3,7 @@
 //! and timeouts are the connection loop's (`crate::proxy`), read by the codec too.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,6 +13,8 @@ use crate::access::config::FileAccess;
 use crate::access::{AccessList, Cidr};
 use crate::http1::Limits;
 use crate::settings::{Ctx, DurationValue, SizeValue};
+use crate::tls::config::FileTlsListener;
+use crate::tls::TlsListener;
 
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
 const DEFAULT_MAX_HEADERS: i64 = 100;
@@ -33,7 +36,8 @@ const MAX_MAX_HEADERS: i64 = crate::http1::MAX_HEADERS_CAP as i64;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileServer {
-    pub listen: Spanned<Vec<Spanned<String>>>,
+    /// Plaintext addresses; may be left out when `tls` lists some.
+    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
     pub workers: Option<Spanned<i64>>,
     #[serde(default)]
     pub limits: FileLimits,
@@ -42,6 +46,9 @@ pub struct FileServer {
     pub access: Option<FileAccess>,
     /// CIDRs whose `X-Forwarded-For` is believed (see `client_addr.rs`).
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// `[[server.tls]]`: TLS listeners (see `tls/config.rs`).
+    #[serde(default)]
+    pub tls: Vec<FileTlsListener>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +89,23 @@ pub struct ServerConfig {
     pub access: AccessList,
     /// Peers whose `X-Forwarded-For` names the client (empty: the TCP peer is the client).
     pub trusted_proxies: Vec<Cidr>,
+    /// `[[server.tls]]`: listeners that speak TLS, each with its own addresses.
+    pub tls: Vec<Arc<TlsListener>>,
+}
+
+impl ServerConfig {
+    /// Every address to listen on: the plaintext ones, then the TLS ones.
+    pub fn all_listen(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.listen
+            .iter()
+            .copied()
+            .chain(self.tls.iter().flat_map(|t| t.listen.iter().copied()))
+    }
+
+    /// The TLS listener serving `addr`, if `addr` is one.
+    pub fn tls_at(&self, addr: SocketAddr) -> Option<&Arc<TlsListener>> {
+        self.tls.iter().find(|t| t.listen.contains(&addr))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,14 +134,15 @@ pub struct Timeouts {
 /// greater than zero.
 pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
     let mut listen = Vec::new();
-    if server.listen.get_ref().is_empty() {
-        ctx.error(
-            server.listen.span(),
-            "server.listen",
-            "at least one address is required",
-        );
+    let plain = server.listen.as_ref().map_or(&[][..], |l| l.get_ref());
+    if plain.is_empty() && server.tls.is_empty() {
+        let message = "at least one address is required (or a [[server.tls]] listener)";
+        match &server.listen {
+            Some(list) => ctx.error(list.span(), "server.listen", message),
+            None => ctx.push(None, "server.listen".into(), message.into()),
+        }
     }
-    for (index, addr) in server.listen.get_ref().iter().enumerate() {
+    for (index, addr) in plain.iter().enumerate() {
         let key = format!("server.listen[{index}]");
         let Some(parsed) = ctx.socket_addr(addr, &key) else {
             continue;
@@ -127,6 +152,25 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
         } else {
             listen.push(parsed);
         }
+    }
+
+    let mut tls = Vec::new();
+    for (index, file) in server.tls.iter().enumerate() {
+        let Some(built) = crate::tls::config::build(ctx, index, file) else {
+            continue;
+        };
+        for (i, addr) in built.listen.iter().enumerate() {
+            if listen.contains(addr)
+                || tls
+                    .iter()
+                    .any(|t: &Arc<TlsListener>| t.listen.contains(addr))
+            {
+                let span = file.listen.get_ref()[i].span();
+                let key = format!("server.tls[{index}].listen[{i}]");
+                ctx.error(span, key, format!("duplicate address \"{addr}\""));
+            }
+        }
+        tls.push(Arc::new(built));
     }
 
     let workers = match &server.workers {
@@ -210,6 +254,7 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
         timeouts,
         access,
         trusted_proxies,
+        tls,
     })
 }
 

@@ -26,6 +26,7 @@ use std::time::Instant;
 use arc_swap::{ArcSwap, Cache};
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
 
 use crate::auth::oauth2::cache::TokenCache;
 use crate::auth::oauth2::single_flight::SingleFlight;
@@ -42,6 +43,7 @@ use crate::io::{
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
+use crate::tls::{self, TlsInfo, TlsListener};
 use crate::upstream::WorkerUpstreams;
 use pipeline::{AnswerHead, Flow, LocalAnswer, Request, RequestCtx};
 
@@ -63,6 +65,8 @@ pub struct Worker {
     tokens: RefCell<TokenCache<Config>>,
     /// Introspections in flight on this worker, which requests with the same token join.
     flights: SingleFlight,
+    /// TLS handshakes running on this worker (bounded by each listener's `max_handshakes`).
+    handshakes: Cell<usize>,
 }
 
 impl Worker {
@@ -90,6 +94,7 @@ impl Worker {
             observers: RefCell::new(WorkerObservers::new(observers)),
             tokens: RefCell::new(TokenCache::default()),
             flights: SingleFlight::default(),
+            handshakes: Cell::new(0),
         }
     }
 
@@ -116,7 +121,7 @@ impl Worker {
 
     /// The config a new request runs on. A reload is noticed here, between requests.
     #[allow(clippy::redundant_allocation)] // see `current`
-    fn snapshot(&self) -> Rc<Arc<Config>> {
+    pub fn snapshot(&self) -> Rc<Arc<Config>> {
         let mut cache = self.latest.borrow_mut();
         let latest = cache.load();
         let mut current = self.current.borrow_mut();
@@ -156,6 +161,8 @@ impl Worker {
 struct Idle<S> {
     stream: S,
     ahead: BytesMut,
+    /// The TLS session's facts, on a TLS connection.
+    tls: Option<Rc<TlsInfo>>,
 }
 
 /// A client connection serving one request: its socket, buffers from the worker's spares,
@@ -208,16 +215,42 @@ enum NextHead {
 
 /// Serves requests on `stream` until the client or an error ends the connection. The
 /// caller has counted it with [`Worker::connection_opened`].
-pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent + WaitReadable>(
-    stream: S,
+pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
+    let _open = OpenConnection(worker.clone());
+    serve_requests(stream, peer, None, worker).await;
+}
+
+/// Runs the TLS handshake on `stream`, then serves requests on the session like
+/// [`serve_connection`]. A failed handshake is counted and closes the connection.
+pub async fn serve_tls_connection(
+    stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<TlsListener>,
     worker: Rc<Worker>,
 ) {
     let _open = OpenConnection(worker.clone());
+    match tls::accept::accept(stream, &listener, &worker.handshakes).await {
+        Ok((session, info)) => {
+            drop(listener);
+            serve_requests(session, peer, Some(Rc::new(info)), worker).await;
+        }
+        Err(failure) => {
+            tracing::debug!(%peer, reason = failure.as_str(), "TLS handshake failed");
+        }
+    }
+}
+
+async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable>(
+    stream: S,
+    peer: SocketAddr,
+    tls: Option<Rc<TlsInfo>>,
+    worker: Rc<Worker>,
+) {
     let peer_text = Bytes::from(peer.ip().to_string());
     let mut idle = Idle {
         stream,
         ahead: BytesMut::new(),
+        tls,
     };
     let mut first = true;
     loop {
@@ -293,7 +326,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             stream: idle.stream,
             buf,
             out: take_buffer(),
-            ctx: RequestCtx::new(peer_ip, peer_text.clone()),
+            ctx: RequestCtx::new(peer_ip, peer_text.clone(), idle.tls),
             peer_ip,
             peer_text,
             send_timeout: config.server.timeouts.client_send,
@@ -317,9 +350,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             buf,
             out,
             rec,
-            ctx,
+            mut ctx,
             ..
         } = self;
+        let tls = ctx.tls.take();
         // The request's record and context hold slices of `buf`: gone first, so that the
         // buffer's memory is free to reuse.
         drop((rec, ctx));
@@ -330,7 +364,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         } else {
             buf
         };
-        Idle { stream, ahead }
+        Idle { stream, ahead, tls }
     }
 
     async fn read_and_answer(&mut self, first: bool) -> bool {

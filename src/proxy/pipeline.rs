@@ -25,6 +25,7 @@
 //! requests, so that its buffers are reused rather than allocated per request.
 
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,6 +43,7 @@ use crate::http1::encode::{AddedLines, HeaderPair};
 use crate::http1::RequestHead;
 use crate::observe::RequestRecord;
 use crate::ratelimit::{Decision, WorkerLimits};
+use crate::tls::TlsInfo;
 
 /// What a request hook decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,10 +83,13 @@ pub struct RequestCtx {
     pub cors: CorsAnswer,
     /// The rate-limit header lines (each ending in CRLF) of the answer.
     pub rate_limit_lines: BytesMut,
+    /// The TLS session the request came on, if any: version, cipher, name, client
+    /// certificate. Kept across the connection's requests.
+    pub tls: Option<Rc<TlsInfo>>,
 }
 
 impl RequestCtx {
-    pub fn new(client_addr: IpAddr, client_ip: Bytes) -> Self {
+    pub fn new(client_addr: IpAddr, client_ip: Bytes, tls: Option<Rc<TlsInfo>>) -> Self {
         RequestCtx {
             client_addr,
             client_ip,
@@ -93,6 +98,7 @@ impl RequestCtx {
             identity: None,
             cors: CorsAnswer::default(),
             rate_limit_lines: BytesMut::new(),
+            tls,
         }
     }
 
@@ -443,7 +449,11 @@ access = { allow = ["10.0.0.0/8"] }
     }
 
     fn ctx(ip: &str) -> RequestCtx {
-        RequestCtx::new(ip.parse().unwrap(), Bytes::copy_from_slice(ip.as_bytes()))
+        RequestCtx::new(
+            ip.parse().unwrap(),
+            Bytes::copy_from_slice(ip.as_bytes()),
+            None,
+        )
     }
 
     /// Parses `head` and hands the request on `path` to `f`.

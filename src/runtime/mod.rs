@@ -25,7 +25,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::observe::Observers;
-use crate::proxy::{serve_connection, Worker};
+use crate::proxy::{serve_connection, serve_tls_connection, Worker};
 use crate::ratelimit::redis_sync::ClusterHub;
 
 /// Which monoio driver the workers run on.
@@ -106,7 +106,8 @@ pub fn start(
     // Port 0 means "any port": reserve one now so that every worker binds the same one.
     let mut reserved = Vec::new();
     let mut addrs = Vec::new();
-    for &addr in &config.load().server.listen {
+    let configured: Vec<SocketAddr> = config.load().server.all_listen().collect();
+    for &addr in &configured {
         // An inherited address is served by the predecessor on purpose; port 0 is free by
         // definition.
         if addr.port() != 0 && !inherited.iter().any(|(a, _)| *a == addr) {
@@ -121,7 +122,7 @@ pub fn start(
             addrs.push(addr);
         }
     }
-    let plans = plan_listeners(&addrs, workers, inherited);
+    let plans = plan_listeners(&addrs, &configured, workers, inherited);
 
     let drain = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<Vec<RawFd>>>();
@@ -141,7 +142,7 @@ pub fn start(
                 }
                 let listeners = match sources
                     .into_iter()
-                    .map(open_listener)
+                    .map(|(addr, source)| Ok((addr, open_listener(source)?)))
                     .collect::<std::io::Result<Vec<_>>>()
                 {
                     Ok(listeners) => listeners,
@@ -197,14 +198,17 @@ pub fn start(
 /// Decides each worker's listeners: inherited sockets of a configured address are dealt out
 /// round-robin (a worker may get several); workers left without one for an address bind
 /// their own. Inherited sockets for addresses no longer configured are closed here.
+/// Each source goes with the address as configured (`configured[i]` for `addrs[i]`, which
+/// differ for port 0), by which a worker finds the listener's TLS settings.
 fn plan_listeners(
     addrs: &[SocketAddr],
+    configured: &[SocketAddr],
     workers: usize,
     inherited: Vec<(SocketAddr, OwnedFd)>,
-) -> Vec<Vec<ListenerSource>> {
-    let mut plans: Vec<Vec<ListenerSource>> = (0..workers).map(|_| Vec::new()).collect();
+) -> Vec<Vec<(SocketAddr, ListenerSource)>> {
+    let mut plans: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     let mut inherited = inherited;
-    for &addr in addrs {
+    for (&addr, &as_configured) in addrs.iter().zip(configured) {
         let mine: Vec<OwnedFd> = {
             let (same, rest): (Vec<_>, Vec<_>) =
                 inherited.into_iter().partition(|(a, _)| *a == addr);
@@ -213,10 +217,10 @@ fn plan_listeners(
         };
         let count = mine.len();
         for (i, fd) in mine.into_iter().enumerate() {
-            plans[i % workers].push(ListenerSource::Inherit(fd));
+            plans[i % workers].push((as_configured, ListenerSource::Inherit(fd)));
         }
         for plan in plans.iter_mut().skip(count) {
-            plan.push(ListenerSource::Bind(addr));
+            plan.push((as_configured, ListenerSource::Bind(addr)));
         }
     }
     for (addr, _) in &inherited {
@@ -238,7 +242,7 @@ fn open_listener(source: ListenerSource) -> std::io::Result<std::net::TcpListene
 
 #[allow(clippy::too_many_arguments)] // each a piece of process state, called once per worker
 async fn worker_main(
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     config: Arc<ArcSwap<Config>>,
     observers: Observers,
     cluster: Arc<ClusterHub>,
@@ -248,11 +252,13 @@ async fn worker_main(
 ) {
     let worker = Rc::new(Worker::new(config, &observers, workers, cluster));
     drop(observers);
-    let fds: Vec<RawFd> = listeners.iter().map(AsRawFd::as_raw_fd).collect();
+    let fds: Vec<RawFd> = listeners.iter().map(|(_, l)| l.as_raw_fd()).collect();
     let mut accepting = Vec::new();
-    for std_listener in listeners {
+    for (addr, std_listener) in listeners {
         match monoio::net::TcpListener::from_std(std_listener) {
-            Ok(listener) => accepting.push(monoio::spawn(accept_loop(listener, worker.clone()))),
+            Ok(listener) => {
+                accepting.push(monoio::spawn(accept_loop(listener, addr, worker.clone())))
+            }
             Err(e) => {
                 let _ = ready.send(Err(e));
                 return;
@@ -319,7 +325,7 @@ fn uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<I
 
 /// Accepts until the worker drains; dropping the listener then closes this worker's
 /// socket (a successor that inherited it keeps it open).
-async fn accept_loop(listener: monoio::net::TcpListener, worker: Rc<Worker>) {
+async fn accept_loop(listener: monoio::net::TcpListener, addr: SocketAddr, worker: Rc<Worker>) {
     loop {
         // An io_uring accept dropped in flight can still complete in the kernel, and the
         // connection it took off the queue would then belong to nobody (reset when the
@@ -334,23 +340,37 @@ async fn accept_loop(listener: monoio::net::TcpListener, worker: Rc<Worker>) {
             let _canceller = canceller.cancel();
             // Canceled, or a connection that beat the cancel: serve it like any other.
             if let Ok((stream, peer)) = accept.await {
-                let _ = stream.set_nodelay(true);
-                worker.connection_opened();
-                monoio::spawn(serve_connection(stream, peer, worker.clone()));
+                serve(stream, peer, addr, &worker);
             }
             return;
         };
         match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                worker.connection_opened();
-                monoio::spawn(serve_connection(stream, peer, worker.clone()));
-            }
+            Ok((stream, peer)) => serve(stream, peer, addr, &worker),
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
         }
+    }
+}
+
+/// Starts serving a connection accepted on the listener configured as `addr`: with TLS
+/// when the current config makes that address a TLS listener.
+fn serve(stream: monoio::net::TcpStream, peer: SocketAddr, addr: SocketAddr, worker: &Rc<Worker>) {
+    let _ = stream.set_nodelay(true);
+    worker.connection_opened();
+    match worker.snapshot().server.tls_at(addr) {
+        None => drop(monoio::spawn(serve_connection(
+            stream,
+            peer,
+            worker.clone(),
+        ))),
+        Some(tls) => drop(monoio::spawn(serve_tls_connection(
+            stream,
+            peer,
+            tls.clone(),
+            worker.clone(),
+        ))),
     }
 }
 

@@ -3,6 +3,8 @@
 //! exactly one response at a time.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

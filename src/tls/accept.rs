@@ -1,0 +1,252 @@
+//! Accepting a TLS connection: tell a TLS client from a plaintext one, run the handshake
+//! within the listener's timeout and concurrency bound, and describe the session for the
+//! request path (version, cipher, name, resumption, the client's certificate). Nothing of
+//! a failed handshake reaches routing.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use bytes::Bytes;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use rustls::server::ServerConnection;
+use sha2::{Digest, Sha256};
+
+use super::config::TlsListener;
+use super::stream::{HandshakeError, TlsStream};
+use crate::deadline;
+use crate::io::take_buffer;
+
+/// What a request can know of the TLS session it arrived on.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// `TLSv1.2`, `TLSv1.3`.
+    pub version: &'static str,
+    /// The IANA name: `TLS13_AES_128_GCM_SHA256`.
+    pub cipher: &'static str,
+    /// The name the client asked for (SNI), if any.
+    pub sni: Option<Box<str>>,
+    pub resumed: bool,
+    /// A client certificate that verified against the listener's CA bundle.
+    pub client: Option<ClientIdentity>,
+}
+
+/// A verified client certificate.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// The subject's distinguished name, as RFC 4514 writes it.
+    pub subject: String,
+    /// DNS names, URIs and e-mail addresses of its subjectAltName.
+    pub sans: Vec<String>,
+    /// SHA-256 of the certificate (DER), lower-case hex.
+    pub fingerprint: String,
+    /// All of the above in one header value, in Envoy's `x-forwarded-client-cert` form:
+    /// `Hash=…;Subject="…";DNS=…;URI=…`.
+    pub header_value: Bytes,
+}
+
+/// Why a connection never got to send a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Its first bytes were not a TLS handshake (plain HTTP, typically).
+    Plaintext,
+    Timeout,
+    /// The worker already ran `max_handshakes` handshakes on this listener.
+    Overload,
+    /// The client closed or reset the connection mid-handshake.
+    Closed,
+    /// No certificate for the name the client asked for, and no default.
+    UnknownName,
+    /// No protocol version, cipher suite or ALPN protocol in common.
+    Incompatible,
+    /// The client's certificate was missing, or did not verify.
+    ClientCertificate,
+    /// Anything else the client got wrong.
+    Protocol,
+}
+
+impl HandshakeFailure {
+    pub const ALL: [HandshakeFailure; 8] = [
+        HandshakeFailure::Plaintext,
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Overload,
+        HandshakeFailure::Closed,
+        HandshakeFailure::UnknownName,
+        HandshakeFailure::Incompatible,
+        HandshakeFailure::ClientCertificate,
+        HandshakeFailure::Protocol,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::Plaintext => "plaintext",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Overload => "overload",
+            HandshakeFailure::Closed => "closed",
+            HandshakeFailure::UnknownName => "unknown_name",
+            HandshakeFailure::Incompatible => "incompatible",
+            HandshakeFailure::ClientCertificate => "client_certificate",
+            HandshakeFailure::Protocol => "protocol",
+        }
+    }
+
+    fn of(error: &rustls::Error) -> HandshakeFailure {
+        use rustls::Error;
+        match error {
+            Error::NoCertificatesPresented | Error::InvalidCertificate(_) => {
+                HandshakeFailure::ClientCertificate
+            }
+            Error::PeerIncompatible(_) | Error::NoApplicationProtocol => {
+                HandshakeFailure::Incompatible
+            }
+            Error::General(message) if message.contains("no server certificate") => {
+                HandshakeFailure::UnknownName
+            }
+            _ => HandshakeFailure::Protocol,
+        }
+    }
+}
+
+/// The answer to a plain HTTP request on a TLS port (nginx answers the same way).
+const PLAINTEXT_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+content-length: 56\r\n\
+connection: close\r\n\
+\r\n\
+This port speaks HTTPS: send the request with https://.\n";
+
+/// A TLS record's first byte when it carries a handshake message (a ClientHello).
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Counts a handshake in flight on a worker for as long as it lives.
+struct InFlight<'a>(&'a Cell<usize>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// Accepts a TLS session on `io` for `listener`: `in_flight` is the worker's count of
+/// handshakes running on that listener.
+pub async fn accept(
+    io: TcpStream,
+    listener: &TlsListener,
+    in_flight: &Cell<usize>,
+) -> Result<(TlsStream<ServerConnection>, TlsInfo), HandshakeFailure> {
+    if in_flight.get() >= listener.max_handshakes {
+        return Err(HandshakeFailure::Overload);
+    }
+    in_flight.set(in_flight.get() + 1);
+    let _counted = InFlight(in_flight);
+    match deadline::timeout(listener.handshake_timeout, handshake(io, listener)).await {
+        Ok(result) => result,
+        Err(_) => Err(HandshakeFailure::Timeout),
+    }
+}
+
+async fn handshake(
+    mut io: TcpStream,
+    listener: &TlsListener,
+) -> Result<(TlsStream<ServerConnection>, TlsInfo), HandshakeFailure> {
+    let (result, first) = io.read(take_buffer()).await;
+    match result {
+        Ok(n) if n > 0 => {}
+        _ => return Err(HandshakeFailure::Closed),
+    }
+    if first[0] != HANDSHAKE_RECORD {
+        if first[0].is_ascii_uppercase() {
+            let answer = io.write_all(PLAINTEXT_ANSWER);
+            let _ = deadline::timeout(Duration::from_secs(1), answer).await;
+        }
+        return Err(HandshakeFailure::Plaintext);
+    }
+    let session =
+        ServerConnection::new(listener.server.clone()).map_err(|e| HandshakeFailure::of(&e))?;
+    let stream = TlsStream::handshake(io, session, first)
+        .await
+        .map_err(|e| match e {
+            HandshakeError::Io(_) => HandshakeFailure::Closed,
+            HandshakeError::Tls(e) => HandshakeFailure::of(&e),
+        })?;
+    let info = describe(stream.session());
+    Ok((stream, info))
+}
+
+/// The session's facts, once its handshake is done.
+fn describe(session: &ServerConnection) -> TlsInfo {
+    let version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "unknown",
+    };
+    let cipher = session
+        .negotiated_cipher_suite()
+        .and_then(|suite| suite.suite().as_str())
+        .unwrap_or("unknown");
+    TlsInfo {
+        version,
+        cipher,
+        sni: session.server_name().map(Into::into),
+        resumed: session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        client: session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| identity(leaf.as_ref())),
+    }
+}
+
+/// The identity in a client certificate rustls has verified.
+fn identity(der: &[u8]) -> Option<ClientIdentity> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject().to_string();
+    let mut sans = Vec::new();
+    let mut header = String::new();
+    let fingerprint: String = Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    header.push_str("Hash=");
+    header.push_str(&fingerprint);
+    header.push_str(";Subject=\"");
+    header.push_str(&subject.replace('\\', "\\\\").replace('"', "\\\""));
+    header.push('"');
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            let (kind, value) = match name {
+                GeneralName::DNSName(v) => ("DNS", *v),
+                GeneralName::URI(v) => ("URI", *v),
+                GeneralName::RFC822Name(v) => ("Email", *v),
+                _ => continue,
+            };
+            // Only printable, header-safe values go into the header.
+            if value
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+            {
+                header.push(';');
+                header.push_str(kind);
+                header.push('=');
+                header.push_str(value);
+            }
+            sans.push(value.to_owned());
+        }
+    }
+    // A subject with bytes a header cannot carry leaves only the hash.
+    let header_value = if header
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        Bytes::from(header)
+    } else {
+        Bytes::from(format!("Hash={fingerprint}"))
+    };
+    Some(ClientIdentity {
+        subject,
+        sans,
+        fingerprint,
+        header_value,
+    })
+}

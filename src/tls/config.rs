@@ -1,0 +1,460 @@
+//! `[[server.tls]]`: TLS listeners. Each lists the addresses it serves and its
+//! certificates (PEM chain and key files, the names each serves), the protocol versions,
+//! session resumption, client certificates, and the handshake's time and concurrency
+//! bounds. Certificate files are read and checked here (a key that does not match its
+//! certificate, an expired certificate, a file that is not PEM are config errors at the
+//! file's key), so a reload with a broken certificate changes nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::sni::SniResolver;
+use super::tickets;
+use crate::settings::{is_host_header, is_token, Ctx, DurationValue};
+
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_HANDSHAKES: i64 = 512;
+
+// ---- the file ----
+
+/// One `[[server.tls]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTlsListener {
+    pub listen: Spanned<Vec<Spanned<String>>>,
+    pub certificates: Spanned<Vec<FileCertificate>>,
+    /// `"default"` (the first certificate) or `"refuse"`.
+    pub unknown_name: Option<Spanned<String>>,
+    /// `"1.2"` or `"1.3"`.
+    pub min_version: Option<Spanned<String>>,
+    pub handshake_timeout: Option<Spanned<DurationValue>>,
+    pub max_handshakes: Option<Spanned<i64>>,
+    pub session_tickets: Option<bool>,
+    pub session_cache: Option<bool>,
+    /// `"none"`, `"optional"` or `"required"`.
+    pub client_auth: Option<Spanned<String>>,
+    pub client_ca: Option<Spanned<String>>,
+    pub client_identity_header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCertificate {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    /// Names it serves; by default the DNS names of its subjectAltName.
+    pub names: Option<Vec<Spanned<String>>>,
+}
+
+// ---- runtime types ----
+
+/// A validated TLS listener.
+pub struct TlsListener {
+    pub listen: Vec<SocketAddr>,
+    /// Built once per config: a reload brings new certificates to new connections only.
+    pub server: Arc<rustls::ServerConfig>,
+    pub handshake_timeout: Duration,
+    /// Handshakes one worker runs at once on this listener; more connections are closed.
+    pub max_handshakes: usize,
+    pub client_auth: ClientAuth,
+    /// Where a verified client certificate's identity goes upstream (lower case).
+    pub identity_header: Option<Bytes>,
+    pub certificates: Vec<CertificateFacts>,
+}
+
+impl std::fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("listen", &self.listen)
+            .field("client_auth", &self.client_auth)
+            .field("certificates", &self.certificates)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Optional,
+    Required,
+}
+
+/// What the metrics and the admin API tell about a loaded certificate.
+#[derive(Debug, Clone)]
+pub struct CertificateFacts {
+    /// The certificate file as configured.
+    pub path: String,
+    pub names: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+// ---- validation ----
+
+/// Builds `[[server.tls]]` entry `index`, reading its certificate and key files.
+pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsListener> {
+    let at = |key: &str| format!("server.tls[{index}].{key}");
+    let errors_before = ctx.error_count();
+    let provider = super::provider();
+
+    let mut listen = Vec::new();
+    if file.listen.get_ref().is_empty() {
+        ctx.error(
+            file.listen.span(),
+            at("listen"),
+            "at least one address is required",
+        );
+    }
+    for (i, addr) in file.listen.get_ref().iter().enumerate() {
+        if let Some(parsed) = ctx.socket_addr(addr, &format!("{}[{i}]", at("listen"))) {
+            listen.push(parsed);
+        }
+    }
+
+    let refuse_unknown = match file.unknown_name.as_ref() {
+        None => false,
+        Some(v) => match v.get_ref().as_str() {
+            "default" => false,
+            "refuse" => true,
+            other => {
+                let why = format!("unknown value \"{other}\": expected \"default\" or \"refuse\"");
+                ctx.error(v.span(), at("unknown_name"), why);
+                false
+            }
+        },
+    };
+
+    let mut resolver = SniResolver::default();
+    let mut certificates = Vec::new();
+    if file.certificates.get_ref().is_empty() {
+        ctx.error(
+            file.certificates.span(),
+            at("certificates"),
+            "at least one certificate is required",
+        );
+    }
+    for (i, entry) in file.certificates.get_ref().iter().enumerate() {
+        let key_of = |field: &str| format!("{}[{i}].{field}", at("certificates"));
+        let Some((key, facts)) = load_certificate(ctx, entry, &provider, &key_of) else {
+            continue;
+        };
+        let key = Arc::new(key);
+        for name in &facts.names {
+            resolver.add(name, key.clone());
+        }
+        if i == 0 && !refuse_unknown {
+            resolver.add_default(key);
+        }
+        certificates.push(facts);
+    }
+
+    let versions: &[&rustls::SupportedProtocolVersion] = match file.min_version.as_ref() {
+        None => rustls::DEFAULT_VERSIONS,
+        Some(v) => match v.get_ref().as_str() {
+            "1.2" => rustls::DEFAULT_VERSIONS,
+            "1.3" => &[&rustls::version::TLS13],
+            other => {
+                let why = format!("unknown version \"{other}\": expected \"1.2\" or \"1.3\"");
+                ctx.error(v.span(), at("min_version"), why);
+                rustls::DEFAULT_VERSIONS
+            }
+        },
+    };
+
+    let client_auth = match file.client_auth.as_ref() {
+        None => ClientAuth::None,
+        Some(v) => match v.get_ref().as_str() {
+            "none" => ClientAuth::None,
+            "optional" => ClientAuth::Optional,
+            "required" => ClientAuth::Required,
+            other => {
+                let why = format!(
+                    "unknown value \"{other}\": expected \"none\", \"optional\" or \"required\""
+                );
+                ctx.error(v.span(), at("client_auth"), why);
+                ClientAuth::None
+            }
+        },
+    };
+    let verifier = client_verifier(ctx, file, client_auth, &provider, &at);
+
+    let identity_header = file.client_identity_header.as_ref().and_then(|name| {
+        if is_token(name.get_ref()) {
+            Some(Bytes::from(name.get_ref().to_ascii_lowercase()))
+        } else {
+            let why = format!("invalid header name \"{}\"", name.get_ref());
+            ctx.error(name.span(), at("client_identity_header"), why);
+            None
+        }
+    });
+
+    let handshake_timeout = ctx.duration(
+        &file.handshake_timeout,
+        &at("handshake_timeout"),
+        DEFAULT_HANDSHAKE_TIMEOUT,
+    );
+    let max_handshakes = match &file.max_handshakes {
+        None => DEFAULT_MAX_HANDSHAKES as usize,
+        Some(v) => ctx.count(v, &at("max_handshakes"), 1, 1 << 20).unwrap_or(1),
+    };
+
+    if ctx.error_count() > errors_before {
+        return None;
+    }
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .ok()?;
+    let mut server = builder
+        .with_client_cert_verifier(verifier?)
+        .with_cert_resolver(Arc::new(resolver));
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if file.session_tickets.unwrap_or(true) {
+        if let Some(ticketer) = tickets::ticketer() {
+            server.ticketer = ticketer;
+        }
+    }
+    server.session_storage = if file.session_cache.unwrap_or(true) {
+        tickets::session_cache()
+    } else {
+        Arc::new(NoServerSessionStorage {})
+    };
+    Some(TlsListener {
+        listen,
+        server: Arc::new(server),
+        handshake_timeout,
+        max_handshakes,
+        client_auth,
+        identity_header,
+        certificates,
+    })
+}
+
+/// Reads one certificate chain and its key, checks that they match and that the
+/// certificate is valid now, and finds the names it serves.
+fn load_certificate(
+    ctx: &mut Ctx,
+    entry: &FileCertificate,
+    provider: &rustls::crypto::CryptoProvider,
+    key_of: &dyn Fn(&str) -> String,
+) -> Option<(CertifiedKey, CertificateFacts)> {
+    let cert_pem = ctx.read_relative(&entry.cert, &key_of("cert"));
+    let key_pem = ctx.read_relative(&entry.key, &key_of("key"));
+    let (cert_pem, key_pem) = (cert_pem?, key_pem?);
+    let chain = match read_chain(&cert_pem) {
+        Ok(chain) => chain,
+        Err(why) => {
+            ctx.error(entry.cert.span(), key_of("cert"), why);
+            return None;
+        }
+    };
+    let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
+        Ok(key) => key,
+        Err(e) => {
+            let why = format!("no private key in \"{}\": {e}", entry.key.get_ref());
+            ctx.error(entry.key.span(), key_of("key"), why);
+            return None;
+        }
+    };
+    let facts = match leaf_facts(&chain[0]) {
+        Ok(facts) => facts,
+        Err(why) => {
+            ctx.error(entry.cert.span(), key_of("cert"), why);
+            return None;
+        }
+    };
+    let now = unix_now();
+    if facts.not_after < now {
+        let why = format!("the certificate expired on {}", facts.not_after_text);
+        ctx.error(entry.cert.span(), key_of("cert"), why);
+        return None;
+    }
+    if facts.not_before > now {
+        let why = format!(
+            "the certificate is not valid before {}",
+            facts.not_before_text
+        );
+        ctx.error(entry.cert.span(), key_of("cert"), why);
+        return None;
+    }
+    let certified = match CertifiedKey::from_der(chain, key, provider) {
+        Ok(certified) => certified,
+        Err(e) => {
+            let why = match e {
+                rustls::Error::InconsistentKeys(_) => {
+                    format!(
+                        "the key in \"{}\" does not match the certificate",
+                        entry.key.get_ref()
+                    )
+                }
+                other => format!(
+                    "unusable private key in \"{}\": {other}",
+                    entry.key.get_ref()
+                ),
+            };
+            ctx.error(entry.key.span(), key_of("key"), why);
+            return None;
+        }
+    };
+    let names = match &entry.names {
+        Some(list) => {
+            let mut names = Vec::new();
+            for (i, name) in list.iter().enumerate() {
+                let text = name.get_ref().to_ascii_lowercase();
+                let bare = text.strip_prefix("*.").unwrap_or(&text);
+                if bare.is_empty() || bare.contains('*') || !is_host_header(bare) {
+                    let why = format!(
+                        "invalid name \"{}\": expected a host name or *.parent",
+                        name.get_ref()
+                    );
+                    ctx.error(name.span(), format!("{}[{i}]", key_of("names")), why);
+                } else {
+                    names.push(text);
+                }
+            }
+            names
+        }
+        None if facts.dns_names.is_empty() => {
+            let why = "the certificate has no DNS names in subjectAltName: list them in `names`";
+            ctx.error(entry.cert.span(), key_of("cert"), why);
+            return None;
+        }
+        None => facts.dns_names,
+    };
+    Some((
+        certified,
+        CertificateFacts {
+            path: entry.cert.get_ref().clone(),
+            names,
+            not_after: facts.not_after,
+        },
+    ))
+}
+
+/// Every certificate of a PEM file, leaf first.
+fn read_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
+    if chain.is_empty() {
+        return Err("no certificate in the file (expected PEM \"BEGIN CERTIFICATE\")".into());
+    }
+    Ok(chain)
+}
+
+/// What the leaf certificate says about itself.
+struct LeafFacts {
+    dns_names: Vec<String>,
+    not_before: i64,
+    not_after: i64,
+    not_before_text: String,
+    not_after_text: String,
+}
+
+fn leaf_facts(der: &CertificateDer<'_>) -> Result<LeafFacts, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
+    let validity = cert.validity();
+    let dns_names = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                x509_parser::extensions::GeneralName::DNSName(dns) => {
+                    Some(dns.to_ascii_lowercase())
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(LeafFacts {
+        dns_names,
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        not_before_text: validity.not_before.to_string(),
+        not_after_text: validity.not_after.to_string(),
+    })
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The client certificate policy: none asked for, or checked against `client_ca`.
+fn client_verifier(
+    ctx: &mut Ctx,
+    file: &FileTlsListener,
+    auth: ClientAuth,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    at: &dyn Fn(&str) -> String,
+) -> Option<Arc<dyn ClientCertVerifier>> {
+    let ca = match (&file.client_ca, auth) {
+        (None, ClientAuth::None) => return Some(WebPkiClientVerifier::no_client_auth()),
+        (Some(ca), _) => ca,
+        (None, _) => {
+            let span = file.client_auth.as_ref().map_or(0..0, Spanned::span);
+            ctx.error(
+                span,
+                at("client_ca"),
+                "client_auth needs client_ca, the CA bundle to check against",
+            );
+            return None;
+        }
+    };
+    if auth == ClientAuth::None {
+        ctx.error(
+            ca.span(),
+            at("client_ca"),
+            "client_ca is set but client_auth is \"none\"",
+        );
+        return None;
+    }
+    let pem = ctx.read_relative(ca, &at("client_ca"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let added = read_chain(&pem).map(|chain| roots.add_parsable_certificates(chain));
+    match added {
+        Ok((added, _)) if added > 0 => {}
+        Ok(_) => {
+            ctx.error(
+                ca.span(),
+                at("client_ca"),
+                "no usable CA certificate in the file",
+            );
+            return None;
+        }
+        Err(why) => {
+            ctx.error(ca.span(), at("client_ca"), why);
+            return None;
+        }
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let builder = if auth == ClientAuth::Optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    match builder.build() {
+        Ok(verifier) => Some(verifier),
+        Err(e) => {
+            ctx.error(
+                ca.span(),
+                at("client_ca"),
+                format!("unusable CA bundle: {e}"),
+            );
+            None
+        }
+    }
+}
