@@ -458,3 +458,143 @@ fn client_verifier(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rcgen::{CertificateParams, KeyPair};
+
+    use crate::config::{load, load_errors};
+    use crate::scratch::ScratchDir;
+
+    /// Writes a self-signed certificate for `names` (P-256) valid from `from` to `to`
+    /// (days from now) as `<name>.pem` / `<name>.key` in `dir`.
+    fn cert(dir: &Path, name: &str, names: &[&str], from: i64, to: i64) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(to);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+
+    /// The errors of a config with one TLS listener whose table holds `body`, written in
+    /// `dir` (so that relative paths resolve there), with the directory cut from messages.
+    fn errors_in(dir: &Path, body: &str) -> Vec<String> {
+        let text = format!(
+            "[server]\n[[server.tls]]\nlisten = [\"127.0.0.1:8443\"]\n{body}\n\
+             [[routes]]\nname = \"r\"\npath = \"/\"\nmock = {{ status = 200 }}\n"
+        );
+        let path = dir.join("t.toml");
+        std::fs::write(&path, &text).unwrap();
+        match load(&path) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .to_string()
+                .lines()
+                .map(|l| l.replace(&format!("{}/", dir.display()), ""))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_listener_with_good_certificates_builds() {
+        let dir = ScratchDir::new("tls-config");
+        cert(&dir, "a", &["a.example.test", "*.a.example.test"], -1, 30);
+        let body = "certificates = [{ cert = \"a.pem\", key = \"a.key\" }]\n";
+        assert_eq!(errors_in(&dir, body), Vec::<String>::new());
+        let config = load(&dir.join("t.toml")).unwrap();
+        let tls = &config.server.tls[0];
+        assert!(config.server.listen.is_empty());
+        assert_eq!(
+            tls.certificates[0].names,
+            ["a.example.test", "*.a.example.test"]
+        );
+        assert_eq!(tls.server.alpn_protocols, [b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn broken_certificates_are_errors_at_their_key() {
+        let dir = ScratchDir::new("tls-config");
+        cert(&dir, "good", &["good.test"], -1, 30);
+        cert(&dir, "other", &["other.test"], -1, 30);
+        cert(&dir, "expired", &["old.test"], -30, -1);
+        cert(&dir, "future", &["new.test"], 2, 30);
+        cert(&dir, "nameless", &[], -1, 30);
+        std::fs::write(dir.join("garbage.pem"), "not a certificate\n").unwrap();
+        let cases: &[(&str, &str)] = &[
+            (
+                "certificates = [{ cert = \"missing.pem\", key = \"good.key\" }]",
+                "t.toml:4:26: server.tls[0].certificates[0].cert: cannot read \"missing.pem\"",
+            ),
+            (
+                "certificates = [{ cert = \"garbage.pem\", key = \"good.key\" }]",
+                "t.toml:4:26: server.tls[0].certificates[0].cert: no certificate in the file",
+            ),
+            (
+                "certificates = [{ cert = \"good.pem\", key = \"other.key\" }]",
+                "t.toml:4:44: server.tls[0].certificates[0].key: the key in \"other.key\" does not match the certificate",
+            ),
+            (
+                "certificates = [{ cert = \"expired.pem\", key = \"expired.key\" }]",
+                "t.toml:4:26: server.tls[0].certificates[0].cert: the certificate expired on",
+            ),
+            (
+                "certificates = [{ cert = \"future.pem\", key = \"future.key\" }]",
+                "t.toml:4:26: server.tls[0].certificates[0].cert: the certificate is not valid before",
+            ),
+            (
+                "certificates = [{ cert = \"nameless.pem\", key = \"nameless.key\" }]",
+                "t.toml:4:26: server.tls[0].certificates[0].cert: the certificate has no DNS names",
+            ),
+            (
+                "certificates = [{ cert = \"good.pem\", key = \"good.key\", names = [\"a*b.test\"] }]",
+                "t.toml:4:65: server.tls[0].certificates[0].names[0]: invalid name \"a*b.test\"",
+            ),
+            (
+                "certificates = [{ cert = \"good.pem\", key = \"good.key\" }]\nclient_auth = \"required\"",
+                "t.toml:5:15: server.tls[0].client_ca: client_auth needs client_ca",
+            ),
+            (
+                "certificates = [{ cert = \"good.pem\", key = \"good.key\" }]\nmin_version = \"1.1\"",
+                "t.toml:5:15: server.tls[0].min_version: unknown version \"1.1\"",
+            ),
+            (
+                "certificates = []",
+                "t.toml:4:16: server.tls[0].certificates: at least one certificate is required",
+            ),
+        ];
+        for (body, want) in cases {
+            let got = errors_in(&dir, body);
+            assert!(
+                got.len() == 1 && got[0].starts_with(want),
+                "{body}\n  got: {got:?}\n want: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_address_serves_one_listener() {
+        let dir = ScratchDir::new("tls-config");
+        cert(&dir, "good", &["good.test"], -1, 30);
+        let text = "[server]\nlisten = [\"127.0.0.1:8443\"]\n[[server.tls]]\n\
+                    listen = [\"127.0.0.1:8443\"]\ncertificates = [{ cert = \"good.pem\", key = \"good.key\" }]\n";
+        std::fs::write(dir.join("t.toml"), text).unwrap();
+        let err = load(&dir.join("t.toml")).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "t.toml:4:11: server.tls[0].listen[0]: duplicate address \"127.0.0.1:8443\""
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            load_errors("[server]\n"),
+            ["t.toml: server.listen: at least one address is required (or a [[server.tls]] listener)"]
+        );
+    }
+}
