@@ -193,12 +193,14 @@ fn describe(session: &ServerConnection) -> TlsInfo {
         client: session
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .and_then(|leaf| identity(leaf.as_ref())),
+            .and_then(|leaf| client_identity(leaf.as_ref())),
     }
 }
 
-/// The identity in a client certificate rustls has verified.
-fn identity(der: &[u8]) -> Option<ClientIdentity> {
+/// The identity in a client certificate (DER) rustls has verified; `None` when it does
+/// not parse. Its `header_value` carries only printable ASCII, spaces and tabs, whatever
+/// the certificate holds (the `client_identity` fuzz target checks it).
+pub fn client_identity(der: &[u8]) -> Option<ClientIdentity> {
     use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject().to_string();
@@ -249,4 +251,52 @@ fn identity(der: &[u8]) -> Option<ClientIdentity> {
         fingerprint,
         header_value,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+
+    use super::client_identity;
+
+    fn certificate(cn: &str, sans: Vec<SanType>) -> Vec<u8> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans;
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn the_identity_header_names_hash_subject_and_sans() {
+        let der = certificate(
+            "client \"one\"",
+            vec![
+                SanType::DnsName("svc.internal".try_into().unwrap()),
+                SanType::URI("spiffe://example.test/ns/a/sa/b".try_into().unwrap()),
+            ],
+        );
+        let id = client_identity(&der).unwrap();
+        assert_eq!(id.subject, "CN=client \"one\"");
+        assert_eq!(id.sans, ["svc.internal", "spiffe://example.test/ns/a/sa/b"]);
+        assert_eq!(id.fingerprint.len(), 64);
+        let want = format!(
+            "Hash={};Subject=\"CN=client \\\"one\\\"\";DNS=svc.internal;URI=spiffe://example.test/ns/a/sa/b",
+            id.fingerprint
+        );
+        assert_eq!(id.header_value, want.as_bytes());
+    }
+
+    #[test]
+    fn a_subject_that_could_split_the_header_leaves_only_the_hash() {
+        let der = certificate("evil\r\nx-injected: 1", Vec::new());
+        let id = client_identity(&der).unwrap();
+        assert_eq!(
+            id.header_value,
+            format!("Hash={}", id.fingerprint).as_bytes()
+        );
+        assert!(client_identity(b"not a certificate").is_none());
+    }
 }
