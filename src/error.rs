@@ -78,6 +78,9 @@ pub enum ProxyError {
     CorsRefused,
     #[error("insufficient scope")]
     InsufficientScope,
+    /// The route requires a verified client certificate (`client_cert = "required"`).
+    #[error("client certificate required")]
+    ClientCertificateRequired,
     #[error("authorization server unavailable")]
     AuthUnavailable,
     /// A cluster rate limit cannot be checked (Redis unreachable, `on_redis_error = "closed"`).
@@ -126,7 +129,9 @@ impl ProxyError {
         match self {
             BadRequest | BadFraming | BadChunk | BadHost => (400, Client, Never),
             Unauthorized => (401, Client, Never),
-            Forbidden | CorsRefused | InsufficientScope => (403, Client, Never),
+            Forbidden | CorsRefused | InsufficientScope | ClientCertificateRequired => {
+                (403, Client, Never)
+            }
             NoRoute => (404, Client, Never),
             MethodNotAllowed => (405, Client, Never),
             HeadTimeout | BodyTimeout => (408, Client, Never),
@@ -219,7 +224,7 @@ impl From<ParseError> for ProxyError {
     }
 }
 
-const ALL: [ProxyError; 29] = {
+const ALL: [ProxyError; 30] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -249,6 +254,7 @@ const ALL: [ProxyError; 29] = {
         Forbidden,
         CorsRefused,
         InsufficientScope,
+        ClientCertificateRequired,
         AuthUnavailable,
         RateLimitUnavailable,
     ]
@@ -328,6 +334,7 @@ mod tests {
             (E::Forbidden, 403, Client, Never),
             (E::CorsRefused, 403, Client, Never),
             (E::InsufficientScope, 403, Client, Never),
+            (E::ClientCertificateRequired, 403, Client, Never),
             (E::AuthUnavailable, 503, Upstream, Never),
             (E::RateLimitUnavailable, 503, Local, Never),
         ];

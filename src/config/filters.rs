@@ -10,6 +10,12 @@ use super::Route;
 /// One step of a route's pipeline. Its settings are the route's field of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
+    /// The route's `https_redirect`: a plaintext request is answered with a redirect to
+    /// HTTPS.
+    HttpsRedirect,
+    /// The route's `client_cert = "required"`: a request without a verified client
+    /// certificate is answered 403.
+    ClientCert,
     /// The route's `access` list: a client it refuses is answered 403.
     RouteAccess,
     /// The route's `cors`: a preflight is answered here; every other answer gets the
@@ -23,12 +29,19 @@ pub enum Filter {
     RateLimit,
 }
 
-/// The filters of `route`, in the order they apply: the access list first (a refused
-/// client learns nothing more, not even CORS), then CORS (a browser sends no credentials
+/// The filters of `route`, in the order they apply: the HTTPS redirect first (a plaintext
+/// request learns nothing of the route but where to go), then the client certificate and
+/// the access list (a refused client learns nothing more, not even CORS), then CORS (a browser sends no credentials
 /// on a preflight, and a page can only read a 401 or 429 that carries CORS headers), then
 /// authentication, then rate limits (consumer limits count by the authenticated consumer).
 pub fn compile(route: &Route) -> Vec<Filter> {
     let mut filters = Vec::new();
+    if route.https_redirect.is_some() {
+        filters.push(Filter::HttpsRedirect);
+    }
+    if route.requires_client_cert {
+        filters.push(Filter::ClientCert);
+    }
     if route.access.is_some() {
         filters.push(Filter::RouteAccess);
     }

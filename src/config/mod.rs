@@ -17,6 +17,8 @@
 //! | `[[routes]]` (match, action, mock) | `config/routes.rs` |
 //! | a route's `access`, `[server.access]` | `access/config.rs` |
 //! | a route's `cors` | `cors/config.rs` |
+//! | `[[server.tls]]` | `tls/config.rs` |
+//! | a route's `client_cert`, `https_redirect` | `tls/client_cert.rs`, `tls/redirect.rs` |
 //! | `[admin]` | `config/admin.rs` |
 //! | `[observability]` | `observe/config.rs` |
 //!
@@ -123,7 +125,10 @@ struct FileConfig {
 /// could build. A later section may refer to an earlier one (routes name upstreams,
 /// providers, consumers' keys, the cluster).
 fn build(ctx: &mut Ctx, file: FileConfig, resolve: Resolve<'_>) -> Option<Config> {
+    let tls_in_file = file.server.tls.len();
     let server = server::build(ctx, file.server);
+    let tls =
+        crate::tls::ListenerFacts::of(server.as_ref().map_or(&[][..], |s| &s.tls[..]), tls_in_file);
     let (upstreams, upstream_ids) = upstream::config::build(ctx, file.upstreams, resolve);
     let consumers = auth::config::consumers(ctx, file.consumers);
     let (oauth2_providers, oauth2_ids) =
@@ -139,6 +144,7 @@ fn build(ctx: &mut Ctx, file: FileConfig, resolve: Resolve<'_>) -> Option<Config
         oauth2_providers: &oauth2_ids,
         jwt_providers: &jwt_providers,
         has_cluster: file.cluster.is_some(),
+        tls,
     };
     let routes = routes::build(ctx, file.routes, &defined);
     let admin = admin::build(ctx, file.admin);

@@ -609,6 +609,8 @@ mod tests {
                 auth: None,
                 access: None,
                 cors: None,
+                requires_client_cert: false,
+                https_redirect: None,
                 filters: Vec::new(),
                 action: Action::Mock(MockResponse {
                     status: 200,

@@ -1,6 +1,7 @@
 //! `[[routes]]`: which requests a route takes (path, hosts, methods), what it does (proxy to
 //! an upstream, or a mock rendered here once), and its capability sections (rate limits,
-//! auth, access, CORS), each validated by its capability. The serde mirror, the runtime
+//! auth, access, CORS, client certificates, HTTPS redirect), each validated by its
+//! capability. The serde mirror, the runtime
 //! types and the validation, ending in the compiled [`RouteTable`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,8 +23,10 @@ use crate::cors::CorsPolicy;
 use crate::http1::reason_phrase;
 use crate::ratelimit::config::{FileRateLimit, RateLimitConfig};
 use crate::settings::{is_host_header, is_tchar, Ctx};
+use crate::tls::redirect::{FileHttpsRedirect, HttpsRedirect};
+use crate::tls::ListenerFacts;
 use crate::upstream::config::{UpstreamId, UpstreamIds};
-use crate::{access, auth, cors, ratelimit};
+use crate::{access, auth, cors, ratelimit, tls};
 
 /// Header names a mock may not set: strait frames the body itself (RFC 9112 §6) and the
 /// connection loop owns persistence, so a user value could only contradict them.
@@ -49,6 +52,9 @@ pub struct FileRoute {
     pub auth: Option<Spanned<FileAuth>>,
     pub access: Option<FileAccess>,
     pub cors: Option<Spanned<FileCors>>,
+    /// `"required"` or `"none"`.
+    pub client_cert: Option<Spanned<String>>,
+    pub https_redirect: Option<Spanned<FileHttpsRedirect>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +118,11 @@ pub struct Route {
     pub access: Option<AccessList>,
     /// CORS answered by the gateway; `None`: requests pass through untouched.
     pub cors: Option<CorsPolicy>,
+    /// Only requests whose TLS session has a verified client certificate are served
+    /// (`client_cert = "required"`); others get 403.
+    pub requires_client_cert: bool,
+    /// Plaintext requests are redirected to HTTPS; `None`: served where they came.
+    pub https_redirect: Option<HttpsRedirect>,
     /// The filters the settings above call for, in the order they apply
     /// (`super::filters::compile`).
     pub filters: Vec<super::filters::Filter>,
@@ -128,6 +139,8 @@ pub(super) struct Defined<'a> {
     pub jwt_providers: &'a Providers,
     /// A `[cluster]` table is present (valid or not): `scope = "cluster"` may be used.
     pub has_cluster: bool,
+    /// The TLS listeners: `https_redirect`'s default port, whether `client_cert` can be met.
+    pub tls: ListenerFacts,
 }
 
 /// `[[routes]]`, in file order, compiled into the route table; a route naming something
@@ -224,6 +237,14 @@ pub(super) fn build(
             .cors
             .as_ref()
             .and_then(|cors| cors::config::policy(ctx, cors, &format!("{prefix}.cors"), &methods));
+        let requires_client_cert = route.client_cert.as_ref().is_some_and(|value| {
+            let key = format!("{prefix}.client_cert");
+            tls::client_cert::route_requirement(ctx, value, &key, &defined.tls)
+        });
+        let https_redirect = route.https_redirect.as_ref().and_then(|value| {
+            let key = format!("{prefix}.https_redirect");
+            tls::redirect::build(ctx, value, &key, &defined.tls)
+        });
 
         // A route with a bad action still goes to the router (with a placeholder), so its
         // routing conflicts are reported in the same run.
@@ -244,6 +265,8 @@ pub(super) fn build(
             auth,
             access,
             cors,
+            requires_client_cert,
+            https_redirect,
             filters: Vec::new(),
         };
         route.filters = super::filters::compile(&route);

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -91,6 +92,10 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<Cidr>,
     /// `[[server.tls]]`: listeners that speak TLS, each with its own addresses.
     pub tls: Vec<Arc<TlsListener>>,
+    /// Every listener's `client_identity_header` (lower case, once each). A client's own
+    /// copies are removed from every forwarded request, on every listener, whether or not
+    /// it presented a certificate: only Strait sets them.
+    pub identity_headers: Vec<Bytes>,
 }
 
 impl ServerConfig {
@@ -171,6 +176,13 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
             }
         }
         tls.push(Arc::new(built));
+    }
+
+    let mut identity_headers: Vec<Bytes> = Vec::new();
+    for name in tls.iter().filter_map(|t| t.identity_header.as_ref()) {
+        if !identity_headers.contains(name) {
+            identity_headers.push(name.clone());
+        }
     }
 
     let workers = match &server.workers {
@@ -255,6 +267,7 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
         access,
         trusted_proxies,
         tls,
+        identity_headers,
     })
 }
 

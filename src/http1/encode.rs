@@ -72,7 +72,7 @@ pub struct ForwardedRequest<'a> {
 }
 
 /// Headers Strait writes itself on the upstream request, so the client's copies are dropped.
-fn is_rewritten_request_header(name: &[u8]) -> bool {
+pub fn is_rewritten_request_header(name: &[u8]) -> bool {
     const OWN: [&[u8]; 6] = [
         b"host",
         b"x-forwarded-for",

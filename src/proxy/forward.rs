@@ -124,6 +124,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             let edits = pipeline::upstream_edits(config, ctx);
             let mut outgoing = Upstreaming {
                 config,
+                scheme: if ctx.tls.is_some() { b"https" } else { b"http" },
                 action,
                 raw,
                 head,
@@ -359,6 +360,8 @@ struct Upstreaming<'a, S> {
     head: &'a RequestHead,
     /// The TCP peer, appended to `X-Forwarded-For`.
     peer_text: &'a Bytes,
+    /// How the client reached Strait (`X-Forwarded-Proto`): `http` or `https`.
+    scheme: &'static [u8],
     request_id: &'a Bytes,
     trace: Option<SpanContext>,
     edits: UpstreamEdits<'a>,
@@ -390,7 +393,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
             target: strip_prefix(self.head.target(self.raw), action.strip_prefix.as_deref()),
             host,
             client_ip: self.peer_text,
-            scheme: b"http",
+            scheme: self.scheme,
             request_id: (
                 self.config.observability.request_id_header.as_bytes(),
                 self.request_id,

@@ -43,6 +43,7 @@ use crate::io::{
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::ratelimit::WorkerLimits;
+use crate::tls::redirect::HttpsRedirect;
 use crate::tls::{self, TlsInfo, TlsListener};
 use crate::upstream::WorkerUpstreams;
 use pipeline::{AnswerHead, Flow, LocalAnswer, Request, RequestCtx};
@@ -581,6 +582,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             LocalAnswer::Error(error, lines) => self.answer_error_with(error, &[lines], head).await,
             LocalAnswer::NotAllowed(allow) => self.answer_not_allowed(allow, head).await,
             LocalAnswer::Preflight(policy) => self.answer_preflight(policy, raw, head).await,
+            LocalAnswer::Redirect(redirect) => self.answer_redirect(redirect, raw, head).await,
         }
     }
 
@@ -635,6 +637,28 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         }
         let keep_alive = head.keep_alive && self.discard_buffered_body(head);
         self.rec.status = 204;
+        self.finish_local_answer(out, b"", keep_alive, head.version, true)
+            .await
+            && keep_alive
+    }
+
+    /// The redirect of a plaintext request to HTTPS; 400 when the request names no host
+    /// (HTTP/1.0 without Host), since there is then no URL to send it to.
+    async fn answer_redirect(
+        &mut self,
+        redirect: &HttpsRedirect,
+        raw: &[u8],
+        head: &RequestHead,
+    ) -> bool {
+        let mut out = std::mem::take(&mut self.out);
+        let written =
+            redirect.write_head(head.method, head.authority(raw), head.target(raw), &mut out);
+        let Some(status) = written else {
+            self.out = out;
+            return self.answer_error_after(ProxyError::BadHost, head).await;
+        };
+        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        self.rec.status = status;
         self.finish_local_answer(out, b"", keep_alive, head.version, true)
             .await
             && keep_alive

@@ -43,7 +43,8 @@ use crate::http1::encode::{AddedLines, HeaderPair};
 use crate::http1::RequestHead;
 use crate::observe::RequestRecord;
 use crate::ratelimit::{Decision, WorkerLimits};
-use crate::tls::TlsInfo;
+use crate::tls::redirect::HttpsRedirect;
+use crate::tls::{client_cert, TlsInfo};
 
 /// What a request hook decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub enum LocalAnswer<'c> {
     NotAllowed(&'c str),
     /// The answer to a CORS preflight under this policy: 204, or 403 when it refuses.
     Preflight(&'c CorsPolicy),
+    /// A redirect of a plaintext request to HTTPS.
+    Redirect(&'c HttpsRedirect),
 }
 
 /// The state of the request being served that filters share with the connection.
@@ -150,7 +153,7 @@ pub struct ForwardedAdditions<'a> {
 }
 
 /// How many kinds of [`Filter`] there are: a route has each at most once.
-const FILTER_KINDS: usize = 4;
+const FILTER_KINDS: usize = 6;
 
 impl Default for ForwardedAdditions<'_> {
     fn default() -> Self {
@@ -189,6 +192,8 @@ impl Filter {
         req: &Request<'c, '_>,
     ) -> Flow<'c> {
         match self {
+            Filter::HttpsRedirect => https_redirect(req.route, &conn.ctx),
+            Filter::ClientCert => client_cert(&conn.ctx),
             Filter::RouteAccess => route_access(req.route, &conn.ctx),
             Filter::Cors => cors(req, &mut conn.ctx),
             Filter::Auth => authenticate(conn, req).await,
@@ -214,7 +219,11 @@ impl Filter {
                     crate::auth::upstream_headers(auth, identity, &mut edits.drop, &mut edits.set);
                 }
             }
-            Filter::RouteAccess | Filter::Cors | Filter::RateLimit => {}
+            Filter::HttpsRedirect
+            | Filter::ClientCert
+            | Filter::RouteAccess
+            | Filter::Cors
+            | Filter::RateLimit => {}
         }
     }
 
@@ -232,7 +241,10 @@ impl Filter {
             (Filter::RateLimit, AnswerHead::Forwarded(additions)) => {
                 additions.push(crate::ratelimit::added_lines(&ctx.rate_limit_lines));
             }
-            (Filter::RouteAccess | Filter::Auth, _) => {}
+            (
+                Filter::HttpsRedirect | Filter::ClientCert | Filter::RouteAccess | Filter::Auth,
+                _,
+            ) => {}
         }
     }
 
@@ -241,7 +253,12 @@ impl Filter {
     /// cache and transforms will.
     pub fn on_body_chunk(self, _ctx: &mut RequestCtx, _chunk: &[u8]) {
         match self {
-            Filter::RouteAccess | Filter::Cors | Filter::Auth | Filter::RateLimit => {}
+            Filter::HttpsRedirect
+            | Filter::ClientCert
+            | Filter::RouteAccess
+            | Filter::Cors
+            | Filter::Auth
+            | Filter::RateLimit => {}
         }
     }
 
@@ -249,7 +266,12 @@ impl Filter {
     /// adds to the record yet.
     pub fn on_log(self, _ctx: &RequestCtx, _rec: &mut RequestRecord) {
         match self {
-            Filter::RouteAccess | Filter::Cors | Filter::Auth | Filter::RateLimit => {}
+            Filter::HttpsRedirect
+            | Filter::ClientCert
+            | Filter::RouteAccess
+            | Filter::Cors
+            | Filter::Auth
+            | Filter::RateLimit => {}
         }
     }
 }
@@ -277,9 +299,17 @@ pub(super) async fn request_filters<'c, S: AsyncReadRent + AsyncWriteRent>(
     Flow::Continue
 }
 
-/// The upstream-request hooks' changes for the request.
+/// The upstream-request hooks' changes for the request, after those every forwarded
+/// request gets: the client's copies of the client-certificate identity headers are
+/// removed, whatever the route and listener, and the session's verified identity is set.
 pub fn upstream_edits<'a>(config: &'a Config, ctx: &'a RequestCtx) -> UpstreamEdits<'a> {
     let mut edits = UpstreamEdits::default();
+    edits
+        .drop
+        .extend(config.server.identity_headers.iter().map(|name| &name[..]));
+    if let Some(identity) = client_cert::upstream_identity(ctx.tls.as_deref()) {
+        edits.set.push(identity);
+    }
     if let Some(route) = route_of(config, ctx) {
         for filter in &route.filters {
             filter.on_upstream_request(route, ctx, &mut edits);
@@ -311,6 +341,28 @@ pub fn body_filters(filters: &[Filter], ctx: &mut RequestCtx, chunk: &[u8]) {
 pub fn log_filters(filters: &[Filter], ctx: &RequestCtx, rec: &mut RequestRecord) {
     for filter in filters {
         filter.on_log(ctx, rec);
+    }
+}
+
+/// A plaintext request to a route with `https_redirect` goes to HTTPS; one over TLS
+/// passes.
+fn https_redirect<'c>(route: &'c Route, ctx: &RequestCtx) -> Flow<'c> {
+    match &route.https_redirect {
+        Some(redirect) if ctx.tls.is_none() => Flow::Respond(LocalAnswer::Redirect(redirect)),
+        _ => Flow::Continue,
+    }
+}
+
+/// The route requires a verified client certificate and the request has none (a TLS
+/// session without one, or plaintext): 403.
+fn client_cert<'c>(ctx: &RequestCtx) -> Flow<'c> {
+    if client_cert::is_verified(ctx.tls.as_deref()) {
+        Flow::Continue
+    } else {
+        Flow::Respond(LocalAnswer::Error(
+            ProxyError::ClientCertificateRequired,
+            b"",
+        ))
     }
 }
 
@@ -436,6 +488,12 @@ auth = { api_key = {} }
 path = "/inner"
 mock = { status = 200 }
 access = { allow = ["10.0.0.0/8"] }
+
+[[routes]]
+path = "/secure"
+mock = { status = 200 }
+https_redirect = { port = 8443 }
+access = { allow = ["10.0.0.0/8"] }
 "#;
 
     fn config() -> Arc<Config> {
@@ -492,6 +550,7 @@ access = { allow = ["10.0.0.0/8"] }
             ("/limited", &[Cors, RateLimit]),
             ("/private", &[Auth]),
             ("/inner", &[RouteAccess]),
+            ("/secure", &[HttpsRedirect, RouteAccess]),
         ];
         for (path, want) in cases {
             assert_eq!(route(&config, path).0.filters, *want, "{path}");
@@ -627,5 +686,75 @@ access = { allow = ["10.0.0.0/8"] }
         assert_eq!(edits.set, [(&b"x-consumer"[..], &b"alice"[..])]);
         c.route = Some(route(&config, "/plain").1);
         assert!(upstream_edits(&config, &c).set.is_empty());
+    }
+
+    /// A TLS session's facts, with a verified client certificate or not.
+    fn tls(client: bool) -> Rc<TlsInfo> {
+        Rc::new(TlsInfo {
+            version: "TLSv1.3",
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            sni: None,
+            resumed: false,
+            client: client.then(|| crate::tls::ClientIdentity {
+                subject: "CN=alice".into(),
+                sans: Vec::new(),
+                fingerprint: "00".into(),
+                header_value: Bytes::from_static(b"Hash=00;Subject=\"CN=alice\""),
+            }),
+            identity_header: Some(Bytes::from_static(b"x-client-cert")),
+        })
+    }
+
+    #[test]
+    fn plaintext_is_redirected_and_tls_passes() {
+        let config = config();
+        let (secure, _) = route(&config, "/secure");
+        let redirect = secure.https_redirect.as_ref().unwrap();
+        let mut c = ctx("10.0.0.1");
+        assert_eq!(
+            https_redirect(secure, &c),
+            Flow::Respond(LocalAnswer::Redirect(redirect))
+        );
+        c.tls = Some(tls(false));
+        assert_eq!(https_redirect(secure, &c), Flow::Continue);
+    }
+
+    #[test]
+    fn a_client_certificate_is_required_of_every_request_without_one() {
+        let refused = Flow::Respond(LocalAnswer::Error(
+            ProxyError::ClientCertificateRequired,
+            b"",
+        ));
+        let mut c = ctx("127.0.0.1");
+        assert_eq!(client_cert(&c), refused, "plaintext");
+        c.tls = Some(tls(false));
+        assert_eq!(client_cert(&c), refused, "TLS without a certificate");
+        c.tls = Some(tls(true));
+        assert_eq!(client_cert(&c), Flow::Continue);
+    }
+
+    #[test]
+    fn identity_headers_are_always_dropped_and_set_only_from_a_verified_certificate() {
+        let mut config = config();
+        Arc::get_mut(&mut config)
+            .unwrap()
+            .server
+            .identity_headers
+            .push(Bytes::from_static(b"x-client-cert"));
+        let mut c = ctx("127.0.0.1");
+        c.route = Some(route(&config, "/plain").1);
+        for (tls, set) in [
+            (None, &[][..]),
+            (Some(tls(false)), &[][..]),
+            (
+                Some(tls(true)),
+                &[(&b"x-client-cert"[..], &b"Hash=00;Subject=\"CN=alice\""[..])][..],
+            ),
+        ] {
+            c.tls = tls;
+            let edits = upstream_edits(&config, &c);
+            assert_eq!(edits.drop, [&b"x-client-cert"[..]]);
+            assert_eq!(edits.set, set);
+        }
     }
 }

@@ -29,6 +29,9 @@ pub struct TlsInfo {
     pub resumed: bool,
     /// A client certificate that verified against the listener's CA bundle.
     pub client: Option<ClientIdentity>,
+    /// The listener's `client_identity_header` (lower case): where `client` goes upstream.
+    /// Kept with the session, like the certificate it describes.
+    pub identity_header: Option<Bytes>,
 }
 
 /// A verified client certificate.
@@ -170,12 +173,12 @@ async fn handshake(
             HandshakeError::Io(_) => HandshakeFailure::Closed,
             HandshakeError::Tls(e) => HandshakeFailure::of(&e),
         })?;
-    let info = describe(stream.session());
+    let info = describe(stream.session(), listener);
     Ok((stream, info))
 }
 
 /// The session's facts, once its handshake is done.
-fn describe(session: &ServerConnection) -> TlsInfo {
+fn describe(session: &ServerConnection, listener: &TlsListener) -> TlsInfo {
     let version = match session.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -194,6 +197,7 @@ fn describe(session: &ServerConnection) -> TlsInfo {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .and_then(|leaf| client_identity(leaf.as_ref())),
+        identity_header: listener.identity_header.clone(),
     }
 }
 

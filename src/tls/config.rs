@@ -20,6 +20,8 @@ use toml::Spanned;
 
 use super::sni::SniResolver;
 use super::tickets;
+use crate::http1::encode::is_rewritten_request_header;
+use crate::http1::headers::is_hop_by_hop;
 use crate::settings::{is_host_header, is_token, Ctx, DurationValue};
 
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +89,34 @@ pub enum ClientAuth {
     None,
     Optional,
     Required,
+}
+
+/// What routes need to know of the TLS listeners: `https_redirect`'s default port and
+/// whether `client_cert = "required"` can ever be met.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerFacts {
+    /// The first listener's first port.
+    pub default_port: Option<u16>,
+    /// Some listener asks for client certificates (`client_auth` other than `"none"`).
+    pub verifies_clients: bool,
+    /// Every `[[server.tls]]` was built. When one failed (its errors are reported), the
+    /// route checks that depend on the listeners are skipped: they could only be wrong.
+    pub complete: bool,
+}
+
+impl ListenerFacts {
+    /// The facts of `built`, the listeners of the `in_file` `[[server.tls]]` tables that
+    /// validated.
+    pub fn of(built: &[Arc<TlsListener>], in_file: usize) -> Self {
+        ListenerFacts {
+            default_port: built
+                .first()
+                .and_then(|l| l.listen.first())
+                .map(SocketAddr::port),
+            verifies_clients: built.iter().any(|l| l.client_auth != ClientAuth::None),
+            complete: built.len() == in_file,
+        }
+    }
 }
 
 /// What the metrics and the admin API tell about a loaded certificate.
@@ -189,13 +219,16 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
     let verifier = client_verifier(ctx, file, client_auth, &provider, &at);
 
     let identity_header = file.client_identity_header.as_ref().and_then(|name| {
-        if is_token(name.get_ref()) {
-            Some(Bytes::from(name.get_ref().to_ascii_lowercase()))
+        let text = name.get_ref();
+        let why = if !is_token(text) {
+            format!("invalid header name \"{text}\"")
+        } else if is_hop_by_hop(text.as_bytes()) || is_rewritten_request_header(text.as_bytes()) {
+            format!("\"{text}\" is a header Strait writes or drops itself: choose another name")
         } else {
-            let why = format!("invalid header name \"{}\"", name.get_ref());
-            ctx.error(name.span(), at("client_identity_header"), why);
-            None
-        }
+            return Some(Bytes::from(text.to_ascii_lowercase()));
+        };
+        ctx.error(name.span(), at("client_identity_header"), why);
+        None
     });
 
     let handshake_timeout = ctx.duration(

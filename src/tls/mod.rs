@@ -1,12 +1,16 @@
 //! TLS with rustls: listeners that terminate it (`config.rs`, `sni.rs`, `accept.rs`), the
 //! session tickets every worker shares (`tickets.rs`), and the stream adapter both sides of
-//! the proxy use (`stream.rs`).
+//! the proxy use (`stream.rs`). On the request path: client certificates per route and the
+//! identity sent upstream (`client_cert.rs`), and plaintext requests sent to HTTPS
+//! (`redirect.rs`).
 //!
 //! One crypto provider serves the whole binary, aws-lc-rs: TLS here, the JWKS client
 //! (ureq) and JWT verification (jsonwebtoken) all use it.
 
 pub mod accept;
+pub mod client_cert;
 pub mod config;
+pub mod redirect;
 mod sni;
 mod stream;
 mod tickets;
@@ -17,7 +21,7 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::CertificateDer;
 
 pub use accept::{ClientIdentity, HandshakeFailure, TlsInfo};
-pub use config::TlsListener;
+pub use config::{ListenerFacts, TlsListener};
 pub use stream::{HandshakeError, TlsStream};
 
 /// The crypto provider of every TLS session and signature check in the process.
