@@ -400,6 +400,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let raw = self.buf.split_to(head_end).freeze();
         self.rec = RequestRecord::new(self.peer_text.clone(), Instant::now());
         self.rec.bytes_in = raw.len() as u64;
+        self.rec.tls = self.ctx.tls.clone();
         let keep_alive = match parse_request_head(&raw, &config.server.limits) {
             Ok(mut head) => {
                 self.identify_client(&config, &raw, &head);
