@@ -260,6 +260,7 @@ fn status(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
             "ready": control.is_ready(),
             "config_source": control.origin(),
             "last_reload": json::reload_status(&control.last_reload()),
+            "tls": json::tls_listeners(&control.current()),
         }),
     )
 }
