@@ -11,7 +11,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use strait::admin;
 use strait::config::{Config, ConfigError};
-use strait::control::resolver;
+use strait::control::{cert_watch, resolver};
 use strait::control::{ConfigSource, Control};
 use strait::observe::access_log::AccessLog;
 use strait::observe::trace::TraceExporter;
@@ -171,10 +171,12 @@ fn run(args: Args, mut env: StartEnv) -> anyhow::Result<ExitCode> {
     for addr in &running.addrs {
         tracing::info!(%addr, config = %control.origin(), driver = running.driver, "listening");
     }
-    // Off the request path: one thread probes endpoints, another re-resolves host names.
+    // Off the request path: one thread probes endpoints, another re-resolves host names,
+    // another reloads when a certificate file changes.
     health_checker::try_spawn(control.shared(), control.health())
         .context("starting the health checker")?;
     resolver::spawn(control.clone());
+    cert_watch::spawn(control.clone());
     redis_sync::spawn(control.shared(), control.cluster())
         .context("starting the redis sync thread")?;
     control.set_ready(true);

@@ -242,6 +242,13 @@ fn docs_and_dashboard_name_the_served_metrics() {
                 rounds: 0,
                 dropped: 0,
             }),
+            // Rendered only with TLS listeners: one, for the same reason.
+            certificates: vec![strait::observe::metrics::CertificateExpiry {
+                listener: "127.0.0.1:443".parse().unwrap(),
+                file: "cert.pem".into(),
+                name: "localhost".into(),
+                not_after: 0,
+            }],
         },
     );
     let served: std::collections::BTreeSet<String> = text
@@ -249,7 +256,7 @@ fn docs_and_dashboard_name_the_served_metrics() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .map(|l| l.split(' ').next().unwrap().to_string())
         .collect();
-    assert_eq!(served.len(), 19);
+    assert_eq!(served.len(), 22);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
     let documented: std::collections::BTreeSet<String> = docs

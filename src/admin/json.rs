@@ -555,6 +555,33 @@ pub fn reload_status(status: &ReloadStatus) -> Value {
     })
 }
 
+/// The TLS listeners being served and their certificates: the names each serves and when
+/// it expires (`notAfter`, Unix seconds), so that a renewal can be checked from outside.
+pub fn tls_listeners(config: &Config) -> Vec<Value> {
+    config
+        .server
+        .tls
+        .iter()
+        .map(|listener| {
+            let certificates: Vec<Value> = listener
+                .certificates
+                .iter()
+                .map(|cert| {
+                    json!({
+                        "file": cert.path,
+                        "names": cert.names,
+                        "not_after": cert.not_after,
+                    })
+                })
+                .collect();
+            json!({
+                "listen": strings(&listener.listen),
+                "certificates": certificates,
+            })
+        })
+        .collect()
+}
+
 /// Milliseconds with microsecond precision.
 pub fn millis(took: Duration) -> f64 {
     (took.as_micros() as f64) / 1000.0

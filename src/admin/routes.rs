@@ -16,8 +16,9 @@ use serde_json::{json, Value};
 
 use super::json;
 use super::Admin;
+use crate::config::Config;
 use crate::control::registry::{RegistryError, MAX_WEIGHT};
-use crate::observe::metrics::{render, unix_seconds, ProcessInfo, CONTENT_TYPE};
+use crate::observe::metrics::{render, unix_seconds, CertificateExpiry, ProcessInfo, CONTENT_TYPE};
 use crate::upstream::config::Endpoint;
 
 /// A request as the handlers see it: read whole, the path without its query.
@@ -259,6 +260,7 @@ fn status(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
             "ready": control.is_ready(),
             "config_source": control.origin(),
             "last_reload": json::reload_status(&control.last_reload()),
+            "tls": json::tls_listeners(&control.current()),
         }),
     )
 }
@@ -325,8 +327,34 @@ fn metrics(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
         start_unix: control.metrics().start_unix(),
         version: env!("CARGO_PKG_VERSION"),
         redis: control.cluster().stats(),
+        certificates: certificate_expiry(&control.current()),
     };
     Reply::text(200, CONTENT_TYPE, render(&snapshots, &process))
+}
+
+/// The certificates `config` serves, once per listener address, file and first name (a
+/// file listed twice on one listener would otherwise be a duplicate series).
+fn certificate_expiry(config: &Config) -> Vec<CertificateExpiry> {
+    let mut out: Vec<CertificateExpiry> = Vec::new();
+    for listener in &config.server.tls {
+        for &addr in &listener.listen {
+            for cert in &listener.certificates {
+                let name = cert.names.first().cloned().unwrap_or_default();
+                let seen = out
+                    .iter()
+                    .any(|c| c.listener == addr && c.file == cert.path && c.name == name);
+                if !seen {
+                    out.push(CertificateExpiry {
+                        listener: addr,
+                        file: cert.path.clone(),
+                        name,
+                        not_after: cert.not_after,
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 fn reload(admin: &Admin, _: &[String], _: &[u8]) -> Reply {

@@ -14,6 +14,7 @@
 //! the flags live in the process-wide [`HealthRegistry`], and reuse needs the served
 //! snapshot; both only this module has.
 
+pub mod cert_watch;
 pub mod registry;
 pub mod resolver;
 
@@ -207,6 +208,34 @@ impl Control {
             }
             Err(errors) => Err(errors),
         };
+        self.record_reload(started, outcome)
+    }
+
+    /// Rebuilds the served config from the text being served, which reads the files it
+    /// names again (certificates, keys), and swaps it in: what the certificate watcher
+    /// calls when one of those files changed. Not [`Control::reload`]: an edit of the
+    /// config file nobody asked to load yet must not go live because a certificate was
+    /// renewed. Validated, recorded and reported like a reload; a failure changes nothing.
+    pub fn reload_files(&self) -> Result<ReloadStatus, ConfigErrors> {
+        sd_notify::reloading();
+        let started = Instant::now();
+        // Held until the swap, like a registration: a reload storing a newer text waits,
+        // and then swaps its own build over this one.
+        let text = lock(&self.text);
+        let outcome = config::load_str(&text, &self.source.origin()).map(|mut config| {
+            lock(&self.registry).apply(&mut config);
+            self.swap(config);
+        });
+        drop(text);
+        self.record_reload(started, outcome)
+    }
+
+    /// Records the outcome of a reload begun at `started` as the last one.
+    fn record_reload(
+        &self,
+        started: Instant,
+        outcome: Result<(), ConfigErrors>,
+    ) -> Result<ReloadStatus, ConfigErrors> {
         let status = ReloadStatus {
             generation: self.generation(),
             at: SystemTime::now(),
@@ -489,6 +518,23 @@ mod tests {
         assert!(control.reload().is_err());
         assert!(Arc::ptr_eq(&fourth, &control.current()));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reload_files_rebuilds_the_served_text_not_the_file_on_disk() {
+        let dir = crate::scratch::ScratchDir::new("reload-files");
+        let path = dir.join("strait.toml");
+        std::fs::write(&path, hash_config("\"10.0.0.1:80\"", 8)).unwrap();
+        let control = Control::load(ConfigSource::File(path.clone())).unwrap();
+        // An edit nobody asked to load yet.
+        std::fs::write(&path, hash_config("\"10.0.0.1:80\"", 16)).unwrap();
+        let status = control.reload_files().unwrap();
+        assert_eq!(status.generation, 2);
+        assert_eq!(control.current().upstreams[0].pool.max_idle, 8);
+        assert!(control.last_reload().ok);
+        // A reload does load the edit.
+        control.reload().unwrap();
+        assert_eq!(control.current().upstreams[0].pool.max_idle, 16);
     }
 
     #[test]

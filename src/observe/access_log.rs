@@ -365,7 +365,24 @@ fn write_json(
     out.extend_from_slice(outcome_name(rec.outcome).as_bytes());
     out.extend_from_slice(b"\",\"retries\":");
     write_u64(out, u64::from(rec.retries));
-    out.extend_from_slice(b"}\n");
+    match &rec.tls {
+        Some(tls) => {
+            out.extend_from_slice(b",\"tls_version\":");
+            json_str(out, tls.version.as_bytes());
+            out.extend_from_slice(b",\"tls_cipher\":");
+            json_str(out, tls.cipher.as_bytes());
+            out.extend_from_slice(b",\"tls_sni\":");
+            json_opt(out, tls.sni.as_deref().map(str::as_bytes));
+            out.extend_from_slice(if tls.resumed {
+                b",\"tls_resumed\":true}\n"
+            } else {
+                b",\"tls_resumed\":false}\n"
+            });
+        }
+        None => out.extend_from_slice(
+            b",\"tls_version\":null,\"tls_cipher\":null,\"tls_sni\":null,\"tls_resumed\":null}\n",
+        ),
+    }
 }
 
 /// nginx's "combined" line plus ` rt=<secs> urt=<secs|-> rid=<id>` and a newline. The
@@ -864,13 +881,54 @@ mod tests {
             r#""bytes_out":512,"duration_ms":12.345,"upstream_ms":10.250,"route":"users","#,
             r#""upstream":"app","endpoint":"10.0.0.7:8080","request_id":"abc-123","#,
             r#""user_agent":"curl/8.5.0","referer":null,"host":"api.example.com","#,
-            r#""outcome":"answered","retries":1}"#,
+            r#""outcome":"answered","retries":1,"tls_version":null,"tls_cipher":null,"#,
+            r#""tls_sni":null,"tls_resumed":null}"#,
             "\n"
         );
         assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["duration_ms"].as_f64(), Some(12.345));
         assert_eq!(v["path"], "/users/1?x=\"y\"");
+    }
+
+    #[test]
+    fn json_line_over_tls_names_the_session() {
+        let tls = |sni: Option<&str>, resumed| {
+            Some(std::rc::Rc::new(crate::tls::TlsInfo {
+                identity_header: None,
+                version: "TLSv1.3",
+                cipher: "TLS_AES_128_GCM_SHA256",
+                sni: sni.map(Into::into),
+                resumed,
+                client: None,
+            }))
+        };
+        for (session, want) in [
+            (
+                tls(Some("api.example.com"), false),
+                r#""tls_version":"TLSv1.3","tls_cipher":"TLS_AES_128_GCM_SHA256","tls_sni":"api.example.com","tls_resumed":false}"#,
+            ),
+            (
+                tls(None, true),
+                r#""tls_version":"TLSv1.3","tls_cipher":"TLS_AES_128_GCM_SHA256","tls_sni":null,"tls_resumed":true}"#,
+            ),
+        ] {
+            let rec = RequestRecord {
+                tls: session,
+                ..record()
+            };
+            let mut out = Vec::new();
+            write_json(
+                &mut out,
+                &mut SecondText::default(),
+                &NAMES,
+                &rec,
+                Duration::ZERO,
+            );
+            let line = String::from_utf8(out).unwrap();
+            assert!(line.ends_with(&format!(",{want}\n")), "{line}");
+            assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok());
+        }
     }
 
     #[test]
@@ -912,7 +970,7 @@ mod tests {
         assert_eq!(v["protocol"], "HTTP/1.0");
         assert_eq!(v["client"], "::1");
         assert_eq!(v["duration_ms"].as_f64(), Some(3.0));
-        assert_eq!(v.as_object().unwrap().len(), 19);
+        assert_eq!(v.as_object().unwrap().len(), 23);
     }
 
     #[test]

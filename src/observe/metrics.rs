@@ -3,7 +3,8 @@
 //! Where it sits: a worker owns one [`WorkerMetrics`] (plain data, no atomics, no locks) and
 //! calls [`WorkerMetrics::record`] once per finished request, and
 //! [`WorkerMetrics::connection_accepted`] / [`WorkerMetrics::connection_closed`] per client
-//! connection. A scrape (the admin API's `GET /metrics`, or the metrics-only listener) calls
+//! connection, [`WorkerMetrics::tls_handshake`] / [`WorkerMetrics::tls_handshake_failed`]
+//! per TLS handshake. A scrape (the admin API's `GET /metrics`, or the metrics-only listener) calls
 //! [`MetricsHub::scrape`]: it sends every worker's [`ScrapeInbox`] a request carrying a reply
 //! channel; each worker answers from its periodic tick with a [`MetricsSnapshot`] (owned,
 //! name-keyed, mergeable), and [`render`] merges the answers into the Prometheus text format.
@@ -16,8 +17,9 @@
 //!   index-keyed table of the old snapshot is folded into name-keyed totals before a table
 //!   for the new one is built) and across a worker missing a scrape deadline (the hub
 //!   serves that worker's last answer instead of dropping its counts).
-//! - Label values are config names (routes, upstreams) or small fixed sets (method, status
-//!   class, error kind), so the series count is bounded by the config, never by traffic.
+//! - Label values are config names (routes, upstreams, listener addresses, certificate
+//!   files) or small fixed sets (method, status class, error kind, TLS version, handshake
+//!   failure reason), so the series count is bounded by the config, never by traffic.
 //!
 //! # Per-request cost
 //! [`WorkerMetrics::record`] hashes nothing and allocates nothing (except the first request
@@ -35,6 +37,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -368,6 +371,32 @@ pub struct WorkerMetrics {
     connections_accepted: u64,
     pool_hits: u64,
     pool_misses: u64,
+    tls: TlsCounts,
+}
+
+/// TLS handshakes, counted per connection (not per request). Keyed by the listener address
+/// the connection came in on: a config that drops a listener leaves its counts in place.
+#[derive(Debug, Clone, Default)]
+struct TlsCounts {
+    /// By listener, protocol version (`TLSv1.3`) and whether the session was resumed.
+    handshakes: BTreeMap<(SocketAddr, &'static str, bool), u64>,
+    /// By listener and reason (`HandshakeFailure::as_str`).
+    failures: BTreeMap<(SocketAddr, &'static str), u64>,
+}
+
+impl TlsCounts {
+    fn is_empty(&self) -> bool {
+        self.handshakes.is_empty() && self.failures.is_empty()
+    }
+
+    fn add(&mut self, other: &TlsCounts) {
+        for (key, &n) in &other.handshakes {
+            add_count(&mut self.handshakes, *key, n);
+        }
+        for (key, &n) in &other.failures {
+            add_count(&mut self.failures, *key, n);
+        }
+    }
 }
 
 impl WorkerMetrics {
@@ -445,6 +474,17 @@ impl WorkerMetrics {
         self.connections_open = self.connections_open.saturating_sub(1);
     }
 
+    /// A TLS handshake on `listener` succeeded with protocol `version`, as a new session or
+    /// a resumed one.
+    pub fn tls_handshake(&mut self, listener: SocketAddr, version: &'static str, resumed: bool) {
+        add_count(&mut self.tls.handshakes, (listener, version, resumed), 1);
+    }
+
+    /// A connection on TLS `listener` never completed its handshake, for `reason`.
+    pub fn tls_handshake_failed(&mut self, listener: SocketAddr, reason: &'static str) {
+        add_count(&mut self.tls.failures, (listener, reason), 1);
+    }
+
     /// Everything counted so far, keyed by name. Worker 0 unless taken by
     /// [`ScrapeInbox::answer`], which sets its worker index.
     pub fn snapshot(&self) -> MetricsSnapshot {
@@ -458,6 +498,7 @@ impl WorkerMetrics {
             connections_accepted: self.connections_accepted,
             pool_hits: self.pool_hits,
             pool_misses: self.pool_misses,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -474,6 +515,7 @@ pub struct MetricsSnapshot {
     connections_accepted: u64,
     pool_hits: u64,
     pool_misses: u64,
+    tls: TlsCounts,
 }
 
 /// A scrape request: where the worker sends its snapshot.
@@ -609,6 +651,20 @@ pub struct ProcessInfo {
     pub version: &'static str,
     /// The cluster rate limits' Redis sync, when `[cluster]` is configured.
     pub redis: Option<crate::ratelimit::redis_sync::SyncStats>,
+    /// Every certificate the served config's TLS listeners serve, once per address.
+    pub certificates: Vec<CertificateExpiry>,
+}
+
+/// When one certificate of one TLS listener address expires.
+#[derive(Debug, Clone)]
+pub struct CertificateExpiry {
+    pub listener: SocketAddr,
+    /// The certificate file as configured.
+    pub file: String,
+    /// The first name it serves (it may serve more; one label keeps the series few).
+    pub name: String,
+    /// `notAfter`, in Unix seconds.
+    pub not_after: i64,
 }
 
 /// `time` in Unix seconds (0 before the epoch).
@@ -624,8 +680,10 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// HELP and TYPE lines, series are sorted by labels, per-worker series by worker.
 pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
     let mut totals = Totals::default();
+    let mut tls = TlsCounts::default();
     for snapshot in snapshots {
         totals.add(&snapshot.totals);
+        tls.add(&snapshot.tls);
     }
     let mut out = String::with_capacity(4096);
     let o = &mut out;
@@ -734,6 +792,12 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
         );
     }
 
+    // Only where TLS is (or was) served, like the Redis families with `[cluster]`.
+    let is_tls = !process.certificates.is_empty() || !tls.is_empty();
+    if is_tls {
+        render_tls(o, &tls, &process.certificates);
+    }
+
     family(
         o,
         "strait_build_info",
@@ -789,6 +853,50 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
         render_redis(o, redis);
     }
     out
+}
+
+/// TLS handshakes and the certificates served.
+fn render_tls(o: &mut String, tls: &TlsCounts, certificates: &[CertificateExpiry]) {
+    family(
+        o,
+        "strait_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, by listener address, protocol version and whether the session was resumed.",
+    );
+    for ((listener, version, resumed), n) in &tls.handshakes {
+        let _ = writeln!(
+            o,
+            "strait_tls_handshakes_total{{listener=\"{listener}\",version=\"{version}\",resumed=\"{resumed}\"}} {n}"
+        );
+    }
+    family(
+        o,
+        "strait_tls_handshake_failures_total",
+        "counter",
+        "Connections to a TLS listener that never completed the handshake, by listener address and reason.",
+    );
+    for ((listener, reason), n) in &tls.failures {
+        let _ = writeln!(
+            o,
+            "strait_tls_handshake_failures_total{{listener=\"{listener}\",reason=\"{reason}\"}} {n}"
+        );
+    }
+    family(
+        o,
+        "strait_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When a served certificate expires (notAfter), in Unix seconds, by listener address, certificate file and first name.",
+    );
+    for cert in certificates {
+        let _ = writeln!(
+            o,
+            "strait_tls_certificate_expiry_timestamp_seconds{{listener=\"{}\",file=\"{}\",name=\"{}\"}} {}",
+            cert.listener,
+            escape(&cert.file),
+            escape(&cert.name),
+            cert.not_after
+        );
+    }
 }
 
 /// The Redis sync thread of cluster rate limits (only with `[cluster]`).
@@ -989,6 +1097,7 @@ mock = { status = 200, body = "ok" }
             start_unix: 1_699_999_999.25,
             version: "0.1.0",
             redis: None,
+            certificates: Vec::new(),
         }
     }
 
@@ -1362,6 +1471,59 @@ strait_process_start_time_seconds 1699999999.25
             [
                 r#"strait_requests_total{route="api",upstream="app",method="GET",code_class="2xx"} 1"#,
                 r#"strait_requests_total{route="health",upstream="app",method="GET",code_class="2xx"} 1"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_handshakes_merge_across_workers_and_certificates_render_from_the_config() {
+        let a: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let b: SocketAddr = "[::1]:443".parse().unwrap();
+        let mut w0 = WorkerMetrics::new();
+        w0.tls_handshake(a, "TLSv1.3", false);
+        w0.tls_handshake(a, "TLSv1.3", true);
+        w0.tls_handshake_failed(a, "plaintext");
+        let mut w1 = WorkerMetrics::new();
+        w1.tls_handshake(a, "TLSv1.3", false);
+        w1.tls_handshake(b, "TLSv1.2", false);
+        w1.tls_handshake_failed(a, "plaintext");
+        w1.tls_handshake_failed(b, "timeout");
+        let mut info = process();
+        info.certificates = vec![
+            CertificateExpiry {
+                listener: a,
+                file: "certs/api.pem".into(),
+                name: "api.example.com".into(),
+                not_after: 1_767_225_600,
+            },
+            CertificateExpiry {
+                listener: b,
+                file: "certs/\"odd\".pem".into(),
+                name: "*.example.com".into(),
+                not_after: 1_767_225_601,
+            },
+        ];
+        let text = render(&[w0.snapshot(), w1.snapshot()], &info);
+        assert_eq!(
+            samples(&text, "strait_tls_handshakes_total"),
+            [
+                r#"strait_tls_handshakes_total{listener="127.0.0.1:8443",version="TLSv1.3",resumed="false"} 2"#,
+                r#"strait_tls_handshakes_total{listener="127.0.0.1:8443",version="TLSv1.3",resumed="true"} 1"#,
+                r#"strait_tls_handshakes_total{listener="[::1]:443",version="TLSv1.2",resumed="false"} 1"#,
+            ]
+        );
+        assert_eq!(
+            samples(&text, "strait_tls_handshake_failures_total"),
+            [
+                r#"strait_tls_handshake_failures_total{listener="127.0.0.1:8443",reason="plaintext"} 2"#,
+                r#"strait_tls_handshake_failures_total{listener="[::1]:443",reason="timeout"} 1"#,
+            ]
+        );
+        assert_eq!(
+            samples(&text, "strait_tls_certificate_expiry_timestamp_seconds"),
+            [
+                r#"strait_tls_certificate_expiry_timestamp_seconds{listener="127.0.0.1:8443",file="certs/api.pem",name="api.example.com"} 1767225600"#,
+                r#"strait_tls_certificate_expiry_timestamp_seconds{listener="[::1]:443",file="certs/\"odd\".pem",name="*.example.com"} 1767225601"#,
             ]
         );
     }

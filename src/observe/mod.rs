@@ -11,12 +11,14 @@ pub mod request_id;
 pub mod trace;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
 use crate::http1::{RequestHead, Version};
+use crate::tls::TlsInfo;
 use access_log::{AccessLog, LineNames, WorkerLog};
 use config::ObservabilityConfig;
 use metrics::{MetricsHub, ScrapeInbox, WorkerMetrics};
@@ -67,6 +69,9 @@ pub struct RequestRecord {
     pub user_agent: Option<Bytes>,
     pub referer: Option<Bytes>,
     pub version: Version,
+    /// The TLS session the request came over (shared with the connection), for the access
+    /// log and the span; `None` over plain TCP.
+    pub tls: Option<Rc<TlsInfo>>,
     /// Index into the snapshot's routes ([`ObserveSections`]), when a route matched.
     pub route: Option<usize>,
     /// Index into the snapshot's `upstreams`, when the request was proxied.
@@ -120,6 +125,7 @@ impl RequestRecord {
             user_agent: None,
             referer: None,
             version: Version::Http11,
+            tls: None,
             route: None,
             upstream: None,
             endpoint: None,

@@ -221,11 +221,13 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, worker: Rc<Wo
     serve_requests(stream, peer, None, worker).await;
 }
 
-/// Runs the TLS handshake on `stream`, then serves requests on the session like
-/// [`serve_connection`]. A failed handshake is counted and closes the connection.
+/// Runs the TLS handshake on `stream`, accepted on `addr` (one of `listener`'s addresses),
+/// then serves requests on the session like [`serve_connection`]. Every handshake is
+/// counted, by its version or its reason to fail; a failed one closes the connection.
 pub async fn serve_tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    addr: SocketAddr,
     listener: Arc<TlsListener>,
     worker: Rc<Worker>,
 ) {
@@ -233,9 +235,19 @@ pub async fn serve_tls_connection(
     match tls::accept::accept(stream, &listener, &worker.handshakes).await {
         Ok((session, info)) => {
             drop(listener);
+            worker
+                .observers
+                .borrow_mut()
+                .metrics
+                .tls_handshake(addr, info.version, info.resumed);
             serve_requests(session, peer, Some(Rc::new(info)), worker).await;
         }
         Err(failure) => {
+            worker
+                .observers
+                .borrow_mut()
+                .metrics
+                .tls_handshake_failed(addr, failure.as_str());
             tracing::debug!(%peer, reason = failure.as_str(), "TLS handshake failed");
         }
     }
@@ -389,6 +401,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let raw = self.buf.split_to(head_end).freeze();
         self.rec = RequestRecord::new(self.peer_text.clone(), Instant::now());
         self.rec.bytes_in = raw.len() as u64;
+        self.rec.tls = self.ctx.tls.clone();
         let keep_alive = match parse_request_head(&raw, &config.server.limits) {
             Ok(mut head) => {
                 self.identify_client(&config, &raw, &head);

@@ -368,6 +368,7 @@ fn serve(stream: monoio::net::TcpStream, peer: SocketAddr, addr: SocketAddr, wor
         Some(tls) => drop(monoio::spawn(serve_tls_connection(
             stream,
             peer,
+            addr,
             tls.clone(),
             worker.clone(),
         ))),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::ConfigError;
+use super::file_stamp::WatchedFile;
 use super::units::{parse_duration, size_value, DurationValue, SizeValue};
 
 /// Validation state: the text (for positions) and the errors found so far.
@@ -108,6 +109,18 @@ impl<'a> Ctx<'a> {
                 self.error(path.span(), key, why);
             })
             .ok()
+    }
+
+    /// [`Ctx::read_relative`] for a file whose changes reload the config (a certificate, a
+    /// key): it is stamped first and added to `watched`, whether or not it can be read.
+    pub fn read_watched(
+        &mut self,
+        path: &Spanned<String>,
+        key: &str,
+        watched: &mut Vec<WatchedFile>,
+    ) -> Option<Vec<u8>> {
+        watched.push(WatchedFile::stamp(self.relative_path(path.get_ref())));
+        self.read_relative(path, key)
     }
 
     /// An `ip:port` (host names are not accepted here: listeners bind addresses).

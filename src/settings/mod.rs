@@ -12,15 +12,18 @@
 //! - Units: [`DurationValue`] and [`SizeValue`] as written, [`parse_duration`],
 //!   [`parse_size`].
 //! - Names and tokens: [`is_token`], [`is_name`], [`is_host_header`], …
+//! - [`FileStamp`], [`WatchedFile`]: files whose changes on disk reload the config.
 
 mod context;
 mod error;
+mod file_stamp;
 pub mod key_path;
 mod names;
 mod units;
 
 pub use context::Ctx;
 pub use error::{ConfigError, ConfigErrors};
+pub use file_stamp::{FileStamp, WatchedFile};
 pub use names::{
     is_host_header, is_name, is_tchar, is_token, normalize_host_pattern, strip_line_end,
 };

@@ -22,7 +22,7 @@ use crate::io::take_buffer;
 pub struct TlsInfo {
     /// `TLSv1.2`, `TLSv1.3`.
     pub version: &'static str,
-    /// The IANA name: `TLS13_AES_128_GCM_SHA256`.
+    /// The IANA name: `TLS_AES_128_GCM_SHA256`, `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`.
     pub cipher: &'static str,
     /// The name the client asked for (SNI), if any.
     pub sni: Option<Box<str>>,
@@ -186,8 +186,7 @@ fn describe(session: &ServerConnection, listener: &TlsListener) -> TlsInfo {
     };
     let cipher = session
         .negotiated_cipher_suite()
-        .and_then(|suite| suite.suite().as_str())
-        .unwrap_or("unknown");
+        .map_or("unknown", |suite| iana_name(suite.suite()));
     TlsInfo {
         version,
         cipher,
@@ -198,6 +197,21 @@ fn describe(session: &ServerConnection, listener: &TlsListener) -> TlsInfo {
             .and_then(|chain| chain.first())
             .and_then(|leaf| client_identity(leaf.as_ref())),
         identity_header: listener.identity_header.clone(),
+    }
+}
+
+/// The IANA registry's name of `suite`, which logs and traces carry (OpenTelemetry's
+/// `tls.cipher` asks for it). rustls names the TLS 1.3 suites `TLS13_…` where IANA says
+/// `TLS_…`; its TLS 1.2 names are IANA's.
+fn iana_name(suite: rustls::CipherSuite) -> &'static str {
+    use rustls::CipherSuite as S;
+    match suite {
+        S::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        S::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        S::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        S::TLS13_AES_128_CCM_SHA256 => "TLS_AES_128_CCM_SHA256",
+        S::TLS13_AES_128_CCM_8_SHA256 => "TLS_AES_128_CCM_8_SHA256",
+        other => other.as_str().unwrap_or("unknown"),
     }
 }
 

@@ -3,7 +3,9 @@
 //! session resumption, client certificates, and the handshake's time and concurrency
 //! bounds. Certificate files are read and checked here (a key that does not match its
 //! certificate, an expired certificate, a file that is not PEM are config errors at the
-//! file's key), so a reload with a broken certificate changes nothing.
+//! file's key), so a reload with a broken certificate changes nothing. The files read are
+//! recorded with their stamps (`TlsListener::files`): when one changes on disk, the
+//! certificate watcher (`control/cert_watch.rs`) reloads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use super::sni::SniResolver;
 use super::tickets;
 use crate::http1::encode::is_rewritten_request_header;
 use crate::http1::headers::is_hop_by_hop;
-use crate::settings::{is_host_header, is_token, Ctx, DurationValue};
+use crate::settings::{is_host_header, is_token, Ctx, DurationValue, WatchedFile};
 
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_HANDSHAKES: i64 = 512;
@@ -72,6 +74,9 @@ pub struct TlsListener {
     /// Where a verified client certificate's identity goes upstream (lower case).
     pub identity_header: Option<Bytes>,
     pub certificates: Vec<CertificateFacts>,
+    /// Every certificate, key and CA file this listener was built from, stamped before it
+    /// was read: what the certificate watcher compares with the files on disk.
+    pub files: Vec<WatchedFile>,
 }
 
 impl std::fmt::Debug for TlsListener {
@@ -166,6 +171,7 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
 
     let mut resolver = SniResolver::default();
     let mut certificates = Vec::new();
+    let mut files = Vec::new();
     if file.certificates.get_ref().is_empty() {
         ctx.error(
             file.certificates.span(),
@@ -175,7 +181,8 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
     }
     for (i, entry) in file.certificates.get_ref().iter().enumerate() {
         let key_of = |field: &str| format!("{}[{i}].{field}", at("certificates"));
-        let Some((key, facts)) = load_certificate(ctx, entry, &provider, &key_of) else {
+        let Some((key, facts)) = load_certificate(ctx, entry, &provider, &key_of, &mut files)
+        else {
             continue;
         };
         let key = Arc::new(key);
@@ -216,7 +223,7 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
             }
         },
     };
-    let verifier = client_verifier(ctx, file, client_auth, &provider, &at);
+    let verifier = client_verifier(ctx, file, client_auth, &provider, &at, &mut files);
 
     let identity_header = file.client_identity_header.as_ref().and_then(|name| {
         let text = name.get_ref();
@@ -269,6 +276,7 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
         client_auth,
         identity_header,
         certificates,
+        files,
     })
 }
 
@@ -279,9 +287,10 @@ fn load_certificate(
     entry: &FileCertificate,
     provider: &rustls::crypto::CryptoProvider,
     key_of: &dyn Fn(&str) -> String,
+    watched: &mut Vec<WatchedFile>,
 ) -> Option<(CertifiedKey, CertificateFacts)> {
-    let cert_pem = ctx.read_relative(&entry.cert, &key_of("cert"));
-    let key_pem = ctx.read_relative(&entry.key, &key_of("key"));
+    let cert_pem = ctx.read_watched(&entry.cert, &key_of("cert"), watched);
+    let key_pem = ctx.read_watched(&entry.key, &key_of("key"), watched);
     let (cert_pem, key_pem) = (cert_pem?, key_pem?);
     let chain = match read_chain(&cert_pem) {
         Ok(chain) => chain,
@@ -433,6 +442,7 @@ fn client_verifier(
     auth: ClientAuth,
     provider: &Arc<rustls::crypto::CryptoProvider>,
     at: &dyn Fn(&str) -> String,
+    watched: &mut Vec<WatchedFile>,
 ) -> Option<Arc<dyn ClientCertVerifier>> {
     let ca = match (&file.client_ca, auth) {
         (None, ClientAuth::None) => return Some(WebPkiClientVerifier::no_client_auth()),
@@ -455,7 +465,7 @@ fn client_verifier(
         );
         return None;
     }
-    let pem = ctx.read_relative(ca, &at("client_ca"))?;
+    let pem = ctx.read_watched(ca, &at("client_ca"), watched)?;
     let mut roots = rustls::RootCertStore::empty();
     let added = read_chain(&pem).map(|chain| roots.add_parsable_certificates(chain));
     match added {

@@ -219,9 +219,21 @@ pub(crate) enum Field {
     Route,
     Upstream,
     Endpoint,
+    /// The name the client asked for in its TLS handshake (SNI).
+    TlsServerName,
 }
 
-pub(crate) const FIELD_COUNT: usize = 9;
+pub(crate) const FIELD_COUNT: usize = 10;
+
+/// The TLS session a span's request came over (its SNI name is [`Field::TlsServerName`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpanTls {
+    /// `1.2`, `1.3`: OpenTelemetry's `tls.protocol.version` is the number alone.
+    pub(crate) version: &'static str,
+    /// The IANA name of the cipher suite.
+    pub(crate) cipher: &'static str,
+    pub(crate) resumed: bool,
+}
 
 /// One finished, sampled request as the exporter encodes it: ids, times, status, and the
 /// text fields copied into one buffer.
@@ -232,6 +244,8 @@ pub(crate) struct SpanData {
     pub(crate) end_unix_nanos: u64,
     pub(crate) status: u16,
     pub(crate) version: Version,
+    /// `None` over plain TCP.
+    pub(crate) tls: Option<SpanTls>,
     text: Vec<u8>,
     /// `(start, end)` in `text` per [`Field`]; `None` when absent.
     fields: [Option<(u32, u32)>; FIELD_COUNT],
@@ -245,6 +259,7 @@ impl SpanData {
             end_unix_nanos,
             status: 0,
             version: Version::Http11,
+            tls: None,
             text: Vec::new(),
             fields: [None; FIELD_COUNT],
         }
@@ -290,6 +305,11 @@ impl SpanData {
             + rec.user_agent.as_ref().map_or(0, |u| u.len())
             + route_pattern.len()
             + upstream.len()
+            + rec
+                .tls
+                .as_ref()
+                .and_then(|t| t.sni.as_ref())
+                .map_or(0, |n| n.len())
             + 48;
         span.text.reserve_exact(text_len);
         span.set(Field::Method, &rec.method);
@@ -315,6 +335,16 @@ impl SpanData {
         }
         if let Some(endpoint) = rec.endpoint {
             span.set_addr(Field::Endpoint, endpoint);
+        }
+        if let Some(tls) = rec.tls.as_deref() {
+            span.tls = Some(SpanTls {
+                version: tls.version.strip_prefix("TLSv").unwrap_or(tls.version),
+                cipher: tls.cipher,
+                resumed: tls.resumed,
+            });
+            if let Some(name) = tls.sni.as_deref() {
+                span.set(Field::TlsServerName, name.as_bytes());
+            }
         }
         span
     }

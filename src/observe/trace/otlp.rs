@@ -93,6 +93,7 @@ fn encode_span(span: &SpanData, out: &mut Vec<u8>) {
         (Field::Route, "http.route"),
         (Field::Upstream, "strait.upstream"),
         (Field::Endpoint, "strait.endpoint"),
+        (Field::TlsServerName, "tls.client.server_name"),
     ] {
         if let Some(value) = span.get(field) {
             attr(out, key, value);
@@ -103,6 +104,15 @@ fn encode_span(span: &SpanData, out: &mut Vec<u8>) {
         Version::Http11 => b"1.1",
     };
     attr(out, "network.protocol.version", version);
+    if let Some(tls) = span.tls {
+        attr(out, "tls.protocol.name", b"tls");
+        attr(out, "tls.protocol.version", tls.version.as_bytes());
+        attr(out, "tls.cipher", tls.cipher.as_bytes());
+        let resumed: &[u8] = if tls.resumed { b"true" } else { b"false" };
+        out.extend_from_slice(b",{\"key\":\"tls.resumed\",\"value\":{\"boolValue\":");
+        out.extend_from_slice(resumed);
+        out.extend_from_slice(b"}}");
+    }
     let is_error = span.status >= 500;
     let mut status = itoa::Buffer::new();
     let status = status.format(span.status).as_bytes();
@@ -251,6 +261,7 @@ mod tests {
             "200"
         );
         assert!(attr(&a, "error.type").is_none());
+        assert!(attr(&a, "tls.protocol.version").is_none(), "plain TCP");
         // Every attribute value is exactly one of the two kinds used.
         for (key, value) in &a {
             let obj = value.as_object().unwrap();
@@ -278,6 +289,45 @@ mod tests {
             attr(&a, "user_agent.original").unwrap()["stringValue"],
             "a \"quoted\"\\ \u{1} \u{fffd} agent"
         );
+    }
+
+    #[test]
+    fn a_request_over_tls_carries_the_session_attributes() {
+        let mut rec = record(Some(ctx(true)));
+        let session = |sni: Option<&str>, resumed| {
+            Some(std::rc::Rc::new(crate::tls::TlsInfo {
+                identity_header: None,
+                version: "TLSv1.2",
+                cipher: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                sni: sni.map(Into::into),
+                resumed,
+                client: None,
+            }))
+        };
+        rec.tls = session(Some("api.example.com"), true);
+        let named = SpanData::from_record(ctx(true), "", "", &rec, Instant::now());
+        rec.tls = session(None, false);
+        let unnamed = SpanData::from_record(ctx(true), "", "", &rec, Instant::now());
+        let mut out = Vec::new();
+        encode_export_request("gw", &[named, unnamed], &mut out);
+        let json: Value = serde_json::from_slice(&out).expect("valid JSON");
+        let spans = &json["resourceSpans"][0]["scopeSpans"][0]["spans"];
+
+        let a = attrs(&spans[0]);
+        let s = |a: &[(String, Value)], k: &str| attr(a, k).map(|v| v["stringValue"].clone());
+        assert_eq!(s(&a, "tls.protocol.name").unwrap(), "tls");
+        assert_eq!(s(&a, "tls.protocol.version").unwrap(), "1.2");
+        assert_eq!(
+            s(&a, "tls.cipher").unwrap(),
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+        );
+        assert_eq!(s(&a, "tls.client.server_name").unwrap(), "api.example.com");
+        assert_eq!(attr(&a, "tls.resumed").unwrap()["boolValue"], true);
+
+        let a = attrs(&spans[1]);
+        assert!(attr(&a, "tls.client.server_name").is_none(), "no SNI");
+        assert_eq!(attr(&a, "tls.resumed").unwrap()["boolValue"], false);
+        assert_eq!(s(&a, "tls.protocol.version").unwrap(), "1.2");
     }
 
     #[test]
