@@ -185,8 +185,7 @@ pub fn connect_tls(
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, std::io::Error> {
     let server_name = rustls_pki_types::ServerName::try_from(name.to_owned())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let conn = rustls::ClientConnection::new(config, server_name)
-        .map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(config, server_name).map_err(std::io::Error::other)?;
     let tcp = std::net::TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(super::DEADLINE))?;
     let mut stream = rustls::StreamOwned::new(conn, tcp);
