@@ -448,11 +448,12 @@ impl<'w, S: Snapshot> Client<'w, S> {
                 let server_name = config
                     .tls
                     .as_ref()
-                    .map(|tls| tls.server_name(target).to_str().into_owned());
+                    .map(|tls| tls.server_name(target).to_str().into_owned())
+                    .unwrap_or_default();
                 tracing::warn!(
                     upstream = %config.name,
                     endpoint = %target.addr,
-                    server_name = server_name.unwrap_or_default(),
+                    %server_name,
                     %reason,
                     "upstream TLS handshake failed"
                 );
