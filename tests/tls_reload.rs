@@ -241,8 +241,10 @@ fn a_broken_replacement_is_kept_out_reported_once_and_a_fixed_one_goes_in() {
         assert!(error.starts_with(&key_at), "{error}");
         assert_eq!(status["generation"], 1, "nothing was swapped in");
         assert_eq!(served_now(addr, &ca), leaf(&good), "case {i}");
-        let log = strait.log_text();
-        assert!(log.contains(expected.as_str()), "{log}");
+        // The log reaches the test through a pipe: it may trail the status.
+        wait_until("the failure in the log", || {
+            strait.log_text().contains(expected.as_str())
+        });
     }
     // One attempt per broken state, however many polls passed.
     let fixed = ca.server(&["localhost"], Key::Ed25519);

@@ -34,6 +34,7 @@ use crate::observe::metrics::MetricsHub;
 use crate::ratelimit::redis_sync::ClusterHub;
 use crate::runtime::sd_notify;
 use crate::upstream::config::{Endpoint, UpstreamConfig};
+use crate::upstream::tls::share_sessions;
 use crate::upstream::{share_tables, HealthRegistry};
 
 /// Where the config text is read from, at startup and on every reload.
@@ -316,8 +317,11 @@ impl Control {
     /// Attaches the shared upstream state to `config` and publishes it.
     fn swap(&self, mut config: Config) {
         // Any snapshot's table serves an upstream with the same endpoints, so a concurrent
-        // swap (a reload beside a registration) cannot hand out a wrong one.
-        share_tables(&mut config.upstreams, &self.current().upstreams);
+        // swap (a reload beside a registration) cannot hand out a wrong one; the same holds
+        // for a TLS client config and its session cache, kept for the same settings.
+        let current = self.current();
+        share_tables(&mut config.upstreams, &current.upstreams);
+        share_sessions(&mut config.upstreams, &current.upstreams);
         start_jwks_refreshers(&config);
         self.health.publish(config, &self.config);
         self.generation.fetch_add(1, Ordering::AcqRel);

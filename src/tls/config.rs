@@ -383,7 +383,7 @@ fn load_certificate(
 }
 
 /// Every certificate of a PEM file, leaf first.
-fn read_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("not a PEM certificate file: {e}"))?;

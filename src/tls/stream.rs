@@ -101,6 +101,12 @@ where
         &self.io
     }
 
+    /// Whether plaintext or ciphertext already read from the socket waits here: the peer
+    /// sent bytes nobody asked for yet (an idle pooled connection must have none).
+    pub fn has_buffered_input(&self) -> bool {
+        self.buffered
+    }
+
     /// Writes every record rustls has queued (handshake messages, alerts, data).
     async fn send_records(&mut self) -> io::Result<()> {
         while self.tls.wants_write() {

@@ -26,12 +26,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::net::TcpStream;
 
 use super::config::UpstreamId;
 use super::in_flight::{Connecting, InFlight};
 use super::retry::{self, Attempt, Decision, TryEnd, MAX_TRIES};
-use super::{Snapshot, UpstreamConn, WorkerUpstreams};
+use super::stream::OpenError;
+use super::{Snapshot, UpstreamConn, UpstreamStream, WorkerUpstreams};
 use crate::deadline;
 use crate::error::{ProxyError, Retry};
 use crate::http1::{find_head_end, parse_response_head, ResponseHead};
@@ -431,19 +431,34 @@ impl<'w, S: Snapshot> Client<'w, S> {
             }
         }
         let connecting = Connecting::start(self.upstreams, self.config, self.id);
-        let addr = config.endpoints[endpoint].addr;
-        let connected = deadline::timeout(timeout, TcpStream::connect_addr(addr)).await;
+        let target = &config.endpoints[endpoint];
+        // A TLS handshake counts against the connect timeout.
+        let opened = UpstreamStream::open(target, config.tls.as_ref());
+        let connected = deadline::timeout(timeout, opened).await;
         drop(connecting);
         match connected {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(UpstreamConn {
-                    stream,
-                    buf: take_buffer(),
-                    reused: false,
-                })
+            Ok(Ok(stream)) => Ok(UpstreamConn {
+                stream,
+                buf: take_buffer(),
+                reused: false,
+            }),
+            Ok(Err(OpenError::Connect(_))) => Err(TryError::Upstream(ProxyError::UpstreamConnect)),
+            Ok(Err(OpenError::Tls(reason))) => {
+                // The client sees a 502: the operator needs rustls' reason.
+                let server_name = config
+                    .tls
+                    .as_ref()
+                    .map(|tls| tls.server_name(target).to_str().into_owned())
+                    .unwrap_or_default();
+                tracing::warn!(
+                    upstream = %config.name,
+                    endpoint = %target.addr,
+                    %server_name,
+                    %reason,
+                    "upstream TLS handshake failed"
+                );
+                Err(TryError::Upstream(ProxyError::UpstreamConnect))
             }
-            Ok(Err(_)) => Err(TryError::Upstream(ProxyError::UpstreamConnect)),
             Err(_) => Err(TryError::Upstream(ProxyError::UpstreamConnectTimeout)),
         }
     }

@@ -1,6 +1,7 @@
 //! `[upstreams.NAME]`: endpoints (IP literals, or host names resolved at build), pooling,
 //! balancing, active health checks, outlier detection, retries and circuit-breaker limits;
-//! the serde mirror, the runtime types and the validation between them.
+//! the serde mirror, the runtime types and the validation between them. `tls` has its own
+//! module (`tls.rs`).
 //!
 //! The build resolves endpoint host names through the [`Resolve`] function it is given:
 //! the one lookup a config build makes (off the request path: main, admin or resolver
@@ -15,6 +16,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+use super::tls::{FileUpstreamTls, UpstreamTls};
 use crate::settings::{
     is_host_header, is_name, is_token, show_duration, Ctx, DurationValue, SizeValue,
 };
@@ -74,6 +76,8 @@ pub struct FileUpstream {
     pub retry: FileRetry,
     #[serde(default)]
     pub limits: FileBreakerLimits,
+    /// `true`, or a table of TLS settings (`tls.rs`).
+    pub tls: Option<Spanned<FileUpstreamTls>>,
 }
 
 /// `[upstreams.NAME.health]`: active checks.
@@ -217,6 +221,8 @@ pub struct UpstreamConfig {
     pub outlier: OutlierConfig,
     pub retry: RetryPolicy,
     pub limits: BreakerLimits,
+    /// TLS to the endpoints; plain TCP when `None`.
+    pub tls: Option<UpstreamTls>,
     /// Host names among the endpoints are re-resolved this often (off the request path).
     pub resolve_interval: Duration,
     /// What all workers share of this upstream (Maglev table, health flags): empty from the
@@ -371,6 +377,15 @@ pub(crate) fn build(
         let outlier = outlier(ctx, &upstream.outlier, &format!("{prefix}.outlier"));
         let retry = retry_policy(ctx, &upstream.retry, &format!("{prefix}.retry"));
         let limits = breaker_limits(ctx, &upstream.limits, &format!("{prefix}.limits"));
+        let tls = upstream.tls.as_ref().and_then(|tls| {
+            super::tls::build(
+                ctx,
+                tls,
+                &format!("{prefix}.tls"),
+                name.get_ref(),
+                &endpoints,
+            )
+        });
         let resolve_interval = ctx.duration(
             &upstream.resolve_interval,
             &format!("{prefix}.resolve_interval"),
@@ -386,6 +401,7 @@ pub(crate) fn build(
             outlier,
             retry,
             limits,
+            tls,
             resolve_interval,
             shared: Default::default(),
         });

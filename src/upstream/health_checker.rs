@@ -1,7 +1,8 @@
 //! Active health checks: one thread for the whole process, off the workers.
 //!
 //! The thread runs its own monoio runtime (epoll driver, timer) with one task per checked
-//! endpoint. Each task probes its endpoint every `interval` — a fresh connection, `METHOD
+//! endpoint. Each task probes its endpoint every `interval` — a fresh connection (TLS when
+//! the upstream's is: the same session settings as the workers' connections), `METHOD
 //! PATH HTTP/1.1` with `Connection: close`, the response head read within `timeout` — and
 //! feeds the outcome to a [`HealthState`]; when that flips, the endpoint's shared
 //! [`EndpointHealth`](crate::upstream::health::EndpointHealth) flag is written, which the
@@ -29,12 +30,14 @@ use arc_swap::ArcSwap;
 use bytes::{Buf, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use monoio::{LegacyDriver, RuntimeBuilder};
 
 use crate::http1::{find_head_end, parse_response_head};
-use crate::upstream::config::{HealthCheckConfig, UpstreamConfig};
+use crate::tls::HandshakeError;
+use crate::upstream::config::{Endpoint, HealthCheckConfig, UpstreamConfig};
 use crate::upstream::health::HealthRegistry;
+use crate::upstream::stream::{OpenError, UpstreamStream};
+use crate::upstream::tls::UpstreamTls;
 use crate::upstream::Snapshot;
 
 /// How often the supervisor looks for a new config snapshot or an ended task.
@@ -131,20 +134,24 @@ async fn supervise<S: Snapshot>(
     }
 }
 
-/// The health check config of `addr` in upstream `name`, if it is still configured and
-/// checked.
-fn target_config(
-    upstreams: &[UpstreamConfig],
-    name: &str,
-    addr: SocketAddr,
-) -> Option<HealthCheckConfig> {
+/// What probing one endpoint takes from the served config.
+struct Target {
+    check: HealthCheckConfig,
+    endpoint: Endpoint,
+    /// The upstream's TLS: the probe speaks it too.
+    tls: Option<UpstreamTls>,
+}
+
+/// The health check of `addr` in upstream `name`, if it is still configured and checked.
+fn target_config(upstreams: &[UpstreamConfig], name: &str, addr: SocketAddr) -> Option<Target> {
     let upstream = upstreams.iter().find(|u| u.name == name)?;
     let health = upstream.health.as_ref()?;
-    upstream
-        .endpoints
-        .iter()
-        .any(|e| e.addr == addr)
-        .then(|| health.clone())
+    let endpoint = upstream.endpoints.iter().find(|e| e.addr == addr)?;
+    Some(Target {
+        check: health.clone(),
+        endpoint: endpoint.clone(),
+        tls: upstream.tls.clone(),
+    })
 }
 
 /// Probes one endpoint until its config no longer asks for it.
@@ -157,9 +164,10 @@ async fn check_endpoint<S: Snapshot>(
     let (name, addr) = (key.0.as_str(), key.1);
     let mut state: Option<HealthState> = None;
     loop {
-        let Some(check) = target_config(shared.load().upstreams(), name, addr) else {
+        let Some(target) = target_config(shared.load().upstreams(), name, addr) else {
             break;
         };
+        let check = &target.check;
         // Looked up each round: after the endpoint was removed and added back, the workers
         // hold a new flag, and this is the one they read.
         let flag = registry.endpoint(name, addr);
@@ -173,7 +181,7 @@ async fn check_endpoint<S: Snapshot>(
         }
 
         let started = Instant::now();
-        let outcome = probe(addr, &check).await;
+        let outcome = probe(&target.endpoint, target.tls.as_ref(), check).await;
         match &outcome {
             Ok(status) => {
                 tracing::trace!(upstream = name, endpoint = %addr, status, "health check passed")
@@ -308,6 +316,8 @@ impl HealthState {
 pub enum ProbeError {
     #[error("connect failed: {0}")]
     Connect(std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(HandshakeError),
     #[error("no response head within {0:?}")]
     Timeout(Duration),
     #[error("i/o error: {0}")]
@@ -343,13 +353,19 @@ pub fn render_request(check: &HealthCheckConfig, addr: SocketAddr) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Probes `addr` once: connect, send, read the response head, all within `check.timeout`.
-/// `Ok` carries an expected status; anything else is an error saying why.
-pub async fn probe(addr: SocketAddr, check: &HealthCheckConfig) -> Result<u16, ProbeError> {
-    let request = render_request(check, addr);
+/// Probes `endpoint` once: connect (and TLS handshake, with `tls`), send, read the
+/// response head, all within `check.timeout`. `Ok` carries an expected status; anything
+/// else is an error saying why.
+pub async fn probe(
+    endpoint: &Endpoint,
+    tls: Option<&UpstreamTls>,
+    check: &HealthCheckConfig,
+) -> Result<u16, ProbeError> {
+    let request = render_request(check, endpoint.addr);
     let is_head = check.method.eq_ignore_ascii_case("HEAD");
     // The connection is dropped on expiry; on the epoll driver nothing is left in flight.
-    let status = monoio::time::timeout(check.timeout, exchange(addr, request, is_head))
+    let exchanged = exchange(endpoint, tls, request, is_head);
+    let status = monoio::time::timeout(check.timeout, exchanged)
         .await
         .map_err(|_| ProbeError::Timeout(check.timeout))??;
     if is_expected(&check.expect, status) {
@@ -360,11 +376,18 @@ pub async fn probe(addr: SocketAddr, check: &HealthCheckConfig) -> Result<u16, P
 }
 
 /// Sends `request` on a new connection and returns the final response's status.
-async fn exchange(addr: SocketAddr, request: Vec<u8>, is_head: bool) -> Result<u16, ProbeError> {
-    let mut stream = TcpStream::connect_addr(addr)
+async fn exchange(
+    endpoint: &Endpoint,
+    tls: Option<&UpstreamTls>,
+    request: Vec<u8>,
+    is_head: bool,
+) -> Result<u16, ProbeError> {
+    let mut stream = UpstreamStream::open(endpoint, tls)
         .await
-        .map_err(ProbeError::Connect)?;
-    let _ = stream.set_nodelay(true);
+        .map_err(|e| match e {
+            OpenError::Connect(e) => ProbeError::Connect(e),
+            OpenError::Tls(e) => ProbeError::Tls(e),
+        })?;
     let (written, _) = stream.write_all(request).await;
     written.map_err(ProbeError::Io)?;
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -553,6 +576,16 @@ mod tests {
         (addr, rx)
     }
 
+    /// A probe of the plain endpoint at `addr`.
+    async fn probe_at(addr: SocketAddr, check: &HealthCheckConfig) -> Result<u16, ProbeError> {
+        let endpoint = Endpoint {
+            addr,
+            weight: 1,
+            hostname: None,
+        };
+        probe(&endpoint, None, check).await
+    }
+
     fn run<F: std::future::Future>(f: F) -> F::Output {
         RuntimeBuilder::<LegacyDriver>::new()
             .enable_timer()
@@ -565,7 +598,7 @@ mod tests {
     fn probe_outcomes() {
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         let (addr, rx) = server(Some(ok), 1);
-        assert_eq!(run(probe(addr, &check("/health", 1000))).unwrap(), 200);
+        assert_eq!(run(probe_at(addr, &check("/health", 1000))).unwrap(), 200);
         let head = rx.recv().unwrap();
         assert!(head.starts_with("GET /health HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
@@ -579,36 +612,36 @@ mod tests {
             Some(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nServer: x\r\n\r\n"),
             13,
         );
-        assert_eq!(run(probe(addr, &check("/", 1000))).unwrap(), 204);
+        assert_eq!(run(probe_at(addr, &check("/", 1000))).unwrap(), 204);
 
         let (addr, _rx) = server(Some(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"), 1);
         assert!(matches!(
-            run(probe(addr, &check("/", 1000))),
+            run(probe_at(addr, &check("/", 1000))),
             Err(ProbeError::Status(500))
         ));
 
         let (addr, _rx) = server(Some(b"HELLO\r\n\r\n"), 1);
         assert!(matches!(
-            run(probe(addr, &check("/", 1000))),
+            run(probe_at(addr, &check("/", 1000))),
             Err(ProbeError::BadResponse)
         ));
 
         let (addr, _rx) = server(Some(b""), 1);
         assert!(matches!(
-            run(probe(addr, &check("/", 1000))),
+            run(probe_at(addr, &check("/", 1000))),
             Err(ProbeError::Closed)
         ));
 
         let (addr, _rx) = server(Some(b"HTTP/1.1 200 OK\r\n"), 1);
         assert!(matches!(
-            run(probe(addr, &check("/", 1000))),
+            run(probe_at(addr, &check("/", 1000))),
             Err(ProbeError::Closed)
         ));
 
         let (addr, _rx) = server(None, 1);
         let started = Instant::now();
         assert!(matches!(
-            run(probe(addr, &check("/", 50))),
+            run(probe_at(addr, &check("/", 50))),
             Err(ProbeError::Timeout(_))
         ));
         assert!(started.elapsed() < Duration::from_millis(400));
@@ -619,7 +652,7 @@ mod tests {
             .local_addr()
             .unwrap();
         assert!(matches!(
-            run(probe(closed, &check("/", 1000))),
+            run(probe_at(closed, &check("/", 1000))),
             Err(ProbeError::Connect(_))
         ));
     }
@@ -637,7 +670,7 @@ mod tests {
         });
         let (addr, _rx) = server(Some(big.as_slice()), 1);
         assert!(matches!(
-            run(probe(addr, &check("/", 1000))),
+            run(probe_at(addr, &check("/", 1000))),
             Err(ProbeError::HeadTooLarge)
         ));
     }

@@ -10,9 +10,9 @@
 //! head, outcome recording and retries.
 //!
 //! When a reload brings a new snapshot, the state is rebuilt for it, but every endpoint
-//! that is still there (same upstream name, same address, same pool settings) keeps its warm
-//! pool and its outlier record. A request that started on an older snapshot still finishes
-//! on it: its connection is simply not returned to a pool that no longer matches.
+//! that is still there (same upstream name, same address, same pool and TLS settings) keeps
+//! its warm pool and its outlier record. A request that started on an older snapshot still
+//! finishes on it: its connection is simply not returned to a pool that no longer matches.
 
 pub mod health_checker;
 
@@ -29,12 +29,15 @@ pub mod pool;
 pub mod retry;
 pub mod shared;
 pub mod snapshot;
+pub mod stream;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use self::config::{UpstreamConfig, UpstreamId};
+use self::tls::UpstreamTls;
 
 pub use balancer::Balancer;
 pub use budget::RetryBudget;
@@ -43,6 +46,7 @@ pub use outlier::Outlier;
 pub use pool::{EndpointPool, UpstreamConn};
 pub use shared::{share_tables, SharedUpstream};
 pub use snapshot::Snapshot;
+pub use stream::UpstreamStream;
 
 /// One endpoint's per-worker state.
 pub struct EndpointState {
@@ -156,6 +160,17 @@ impl UpstreamState {
     }
 }
 
+/// Whether connections opened under `was` may serve `now`: both plain, or TLS with the same
+/// settings and files (the pooled connections were verified, and present a client
+/// certificate, as `now` asks).
+fn same_tls(was: &Option<UpstreamTls>, now: &Option<UpstreamTls>) -> bool {
+    match (was, now) {
+        (None, None) => true,
+        (Some(was), Some(now)) => was.is_same_as(now),
+        _ => false,
+    }
+}
+
 /// The worker's upstream state and the snapshot it was built for.
 pub struct WorkerUpstreams {
     built_for: Arc<dyn Snapshot>,
@@ -195,10 +210,10 @@ impl WorkerUpstreams {
 
     fn rebuilt_for<S: Snapshot>(self, config: &Arc<S>) -> WorkerUpstreams {
         let old_config = self.built_for;
-        let mut old: Vec<(String, SocketAddr, EndpointState)> = Vec::new();
+        let mut old: Vec<(&UpstreamConfig, SocketAddr, EndpointState)> = Vec::new();
         for (state, upstream) in self.upstreams.into_iter().zip(old_config.upstreams()) {
             for (endpoint, config) in state.endpoints.into_iter().zip(&upstream.endpoints) {
-                old.push((upstream.name.clone(), config.addr, endpoint));
+                old.push((upstream, config.addr, endpoint));
             }
         }
         let upstreams = config
@@ -211,8 +226,11 @@ impl WorkerUpstreams {
                     .endpoints
                     .iter()
                     .map(|e| {
-                        let kept = old.iter().position(|(name, addr, state)| {
-                            *name == u.name && *addr == e.addr && state.pool.config() == &u.pool
+                        let kept = old.iter().position(|(was, addr, state)| {
+                            was.name == u.name
+                                && *addr == e.addr
+                                && state.pool.config() == &u.pool
+                                && same_tls(&was.tls, &u.tls)
                         });
                         let mut state = match kept {
                             Some(i) => old.swap_remove(i).2,

@@ -6,17 +6,17 @@
 //! `max_idle` cap is only a bound; set low, it makes busy workers close and reopen.
 //! Connections come back only after a response was read completely and the upstream left
 //! the connection open with nothing unread. A connection is not reused past the pool's idle
-//! timeout, and one that sat idle for a while is probed first (a non-blocking peek): if the
-//! upstream closed it meanwhile, the request never touches it.
+//! timeout, and one that sat idle for a while is probed first (a non-blocking peek at the
+//! socket, and for TLS at the session's buffers): if the upstream closed it meanwhile, the
+//! request never touches it.
 
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use monoio::net::TcpStream;
 
 use super::config::PoolConfig;
+use super::stream::UpstreamStream;
 use crate::io::{give_back, take_buffer};
 
 /// Idle longer than this, a pooled connection is probed before reuse. Below it, the
@@ -25,7 +25,7 @@ const PROBE_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// An open connection to an upstream endpoint and its read buffer.
 pub struct UpstreamConn {
-    pub stream: TcpStream,
+    pub stream: UpstreamStream,
     pub buf: BytesMut,
     /// Taken from the pool rather than freshly connected.
     pub reused: bool,
@@ -57,7 +57,7 @@ impl EndpointPool {
                 self.idle.clear();
                 return None;
             }
-            if idle >= PROBE_AFTER_IDLE && !is_open_and_quiet(&conn.stream) {
+            if idle >= PROBE_AFTER_IDLE && !conn.stream.is_open_and_quiet() {
                 continue;
             }
             conn.reused = true;
@@ -94,20 +94,4 @@ impl EndpointPool {
     pub fn idle_count(&self) -> usize {
         self.idle.len()
     }
-}
-
-/// True when the peer has neither closed the connection nor sent unsolicited bytes.
-fn is_open_and_quiet(stream: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: recv writes at most 1 byte into `byte`, which lives for the call; the fd is
-    // owned by `stream` and open.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
