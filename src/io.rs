@@ -64,6 +64,17 @@ impl WaitReadable for TcpStream {
     }
 }
 
+/// Ending a connection the way its protocol asks. TLS says close_notify first (RFC 8446
+/// §6.1): the peer can then tell the end from a truncation, and OpenSSL clients keep the
+/// session to resume only from a connection that ended so. Plain TCP has nothing to say.
+pub trait CloseNotify {
+    fn close_notify(&mut self) -> impl Future<Output = ()>;
+}
+
+impl CloseNotify for TcpStream {
+    async fn close_notify(&mut self) {}
+}
+
 /// Why a read brought nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadFail {

@@ -197,3 +197,90 @@ fn sessions_resume_on_any_worker_through_openssl() {
         }
     }
 }
+
+#[test]
+fn every_answer_says_close_notify_before_the_close() {
+    let dir = scratch_dir();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.server(&["localhost"], Key::P256).write(&dir, "site");
+    let port = free_port();
+    let _strait = Strait::start(&tls_config(
+        port,
+        &format!("certificates = [{{ cert = {cert:?}, key = {key:?} }}]\n"),
+    ));
+    let mut stream =
+        connect_tls(tls_addr(port), "localhost", client_config(&ca.pem, None)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // rustls reports an end without close_notify as UnexpectedEof (a possible truncation).
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(answer.ends_with(b"hello\n"));
+}
+
+#[test]
+fn silent_connections_take_no_handshake_slot() {
+    let dir = scratch_dir();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.server(&["localhost"], Key::P256).write(&dir, "site");
+    let port = free_port();
+    let _strait = Strait::start(&tls_config(
+        port,
+        &format!("certificates = [{{ cert = {cert:?}, key = {key:?} }}]\nmax_handshakes = 4\n"),
+    ));
+    let silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(tls_addr(port)).unwrap())
+        .collect();
+    for _ in 0..3 {
+        let mut client =
+            connect_tls(tls_addr(port), "localhost", client_config(&ca.pem, None)).unwrap();
+        assert_eq!(get(&mut client).0, "HTTP/1.1 200 OK");
+    }
+    drop(silent);
+}
+
+#[test]
+fn hsts_goes_on_every_answer_of_the_listener_and_only_there() {
+    let upstream = common::Upstream::start(|_| {
+        b"HTTP/1.1 200 OK\r\nstrict-transport-security: max-age=1\r\ncontent-length: 2\r\n\r\nup"
+            .to_vec()
+    });
+    let dir = scratch_dir();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.server(&["localhost"], Key::P256).write(&dir, "site");
+    let port = free_port();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[server.tls]]\nlisten = [\"127.0.0.1:{port}\"]\n\
+         certificates = [{{ cert = {cert:?}, key = {key:?} }}]\n\
+         hsts = \"max-age=31536000; includeSubDomains\"\n\n\
+         [upstreams.up]\nendpoints = [\"{}\"]\n\n\
+         [[routes]]\nname = \"mock\"\npath = \"/mock\"\nmock = {{ status = 200, body = \"hello\\n\" }}\n\n\
+         [[routes]]\nname = \"up\"\npath = \"/up\"\nupstream = \"up\"\n",
+        upstream.addr
+    );
+    let strait = Strait::start(&config);
+    let want = "max-age=31536000; includeSubDomains";
+    for (path, status) in [("/mock", 200), ("/up", 200), ("/nowhere", 404)] {
+        let mut tls =
+            connect_tls(tls_addr(port), "localhost", client_config(&ca.pem, None)).unwrap();
+        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .unwrap();
+        let response = common::Reader::new(&mut tls).read_response("GET").unwrap();
+        assert_eq!(response.status, status, "{path}");
+        assert_eq!(
+            response.headers_named("strict-transport-security"),
+            [want],
+            "{path}: one header, the listener's"
+        );
+        // Plain HTTP never carries it (RFC 6797 §7.2).
+        let plain = strait.request(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        assert_eq!(plain.status, status);
+        let upstream_copy: &[&str] = if path == "/up" { &["max-age=1"] } else { &[] };
+        assert_eq!(
+            plain.headers_named("strict-transport-security"),
+            upstream_copy
+        );
+    }
+}

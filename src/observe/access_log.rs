@@ -896,6 +896,7 @@ mod tests {
         let tls = |sni: Option<&str>, resumed| {
             Some(std::rc::Rc::new(crate::tls::TlsInfo {
                 identity_header: None,
+                hsts: None,
                 version: "TLSv1.3",
                 cipher: "TLS_AES_128_GCM_SHA256",
                 sni: sni.map(Into::into),

@@ -376,7 +376,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
     fn write_head(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
         let action = self.action;
         let endpoint_host;
-        let host = if action.preserve_host {
+        // A client without a Host (HTTP/1.0 may omit it) leaves nothing to preserve: the
+        // upstream gets the name it would get without `preserve_host`, as nginx sends.
+        let host = if action.preserve_host && self.head.authority(self.raw).is_some() {
             UpstreamHost::Preserve
         } else if let Some(rewrite) = &action.host_rewrite {
             UpstreamHost::Rewrite(rewrite.as_bytes())

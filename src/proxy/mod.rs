@@ -38,7 +38,7 @@ use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
 use crate::io::{
-    give_back, read_more, take_buffer, write_out, ReadFail, WaitReadable, BUFFER_BYTES,
+    give_back, read_more, take_buffer, write_out, CloseNotify, ReadFail, WaitReadable, BUFFER_BYTES,
 };
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
@@ -253,7 +253,7 @@ pub async fn serve_tls_connection(
     }
 }
 
-async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable>(
+async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify>(
     stream: S,
     peer: SocketAddr,
     tls: Option<Rc<TlsInfo>>,
@@ -270,7 +270,8 @@ async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable>(
         if idle.ahead.is_empty() {
             match wait_for_request(&idle.stream, &worker, first).await {
                 NextHead::Head(_) => {}
-                NextHead::Closed | NextHead::Fail(_) => return,
+                NextHead::Closed => break,
+                NextHead::Fail(_) => return,
                 NextHead::Drained => {
                     // Boxed, like a request: only a draining connection needs its state.
                     Box::pin(drain::linger_close(&mut idle.stream, &mut idle.ahead)).await;
@@ -282,12 +283,13 @@ async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable>(
         // Boxed: the request's future (filters, the upstream exchange, body pumps) is
         // several kilobytes, and lives only while a request does.
         let (keep_alive, back) = Box::pin(conn.serve_request(first)).await;
-        if !keep_alive {
-            return;
-        }
         idle = back;
+        if !keep_alive {
+            break;
+        }
         first = false;
     }
+    idle.stream.close_notify().await;
 }
 
 /// Waits, holding no buffer, until the client sends something (or closes) on an idle

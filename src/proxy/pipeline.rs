@@ -318,7 +318,9 @@ pub fn upstream_edits<'a>(config: &'a Config, ctx: &'a RequestCtx) -> UpstreamEd
     edits
 }
 
-/// Runs the response hooks of `filters`, last filter first.
+/// Runs the response hooks of `filters`, last filter first, then adds the TLS
+/// listener's `Strict-Transport-Security` (every answer on the listener carries it, routed
+/// or not; an upstream's own copy gives way to it).
 pub fn response_filters<'a>(
     filters: &[Filter],
     ctx: &'a RequestCtx,
@@ -327,6 +329,19 @@ pub fn response_filters<'a>(
     for filter in filters.iter().rev() {
         filter.on_response(ctx, &mut answer);
     }
+    if let Some(hsts) = ctx.tls.as_ref().and_then(|tls| tls.hsts.as_ref()) {
+        match answer {
+            AnswerHead::Local(out) => out.extend_from_slice(hsts),
+            AnswerHead::Forwarded(additions) => additions.push(AddedLines {
+                lines: hsts,
+                replaces: Some(is_strict_transport_security),
+            }),
+        }
+    }
+}
+
+fn is_strict_transport_security(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"strict-transport-security")
 }
 
 /// Runs the body-chunk hooks of `filters` on one piece of payload.
@@ -702,6 +717,7 @@ access = { allow = ["10.0.0.0/8"] }
                 header_value: Bytes::from_static(b"Hash=00;Subject=\"CN=alice\""),
             }),
             identity_header: Some(Bytes::from_static(b"x-client-cert")),
+            hsts: None,
         })
     }
 

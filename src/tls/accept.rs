@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::config::TlsListener;
 use super::stream::{HandshakeError, TlsStream};
 use crate::deadline;
-use crate::io::take_buffer;
+use crate::io::{take_buffer, WaitReadable};
 
 /// What a request can know of the TLS session it arrived on.
 #[derive(Debug, Clone)]
@@ -32,6 +32,9 @@ pub struct TlsInfo {
     /// The listener's `client_identity_header` (lower case): where `client` goes upstream.
     /// Kept with the session, like the certificate it describes.
     pub identity_header: Option<Bytes>,
+    /// The listener's `Strict-Transport-Security` line (CRLF-terminated), added to every
+    /// answer on the session.
+    pub hsts: Option<Bytes>,
 }
 
 /// A verified client certificate.
@@ -131,19 +134,21 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Accepts a TLS session on `io` for `listener`: `in_flight` is the worker's count of
-/// handshakes running on that listener.
+/// Accepts a TLS session on `io` for `listener`, all within its `handshake_timeout`.
+/// `in_flight` is the worker's count of handshakes under way: a connection counts once
+/// its first bytes are in, since the bound is on the CPU handshakes take, and connections
+/// that send nothing would otherwise lock every client out.
 pub async fn accept(
     io: TcpStream,
     listener: &TlsListener,
     in_flight: &Cell<usize>,
 ) -> Result<(TlsStream<ServerConnection>, TlsInfo), HandshakeFailure> {
-    if in_flight.get() >= listener.max_handshakes {
-        return Err(HandshakeFailure::Overload);
-    }
-    in_flight.set(in_flight.get() + 1);
-    let _counted = InFlight(in_flight);
-    match deadline::timeout(listener.handshake_timeout, handshake(io, listener)).await {
+    match deadline::timeout(
+        listener.handshake_timeout,
+        handshake(io, listener, in_flight),
+    )
+    .await
+    {
         Ok(result) => result,
         Err(_) => Err(HandshakeFailure::Timeout),
     }
@@ -152,7 +157,17 @@ pub async fn accept(
 async fn handshake(
     mut io: TcpStream,
     listener: &TlsListener,
+    in_flight: &Cell<usize>,
 ) -> Result<(TlsStream<ServerConnection>, TlsInfo), HandshakeFailure> {
+    // No buffer while the client is silent.
+    WaitReadable::readable(&io)
+        .await
+        .map_err(|_| HandshakeFailure::Closed)?;
+    if in_flight.get() >= listener.max_handshakes {
+        return Err(HandshakeFailure::Overload);
+    }
+    in_flight.set(in_flight.get() + 1);
+    let _counted = InFlight(in_flight);
     let (result, first) = io.read(take_buffer()).await;
     match result {
         Ok(n) if n > 0 => {}
@@ -197,6 +212,7 @@ fn describe(session: &ServerConnection, listener: &TlsListener) -> TlsInfo {
             .and_then(|chain| chain.first())
             .and_then(|leaf| client_identity(leaf.as_ref())),
         identity_header: listener.identity_header.clone(),
+        hsts: listener.hsts.clone(),
     }
 }
 

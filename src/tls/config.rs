@@ -49,6 +49,8 @@ pub struct FileTlsListener {
     pub client_auth: Option<Spanned<String>>,
     pub client_ca: Option<Spanned<String>>,
     pub client_identity_header: Option<Spanned<String>>,
+    /// The `Strict-Transport-Security` value answers on this listener carry.
+    pub hsts: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +75,8 @@ pub struct TlsListener {
     pub client_auth: ClientAuth,
     /// Where a verified client certificate's identity goes upstream (lower case).
     pub identity_header: Option<Bytes>,
+    /// `strict-transport-security: VALUE\r\n`, when `hsts` is set.
+    pub hsts: Option<Bytes>,
     pub certificates: Vec<CertificateFacts>,
     /// Every certificate, key and CA file this listener was built from, stamped before it
     /// was read: what the certificate watcher compares with the files on disk.
@@ -238,6 +242,28 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
         None
     });
 
+    let hsts = file.hsts.as_ref().and_then(|value| {
+        let text = value.get_ref();
+        let max_age = text
+            .strip_prefix("max-age=")
+            .map(|rest| rest.split(';').next().unwrap_or("").trim());
+        let printable = text.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+        if printable
+            && max_age.is_some_and(|age| !age.is_empty() && age.bytes().all(|b| b.is_ascii_digit()))
+        {
+            Some(Bytes::from(format!(
+                "strict-transport-security: {text}\r\n"
+            )))
+        } else {
+            let why = format!(
+                "invalid value \"{text}\": expected \"max-age=SECONDS\" and optional \
+                 directives, such as \"max-age=31536000; includeSubDomains\""
+            );
+            ctx.error(value.span(), at("hsts"), why);
+            None
+        }
+    });
+
     let handshake_timeout = ctx.duration(
         &file.handshake_timeout,
         &at("handshake_timeout"),
@@ -258,6 +284,9 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
         .with_client_cert_verifier(verifier?)
         .with_cert_resolver(Arc::new(resolver));
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The server's order (rustls': AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305; ECDHE
+    // and AEAD only), not whatever a client prefers.
+    server.ignore_client_order = true;
     if file.session_tickets.unwrap_or(true) {
         if let Some(ticketer) = tickets::ticketer() {
             server.ticketer = ticketer;
@@ -275,6 +304,7 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
         max_handshakes,
         client_auth,
         identity_header,
+        hsts,
         certificates,
         files,
     })
@@ -606,6 +636,10 @@ mod tests {
             (
                 "certificates = [{ cert = \"good.pem\", key = \"good.key\" }]\nmin_version = \"1.1\"",
                 "t.toml:5:15: server.tls[0].min_version: unknown version \"1.1\"",
+            ),
+            (
+                "certificates = [{ cert = \"good.pem\", key = \"good.key\" }]\nhsts = \"1 year\"",
+                "t.toml:5:8: server.tls[0].hsts: invalid value \"1 year\"",
             ),
             (
                 "certificates = []",

@@ -10,6 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
@@ -18,7 +19,11 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::{ConnectionCommon, SideData};
 
-use crate::io::{give_back, take_buffer, WaitReadable, BUFFER_BYTES};
+use crate::deadline;
+use crate::io::{give_back, take_buffer, CloseNotify, WaitReadable, BUFFER_BYTES};
+
+/// How long a closing connection's close_notify may take to write.
+const CLOSE_NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A TLS session over `io`: `C` is `rustls::ServerConnection` or `rustls::ClientConnection`.
 pub struct TlsStream<C> {
@@ -281,6 +286,18 @@ where
         self.tls.send_close_notify();
         self.send_records().await?;
         self.io.shutdown().await
+    }
+}
+
+impl<C, D> CloseNotify for TlsStream<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    /// Says close_notify, giving a peer that stopped reading [`CLOSE_NOTIFY_TIMEOUT`].
+    async fn close_notify(&mut self) {
+        self.tls.send_close_notify();
+        let _ = deadline::timeout(CLOSE_NOTIFY_TIMEOUT, self.send_records()).await;
     }
 }
 

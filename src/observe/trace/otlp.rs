@@ -297,6 +297,7 @@ mod tests {
         let session = |sni: Option<&str>, resumed| {
             Some(std::rc::Rc::new(crate::tls::TlsInfo {
                 identity_header: None,
+                hsts: None,
                 version: "TLSv1.2",
                 cipher: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
                 sni: sni.map(Into::into),
