@@ -203,7 +203,13 @@ where
                 self.send_records().await?;
             }
             match self.receive_records().await {
-                Ok(_) => {}
+                Ok(true) => {}
+                // The socket ended: rustls says whether cleanly (0) or not (an error).
+                Ok(false) => {
+                    return self
+                        .take_plaintext(dst)?
+                        .ok_or_else(|| io::ErrorKind::UnexpectedEof.into());
+                }
                 Err(Received::Io(e)) => return Err(e),
                 Err(Received::Tls(e)) => {
                     let _ = self.send_records().await;
