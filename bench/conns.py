@@ -17,9 +17,10 @@ Used by bench/run (--idle, --many) against a server already answering `GET /` wi
         whether every connection was answered (fair service: none starved, none refused),
         and the server's resident memory with all connections open.
 
-With --tls-ca (and --tls-name), every connection is TLS: the handshakes run before the first
-request (64 at a time, certificate checked against --tls-ca for --tls-name, which is also the
-SNI), and the figures are then those of idle TLS keep-alive connections (bench/tls --idle).
+With --tls-ca (and --tls-name), every connection is TLS: connections are opened and their
+handshakes run 64 at a time, before the first requests (certificate checked against --tls-ca
+for --tls-name, which is also the SNI), and the figures are then those of idle TLS keep-alive
+connections (bench/tls --idle).
 
 Beyond ~28,000 connections the client needs more than one source address: connections are
 spread over 127.0.0.1, 127.0.0.2, ... (the whole 127/8 is local). Raise the open-file limits
@@ -210,9 +211,14 @@ def main():
         ctx.set_alpn_protocols(["http/1.1"])
 
     def connect(n, first_source=0):
-        socks = open_connections(args.port, n, deadline, first_source)
-        if ctx is not None:
-            socks = tls_handshakes(socks, ctx, args.tls_name, 64, deadline)
+        if ctx is None:
+            return open_connections(args.port, n, deadline, first_source)
+        # TLS: connect and shake hands 64 at a time, as clients arriving would: a server may
+        # bound (and time) the connections that have not finished their handshake.
+        socks = []
+        for i in range(0, n, 64):
+            batch = open_connections(args.port, min(64, n - i), deadline, first_source + i)
+            socks += tls_handshakes(batch, ctx, args.tls_name, 64, deadline)
         return socks
 
     pids = [int(p) for p in args.pids.split(",") if p]
