@@ -5,7 +5,7 @@ proxy, each figure as median [min-max] over the interleaved rounds.
 Usage: bench/summarize-tls.py bench/results/<file>-tls.tsv
 
 Columns:
-  ops/s        handshakes (full, resumed: connections s_time completed) or requests (keepalive:
+  ops/s        handshakes (full, resumed: connections the client completed) or requests (keepalive:
                wrk's) per wall-clock second; drifts with the machine, compare within a table
   CPU us/op    the proxy's own utime+stime (all threads, all processes) per operation: the
                primary figure
