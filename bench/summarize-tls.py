@@ -11,7 +11,8 @@ Columns:
                primary figure
   ops/CPU-s    1e6 / CPU us/op: operations per CPU-second of the proxy
   x nginx      nginx's CPU us/op / the proxy's, paired by round: the proxy's operations per
-               CPU-second relative to nginx's (likewise x haproxy)
+               CPU-second relative to nginx's (likewise x haproxy, and x strait-base when
+               bench/tls --base-bin ran)
   resumed      connections the client reports resumed / all it made, over the rounds
   p99 us       wrk --latency (keepalive only; shared-core latency, not a target)
   errors       failed connections or non-200 answers (handshake clients), or wrk's non-2xx + socket
@@ -70,7 +71,8 @@ def main():
         per = groups[key]
         what = "connections" if scen == "keepalive" else "client processes"
         print(f"\n{cert}: {SCEN.get(scen, scen)}, {what} = {n}")
-        cols = ["proxy", "ops/s", "CPU us/op", "ops/CPU-s", "x nginx", "x haproxy", "resumed", "p99 us", "errors"]
+        peers = ["nginx", "haproxy"] + (["strait-base"] if "strait-base" in per else [])
+        cols = ["proxy", "ops/s", "CPU us/op", "ops/CPU-s"] + [f"x {q}" for q in peers] + ["resumed", "p99 us", "errors"]
         print("| " + " | ".join(cols) + " |")
         print("|" + "---|" * len(cols))
         cpu_by_round = {p: {r["round"]: num(r["cpu_us_per_op"]) for r in per[p]} for p in per}
@@ -78,7 +80,7 @@ def main():
             rs = per[p]
             cpu = [num(r["cpu_us_per_op"]) for r in rs]
             ratios = {}
-            for peer in ("nginx", "haproxy"):
+            for peer in peers:
                 vals = []
                 for r in rs:
                     mine, theirs = num(r["cpu_us_per_op"]), cpu_by_round.get(peer, {}).get(r["round"])
@@ -99,8 +101,7 @@ def main():
                 spread([num(r["ops_per_s"]) for r in rs], f0),
                 spread(cpu, f1),
                 spread([1e6 / c if c else None for c in cpu], f0),
-                ratios["nginx"],
-                ratios["haproxy"],
+                *[ratios[q] for q in peers],
                 resumed,
                 spread([num(r["p99_us"]) for r in rs], f0) if scen == "keepalive" else "-",
                 str(errors),
