@@ -17,6 +17,11 @@ Used by bench/run (--idle, --many) against a server already answering `GET /` wi
         whether every connection was answered (fair service: none starved, none refused),
         and the server's resident memory with all connections open.
 
+With --tls-ca (and --tls-name), every connection is TLS: connections are opened and their
+handshakes run 64 at a time, before the first requests (certificate checked against --tls-ca
+for --tls-name, which is also the SNI), and the figures are then those of idle TLS keep-alive
+connections (bench/tls --idle).
+
 Beyond ~28,000 connections the client needs more than one source address: connections are
 spread over 127.0.0.1, 127.0.0.2, ... (the whole 127/8 is local). Raise the open-file limits
 of both sides first (bench/run does). Prints one `key=value` line per result on stdout.
@@ -26,6 +31,7 @@ import argparse
 import resource
 import selectors
 import socket
+import ssl
 import statistics
 import sys
 import time
@@ -128,7 +134,13 @@ def round_trip(socks, window, deadline):
             sys.exit(f"conns.py: round not done in time ({in_flight} answers missing)")
         for key, _ in sel.select(timeout=1):
             s = key.fileobj
-            chunk = s.recv(65536)
+            try:
+                chunk = s.recv(65536)
+                # TLS: a record may hold more than one read gives, and select() does not see it.
+                while isinstance(s, ssl.SSLSocket) and s.pending():
+                    chunk += s.recv(65536)
+            except ssl.SSLWantReadError:
+                continue  # a partial record, or a session ticket: nothing for us yet
             if not chunk:
                 sys.exit("conns.py: the server closed a keep-alive connection")
             buffers[s] += chunk
@@ -139,6 +151,42 @@ def round_trip(socks, window, deadline):
                 in_flight -= 1
     sel.close()
     return latencies
+
+
+def tls_handshakes(socks, ctx, name, window, deadline):
+    """Wraps every connected socket in TLS and runs the handshakes, at most `window` at once;
+    returns the TLS sockets."""
+    sel = selectors.DefaultSelector()
+    out = []
+    pending = {}
+    todo = list(reversed(socks))
+
+    def step(t):
+        try:
+            t.do_handshake()
+        except ssl.SSLWantReadError:
+            sel.modify(t, selectors.EVENT_READ) if t in pending else sel.register(t, selectors.EVENT_READ)
+            pending[t] = True
+            return
+        except ssl.SSLWantWriteError:
+            sel.modify(t, selectors.EVENT_WRITE) if t in pending else sel.register(t, selectors.EVENT_WRITE)
+            pending[t] = True
+            return
+        if t in pending:
+            sel.unregister(t)
+            del pending[t]
+        out.append(t)
+
+    while todo or pending:
+        while todo and len(pending) < window:
+            t = ctx.wrap_socket(todo.pop(), server_hostname=name, do_handshake_on_connect=False)
+            step(t)
+        if time.monotonic() > deadline:
+            sys.exit(f"conns.py: TLS handshakes not done in time ({len(pending)} pending)")
+        for key, _ in sel.select(timeout=1):
+            step(key.fileobj)
+    sel.close()
+    return out
 
 
 def pct(sorted_vals, p):
@@ -154,19 +202,37 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="many: rounds over all connections")
     ap.add_argument("--window", type=int, default=256, help="many: requests in flight at most")
     ap.add_argument("--timeout", type=float, default=120, help="seconds for the whole measurement")
+    ap.add_argument("--tls-ca", help="speak TLS, checking the server's certificate against this PEM file")
+    ap.add_argument("--tls-name", default="localhost", help="TLS: the name asked for (SNI) and checked")
     args = ap.parse_args()
+    ctx = None
+    if args.tls_ca:
+        ctx = ssl.create_default_context(cafile=args.tls_ca)
+        ctx.set_alpn_protocols(["http/1.1"])
+
+    def connect(n, first_source=0):
+        if ctx is None:
+            return open_connections(args.port, n, deadline, first_source)
+        # TLS: connect and shake hands 64 at a time, as clients arriving would: a server may
+        # bound (and time) the connections that have not finished their handshake.
+        socks = []
+        for i in range(0, n, 64):
+            batch = open_connections(args.port, min(64, n - i), deadline, first_source + i)
+            socks += tls_handshakes(batch, ctx, args.tls_name, 64, deadline)
+        return socks
+
     pids = [int(p) for p in args.pids.split(",") if p]
     raise_nofile(2 * args.conns if args.mode == "idle" else args.conns)
     deadline = time.monotonic() + args.timeout
 
     before = rss_bytes(pids)
     t0 = time.monotonic()
-    socks = open_connections(args.port, args.conns, deadline)
+    socks = connect(args.conns)
     opened = time.monotonic() - t0
     if args.mode == "idle":
         round_trip(socks, 64, deadline)
         first = rss_bytes(pids)
-        more = open_connections(args.port, args.conns, deadline, first_source=args.conns)
+        more = connect(args.conns, first_source=args.conns)
         round_trip(more, 64, deadline)
         second = rss_bytes(pids)
         socks += more
