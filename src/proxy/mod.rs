@@ -1,9 +1,9 @@
 //! The request path: one client connection, read top to bottom.
 //!
-//! read head → parse and validate → normalise the path (`path.rs`) → client address → global access list → route → the
-//! route's request filters (`pipeline.rs`) → a local answer (a filter's, the mock) or the
-//! upstream exchange (`forward.rs`) → response filters → write → log filters → record →
-//! next request on the same connection, or close.
+//! read head → parse and validate → normalise the path (`path.rs`) → client address →
+//! global access list → route → the route's request filters (`pipeline.rs`) → a local
+//! answer (a filter's, the mock) or the upstream exchange (`forward.rs`) → response
+//! filters → write → log filters → record → next request on the same connection, or close.
 //!
 //! Invariants: a request that is rejected never has a byte forwarded; after any answer
 //! whose request body was not fully consumed, the connection closes (the next bytes could
