@@ -52,6 +52,9 @@ pub enum ProxyError {
     NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The path cannot be normalised (`http1::path`): it could be read two ways.
+    #[error("invalid request path")]
+    BadPath,
     // The upstream exchange.
     #[error("upstream connect failed")]
     UpstreamConnect,
@@ -127,7 +130,7 @@ impl ProxyError {
         use Retry::*;
         use Side::*;
         match self {
-            BadRequest | BadFraming | BadChunk | BadHost => (400, Client, Never),
+            BadRequest | BadFraming | BadChunk | BadHost | BadPath => (400, Client, Never),
             Unauthorized => (401, Client, Never),
             Forbidden | CorsRefused | InsufficientScope | ClientCertificateRequired => {
                 (403, Client, Never)
@@ -224,7 +227,7 @@ impl From<ParseError> for ProxyError {
     }
 }
 
-const ALL: [ProxyError; 30] = {
+const ALL: [ProxyError; 31] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -242,6 +245,7 @@ const ALL: [ProxyError; 30] = {
         VersionNotSupported,
         NoRoute,
         MethodNotAllowed,
+        BadPath,
         UpstreamConnect,
         UpstreamConnectTimeout,
         UpstreamTimeout,
@@ -322,6 +326,7 @@ mod tests {
             (E::VersionNotSupported, 505, Client, Never),
             (E::NoRoute, 404, Client, Never),
             (E::MethodNotAllowed, 405, Client, Never),
+            (E::BadPath, 400, Client, Never),
             (E::UpstreamConnect, 502, Upstream, NotSent),
             (E::UpstreamConnectTimeout, 504, Upstream, NotSent),
             (E::UpstreamTimeout, 504, Upstream, IfIdempotent),

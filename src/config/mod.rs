@@ -9,6 +9,7 @@
 //! | section | owner |
 //! |---|---|
 //! | `[server]` (listeners, limits, timeouts, access, trusted proxies) | `config/server.rs` |
+//! | `[server.paths]` | `config/paths.rs` |
 //! | `[upstreams.NAME]` | `upstream/config.rs` |
 //! | `[consumers.NAME]`, a route's `auth` | `auth/config.rs` |
 //! | `[oauth2_providers.NAME]`, `auth.oauth2` | `auth/oauth2/config.rs` |
@@ -38,6 +39,7 @@
 
 pub mod admin;
 pub mod filters;
+mod paths;
 pub mod router;
 mod routes;
 mod server;

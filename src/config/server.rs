@@ -44,6 +44,8 @@ pub struct FileServer {
     pub limits: FileLimits,
     #[serde(default)]
     pub timeouts: FileTimeouts,
+    #[serde(default)]
+    pub paths: super::paths::FilePaths,
     pub access: Option<FileAccess>,
     /// CIDRs whose `X-Forwarded-For` is believed (see `client_addr.rs`).
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
@@ -86,6 +88,8 @@ pub struct ServerConfig {
     pub workers_position: Option<(usize, usize)>,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    /// `[server.paths]`: how request paths are normalised before routing.
+    pub paths: crate::http1::path::PathRules,
     /// `[server.access]`: checked for every request before routing (empty: everyone).
     pub access: AccessList,
     /// Peers whose `X-Forwarded-For` names the client (empty: the TCP peer is the client).
@@ -264,6 +268,7 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
             .map(|v| ctx.line_col(v.span().start)),
         limits,
         timeouts,
+        paths: super::paths::build(ctx, &server.paths),
         access,
         trusted_proxies,
         tls,

@@ -14,6 +14,7 @@ pub mod body;
 pub mod encode;
 mod error;
 pub mod headers;
+pub mod path;
 pub mod request;
 pub mod response;
 mod status;

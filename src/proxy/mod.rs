@@ -1,9 +1,9 @@
 //! The request path: one client connection, read top to bottom.
 //!
-//! read head → parse and validate → client address → global access list → route → the
-//! route's request filters (`pipeline.rs`) → a local answer (a filter's, the mock) or the
-//! upstream exchange (`forward.rs`) → response filters → write → log filters → record →
-//! next request on the same connection, or close.
+//! read head → parse and validate → normalise the path (`path.rs`) → client address →
+//! global access list → route → the route's request filters (`pipeline.rs`) → a local
+//! answer (a filter's, the mock) or the upstream exchange (`forward.rs`) → response
+//! filters → write → log filters → record → next request on the same connection, or close.
 //!
 //! Invariants: a request that is rejected never has a byte forwarded; after any answer
 //! whose request body was not fully consumed, the connection closes (the next bytes could
@@ -13,6 +13,7 @@ mod body;
 mod drain;
 mod forward;
 mod introspect;
+mod path;
 pub mod pipeline;
 
 pub use drain::DrainSignal;
@@ -405,7 +406,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         self.rec.bytes_in = raw.len() as u64;
         self.rec.tls = self.ctx.tls.clone();
         let keep_alive = match parse_request_head(&raw, &config.server.limits) {
-            Ok(mut head) => {
+            Ok(head) => {
+                let (raw, mut head, bad_path) =
+                    match path::normalize_head(&raw, &head, &config.server) {
+                        Ok(Some((raw, head))) => (raw, head, None),
+                        Ok(None) => (raw, head, None),
+                        Err(error) => (raw, head, Some(error)),
+                    };
                 self.identify_client(&config, &raw, &head);
                 self.rec.describe(&raw, &head);
                 self.worker.observers.borrow_mut().begin(
@@ -416,7 +423,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 );
                 // Once draining, every answer says `Connection: close`.
                 head.keep_alive &= !self.worker.drain.is_started();
-                self.handle(&config, raw, head).await
+                match bad_path {
+                    Some(error) => self.answer_error_after(error, &head).await,
+                    None => self.handle(&config, raw, head).await,
+                }
             }
             Err(error) => {
                 let _ = self
