@@ -14,6 +14,7 @@ mod drain;
 mod forward;
 mod introspect;
 pub mod pipeline;
+mod proxy_header;
 
 pub use drain::DrainSignal;
 
@@ -216,23 +217,45 @@ enum NextHead {
 
 /// Serves requests on `stream` until the client or an error ends the connection. The
 /// caller has counted it with [`Worker::connection_opened`].
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
+pub async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
     let _open = OpenConnection(worker.clone());
-    serve_requests(stream, peer, None, worker).await;
+    let config = worker.snapshot();
+    let (peer, ahead) = match &config.server.proxy_protocol {
+        None => (peer, BytesMut::new()),
+        Some(settings) => {
+            let timeout = config.server.timeouts.header_read;
+            match proxy_header::read(&mut stream, peer, settings, timeout).await {
+                Some(read) => read,
+                None => return,
+            }
+        }
+    };
+    drop(config);
+    serve_requests(stream, peer, ahead, None, worker).await;
 }
 
 /// Runs the TLS handshake on `stream`, accepted on `addr` (one of `listener`'s addresses),
 /// then serves requests on the session like [`serve_connection`]. Every handshake is
 /// counted, by its version or its reason to fail; a failed one closes the connection.
 pub async fn serve_tls_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     addr: SocketAddr,
     listener: Arc<TlsListener>,
     worker: Rc<Worker>,
 ) {
     let _open = OpenConnection(worker.clone());
-    match tls::accept::accept(stream, &listener, &worker.handshakes).await {
+    let (peer, first) = match &listener.proxy_protocol {
+        None => (peer, BytesMut::new()),
+        Some(settings) => {
+            let timeout = worker.snapshot().server.timeouts.header_read;
+            match proxy_header::read(&mut stream, peer, settings, timeout).await {
+                Some(read) => read,
+                None => return,
+            }
+        }
+    };
+    match tls::accept::accept(stream, first, &listener, &worker.handshakes).await {
         Ok((session, info)) => {
             drop(listener);
             worker
@@ -240,7 +263,7 @@ pub async fn serve_tls_connection(
                 .borrow_mut()
                 .metrics
                 .tls_handshake(addr, info.version, info.resumed);
-            serve_requests(session, peer, Some(Rc::new(info)), worker).await;
+            serve_requests(session, peer, BytesMut::new(), Some(Rc::new(info)), worker).await;
         }
         Err(failure) => {
             worker
@@ -256,15 +279,12 @@ pub async fn serve_tls_connection(
 async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify>(
     stream: S,
     peer: SocketAddr,
+    ahead: BytesMut,
     tls: Option<Rc<TlsInfo>>,
     worker: Rc<Worker>,
 ) {
     let peer_text = Bytes::from(peer.ip().to_string());
-    let mut idle = Idle {
-        stream,
-        ahead: BytesMut::new(),
-        tls,
-    };
+    let mut idle = Idle { stream, ahead, tls };
     let mut first = true;
     loop {
         if idle.ahead.is_empty() {
