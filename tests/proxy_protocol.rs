@@ -38,7 +38,11 @@ access = {{ allow = ["198.51.100.0/24", "2001:db8::/32"] }}
 
 fn v1(src: &str) -> Vec<u8> {
     let family = if src.contains(':') { "TCP6" } else { "TCP4" };
-    let dst = if src.contains(':') { "::1" } else { "127.0.0.1" };
+    let dst = if src.contains(':') {
+        "::1"
+    } else {
+        "127.0.0.1"
+    };
     format!("PROXY {family} {src} {dst} 40000 80\r\n").into_bytes()
 }
 
@@ -147,7 +151,13 @@ fn a_header_and_pipelined_requests_in_one_write() {
     // The header holds for the connection: a later request is still the same client.
     drop(reader);
     stream.write_all(&get("/office")).unwrap();
-    assert_eq!(Reader::new(&mut stream).read_response("GET").unwrap().status, 200);
+    assert_eq!(
+        Reader::new(&mut stream)
+            .read_response("GET")
+            .unwrap()
+            .status,
+        200
+    );
     let xffs: Vec<_> = upstream
         .requests()
         .iter()
@@ -162,7 +172,13 @@ fn a_header_and_pipelined_requests_in_one_write() {
         stream.flush().unwrap();
     }
     stream.write_all(&get("/office")).unwrap();
-    assert_eq!(Reader::new(&mut stream).read_response("GET").unwrap().status, 200);
+    assert_eq!(
+        Reader::new(&mut stream)
+            .read_response("GET")
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -171,7 +187,11 @@ fn a_header_from_a_source_not_in_from_closes_the_connection() {
     let strait = Strait::start(&config(upstream.addr, r#"{ from = ["10.0.0.0/8"] }"#));
     for header in [v1("198.51.100.7"), v2("198.51.100.7"), v2_local()] {
         let bytes = [header.as_slice(), &get("/open")].concat();
-        assert!(rejected(&strait, &bytes), "{:?}", String::from_utf8_lossy(&header));
+        assert!(
+            rejected(&strait, &bytes),
+            "{:?}",
+            String::from_utf8_lossy(&header)
+        );
     }
     // Without a header, the source is served as usual.
     assert_eq!(send(&strait, &get("/open")).status, 200);
@@ -187,9 +207,18 @@ fn a_required_header_that_is_missing_closes_the_connection() {
     ));
     assert!(rejected(&strait, &get("/open")));
     // HTTP/1.1 starting with P, and empty lines before the request line, are no header.
-    assert!(rejected(&strait, b"POST /open HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
-    assert!(rejected(&strait, &[b"\r\n".as_slice(), &get("/open")].concat()));
-    assert_eq!(send(&strait, &[v1("198.51.100.7"), get("/open")].concat()).status, 200);
+    assert!(rejected(
+        &strait,
+        b"POST /open HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert!(rejected(
+        &strait,
+        &[b"\r\n".as_slice(), &get("/open")].concat()
+    ));
+    assert_eq!(
+        send(&strait, &[v1("198.51.100.7"), get("/open")].concat()).status,
+        200
+    );
     // Not required: a client without a header is served.
     let relaxed = Strait::start(&config(upstream.addr, r#"{ from = ["127.0.0.1"] }"#));
     let r = send(
@@ -219,7 +248,11 @@ fn a_malformed_header_closes_the_connection() {
     ];
     for header in &cases {
         let bytes = [header.as_slice(), &get("/open")].concat();
-        assert!(rejected(&strait, &bytes), "{:?}", String::from_utf8_lossy(header));
+        assert!(
+            rejected(&strait, &bytes),
+            "{:?}",
+            String::from_utf8_lossy(header)
+        );
     }
     // A truncated header is not served either: the peer closes, or the deadline passes.
     let mut stream = strait.connect();
@@ -228,7 +261,10 @@ fn a_malformed_header_closes_the_connection() {
     assert!(closed_without_answer(&mut stream));
     assert_eq!(upstream.requests().len(), 0);
     // The listener still serves well-formed connections.
-    assert_eq!(send(&strait, &[v1("198.51.100.7"), get("/open")].concat()).status, 200);
+    assert_eq!(
+        send(&strait, &[v1("198.51.100.7"), get("/open")].concat()).status,
+        200
+    );
 }
 
 #[test]
@@ -278,12 +314,126 @@ access = {{ allow = ["198.51.100.0/24"] }}
     }
     // Required: a ClientHello without a header is dropped before the handshake.
     let mut stream = tls(b"");
-    assert!(stream.write_all(&get("/office")).is_err() || {
-        let mut byte = [0u8; 1];
-        stream.read(&mut byte).is_err()
-    });
+    assert!(
+        stream.write_all(&get("/office")).is_err() || {
+            let mut byte = [0u8; 1];
+            stream.read(&mut byte).is_err()
+        }
+    );
     assert_eq!(upstream.requests().len(), 2);
     // The plaintext listener has no proxy_protocol: a header there is a bad request line.
     let plain = send(&strait, &[v1("198.51.100.7"), get("/office")].concat());
     assert_eq!(plain.status, 400);
+}
+
+/// What a PROXY-speaking upstream saw: per connection, the header as text (version 2
+/// decoded into the version 1 form) and the requests it served.
+type Seen = Arc<Mutex<Vec<(String, usize)>>>;
+
+use std::sync::{Arc, Mutex};
+
+/// An upstream that reads a PROXY header (either version) first on every connection, then
+/// answers keep-alive GETs with `ok`.
+fn proxy_upstream() -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let (addr, _) = raw_upstream(move |mut stream, conn| {
+        let header = read_proxy_header(&mut stream);
+        record.lock().unwrap().push((header, 0));
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = Reader::new(&mut stream);
+        while reader.read_head().is_ok() {
+            record.lock().unwrap()[conn].1 += 1;
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            if writer.write_all(answer).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, seen)
+}
+
+fn read_proxy_header(stream: &mut TcpStream) -> String {
+    let mut first = [0u8; 16];
+    stream.read_exact(&mut first[..6]).unwrap();
+    if &first[..6] == b"PROXY " {
+        let mut line = b"PROXY ".to_vec();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            line.push(byte[0]);
+        }
+        return String::from_utf8(line).unwrap().trim_end().to_owned();
+    }
+    stream.read_exact(&mut first[6..]).unwrap();
+    assert_eq!(&first[..12], V2_SIGNATURE);
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes([first[14], first[15]]))];
+    stream.read_exact(&mut body).unwrap();
+    let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
+    match (first[12], first[13]) {
+        (0x20, _) => "LOCAL".to_owned(),
+        (0x21, 0x11) => {
+            let ip = |at: usize| {
+                std::net::Ipv4Addr::new(body[at], body[at + 1], body[at + 2], body[at + 3])
+            };
+            format!("PROXY TCP4 {} {} {} {}", ip(0), ip(4), port(8), port(10))
+        }
+        other => panic!("unexpected version 2 header {other:?}"),
+    }
+}
+
+/// Two clients through an upstream with `proxy_protocol = version`: each gets its own
+/// connection with its own header, reused for its next request, never for the other's.
+fn upstream_receives_the_client_header(version: &str) {
+    let (upstream, seen) = proxy_upstream();
+    let config = format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+proxy_protocol = {{ from = ["127.0.0.1"] }}
+
+[upstreams.app]
+endpoints = ["{upstream}"]
+proxy_protocol = "{version}"
+
+[[routes]]
+path = "/"
+upstream = "app"
+"#
+    );
+    let strait = Strait::start(&config);
+    let port = strait.addr.port();
+    let mut balanced = strait.connect();
+    balanced.write_all(&v1("198.51.100.7")).unwrap();
+    let mut direct = strait.connect();
+    let direct_port = direct.local_addr().unwrap().port();
+    for round in 0..2 {
+        for stream in [&mut balanced, &mut direct] {
+            stream.write_all(&get("/")).unwrap();
+            let r = Reader::new(stream).read_response("GET").unwrap();
+            assert_eq!(r.status, 200, "round {round}: {}", r.head);
+            assert_eq!(r.text(), "ok");
+        }
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            (format!("PROXY TCP4 198.51.100.7 127.0.0.1 40000 {port}"), 2),
+            (
+                format!("PROXY TCP4 127.0.0.1 127.0.0.1 {direct_port} {port}"),
+                2
+            ),
+        ],
+        "{version}"
+    );
+}
+
+#[test]
+fn an_upstream_with_proxy_protocol_v1_gets_each_client_header() {
+    upstream_receives_the_client_header("v1");
+}
+
+#[test]
+fn an_upstream_with_proxy_protocol_v2_gets_each_client_header() {
+    upstream_receives_the_client_header("v2");
 }

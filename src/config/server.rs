@@ -261,9 +261,10 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
         server.trusted_proxies.as_deref(),
         "server.trusted_proxies",
     );
-    let proxy_protocol = server.proxy_protocol.as_ref().and_then(|p| {
-        crate::proxy_protocol::config::listener(ctx, p, "server.proxy_protocol")
-    });
+    let proxy_protocol = server
+        .proxy_protocol
+        .as_ref()
+        .and_then(|p| crate::proxy_protocol::config::listener(ctx, p, "server.proxy_protocol"));
     Some(ServerConfig {
         listen,
         workers,

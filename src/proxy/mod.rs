@@ -182,6 +182,9 @@ pub struct ClientConn<S> {
     /// The TCP peer's address, and as text (appended to the upstream X-Forwarded-For).
     peer_ip: IpAddr,
     peer_text: Bytes,
+    /// The peer (with its port) and the address it reached Strait on: what an upstream's
+    /// PROXY header announces (`forward.rs`).
+    addresses: (SocketAddr, SocketAddr),
     worker: Rc<Worker>,
     /// `server.timeouts.client_send` of the request being served.
     send_timeout: std::time::Duration,
@@ -219,6 +222,7 @@ enum NextHead {
 /// caller has counted it with [`Worker::connection_opened`].
 pub async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
     let _open = OpenConnection(worker.clone());
+    let local = local_addr(&stream, peer);
     let config = worker.snapshot();
     let (peer, ahead) = match &config.server.proxy_protocol {
         None => (peer, BytesMut::new()),
@@ -231,7 +235,7 @@ pub async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, worker: R
         }
     };
     drop(config);
-    serve_requests(stream, peer, ahead, None, worker).await;
+    serve_requests(stream, (peer, local), ahead, None, worker).await;
 }
 
 /// Runs the TLS handshake on `stream`, accepted on `addr` (one of `listener`'s addresses),
@@ -245,6 +249,7 @@ pub async fn serve_tls_connection(
     worker: Rc<Worker>,
 ) {
     let _open = OpenConnection(worker.clone());
+    let local = local_addr(&stream, addr);
     let (peer, first) = match &listener.proxy_protocol {
         None => (peer, BytesMut::new()),
         Some(settings) => {
@@ -263,7 +268,8 @@ pub async fn serve_tls_connection(
                 .borrow_mut()
                 .metrics
                 .tls_handshake(addr, info.version, info.resumed);
-            serve_requests(session, peer, BytesMut::new(), Some(Rc::new(info)), worker).await;
+            let info = Some(Rc::new(info));
+            serve_requests(session, (peer, local), BytesMut::new(), info, worker).await;
         }
         Err(failure) => {
             worker
@@ -276,9 +282,14 @@ pub async fn serve_tls_connection(
     }
 }
 
+/// The address `stream` was accepted on (`fallback` if the socket cannot say).
+fn local_addr(stream: &TcpStream, fallback: SocketAddr) -> SocketAddr {
+    stream.local_addr().unwrap_or(fallback)
+}
+
 async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify>(
     stream: S,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     ahead: BytesMut,
     tls: Option<Rc<TlsInfo>>,
     worker: Rc<Worker>,
@@ -299,7 +310,7 @@ async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable + Close
                 }
             }
         }
-        let conn = ClientConn::new(idle, peer.ip(), peer_text.clone(), worker.clone());
+        let conn = ClientConn::new(idle, (peer, local), peer_text.clone(), worker.clone());
         // Boxed: the request's future (filters, the upstream exchange, body pumps) is
         // several kilobytes, and lives only while a request does.
         let (keep_alive, back) = Box::pin(conn.serve_request(first)).await;
@@ -350,7 +361,13 @@ async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: b
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
-    fn new(idle: Idle<S>, peer_ip: IpAddr, peer_text: Bytes, worker: Rc<Worker>) -> Self {
+    fn new(
+        idle: Idle<S>,
+        addresses: (SocketAddr, SocketAddr),
+        peer_text: Bytes,
+        worker: Rc<Worker>,
+    ) -> Self {
+        let peer_ip = addresses.0.ip();
         let buf = if idle.ahead.is_empty() {
             take_buffer()
         } else {
@@ -364,6 +381,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             ctx: RequestCtx::new(peer_ip, peer_text.clone(), idle.tls),
             peer_ip,
             peer_text,
+            addresses,
             send_timeout: config.server.timeouts.client_send,
             rec: RequestRecord::new(Bytes::new(), Instant::now()),
             config,

@@ -5,12 +5,28 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::v2::{COMMAND_PROXY, FAMILY_INET, FAMILY_INET6, INET6_BYTES, INET_BYTES, SIGNATURE};
+use super::v2::{
+    COMMAND_LOCAL, COMMAND_PROXY, FAMILY_INET, FAMILY_INET6, FAMILY_UNSPEC, INET6_BYTES,
+    INET_BYTES, SIGNATURE,
+};
 use super::ProxyVersion;
 
 /// Version 2, high nibble; STREAM transport, low nibble.
 const VERSION_2: u8 = 0x20;
 const TRANSPORT_STREAM: u8 = 0x1;
+
+/// The header of a connection that carries no client's traffic (a health check): version
+/// 1 `UNKNOWN`, version 2 `LOCAL`. The receiver keeps the TCP peer as the client.
+pub fn encode_local(version: ProxyVersion) -> Vec<u8> {
+    match version {
+        ProxyVersion::V1 => b"PROXY UNKNOWN\r\n".to_vec(),
+        ProxyVersion::V2 => {
+            let mut out = SIGNATURE.to_vec();
+            out.extend_from_slice(&[VERSION_2 | COMMAND_LOCAL, FAMILY_UNSPEC << 4, 0, 0]);
+            out
+        }
+    }
+}
 
 /// The header announcing a connection from `source` to `destination`.
 pub fn encode(version: ProxyVersion, source: SocketAddr, destination: SocketAddr) -> Vec<u8> {

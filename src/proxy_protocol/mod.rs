@@ -21,7 +21,7 @@ mod v2;
 use std::net::SocketAddr;
 
 pub use config::{ProxyProtocolListener, ProxyVersion};
-pub use encode::encode;
+pub use encode::{encode, encode_local};
 pub use tlv::{SslInfo, Tlvs};
 
 /// Longest version 1 header, CRLF included (the specification's bound).

@@ -50,8 +50,18 @@ fn valid_headers() {
     ssl.extend(tlv(0x25, b"RSA2048"));
     with_tlvs.extend(tlv(0x20, &ssl));
     let mut inet6 = Vec::new();
-    inet6.extend_from_slice(&"2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
-    inet6.extend_from_slice(&"2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    inet6.extend_from_slice(
+        &"2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    inet6.extend_from_slice(
+        &"2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
     inet6.extend_from_slice(&[0, 80, 1, 187]);
     // (input, version, addresses)
     let cases: Vec<(Vec<u8>, ProxyVersion, Option<(SocketAddr, SocketAddr)>)> = vec![
@@ -104,7 +114,11 @@ fn valid_headers() {
         assert_eq!(complete(&more).1, input.len());
         // Every proper prefix needs more.
         for end in 0..input.len() {
-            assert_eq!(parse(&input[..end]), Parsed::Incomplete, "{input:?} at {end}");
+            assert_eq!(
+                parse(&input[..end]),
+                Parsed::Incomplete,
+                "{input:?} at {end}"
+            );
         }
     }
     let (header, _) = complete(&cases[10].0);
@@ -194,12 +208,27 @@ fn malformed_headers() {
             Parsed::Invalid(Invalid::V1Port),
         ),
         // Version 2.
-        (v2(0x11, 0x11, &inet_block()), Parsed::Invalid(Invalid::V2Version)),
-        (v2(0x22, 0x11, &inet_block()), Parsed::Invalid(Invalid::V2Command)),
-        (v2(0x21, 0x41, &inet_block()), Parsed::Invalid(Invalid::V2Family)),
-        (v2(0x21, 0x13, &inet_block()), Parsed::Invalid(Invalid::V2Family)),
+        (
+            v2(0x11, 0x11, &inet_block()),
+            Parsed::Invalid(Invalid::V2Version),
+        ),
+        (
+            v2(0x22, 0x11, &inet_block()),
+            Parsed::Invalid(Invalid::V2Command),
+        ),
+        (
+            v2(0x21, 0x41, &inet_block()),
+            Parsed::Invalid(Invalid::V2Family),
+        ),
+        (
+            v2(0x21, 0x13, &inet_block()),
+            Parsed::Invalid(Invalid::V2Family),
+        ),
         (v2(0x21, 0x11, &[0; 11]), Parsed::Invalid(Invalid::V2Length)),
-        (v2(0x21, 0x21, &inet_block()), Parsed::Invalid(Invalid::V2Length)),
+        (
+            v2(0x21, 0x21, &inet_block()),
+            Parsed::Invalid(Invalid::V2Length),
+        ),
         (too_long, Parsed::Invalid(Invalid::V2TooLong)),
         (v2(0x21, 0x11, &bad_tlv), Parsed::Invalid(Invalid::V2Tlv)),
         (v2(0x21, 0x11, &short_tlv), Parsed::Invalid(Invalid::V2Tlv)),
@@ -208,7 +237,10 @@ fn malformed_headers() {
         (b"PROXY TCP4 1.1.1.1 2.2.".to_vec(), Parsed::Incomplete),
         (b"PRO".to_vec(), Parsed::Incomplete),
         (v2::SIGNATURE[..7].to_vec(), Parsed::Incomplete),
-        (v2(0x21, 0x11, &inet_block())[..20].to_vec(), Parsed::Incomplete),
+        (
+            v2(0x21, 0x11, &inet_block())[..20].to_vec(),
+            Parsed::Incomplete,
+        ),
     ];
     for (input, want) in &cases {
         assert_eq!(parse(input), *want, "{:?}", String::from_utf8_lossy(input));
@@ -218,11 +250,26 @@ fn malformed_headers() {
 #[test]
 fn encoded_headers_parse_back() {
     let cases = [
-        ("192.0.2.1:1234", "10.0.0.1:80", "192.0.2.1:1234", "10.0.0.1:80"),
-        ("[2001:db8::1]:1", "[::1]:8080", "[2001:db8::1]:1", "[::1]:8080"),
+        (
+            "192.0.2.1:1234",
+            "10.0.0.1:80",
+            "192.0.2.1:1234",
+            "10.0.0.1:80",
+        ),
+        (
+            "[2001:db8::1]:1",
+            "[::1]:8080",
+            "[2001:db8::1]:1",
+            "[::1]:8080",
+        ),
         // Mixed families: IPv4 written mapped; mapped IPv4 written IPv4.
         ("192.0.2.1:5", "[::1]:6", "[::ffff:192.0.2.1]:5", "[::1]:6"),
-        ("[::ffff:192.0.2.1]:5", "10.0.0.1:6", "192.0.2.1:5", "10.0.0.1:6"),
+        (
+            "[::ffff:192.0.2.1]:5",
+            "10.0.0.1:6",
+            "192.0.2.1:5",
+            "10.0.0.1:6",
+        ),
     ];
     for version in [ProxyVersion::V1, ProxyVersion::V2] {
         for (src, dst, want_src, want_dst) in cases {
@@ -230,7 +277,11 @@ fn encoded_headers_parse_back() {
             let (header, consumed) = complete(&bytes);
             assert_eq!(consumed, bytes.len());
             assert_eq!(header.version, version);
-            assert_eq!(header.addresses, addrs(want_src, want_dst), "{version:?} {src}");
+            assert_eq!(
+                header.addresses,
+                addrs(want_src, want_dst),
+                "{version:?} {src}"
+            );
         }
     }
     assert_eq!(

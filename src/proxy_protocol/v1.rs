@@ -80,8 +80,6 @@ fn port(text: &[u8]) -> Result<u16, Invalid> {
     if text.is_empty() || text.len() > 5 || !text.iter().all(u8::is_ascii_digit) {
         return Err(Invalid::V1Port);
     }
-    let value = text
-        .iter()
-        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+    let value = text.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
     u16::try_from(value).map_err(|_| Invalid::V1Port)
 }

@@ -8,9 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::{
-    signature, tlv, Invalid, Parsed, ProxyHeader, ProxyVersion, Tlvs, MAX_V2_BODY_BYTES,
-};
+use super::{signature, tlv, Invalid, Parsed, ProxyHeader, ProxyVersion, Tlvs, MAX_V2_BODY_BYTES};
 
 pub(super) const SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Signature, version/command, family/transport, length.
@@ -100,10 +98,14 @@ pub(super) fn parse(input: &[u8]) -> Parsed {
 fn addresses(family: u8, block: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
     let (ip_bytes, make): (usize, fn(&[u8]) -> Option<IpAddr>) = match family {
         FAMILY_INET => (4, |b| {
-            <[u8; 4]>::try_from(b).ok().map(|a| Ipv4Addr::from(a).into())
+            <[u8; 4]>::try_from(b)
+                .ok()
+                .map(|a| Ipv4Addr::from(a).into())
         }),
         FAMILY_INET6 => (16, |b| {
-            <[u8; 16]>::try_from(b).ok().map(|a| Ipv6Addr::from(a).into())
+            <[u8; 16]>::try_from(b)
+                .ok()
+                .map(|a| Ipv6Addr::from(a).into())
         }),
         _ => return None,
     };

@@ -23,9 +23,9 @@ use toml::Spanned;
 use super::sni::SniResolver;
 use super::tickets;
 use crate::http1::encode::is_rewritten_request_header;
+use crate::http1::headers::is_hop_by_hop;
 use crate::proxy_protocol::config::FileProxyProtocol;
 use crate::proxy_protocol::ProxyProtocolListener;
-use crate::http1::headers::is_hop_by_hop;
 use crate::settings::{is_host_header, is_token, Ctx, DurationValue, WatchedFile};
 
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
