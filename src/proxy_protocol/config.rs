@@ -96,3 +96,58 @@ pub fn version(ctx: &mut Ctx, value: &Spanned<String>, key: &str) -> Option<Prox
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_errors, load_str};
+
+    fn config(server: &str, upstream: &str) -> String {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:1\"]\n{server}\n\
+             [upstreams.u]\nendpoints = [\"127.0.0.1:2\"]\n{upstream}\n\
+             [[routes]]\npath = \"/\"\nupstream = \"u\"\n"
+        )
+    }
+
+    #[test]
+    fn settings_and_their_errors() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("proxy_protocol = { from = [\"10.0.0.0/8\", \"::1\"] }", "proxy_protocol = \"v2\"", &[]),
+            ("proxy_protocol = { from = [\"10.0.0.1/8\"] }", "", &["t.toml:3:28: server.proxy_protocol.from[0]: host bits set in \"10.0.0.1/8\": the network is 10.0.0.0/8"]),
+            ("proxy_protocol = { required = true }", "", &["t.toml:3:18: server.proxy_protocol.from: required: the networks of the load balancers that send the header"]),
+            ("proxy_protocol = { from = [] }", "", &["t.toml:3:18: server.proxy_protocol.from: empty: no source could send a header (leave `proxy_protocol` out instead)"]),
+            ("", "proxy_protocol = \"v3\"", &["t.toml:6:18: upstreams.u.proxy_protocol: unknown version \"v3\": expected \"v1\" or \"v2\""]),
+        ];
+        for (server, upstream, want) in cases {
+            assert_eq!(
+                load_errors(&config(server, upstream)),
+                *want,
+                "{server} {upstream}"
+            );
+        }
+        let typo = load_errors(&config(
+            "proxy_protocol = { from = [\"::1\"], requird = true }",
+            "",
+        ));
+        assert!(typo[0].contains("unknown field `requird`"), "{typo:?}");
+
+        let built = load_str(
+            &config(
+                "proxy_protocol = { from = [\"10.0.0.0/8\"], required = true }",
+                "proxy_protocol = \"v1\"",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let listener = built.server.proxy_protocol.unwrap();
+        assert!(listener.required);
+        assert!(listener.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(listener.is_trusted("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!listener.is_trusted("127.0.0.1".parse().unwrap()));
+        assert_eq!(built.upstreams[0].proxy_protocol, Some(ProxyVersion::V1));
+        let plain = load_str(&config("", ""), "t.toml").unwrap();
+        assert_eq!(plain.server.proxy_protocol, None);
+        assert_eq!(plain.upstreams[0].proxy_protocol, None);
+    }
+}

@@ -284,6 +284,14 @@ fn encoded_headers_parse_back() {
             );
         }
     }
+    for version in [ProxyVersion::V1, ProxyVersion::V2] {
+        let bytes = encode_local(version);
+        let (header, consumed) = complete(&bytes);
+        assert_eq!(
+            (header.version, header.addresses, consumed),
+            (version, None, bytes.len())
+        );
+    }
     assert_eq!(
         encode(
             ProxyVersion::V1,
