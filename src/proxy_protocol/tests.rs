@@ -27,7 +27,10 @@ fn tlv(kind: u8, value: &[u8]) -> Vec<u8> {
     out
 }
 
-fn addrs(src: &str, dst: &str) -> Option<(SocketAddr, SocketAddr)> {
+/// What a header announces: source and destination, when it names them.
+type Addresses = Option<(SocketAddr, SocketAddr)>;
+
+fn addrs(src: &str, dst: &str) -> Addresses {
     Some((src.parse().unwrap(), dst.parse().unwrap()))
 }
 
@@ -64,7 +67,7 @@ fn valid_headers() {
     );
     inet6.extend_from_slice(&[0, 80, 1, 187]);
     // (input, version, addresses)
-    let cases: Vec<(Vec<u8>, ProxyVersion, Option<(SocketAddr, SocketAddr)>)> = vec![
+    let cases: Vec<(Vec<u8>, ProxyVersion, Addresses)> = vec![
         (
             b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n".to_vec(),
             ProxyVersion::V1,

@@ -32,9 +32,8 @@ pub(super) fn parse(input: &[u8]) -> Parsed {
         Some(false) => return Parsed::NotProxy,
         Some(true) => {}
     }
-    let [.., ver_cmd, fam, hi, lo] = match input.get(..FIXED_BYTES) {
-        Some(fixed) => <[u8; FIXED_BYTES]>::try_from(fixed).unwrap_or([0; FIXED_BYTES]),
-        None => return Parsed::Incomplete,
+    let Some((&[.., ver_cmd, fam, hi, lo], _)) = input.split_first_chunk::<FIXED_BYTES>() else {
+        return Parsed::Incomplete;
     };
     if ver_cmd >> 4 != 2 {
         return Parsed::Invalid(Invalid::V2Version);
@@ -96,27 +95,30 @@ pub(super) fn parse(input: &[u8]) -> Parsed {
 
 /// Source and destination of an INET or INET6 block (`None` for the other families).
 fn addresses(family: u8, block: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
-    let (ip_bytes, make): (usize, fn(&[u8]) -> Option<IpAddr>) = match family {
-        FAMILY_INET => (4, |b| {
-            <[u8; 4]>::try_from(b)
-                .ok()
-                .map(|a| Ipv4Addr::from(a).into())
-        }),
-        FAMILY_INET6 => (16, |b| {
-            <[u8; 16]>::try_from(b)
-                .ok()
-                .map(|a| Ipv6Addr::from(a).into())
-        }),
+    let (source, destination, ports): (IpAddr, IpAddr, &[u8]) = match family {
+        FAMILY_INET => {
+            let (source, rest) = block.split_first_chunk::<4>()?;
+            let (destination, rest) = rest.split_first_chunk::<4>()?;
+            (
+                Ipv4Addr::from(*source).into(),
+                Ipv4Addr::from(*destination).into(),
+                rest,
+            )
+        }
+        FAMILY_INET6 => {
+            let (source, rest) = block.split_first_chunk::<16>()?;
+            let (destination, rest) = rest.split_first_chunk::<16>()?;
+            (
+                Ipv6Addr::from(*source).into(),
+                Ipv6Addr::from(*destination).into(),
+                rest,
+            )
+        }
         _ => return None,
     };
-    let source = make(block.get(..ip_bytes)?)?;
-    let destination = make(block.get(ip_bytes..2 * ip_bytes)?)?;
-    let port = |at: usize| {
-        let b = block.get(at..at + 2)?;
-        Some(u16::from_be_bytes([b[0], b[1]]))
-    };
+    let (&[s0, s1, d0, d1], _) = ports.split_first_chunk::<4>()?;
     Some((
-        SocketAddr::new(source, port(2 * ip_bytes)?),
-        SocketAddr::new(destination, port(2 * ip_bytes + 2)?),
+        SocketAddr::new(source, u16::from_be_bytes([s0, s1])),
+        SocketAddr::new(destination, u16::from_be_bytes([d0, d1])),
     ))
 }
