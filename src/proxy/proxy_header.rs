@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
-use crate::io::{give_back, read_more, take_buffer, BUFFER_BYTES};
+use crate::deadline;
+use crate::io::{give_back, read_more, take_buffer, WaitReadable, BUFFER_BYTES};
 use crate::proxy_protocol::{self, Parsed, ProxyHeader, ProxyProtocolListener};
 
 /// The connection's peer (the header's source, or the TCP peer) and the bytes that
@@ -34,7 +35,12 @@ pub(super) async fn read(
         match proxy_protocol::parse(&buf) {
             Parsed::Incomplete => {
                 if buf.capacity() == 0 {
-                    buf = take_buffer();
+                    // No buffer while the peer is silent.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match deadline::timeout(left, WaitReadable::readable(&*stream)).await {
+                        Ok(Ok(())) => buf = take_buffer(),
+                        _ => return None,
+                    }
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 match read_more(stream, &mut buf, BUFFER_BYTES / 2, left).await {
