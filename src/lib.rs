@@ -15,6 +15,7 @@ pub mod http1;
 pub mod io;
 pub mod observe;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod runtime;
 #[cfg(test)]

@@ -53,6 +53,12 @@ const FORBIDDEN: &[(&str, &str)] = &[
         "ratelimit",
         "access admin auth config control cors observe proxy runtime",
     ),
+    // The PROXY protocol codec and its settings sit under the listeners and the upstream
+    // client that use them.
+    (
+        "proxy_protocol",
+        "admin auth config control cors observe proxy ratelimit runtime tls upstream",
+    ),
     // Observability records what the request path did; it does not drive it.
     (
         "observe",

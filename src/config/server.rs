@@ -13,6 +13,8 @@ use toml::Spanned;
 use crate::access::config::FileAccess;
 use crate::access::{AccessList, Cidr};
 use crate::http1::Limits;
+use crate::proxy_protocol::config::FileProxyProtocol;
+use crate::proxy_protocol::ProxyProtocolListener;
 use crate::settings::{Ctx, DurationValue, SizeValue};
 use crate::tls::config::FileTlsListener;
 use crate::tls::TlsListener;
@@ -52,6 +54,8 @@ pub struct FileServer {
     /// `[[server.tls]]`: TLS listeners (see `tls/config.rs`).
     #[serde(default)]
     pub tls: Vec<FileTlsListener>,
+    /// PROXY headers on the plaintext listeners (see `proxy_protocol/`).
+    pub proxy_protocol: Option<Spanned<FileProxyProtocol>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +104,8 @@ pub struct ServerConfig {
     /// copies are removed from every forwarded request, on every listener, whether or not
     /// it presented a certificate: only Strait sets them.
     pub identity_headers: Vec<Bytes>,
+    /// Sources that may (or must) open a plaintext connection with a PROXY header.
+    pub proxy_protocol: Option<ProxyProtocolListener>,
 }
 
 impl ServerConfig {
@@ -259,6 +265,10 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
         server.trusted_proxies.as_deref(),
         "server.trusted_proxies",
     );
+    let proxy_protocol = server
+        .proxy_protocol
+        .as_ref()
+        .and_then(|p| crate::proxy_protocol::config::listener(ctx, p, "server.proxy_protocol"));
     Some(ServerConfig {
         listen,
         workers,
@@ -273,6 +283,7 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
         trusted_proxies,
         tls,
         identity_headers,
+        proxy_protocol,
     })
 }
 

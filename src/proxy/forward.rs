@@ -8,6 +8,7 @@
 //! taken, so that a retry (or the replacement of a dead pooled connection) can send it
 //! again; larger bodies are streamed once.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,6 +47,16 @@ pub(super) enum Failure {
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
+    /// What an upstream's PROXY header announces for this request: the client address (the
+    /// peer's port with it when the client is the peer, else 0: a forwarded client's port is
+    /// not known) and the address the connection reached Strait on.
+    fn announced_addresses(&self) -> (SocketAddr, SocketAddr) {
+        let (peer, local) = self.addresses;
+        let client = self.ctx.client_addr;
+        let port = if client == peer.ip() { peer.port() } else { 0 };
+        (SocketAddr::new(client, port), local)
+    }
+
     /// Proxies one request; returns whether the client connection may carry another.
     pub(super) async fn forward(
         &mut self,
@@ -102,6 +113,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             idempotent: head.method.is_idempotent(),
             is_head: head.method == Method::Head,
             deadline: None,
+            addresses: Some(self.announced_addresses()),
         };
         let started = Instant::now();
         // The client borrows the worker's upstream state while this connection is borrowed

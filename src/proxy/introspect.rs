@@ -80,6 +80,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             idempotent: true,
             is_head: false,
             deadline: Some(deadline),
+            // Strait's own request: a LOCAL header, if the upstream wants one.
+            addresses: None,
         };
         let mut outgoing = Introspection {
             config,

@@ -15,6 +15,7 @@ mod forward;
 mod introspect;
 mod path;
 pub mod pipeline;
+mod proxy_header;
 
 pub use drain::DrainSignal;
 
@@ -182,6 +183,9 @@ pub struct ClientConn<S> {
     /// The TCP peer's address, and as text (appended to the upstream X-Forwarded-For).
     peer_ip: IpAddr,
     peer_text: Bytes,
+    /// The peer (with its port) and the address it reached Strait on: what an upstream's
+    /// PROXY header announces (`forward.rs`).
+    addresses: (SocketAddr, SocketAddr),
     worker: Rc<Worker>,
     /// `server.timeouts.client_send` of the request being served.
     send_timeout: std::time::Duration,
@@ -217,23 +221,47 @@ enum NextHead {
 
 /// Serves requests on `stream` until the client or an error ends the connection. The
 /// caller has counted it with [`Worker::connection_opened`].
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
+pub async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
     let _open = OpenConnection(worker.clone());
-    serve_requests(stream, peer, None, worker).await;
+    let local = local_addr(&stream, peer);
+    let config = worker.snapshot();
+    let (peer, ahead) = match &config.server.proxy_protocol {
+        None => (peer, BytesMut::new()),
+        Some(settings) => {
+            let timeout = config.server.timeouts.header_read;
+            match proxy_header::read(&mut stream, peer, settings, timeout).await {
+                Some(read) => read,
+                None => return,
+            }
+        }
+    };
+    drop(config);
+    serve_requests(stream, (peer, local), ahead, None, worker).await;
 }
 
 /// Runs the TLS handshake on `stream`, accepted on `addr` (one of `listener`'s addresses),
 /// then serves requests on the session like [`serve_connection`]. Every handshake is
 /// counted, by its version or its reason to fail; a failed one closes the connection.
 pub async fn serve_tls_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     addr: SocketAddr,
     listener: Arc<TlsListener>,
     worker: Rc<Worker>,
 ) {
     let _open = OpenConnection(worker.clone());
-    match tls::accept::accept(stream, &listener, &worker.handshakes).await {
+    let local = local_addr(&stream, addr);
+    let (peer, first) = match &listener.proxy_protocol {
+        None => (peer, BytesMut::new()),
+        Some(settings) => {
+            let timeout = worker.snapshot().server.timeouts.header_read;
+            match proxy_header::read(&mut stream, peer, settings, timeout).await {
+                Some(read) => read,
+                None => return,
+            }
+        }
+    };
+    match tls::accept::accept(stream, first, &listener, &worker.handshakes).await {
         Ok((session, info)) => {
             drop(listener);
             worker
@@ -241,7 +269,8 @@ pub async fn serve_tls_connection(
                 .borrow_mut()
                 .metrics
                 .tls_handshake(addr, info.version, info.resumed);
-            serve_requests(session, peer, Some(Rc::new(info)), worker).await;
+            let info = Some(Rc::new(info));
+            serve_requests(session, (peer, local), BytesMut::new(), info, worker).await;
         }
         Err(failure) => {
             worker
@@ -254,18 +283,20 @@ pub async fn serve_tls_connection(
     }
 }
 
+/// The address `stream` was accepted on (`fallback` if the socket cannot say).
+fn local_addr(stream: &TcpStream, fallback: SocketAddr) -> SocketAddr {
+    stream.local_addr().unwrap_or(fallback)
+}
+
 async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify>(
     stream: S,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
+    ahead: BytesMut,
     tls: Option<Rc<TlsInfo>>,
     worker: Rc<Worker>,
 ) {
     let peer_text = Bytes::from(peer.ip().to_string());
-    let mut idle = Idle {
-        stream,
-        ahead: BytesMut::new(),
-        tls,
-    };
+    let mut idle = Idle { stream, ahead, tls };
     let mut first = true;
     loop {
         if idle.ahead.is_empty() {
@@ -280,7 +311,7 @@ async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable + Close
                 }
             }
         }
-        let conn = ClientConn::new(idle, peer.ip(), peer_text.clone(), worker.clone());
+        let conn = ClientConn::new(idle, (peer, local), peer_text.clone(), worker.clone());
         // Boxed: the request's future (filters, the upstream exchange, body pumps) is
         // several kilobytes, and lives only while a request does.
         let (keep_alive, back) = Box::pin(conn.serve_request(first)).await;
@@ -331,7 +362,13 @@ async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: b
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
-    fn new(idle: Idle<S>, peer_ip: IpAddr, peer_text: Bytes, worker: Rc<Worker>) -> Self {
+    fn new(
+        idle: Idle<S>,
+        addresses: (SocketAddr, SocketAddr),
+        peer_text: Bytes,
+        worker: Rc<Worker>,
+    ) -> Self {
+        let peer_ip = addresses.0.ip();
         let buf = if idle.ahead.is_empty() {
             take_buffer()
         } else {
@@ -345,6 +382,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             ctx: RequestCtx::new(peer_ip, peer_text.clone(), idle.tls),
             peer_ip,
             peer_text,
+            addresses,
             send_timeout: config.server.timeouts.client_send,
             rec: RequestRecord::new(Bytes::new(), Instant::now()),
             config,

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::server::ServerConnection;
@@ -135,17 +135,20 @@ impl Drop for InFlight<'_> {
 }
 
 /// Accepts a TLS session on `io` for `listener`, all within its `handshake_timeout`.
-/// `in_flight` is the worker's count of handshakes under way: a connection counts once
-/// its first bytes are in, since the bound is on the CPU handshakes take, and connections
-/// that send nothing would otherwise lock every client out.
+/// `first` holds the client's first bytes when they were already read (after a PROXY
+/// header); empty, they are read here. `in_flight` is the worker's count of handshakes
+/// under way: a connection counts once its first bytes are in, since the bound is on the
+/// CPU handshakes take, and connections that send nothing would otherwise lock every
+/// client out.
 pub async fn accept(
     io: TcpStream,
+    first: BytesMut,
     listener: &TlsListener,
     in_flight: &Cell<usize>,
 ) -> Result<(TlsStream<ServerConnection>, TlsInfo), HandshakeFailure> {
     match deadline::timeout(
         listener.handshake_timeout,
-        handshake(io, listener, in_flight),
+        handshake(io, first, listener, in_flight),
     )
     .await
     {
@@ -156,25 +159,32 @@ pub async fn accept(
 
 async fn handshake(
     mut io: TcpStream,
+    first: BytesMut,
     listener: &TlsListener,
     in_flight: &Cell<usize>,
 ) -> Result<(TlsStream<ServerConnection>, TlsInfo), HandshakeFailure> {
     // No buffer while the client is silent.
-    WaitReadable::readable(&io)
-        .await
-        .map_err(|_| HandshakeFailure::Closed)?;
+    if first.is_empty() {
+        WaitReadable::readable(&io)
+            .await
+            .map_err(|_| HandshakeFailure::Closed)?;
+    }
     if in_flight.get() >= listener.max_handshakes {
         return Err(HandshakeFailure::Overload);
     }
     in_flight.set(in_flight.get() + 1);
     let _counted = InFlight(in_flight);
-    let (result, first) = io.read(take_buffer()).await;
-    match result {
-        Ok(n) if n > 0 => {}
-        _ => return Err(HandshakeFailure::Closed),
-    }
-    if first[0] != HANDSHAKE_RECORD {
-        if first[0].is_ascii_uppercase() {
+    let first = if first.is_empty() {
+        let (result, first) = io.read(take_buffer()).await;
+        match result {
+            Ok(n) if n > 0 => first,
+            _ => return Err(HandshakeFailure::Closed),
+        }
+    } else {
+        first
+    };
+    if first.first() != Some(&HANDSHAKE_RECORD) {
+        if first.first().is_some_and(u8::is_ascii_uppercase) {
             let answer = io.write_all(PLAINTEXT_ANSWER);
             let _ = deadline::timeout(Duration::from_secs(1), answer).await;
         }

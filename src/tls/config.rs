@@ -24,6 +24,8 @@ use super::sni::SniResolver;
 use super::tickets;
 use crate::http1::encode::is_rewritten_request_header;
 use crate::http1::headers::is_hop_by_hop;
+use crate::proxy_protocol::config::FileProxyProtocol;
+use crate::proxy_protocol::ProxyProtocolListener;
 use crate::settings::{is_host_header, is_token, Ctx, DurationValue, WatchedFile};
 
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +53,8 @@ pub struct FileTlsListener {
     pub client_identity_header: Option<Spanned<String>>,
     /// The `Strict-Transport-Security` value answers on this listener carry.
     pub hsts: Option<Spanned<String>>,
+    /// `{ from = [...], required = false }`: a PROXY header before the TLS handshake.
+    pub proxy_protocol: Option<Spanned<FileProxyProtocol>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +85,8 @@ pub struct TlsListener {
     /// Every certificate, key and CA file this listener was built from, stamped before it
     /// was read: what the certificate watcher compares with the files on disk.
     pub files: Vec<WatchedFile>,
+    /// Sources that may (or must) send a PROXY header before the ClientHello.
+    pub proxy_protocol: Option<ProxyProtocolListener>,
 }
 
 impl std::fmt::Debug for TlsListener {
@@ -274,6 +280,10 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
         Some(v) => ctx.count(v, &at("max_handshakes"), 1, 1 << 20).unwrap_or(1),
     };
 
+    let proxy_protocol = file
+        .proxy_protocol
+        .as_ref()
+        .and_then(|p| crate::proxy_protocol::config::listener(ctx, p, &at("proxy_protocol")));
     if ctx.error_count() > errors_before {
         return None;
     }
@@ -307,6 +317,7 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
         hsts,
         certificates,
         files,
+        proxy_protocol,
     })
 }
 

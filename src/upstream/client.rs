@@ -36,6 +36,7 @@ use crate::deadline;
 use crate::error::{ProxyError, Retry};
 use crate::http1::{find_head_end, parse_response_head, ResponseHead};
 use crate::io::{read_more, take_buffer, write_within, ReadFail, BUFFER_BYTES};
+use crate::proxy_protocol;
 
 /// Upstream response heads larger than this are refused (502).
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
@@ -68,6 +69,10 @@ pub struct Request {
     pub is_head: bool,
     /// The whole exchange ends by then (besides the retry policy's own `timeout`).
     pub deadline: Option<Instant>,
+    /// The client's address and the address it reached Strait on: what the PROXY header
+    /// of a new connection announces when the upstream has `proxy_protocol` (`None`: a
+    /// LOCAL header, for Strait's own requests).
+    pub addresses: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// The bytes of a request, written by its sender.
@@ -360,7 +365,9 @@ impl<'w, S: Snapshot> Client<'w, S> {
         let mut fresh_only = false;
         loop {
             let connect_timeout = time_left(self.config.connect_timeout(), deadline);
-            let mut conn = self.connect(endpoint, fresh_only, connect_timeout).await?;
+            let mut conn = self
+                .connect(endpoint, request.addresses, fresh_only, connect_timeout)
+                .await?;
             let write_timeout = time_left(self.config.response_timeout(), deadline);
             let mut written = write_within(&mut conn.stream, head.clone(), write_timeout).await;
             if let (Ok((Ok(_), _)), Some(body)) = (&written, &separate_body) {
@@ -401,21 +408,28 @@ impl<'w, S: Snapshot> Client<'w, S> {
     }
 
     /// A pooled connection to `endpoint` (unless `fresh_only`), else a new one within
-    /// `timeout`, subject to the upstream's circuit breaker.
+    /// `timeout`, subject to the upstream's circuit breaker. With `proxy_protocol`, a new
+    /// connection starts with a header announcing `addresses`, and a pooled one must have
+    /// announced the same.
     async fn connect<E>(
         &self,
         endpoint: usize,
+        addresses: Option<(SocketAddr, SocketAddr)>,
         fresh_only: bool,
         timeout: Duration,
     ) -> Result<UpstreamConn, TryError<E>> {
         let config = &self.config.upstreams()[self.id];
+        let announced = config.proxy_protocol.and(addresses);
         {
             let mut upstreams = self.upstreams.borrow_mut();
             let Some(state) = upstreams.get(self.config, self.id) else {
                 return Err(TryError::Refused(ProxyError::NoEndpoint));
             };
             if !fresh_only {
-                if let Some(conn) = state.endpoints[endpoint].pool.checkout(Instant::now()) {
+                if let Some(conn) = state.endpoints[endpoint]
+                    .pool
+                    .checkout(Instant::now(), announced)
+                {
                     return Ok(conn);
                 }
             }
@@ -433,7 +447,11 @@ impl<'w, S: Snapshot> Client<'w, S> {
         let connecting = Connecting::start(self.upstreams, self.config, self.id);
         let target = &config.endpoints[endpoint];
         // A TLS handshake counts against the connect timeout.
-        let opened = UpstreamStream::open(target, config.tls.as_ref());
+        let header = config.proxy_protocol.map(|version| match announced {
+            Some((source, destination)) => proxy_protocol::encode(version, source, destination),
+            None => proxy_protocol::encode_local(version),
+        });
+        let opened = UpstreamStream::open(target, config.tls.as_ref(), header);
         let connected = deadline::timeout(timeout, opened).await;
         drop(connecting);
         match connected {
@@ -441,6 +459,7 @@ impl<'w, S: Snapshot> Client<'w, S> {
                 stream,
                 buf: take_buffer(),
                 reused: false,
+                announced,
             }),
             Ok(Err(OpenError::Connect(_))) => Err(TryError::Upstream(ProxyError::UpstreamConnect)),
             Ok(Err(OpenError::Tls(reason))) => {

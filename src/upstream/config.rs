@@ -7,6 +7,7 @@
 //! the one lookup a config build makes (off the request path: main, admin or resolver
 //! thread), injected so that tests use a fake DNS.
 
+use crate::proxy_protocol::ProxyVersion;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -78,6 +79,8 @@ pub struct FileUpstream {
     pub limits: FileBreakerLimits,
     /// `true`, or a table of TLS settings (`tls.rs`).
     pub tls: Option<Spanned<FileUpstreamTls>>,
+    /// `"v1"` or `"v2"`: a PROXY header first on every connection.
+    pub proxy_protocol: Option<Spanned<String>>,
 }
 
 /// `[upstreams.NAME.health]`: active checks.
@@ -225,6 +228,10 @@ pub struct UpstreamConfig {
     pub tls: Option<UpstreamTls>,
     /// Host names among the endpoints are re-resolved this often (off the request path).
     pub resolve_interval: Duration,
+    /// A PROXY header of this version starts every connection (`proxy_protocol/`): the
+    /// client's, or LOCAL for Strait's own (health checks, introspection). Pooled
+    /// connections are then reused only for the client they announced (`pool.rs`).
+    pub proxy_protocol: Option<ProxyVersion>,
     /// What all workers share of this upstream (Maglev table, health flags): empty from the
     /// build, filled in by the control plane before the snapshot is published.
     pub shared: crate::upstream::SharedUpstream,
@@ -391,6 +398,9 @@ pub(crate) fn build(
             &format!("{prefix}.resolve_interval"),
             DEFAULT_RESOLVE_INTERVAL,
         );
+        let proxy_protocol = upstream.proxy_protocol.as_ref().and_then(|v| {
+            crate::proxy_protocol::config::version(ctx, v, &format!("{prefix}.proxy_protocol"))
+        });
         ids.insert(name.get_ref().clone(), configs.len());
         configs.push(UpstreamConfig {
             name: name.into_inner(),
@@ -403,6 +413,7 @@ pub(crate) fn build(
             limits,
             tls,
             resolve_interval,
+            proxy_protocol,
             shared: Default::default(),
         });
     }

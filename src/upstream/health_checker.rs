@@ -33,6 +33,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::{LegacyDriver, RuntimeBuilder};
 
 use crate::http1::{find_head_end, parse_response_head};
+use crate::proxy_protocol::ProxyVersion;
 use crate::tls::HandshakeError;
 use crate::upstream::config::{Endpoint, HealthCheckConfig, UpstreamConfig};
 use crate::upstream::health::HealthRegistry;
@@ -140,6 +141,8 @@ struct Target {
     endpoint: Endpoint,
     /// The upstream's TLS: the probe speaks it too.
     tls: Option<UpstreamTls>,
+    /// The upstream's PROXY protocol: the probe sends a LOCAL header first.
+    proxy_protocol: Option<ProxyVersion>,
 }
 
 /// The health check of `addr` in upstream `name`, if it is still configured and checked.
@@ -151,6 +154,7 @@ fn target_config(upstreams: &[UpstreamConfig], name: &str, addr: SocketAddr) -> 
         check: health.clone(),
         endpoint: endpoint.clone(),
         tls: upstream.tls.clone(),
+        proxy_protocol: upstream.proxy_protocol,
     })
 }
 
@@ -181,7 +185,13 @@ async fn check_endpoint<S: Snapshot>(
         }
 
         let started = Instant::now();
-        let outcome = probe(&target.endpoint, target.tls.as_ref(), check).await;
+        let outcome = probe(
+            &target.endpoint,
+            target.tls.as_ref(),
+            target.proxy_protocol,
+            check,
+        )
+        .await;
         match &outcome {
             Ok(status) => {
                 tracing::trace!(upstream = name, endpoint = %addr, status, "health check passed")
@@ -359,12 +369,14 @@ pub fn render_request(check: &HealthCheckConfig, addr: SocketAddr) -> Vec<u8> {
 pub async fn probe(
     endpoint: &Endpoint,
     tls: Option<&UpstreamTls>,
+    proxy_protocol: Option<ProxyVersion>,
     check: &HealthCheckConfig,
 ) -> Result<u16, ProbeError> {
     let request = render_request(check, endpoint.addr);
     let is_head = check.method.eq_ignore_ascii_case("HEAD");
     // The connection is dropped on expiry; on the epoll driver nothing is left in flight.
-    let exchanged = exchange(endpoint, tls, request, is_head);
+    let header = proxy_protocol.map(crate::proxy_protocol::encode_local);
+    let exchanged = exchange(endpoint, tls, header, request, is_head);
     let status = monoio::time::timeout(check.timeout, exchanged)
         .await
         .map_err(|_| ProbeError::Timeout(check.timeout))??;
@@ -379,10 +391,11 @@ pub async fn probe(
 async fn exchange(
     endpoint: &Endpoint,
     tls: Option<&UpstreamTls>,
+    proxy_header: Option<Vec<u8>>,
     request: Vec<u8>,
     is_head: bool,
 ) -> Result<u16, ProbeError> {
-    let mut stream = UpstreamStream::open(endpoint, tls)
+    let mut stream = UpstreamStream::open(endpoint, tls, proxy_header)
         .await
         .map_err(|e| match e {
             OpenError::Connect(e) => ProbeError::Connect(e),
@@ -583,7 +596,7 @@ mod tests {
             weight: 1,
             hostname: None,
         };
-        probe(&endpoint, None, check).await
+        probe(&endpoint, None, None, check).await
     }
 
     fn run<F: std::future::Future>(f: F) -> F::Output {

@@ -11,6 +11,7 @@
 //! request never touches it.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -29,6 +30,9 @@ pub struct UpstreamConn {
     pub buf: BytesMut,
     /// Taken from the pool rather than freshly connected.
     pub reused: bool,
+    /// The client and listener addresses its PROXY header announced (`None`: no header,
+    /// or a LOCAL one). It serves only requests that would announce the same.
+    pub announced: Option<(SocketAddr, SocketAddr)>,
 }
 
 pub struct EndpointPool {
@@ -48,13 +52,23 @@ impl EndpointPool {
         &self.config
     }
 
-    /// The most recently returned live connection, if any.
-    pub fn checkout(&mut self, now: Instant) -> Option<UpstreamConn> {
-        while let Some((mut conn, since)) = self.idle.pop_back() {
+    /// The most recently returned live connection that announced `announced`, if any.
+    /// Without PROXY headers every connection announced `None`, so the newest is taken.
+    pub fn checkout(
+        &mut self,
+        now: Instant,
+        announced: Option<(SocketAddr, SocketAddr)>,
+    ) -> Option<UpstreamConn> {
+        loop {
+            let at = self
+                .idle
+                .iter()
+                .rposition(|(conn, _)| conn.announced == announced)?;
+            let (mut conn, since) = self.idle.remove(at)?;
             let idle = now.saturating_duration_since(since);
             if idle > self.config.idle_timeout {
                 // Everything older is older still.
-                self.idle.clear();
+                self.idle.drain(..at);
                 return None;
             }
             if idle >= PROBE_AFTER_IDLE && !conn.stream.is_open_and_quiet() {
@@ -64,7 +78,6 @@ impl EndpointPool {
             conn.buf = take_buffer();
             return Some(conn);
         }
-        None
     }
 
     /// Keeps `conn` for a later request, unless the pool is full. Its buffer (empty: only a

@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 
 use bytes::BytesMut;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::ClientConnection;
@@ -38,16 +38,22 @@ pub enum OpenError {
 }
 
 impl UpstreamStream {
-    /// Connects to `endpoint`, then runs the TLS handshake when `tls` is set. The caller
-    /// bounds the whole of it with its connect timeout.
+    /// Connects to `endpoint`, sends `proxy_header` (a PROXY protocol header) when there is
+    /// one, then runs the TLS handshake when `tls` is set. The caller bounds the whole of it
+    /// with its connect timeout.
     pub async fn open(
         endpoint: &Endpoint,
         tls: Option<&UpstreamTls>,
+        proxy_header: Option<Vec<u8>>,
     ) -> Result<UpstreamStream, OpenError> {
-        let tcp = TcpStream::connect_addr(endpoint.addr)
+        let mut tcp = TcpStream::connect_addr(endpoint.addr)
             .await
             .map_err(OpenError::Connect)?;
         let _ = tcp.set_nodelay(true);
+        if let Some(header) = proxy_header {
+            let (written, _) = tcp.write_all(header).await;
+            written.map_err(OpenError::Connect)?;
+        }
         let Some(tls) = tls else {
             return Ok(UpstreamStream::Plain(tcp));
         };
