@@ -128,3 +128,50 @@ pub async fn write_within<W: AsyncWriteRent, B: IoBuf + 'static>(
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))
 }
+
+/// A connection read and written at the same time by two loops of one task (a tunnel):
+/// both operations take `&self`, so neither waits for the other and neither polls for
+/// readiness. `send` writes the whole buffer and hands it back.
+pub trait Duplex {
+    fn recv(&self, buf: BytesMut) -> impl Future<Output = (std::io::Result<usize>, BytesMut)>;
+    fn send(&self, buf: BytesMut) -> impl Future<Output = (std::io::Result<()>, BytesMut)>;
+}
+
+/// A stream that can lend itself as a [`Duplex`] for as long as it is borrowed.
+pub trait IntoDuplex {
+    type Duplex<'a>: Duplex
+    where
+        Self: 'a;
+    fn duplex(&mut self) -> Self::Duplex<'_>;
+}
+
+/// A borrowed TCP stream read and written from two loops at once.
+pub struct TcpDuplex<'a>(&'a std::cell::UnsafeCell<TcpStream>);
+
+impl IntoDuplex for TcpStream {
+    type Duplex<'a> = TcpDuplex<'a>;
+    fn duplex(&mut self) -> TcpDuplex<'_> {
+        TcpDuplex(std::cell::UnsafeCell::from_mut(self))
+    }
+}
+
+impl TcpDuplex<'_> {
+    fn stream(&self) -> &mut TcpStream {
+        // SAFETY: `TcpStream: monoio::io::Split`: its reads and writes are independent
+        // io_uring operations on a shared fd, which monoio's own `OwnedReadHalf` and
+        // `OwnedWriteHalf` run concurrently through the same `UnsafeCell`. The tunnel
+        // calls `recv` from one loop and `send` from the other, never two of a kind.
+        unsafe { &mut *self.0.get() }
+    }
+}
+
+impl Duplex for TcpDuplex<'_> {
+    async fn recv(&self, buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
+        self.stream().read(buf).await
+    }
+
+    async fn send(&self, buf: BytesMut) -> (std::io::Result<()>, BytesMut) {
+        let (result, buf) = self.stream().write_all(buf).await;
+        (result.map(|_| ()), buf)
+    }
+}

@@ -372,6 +372,7 @@ pub struct WorkerMetrics {
     pool_hits: u64,
     pool_misses: u64,
     tls: TlsCounts,
+    pub tunnels: super::tunnels::TunnelCounts,
 }
 
 /// TLS handshakes, counted per connection (not per request). Keyed by the listener address
@@ -499,6 +500,7 @@ impl WorkerMetrics {
             pool_hits: self.pool_hits,
             pool_misses: self.pool_misses,
             tls: self.tls.clone(),
+            tunnels: self.tunnels,
         }
     }
 }
@@ -516,6 +518,7 @@ pub struct MetricsSnapshot {
     pool_hits: u64,
     pool_misses: u64,
     tls: TlsCounts,
+    pub tunnels: super::tunnels::TunnelCounts,
 }
 
 /// A scrape request: where the worker sends its snapshot.
@@ -791,6 +794,9 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
             s.worker, s.pool_misses
         );
     }
+
+    let tunnels: Vec<_> = snapshots.iter().map(|s| (s.worker, s.tunnels)).collect();
+    super::tunnels::render(o, &tunnels);
 
     // Only where TLS is (or was) served, like the Redis families with `[cluster]`.
     let is_tls = !process.certificates.is_empty() || !tls.is_empty();

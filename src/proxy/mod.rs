@@ -13,6 +13,7 @@ mod body;
 mod drain;
 mod forward;
 mod introspect;
+mod tunnel;
 pub mod pipeline;
 
 pub use drain::DrainSignal;
@@ -38,7 +39,8 @@ use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
 use crate::io::{
-    give_back, read_more, take_buffer, write_out, CloseNotify, ReadFail, WaitReadable, BUFFER_BYTES,
+    give_back, read_more, take_buffer, write_out, CloseNotify, IntoDuplex, ReadFail, WaitReadable,
+    BUFFER_BYTES,
 };
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
@@ -253,7 +255,9 @@ pub async fn serve_tls_connection(
     }
 }
 
-async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify>(
+async fn serve_requests<
+    S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify + IntoDuplex,
+>(
     stream: S,
     peer: SocketAddr,
     tls: Option<Rc<TlsInfo>>,
@@ -329,7 +333,7 @@ async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: b
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
     fn new(idle: Idle<S>, peer_ip: IpAddr, peer_text: Bytes, worker: Rc<Worker>) -> Self {
         let buf = if idle.ahead.is_empty() {
             take_buffer()
@@ -440,7 +444,7 @@ fn version_of(raw: &[u8]) -> Version {
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
     async fn read_head(&mut self, config: &Config, first: bool) -> NextHead {
         let limits = &config.server.limits;
         let timeouts = &config.server.timeouts;
