@@ -506,11 +506,11 @@ fn upgrade_protocols(ctx: &mut Ctx, upgrades: &[Spanned<String>], key: &str) -> 
                 );
                 ok = false;
             }
-            other => {
+            _ => {
                 ctx.error(
                     protocol.span(),
                     key,
-                    format!("unknown upgrade \"{other}\" (known: websocket)"),
+                    format!("unknown upgrade \"{}\" (known: websocket)", protocol.get_ref()),
                 );
                 ok = false;
             }

@@ -85,3 +85,33 @@ pub fn render(out: &mut String, workers: &[(usize, TunnelCounts)]) {
     );
     let _ = writeln!(out, "strait_tunnel_duration_seconds_total {}", sum.seconds);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_keep_their_gauge_and_sum_their_counters() {
+        let mut a = TunnelCounts::default();
+        a.opened();
+        a.opened();
+        a.closed(10, 20, Duration::from_millis(1500));
+        let mut b = TunnelCounts::default();
+        b.opened();
+        b.closed(1, 2, Duration::from_millis(500));
+        let mut out = String::new();
+        render(&mut out, &[(0, a), (1, b)]);
+        let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "strait_worker_tunnels{worker=\"0\"} 1",
+                "strait_worker_tunnels{worker=\"1\"} 0",
+                "strait_tunnels_total 2",
+                "strait_tunnel_bytes_total{direction=\"upstream\"} 11",
+                "strait_tunnel_bytes_total{direction=\"downstream\"} 22",
+                "strait_tunnel_duration_seconds_total 2",
+            ]
+        );
+    }
+}
