@@ -139,14 +139,23 @@ fn text_binary_and_a_10_mb_message_are_echoed() {
             access_log.display()
         ),
     ));
-    assert_eq!(Peer::client(&url(&strait, "/ws"), "echo", &[], &strait), "ok");
-    assert_eq!(Peer::client(&url(&strait, "/ws"), "big", &[], &strait), "ok");
+    assert_eq!(
+        Peer::client(&url(&strait, "/ws"), "echo", &[], &strait),
+        "ok"
+    );
+    assert_eq!(
+        Peer::client(&url(&strait, "/ws"), "big", &[], &strait),
+        "ok"
+    );
     let metrics = metrics(&strait);
     assert!(
         metrics.contains("strait_tunnels_total 2\n"),
         "two tunnels ended:\n{metrics}"
     );
-    let up = sample(&metrics, "strait_tunnel_bytes_total{direction=\"upstream\"}");
+    let up = sample(
+        &metrics,
+        "strait_tunnel_bytes_total{direction=\"upstream\"}",
+    );
     assert!(up > 10.0 * 1024.0 * 1024.0, "10 MB went up: {up}");
     assert!(
         metrics.contains("strait_worker_tunnels{worker=\"0\"} 0\n"),
@@ -164,7 +173,10 @@ fn text_binary_and_a_10_mb_message_are_echoed() {
         assert_eq!(line["path"], "/ws", "{line}");
         // The handshake's head and the (compressed) frames each way.
         let (bytes_in, bytes_out) = (line["bytes_in"].as_u64(), line["bytes_out"].as_u64());
-        assert!(bytes_in.unwrap() > 400 && bytes_out.unwrap() > 400, "{line}");
+        assert!(
+            bytes_in.unwrap() > 400 && bytes_out.unwrap() > 400,
+            "{line}"
+        );
         bytes.0 += bytes_in.unwrap();
         bytes.1 += bytes_out.unwrap();
     }
@@ -282,7 +294,11 @@ fn a_tunnel_gets_the_drain_period_then_closes() {
         "echoes went on for {:.2} s of the 2 s drain",
         last_echo - sigterm
     );
-    assert!(closed - sigterm < 5.0, "closed {:.2} s after SIGTERM", closed - sigterm);
+    assert!(
+        closed - sigterm < 5.0,
+        "closed {:.2} s after SIGTERM",
+        closed - sigterm
+    );
 }
 
 #[test]

@@ -510,7 +510,10 @@ fn upgrade_protocols(ctx: &mut Ctx, upgrades: &[Spanned<String>], key: &str) -> 
                 ctx.error(
                     protocol.span(),
                     key,
-                    format!("unknown upgrade \"{}\" (known: websocket)", protocol.get_ref()),
+                    format!(
+                        "unknown upgrade \"{}\" (known: websocket)",
+                        protocol.get_ref()
+                    ),
                 );
                 ok = false;
             }

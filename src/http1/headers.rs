@@ -148,7 +148,11 @@ mod tests {
         ];
         for (raw, want) in cases {
             let head = crate::http1::parse_request_head(raw.as_bytes(), &limits).unwrap();
-            assert_eq!(is_websocket_upgrade(raw.as_bytes(), &head), *want, "{raw:?}");
+            assert_eq!(
+                is_websocket_upgrade(raw.as_bytes(), &head),
+                *want,
+                "{raw:?}"
+            );
         }
     }
 

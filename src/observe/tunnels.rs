@@ -45,7 +45,11 @@ pub fn render(out: &mut String, workers: &[(usize, TunnelCounts)]) {
         "Upgraded tunnels (WebSockets) open, by worker.",
     );
     for (worker, counts) in workers {
-        let _ = writeln!(out, "strait_worker_tunnels{{worker=\"{worker}\"}} {}", counts.open);
+        let _ = writeln!(
+            out,
+            "strait_worker_tunnels{{worker=\"{worker}\"}} {}",
+            counts.open
+        );
     }
     let mut sum = TunnelCounts::default();
     for (_, counts) in workers {

@@ -352,7 +352,11 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
 
     /// Sends the upstream's 101 to the client with the upgrade headers and the lines the
     /// response filters add (CORS, rate limits), as any answer gets them.
-    async fn send_switch(&mut self, config: &Config, response: &Response<'_>) -> Result<(), Failure> {
+    async fn send_switch(
+        &mut self,
+        config: &Config,
+        response: &Response<'_>,
+    ) -> Result<(), Failure> {
         let request_id = self.rec.request_id.clone();
         let filters = pipeline::filters_of(config, &self.ctx);
         let mut additions = ForwardedAdditions::default();

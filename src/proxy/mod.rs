@@ -13,8 +13,8 @@ mod body;
 mod drain;
 mod forward;
 mod introspect;
-mod tunnel;
 pub mod pipeline;
+mod tunnel;
 
 pub use drain::DrainSignal;
 
