@@ -164,6 +164,8 @@ impl IntoDuplex for TcpStream {
 }
 
 impl TcpDuplex<'_> {
+    // The loops' halves, as monoio's split hands them out: see the SAFETY note.
+    #[allow(clippy::mut_from_ref)]
     fn stream(&self) -> &mut TcpStream {
         // SAFETY: `TcpStream: monoio::io::Split`: its reads and writes are independent
         // io_uring operations on a shared fd, which monoio's own `OwnedReadHalf` and
