@@ -128,3 +128,122 @@ pub async fn write_within<W: AsyncWriteRent, B: IoBuf + 'static>(
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))
 }
+
+/// A connection read and written at the same time by two loops of one task (a tunnel):
+/// both operations take `&self`, so neither waits for the other and neither polls for
+/// readiness. `send` writes the whole buffer and hands it back.
+pub trait Duplex {
+    fn recv(&self, buf: BytesMut) -> impl Future<Output = (std::io::Result<usize>, BytesMut)>;
+    fn send(&self, buf: BytesMut) -> impl Future<Output = (std::io::Result<()>, BytesMut)>;
+}
+
+/// A stream that can lend itself as a [`Duplex`] for as long as it is borrowed.
+pub trait IntoDuplex {
+    type Duplex<'a>: Duplex
+    where
+        Self: 'a;
+    fn duplex(&mut self) -> Self::Duplex<'_>;
+}
+
+/// A borrowed TCP stream read and written from two loops at once.
+pub struct TcpDuplex<'a> {
+    stream: &'a std::cell::UnsafeCell<TcpStream>,
+    /// The last read left the socket empty (it filled less than its room): the next one
+    /// waits for readiness before it tries, as nginx does, instead of a recv that fails.
+    drained: std::cell::Cell<bool>,
+}
+
+impl IntoDuplex for TcpStream {
+    type Duplex<'a> = TcpDuplex<'a>;
+    fn duplex(&mut self) -> TcpDuplex<'_> {
+        TcpDuplex {
+            stream: std::cell::UnsafeCell::from_mut(self),
+            drained: std::cell::Cell::new(false),
+        }
+    }
+}
+
+impl TcpDuplex<'_> {
+    // The loops' halves, as monoio's split hands them out: see the SAFETY note.
+    #[allow(clippy::mut_from_ref)]
+    fn stream(&self) -> &mut TcpStream {
+        // SAFETY: `TcpStream: monoio::io::Split`: its reads and writes are independent
+        // io_uring operations on a shared fd, which monoio's own `OwnedReadHalf` and
+        // `OwnedWriteHalf` run concurrently through the same `UnsafeCell`. The tunnel
+        // calls `recv` from one loop and `send` from the other, never two of a kind.
+        unsafe { &mut *self.stream.get() }
+    }
+}
+
+impl Duplex for TcpDuplex<'_> {
+    /// Waits for readiness (one POLL_ADD on io_uring) when the last read drained the
+    /// socket, then reads with one non-blocking `recv`: no read fails and is re-armed
+    /// inside the ring, and no buffer is lent to the kernel while the tunnel sits idle.
+    async fn recv(&self, mut buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
+        let stream = self.stream();
+        loop {
+            if self.drained.get() {
+                if let Err(e) = stream.readable(false).await {
+                    return (Err(e), buf);
+                }
+            }
+            let room = buf.capacity() - buf.len();
+            // SAFETY: at most `room` bytes are written into `buf`'s spare capacity, and only
+            // those written are marked initialised; the fd is `stream`'s, open while it is
+            // borrowed.
+            let got = unsafe {
+                libc::recv(
+                    std::os::fd::AsRawFd::as_raw_fd(stream),
+                    buf.as_mut_ptr().add(buf.len()).cast(),
+                    room,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match usize::try_from(got) {
+                Ok(n) => {
+                    // SAFETY: the kernel wrote these `n` bytes of the spare capacity.
+                    unsafe { buf.set_len(buf.len() + n) };
+                    self.drained.set(n < room);
+                    return (Ok(n), buf);
+                }
+                Err(_) => match std::io::Error::last_os_error() {
+                    e if e.kind() == std::io::ErrorKind::WouldBlock => self.drained.set(true),
+                    e if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    e => return (Err(e), buf),
+                },
+            }
+        }
+    }
+
+    /// Tries one non-blocking `send` first: a tunnel's writes are small and the socket
+    /// buffer has room nearly always, so the common case costs one syscall and no trip
+    /// through the ring (a submission, a completion and a wake of the task). What does not
+    /// fit goes through the runtime's whole write.
+    async fn send(&self, buf: BytesMut) -> (std::io::Result<()>, BytesMut) {
+        let stream = self.stream();
+        // SAFETY: `buf` is initialised for its length and lives across the call; the fd is
+        // `stream`'s, open while it is borrowed. MSG_NOSIGNAL: a closed peer is an error
+        // here, not a signal.
+        let sent = unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(stream),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        let done = match usize::try_from(sent) {
+            Ok(n) => n,
+            Err(_) => match std::io::Error::last_os_error() {
+                e if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                e if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                e => return (Err(e), buf),
+            },
+        };
+        if done == buf.len() {
+            return (Ok(()), buf);
+        }
+        let (result, rest) = stream.write_all(buf.slice(done..)).await;
+        (result.map(|_| ()), rest.into_inner())
+    }
+}

@@ -48,6 +48,8 @@ pub struct FileRoute {
     pub preserve_host: Option<Spanned<bool>>,
     pub host_rewrite: Option<Spanned<String>>,
     pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// Protocols a client may switch to through this route: `["websocket"]`.
+    pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
     pub rate_limits: Option<Vec<Spanned<FileRateLimit>>>,
     pub auth: Option<Spanned<FileAuth>>,
     pub access: Option<FileAccess>,
@@ -88,6 +90,10 @@ pub struct ProxyAction {
     pub host_rewrite: Option<String>,
     /// Retry non-idempotent methods too (the route says they are safe to repeat).
     pub retry_non_idempotent: bool,
+    /// The route's `upgrades` lists `websocket`: an `Upgrade: websocket` request is
+    /// forwarded with its upgrade headers and a 101 answer becomes a tunnel. Otherwise the
+    /// Upgrade header is dropped and the request is an ordinary one.
+    pub websocket: bool,
 }
 
 /// A fixed answer rendered once at config load.
@@ -359,6 +365,7 @@ fn action(
                     "retry_non_idempotent",
                     route.retry_non_idempotent.as_ref().map(Spanned::span),
                 ),
+                ("upgrades", route.upgrades.as_ref().map(Spanned::span)),
             ] {
                 if let Some(span) = span {
                     ctx.error(
@@ -458,7 +465,17 @@ fn proxy(
         }
     }
 
+    let websocket = match &route.upgrades {
+        Some(upgrades) => {
+            let parsed = upgrade_protocols(ctx, upgrades.get_ref(), &format!("{prefix}.upgrades"));
+            ok &= parsed.is_some();
+            parsed.unwrap_or(false)
+        }
+        None => false,
+    };
+
     (ok && id.is_some()).then(|| ProxyAction {
+        websocket,
         retry_non_idempotent: route
             .retry_non_idempotent
             .as_ref()
@@ -468,6 +485,41 @@ fn proxy(
         preserve_host,
         host_rewrite: route.host_rewrite.as_ref().map(|s| s.get_ref().clone()),
     })
+}
+
+/// A route's `upgrades`: whether it lists `websocket`, the one protocol a tunnel may carry;
+/// `None` after an error. `h2c` is refused by name: Strait does not speak cleartext HTTP/2,
+/// and a tunnel to an upstream that does would carry requests no filter ever saw (the
+/// "h2c smuggling" of proxies that pass the upgrade through).
+fn upgrade_protocols(ctx: &mut Ctx, upgrades: &[Spanned<String>], key: &str) -> Option<bool> {
+    let mut ok = true;
+    let mut websocket = false;
+    for protocol in upgrades {
+        match protocol.get_ref().to_ascii_lowercase().as_str() {
+            "websocket" => websocket = true,
+            "h2c" => {
+                ctx.error(
+                    protocol.span(),
+                    key,
+                    "\"h2c\" cannot be tunnelled: Strait does not speak cleartext HTTP/2, and \
+                     a tunnel would carry requests past the route's filters",
+                );
+                ok = false;
+            }
+            _ => {
+                ctx.error(
+                    protocol.span(),
+                    key,
+                    format!(
+                        "unknown upgrade \"{}\" (known: websocket)",
+                        protocol.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(websocket)
 }
 
 fn mock_response(ctx: &mut Ctx, mock: &FileMock, key: &str) -> Option<MockResponse> {

@@ -30,6 +30,8 @@ const DEFAULT_UPSTREAM_CONNECT: Duration = Duration::from_secs(2);
 const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(30);
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 const DEFAULT_CLIENT_SEND: Duration = Duration::from_secs(60);
+/// An idle upgraded tunnel (a WebSocket) is closed after this, as nginx's `proxy_read_timeout`.
+const DEFAULT_TUNNEL_IDLE: Duration = Duration::from_secs(60);
 /// More than this many headers per request is a configuration mistake, not a need.
 const MAX_MAX_HEADERS: i64 = crate::http1::MAX_HEADERS_CAP as i64;
 
@@ -77,6 +79,8 @@ pub struct FileTimeouts {
     pub upstream_response: Option<Spanned<DurationValue>>,
     pub drain: Option<Spanned<DurationValue>>,
     pub client_send: Option<Spanned<DurationValue>>,
+    pub tunnel_idle: Option<Spanned<DurationValue>>,
+    pub tunnel_lifetime: Option<Spanned<DurationValue>>,
 }
 
 // ---- runtime types ----
@@ -141,6 +145,10 @@ pub struct Timeouts {
     /// How long one write to a client may take: a client that stops reading is dropped
     /// (with the upstream connection serving it) instead of holding both.
     pub client_send: Duration,
+    /// An upgraded tunnel with no byte either way for this long is closed.
+    pub tunnel_idle: Duration,
+    /// An upgraded tunnel is closed this long after it opened, busy or not; `None`: never.
+    pub tunnel_lifetime: Option<Duration>,
 }
 
 // ---- validation ----
@@ -254,6 +262,12 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
             "server.timeouts.client_send",
             DEFAULT_CLIENT_SEND,
         ),
+        tunnel_idle: ctx.duration(
+            &t.tunnel_idle,
+            "server.timeouts.tunnel_idle",
+            DEFAULT_TUNNEL_IDLE,
+        ),
+        tunnel_lifetime: ctx.opt_duration(&t.tunnel_lifetime, "server.timeouts.tunnel_lifetime"),
     };
     let access = server
         .access

@@ -326,3 +326,54 @@ fn missing_file_names_it() {
         "{err}"
     );
 }
+
+#[test]
+fn route_upgrades_and_tunnel_timeouts() {
+    let route = |upgrades: &str| {
+        format!(
+            "{MINIMAL}[upstreams.u]\nendpoints = [\"1.2.3.4:5\"]\n\
+             [[routes]]\npath = \"/ws\"\nupstream = \"u\"\nupgrades = {upgrades}\n"
+        )
+    };
+    let config = load_str(&route("[\"websocket\"]"), "t.toml").unwrap();
+    let websocket = |config: &Config| match &config.routes.routes()[0].action {
+        Action::Proxy(p) => p.websocket,
+        Action::Mock(_) => unreachable!("a proxy route"),
+    };
+    assert!(websocket(&config));
+    assert_eq!(config.server.timeouts.tunnel_idle, Duration::from_secs(60));
+    assert_eq!(config.server.timeouts.tunnel_lifetime, None);
+    assert!(!websocket(&load_str(&route("[]"), "t.toml").unwrap()));
+
+    let cases: &[(String, &str)] = &[
+        (route("[\"h2c\"]"), "t.toml:8:13: routes[0].upgrades: \"h2c\" cannot be tunnelled"),
+        (route("[\"websocket\", \"spdy\"]"), "t.toml:8:26: routes[0].upgrades: unknown upgrade \"spdy\" (known: websocket)"),
+        (
+            format!("{MINIMAL}[[routes]]\npath = \"/\"\nmock = {{ status = 200 }}\nupgrades = [\"websocket\"]\n"),
+            "t.toml:6:12: routes[0].upgrades: only applies to routes with an `upstream`",
+        ),
+        (
+            format!("{MINIMAL}[server.timeouts]\ntunnel_idle = \"0s\"\n"),
+            "t.toml:4:15: server.timeouts.tunnel_idle: must be greater than zero",
+        ),
+        (
+            format!("{MINIMAL}[server.timeouts]\ntunnel_lifetime = \"1\"\n"),
+            "t.toml:4:19: server.timeouts.tunnel_lifetime: invalid duration \"1\": missing unit",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = errors(text);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with(want), "\n got: {}\nwant: {want}", got[0]);
+    }
+    let config = load_str(
+        &format!("{MINIMAL}[server.timeouts]\ntunnel_idle = \"5m\"\ntunnel_lifetime = \"1h\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(config.server.timeouts.tunnel_idle, Duration::from_secs(300));
+    assert_eq!(
+        config.server.timeouts.tunnel_lifetime,
+        Some(Duration::from_secs(3600))
+    );
+}

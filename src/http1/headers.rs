@@ -3,7 +3,8 @@
 //! (RFC 9110 §7.6.1); and the value of one named header of a parsed request head, for the
 //! layers above (a hash key, an API key, a rate-limit key).
 
-use super::RequestHead;
+use super::request::Method;
+use super::{BodyFraming, HeaderSpan, RequestHead, Version};
 
 /// Iterates the comma-separated elements of a list header, trimmed of optional whitespace,
 /// skipping empty elements (RFC 9110 §5.6.1).
@@ -34,6 +35,24 @@ pub fn header_value<'a>(raw: &'a [u8], head: &RequestHead, name: &[u8]) -> Optio
             None
         }
     })
+}
+
+/// Whether any `name` header lists `token`, case-insensitively (`Connection: upgrade`).
+pub fn lists_token(raw: &[u8], headers: &[HeaderSpan], name: &[u8], token: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name(raw).eq_ignore_ascii_case(name))
+        .any(|h| list_tokens(h.value(raw)).any(|t| t.eq_ignore_ascii_case(token)))
+}
+
+/// A WebSocket opening handshake (RFC 6455 §4.1, RFC 9110 §7.8): an HTTP/1.1 GET without a
+/// body whose Connection lists `upgrade` and whose Upgrade lists `websocket`.
+pub fn is_websocket_upgrade(raw: &[u8], head: &RequestHead) -> bool {
+    head.method == Method::Get
+        && head.version == Version::Http11
+        && head.framing == BodyFraming::Length(0)
+        && lists_token(raw, &head.headers, b"connection", b"upgrade")
+        && lists_token(raw, &head.headers, b"upgrade", b"websocket")
 }
 
 /// Parses a Content-Length value: one or more digits, nothing else (RFC 9110 §8.6). A list
@@ -106,6 +125,33 @@ mod tests {
                 *want,
                 "{:?}",
                 String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn websocket_upgrades_are_recognised() {
+        let limits = crate::http1::Limits {
+            max_header_bytes: 4096,
+            max_headers: 16,
+            max_body_bytes: 1024,
+            max_uri_bytes: 256,
+        };
+        let cases: &[(&str, bool)] = &[
+            ("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", true),
+            ("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, upgrade\r\nUpgrade: WebSocket\r\n\r\n", true),
+            ("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n", false),
+            ("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n", false),
+            ("POST / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", false),
+            ("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", false),
+        ];
+        for (raw, want) in cases {
+            let head = crate::http1::parse_request_head(raw.as_bytes(), &limits).unwrap();
+            assert_eq!(
+                is_websocket_upgrade(raw.as_bytes(), &head),
+                *want,
+                "{raw:?}"
             );
         }
     }

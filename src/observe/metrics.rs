@@ -372,6 +372,7 @@ pub struct WorkerMetrics {
     pool_hits: u64,
     pool_misses: u64,
     tls: TlsCounts,
+    pub tunnels: super::tunnels::TunnelCounts,
 }
 
 /// TLS handshakes, counted per connection (not per request). Keyed by the listener address
@@ -499,6 +500,7 @@ impl WorkerMetrics {
             pool_hits: self.pool_hits,
             pool_misses: self.pool_misses,
             tls: self.tls.clone(),
+            tunnels: self.tunnels,
         }
     }
 }
@@ -516,6 +518,7 @@ pub struct MetricsSnapshot {
     pool_hits: u64,
     pool_misses: u64,
     tls: TlsCounts,
+    pub tunnels: super::tunnels::TunnelCounts,
 }
 
 /// A scrape request: where the worker sends its snapshot.
@@ -791,6 +794,9 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
             s.worker, s.pool_misses
         );
     }
+
+    let tunnels: Vec<_> = snapshots.iter().map(|s| (s.worker, s.tunnels)).collect();
+    super::tunnels::render(o, &tunnels);
 
     // Only where TLS is (or was) served, like the Redis families with `[cluster]`.
     let is_tls = !process.certificates.is_empty() || !tls.is_empty();
@@ -1266,6 +1272,19 @@ strait_worker_connections_accepted_total{worker=\"2\"} 2
 # TYPE strait_upstream_pool_total counter
 strait_upstream_pool_total{worker=\"2\",result=\"hit\"} 1
 strait_upstream_pool_total{worker=\"2\",result=\"miss\"} 1
+# HELP strait_worker_tunnels Upgraded tunnels (WebSockets) open, by worker.
+# TYPE strait_worker_tunnels gauge
+strait_worker_tunnels{worker=\"2\"} 0
+# HELP strait_tunnels_total Upgraded tunnels that ended.
+# TYPE strait_tunnels_total counter
+strait_tunnels_total 0
+# HELP strait_tunnel_bytes_total Bytes carried by ended tunnels after the 101, by direction: upstream (from clients) or downstream (to clients).
+# TYPE strait_tunnel_bytes_total counter
+strait_tunnel_bytes_total{direction=\"upstream\"} 0
+strait_tunnel_bytes_total{direction=\"downstream\"} 0
+# HELP strait_tunnel_duration_seconds_total Summed lifetime of the tunnels that ended.
+# TYPE strait_tunnel_duration_seconds_total counter
+strait_tunnel_duration_seconds_total 0
 # HELP strait_build_info Always 1; the version is a label.
 # TYPE strait_build_info gauge
 strait_build_info{version=\"0.1.0\"} 1
@@ -1314,7 +1333,7 @@ strait_process_start_time_seconds 1699999999.25
                 assert!(name.starts_with("strait_"));
             }
         }
-        assert_eq!(typed.len(), 15, "every metric family is rendered");
+        assert_eq!(typed.len(), 19, "every metric family is rendered");
     }
 
     #[test]

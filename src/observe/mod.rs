@@ -9,6 +9,7 @@ pub mod config;
 pub mod metrics;
 pub mod request_id;
 pub mod trace;
+pub mod tunnels;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

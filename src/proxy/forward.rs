@@ -25,9 +25,10 @@ use crate::http1::encode::{
     encode_request_head, encode_response_head, AddedLines, ClientBody, ClientFraming,
     ForwardedRequest, UpstreamHost,
 };
+use crate::http1::headers::{is_websocket_upgrade, lists_token};
 use crate::http1::request::Method;
 use crate::http1::{BodyFraming, RequestHead, ResponseHead, Version};
-use crate::io::{read_more, write_out, ReadFail};
+use crate::io::{read_more, write_out, IntoDuplex, ReadFail};
 use crate::observe::trace::{is_traceparent, traceparent_line, SpanContext};
 use crate::observe::Outcome;
 use crate::upstream::client::{
@@ -38,6 +39,19 @@ use crate::upstream::config::BalancePolicy;
 use crate::upstream::hash_key::request_key;
 use crate::upstream::UpstreamConn;
 
+/// The upgrade headers of a WebSocket handshake, sent upstream and relayed with its 101.
+/// The client's own Connection and Upgrade are hop-by-hop and dropped like any others:
+/// these replace them only when the route allows the upgrade.
+const WEBSOCKET_UPGRADE_LINES: &[u8] = b"connection: upgrade\r\nupgrade: websocket\r\n";
+
+/// How relaying the upstream's answer ended.
+enum Relayed {
+    /// A final response went out; whether the client connection may carry another.
+    Done(bool),
+    /// The upstream switched protocols and the 101 went out: the tunnel starts.
+    Upgraded,
+}
+
 /// Where the request stands when the upstream exchange fails.
 pub(super) enum Failure {
     /// Nothing was answered yet: send this error to the client.
@@ -46,7 +60,7 @@ pub(super) enum Failure {
     Abort,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
     /// What an upstream's PROXY header announces for this request: the client address (the
     /// peer's port with it when the client is the peer, else 0: a forwarded client's port is
     /// not known) and the address the connection reached Strait on.
@@ -103,6 +117,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             _ => Body::Streamed,
         };
         self.rec.upstream = Some(id);
+        let upgrade = action.websocket && is_websocket_upgrade(raw, head);
         let request = Request {
             key: match &upstream_config.balance {
                 BalancePolicy::Hash(key) => request_key(key, raw, head, &self.ctx.client_ip),
@@ -143,6 +158,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 peer_text,
                 request_id: &rec.request_id,
                 trace: rec.trace,
+                upgrade,
                 edits,
                 client: ClientSide {
                     stream,
@@ -169,9 +185,20 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         self.rec.upstream_time = Some(started.elapsed());
         self.rec.pool_hit = Some(response.conn.reused);
         // Dropped on failure: the connection closes and the request stops counting.
-        let keep_alive = self.relay_response(config, head, &mut response).await?;
-        response.finish();
-        Ok(keep_alive)
+        match self
+            .relay_response(config, head, upgrade, &mut response)
+            .await?
+        {
+            Relayed::Done(keep_alive) => {
+                response.finish();
+                Ok(keep_alive)
+            }
+            Relayed::Upgraded => {
+                // The upstream connection is the tunnel's, and closes with it.
+                self.tunnel(config, response).await;
+                Ok(false)
+            }
+        }
     }
 
     /// Reads a small request body whole before any upstream connection is taken, so that a
@@ -211,18 +238,26 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
     /// Sends the upstream's response to the client: informational heads as they come, then
     /// the final head and its body, re-framed for the client. Returns whether the client
     /// connection may carry another request; `response` ends with the final head and the
-    /// body read whole.
+    /// body read whole. A 101 to an `upgrade` request goes out as it is, and the caller
+    /// starts the tunnel.
     async fn relay_response(
         &mut self,
         config: &Config,
         request: &RequestHead,
+        upgrade: bool,
         response: &mut Response<'_>,
-    ) -> Result<bool, Failure> {
+    ) -> Result<Relayed, Failure> {
         let timeout = config.server.timeouts.upstream_response;
         while response.head.status < 200 {
             if response.head.status == 101 {
-                // Protocol upgrades are not supported yet; we never asked for one.
-                return Err(Failure::Answer(ProxyError::UpstreamBadResponse));
+                // RFC 6455 §4.1: the switch must be to the protocol asked for. A 101 we
+                // never asked for (no upgrade allowed) is as broken.
+                let (raw, head) = (&response.raw, &response.head);
+                if !upgrade || !lists_token(raw, &head.headers, b"upgrade", b"websocket") {
+                    return Err(Failure::Answer(ProxyError::UpstreamBadResponse));
+                }
+                self.send_switch(config, response).await?;
+                return Ok(Relayed::Upgraded);
             }
             if request.version == Version::Http11 && response.head.status != 100 {
                 let mut out = std::mem::take(&mut self.out);
@@ -324,7 +359,51 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 return Err(Failure::Abort);
             }
         }
-        Ok(client_keep_alive)
+        Ok(Relayed::Done(client_keep_alive))
+    }
+
+    /// Sends the upstream's 101 to the client with the upgrade headers and the lines the
+    /// response filters add (CORS, rate limits), as any answer gets them.
+    async fn send_switch(
+        &mut self,
+        config: &Config,
+        response: &Response<'_>,
+    ) -> Result<(), Failure> {
+        let request_id = self.rec.request_id.clone();
+        let filters = pipeline::filters_of(config, &self.ctx);
+        let mut additions = ForwardedAdditions::default();
+        pipeline::response_filters(filters, &self.ctx, AnswerHead::Forwarded(&mut additions));
+        let upgrade_lines = AddedLines {
+            lines: WEBSOCKET_UPGRADE_LINES,
+            replaces: None,
+        };
+        // The upgrade lines, then each filter's (a route has at most one filter of a kind).
+        let mut added = [upgrade_lines; 8];
+        let filter_lines = additions.lines();
+        let n = (1 + filter_lines.len()).min(added.len());
+        debug_assert_eq!(n, 1 + filter_lines.len(), "more filter kinds than room");
+        added[1..n].copy_from_slice(&filter_lines[..n - 1]);
+        let framing = ClientFraming {
+            body: ClientBody::None {
+                content_length: None,
+            },
+            keep_alive: true,
+            client_version: Version::Http11,
+            request_id: (
+                config.observability.request_id_header.as_bytes(),
+                &request_id,
+            ),
+            added: &added[..n],
+            vary: additions.vary,
+        };
+        let mut out = std::mem::take(&mut self.out);
+        encode_response_head(&mut out, &response.raw, &response.head, &framing);
+        self.rec.status = 101;
+        self.rec.bytes_out += out.len() as u64;
+        self.out = write_out(&mut self.stream, out, self.send_timeout)
+            .await
+            .map_err(|_| Failure::Abort)?;
+        Ok(())
     }
 }
 
@@ -376,6 +455,8 @@ struct Upstreaming<'a, S> {
     scheme: &'static [u8],
     request_id: &'a Bytes,
     trace: Option<SpanContext>,
+    /// A WebSocket handshake on a route that allows it: the upgrade headers go upstream.
+    upgrade: bool,
     edits: UpstreamEdits<'a>,
     client: ClientSide<'a, S>,
     /// Payload bytes of the body streamed.
@@ -403,6 +484,22 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
             lines,
             replaces: Some(is_traceparent),
         });
+        let upgrade = self.upgrade.then_some(AddedLines {
+            lines: WEBSOCKET_UPGRADE_LINES,
+            replaces: None,
+        });
+        let both;
+        let added: &[AddedLines<'_>] = match (trace, upgrade) {
+            (Some(trace), Some(upgrade)) => {
+                both = [trace, upgrade];
+                &both
+            }
+            (Some(one), None) | (None, Some(one)) => {
+                both = [one, one];
+                &both[..1]
+            }
+            (None, None) => &[],
+        };
         let forwarded = ForwardedRequest {
             target: strip_prefix(self.head.target(self.raw), action.strip_prefix.as_deref()),
             host,
@@ -414,7 +511,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
             ),
             drop_headers: &self.edits.drop,
             set_headers: &self.edits.set,
-            added: trace.as_slice(),
+            added,
         };
         encode_request_head(out, self.raw, self.head, &forwarded, self.head.framing);
     }

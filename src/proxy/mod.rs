@@ -16,6 +16,7 @@ mod introspect;
 mod path;
 pub mod pipeline;
 mod proxy_header;
+mod tunnel;
 
 pub use drain::DrainSignal;
 
@@ -40,7 +41,8 @@ use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
 use crate::io::{
-    give_back, read_more, take_buffer, write_out, CloseNotify, ReadFail, WaitReadable, BUFFER_BYTES,
+    give_back, read_more, take_buffer, write_out, CloseNotify, IntoDuplex, ReadFail, WaitReadable,
+    BUFFER_BYTES,
 };
 use crate::observe::{Observers, RequestRecord, WorkerObservers};
 use crate::ratelimit::redis_sync::ClusterHub;
@@ -288,7 +290,9 @@ fn local_addr(stream: &TcpStream, fallback: SocketAddr) -> SocketAddr {
     stream.local_addr().unwrap_or(fallback)
 }
 
-async fn serve_requests<S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify>(
+async fn serve_requests<
+    S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify + IntoDuplex,
+>(
     stream: S,
     (peer, local): (SocketAddr, SocketAddr),
     ahead: BytesMut,
@@ -361,7 +365,7 @@ async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: b
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
     fn new(
         idle: Idle<S>,
         addresses: (SocketAddr, SocketAddr),
@@ -488,7 +492,7 @@ fn version_of(raw: &[u8]) -> Version {
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
     async fn read_head(&mut self, config: &Config, first: bool) -> NextHead {
         let limits = &config.server.limits;
         let timeouts = &config.server.timeouts;

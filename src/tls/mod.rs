@@ -22,7 +22,7 @@ use rustls_pki_types::CertificateDer;
 
 pub use accept::{ClientIdentity, HandshakeFailure, TlsInfo};
 pub use config::{ListenerFacts, TlsListener};
-pub use stream::{HandshakeError, TlsStream};
+pub use stream::{HandshakeError, TlsDuplex, TlsStream};
 
 /// The crypto provider of every TLS session and signature check in the process.
 pub fn provider() -> Arc<CryptoProvider> {

@@ -22,6 +22,9 @@ use rustls::{ConnectionCommon, SideData};
 use crate::deadline;
 use crate::io::{give_back, take_buffer, CloseNotify, WaitReadable, BUFFER_BYTES};
 
+mod duplex;
+pub use duplex::TlsDuplex;
+
 /// How long a closing connection's close_notify may take to write.
 const CLOSE_NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 

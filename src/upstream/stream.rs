@@ -18,7 +18,8 @@ use rustls::ClientConnection;
 
 use super::config::Endpoint;
 use super::tls::UpstreamTls;
-use crate::tls::{HandshakeError, TlsStream};
+use crate::io::{Duplex, IntoDuplex, TcpDuplex};
+use crate::tls::{HandshakeError, TlsDuplex, TlsStream};
 
 /// An open connection to an upstream endpoint.
 pub enum UpstreamStream {
@@ -136,6 +137,39 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => tcp.shutdown().await,
             UpstreamStream::Tls(tls) => tls.shutdown().await,
+        }
+    }
+}
+
+/// An upstream connection lent to a tunnel: its two loops read and write it at once.
+pub enum UpstreamDuplex<'a> {
+    Plain(TcpDuplex<'a>),
+    Tls(TlsDuplex<'a, ClientConnection>),
+}
+
+impl IntoDuplex for UpstreamStream {
+    type Duplex<'a> = UpstreamDuplex<'a>;
+
+    fn duplex(&mut self) -> UpstreamDuplex<'_> {
+        match self {
+            UpstreamStream::Plain(tcp) => UpstreamDuplex::Plain(tcp.duplex()),
+            UpstreamStream::Tls(tls) => UpstreamDuplex::Tls(tls.duplex()),
+        }
+    }
+}
+
+impl Duplex for UpstreamDuplex<'_> {
+    async fn recv(&self, buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
+        match self {
+            UpstreamDuplex::Plain(tcp) => tcp.recv(buf).await,
+            UpstreamDuplex::Tls(tls) => tls.recv(buf).await,
+        }
+    }
+
+    async fn send(&self, buf: BytesMut) -> (std::io::Result<()>, BytesMut) {
+        match self {
+            UpstreamDuplex::Plain(tcp) => tcp.send(buf).await,
+            UpstreamDuplex::Tls(tls) => tls.send(buf).await,
         }
     }
 }
