@@ -143,6 +143,11 @@ pub trait IntoDuplex {
     where
         Self: 'a;
     fn duplex(&mut self) -> Self::Duplex<'_>;
+    /// The socket, when the stream is plain TCP (no TLS session in between): then a tunnel
+    /// can copy its bytes with plain system calls.
+    fn tcp_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// A borrowed TCP stream read and written from two loops at once.
@@ -155,6 +160,9 @@ pub struct TcpDuplex<'a> {
 
 impl IntoDuplex for TcpStream {
     type Duplex<'a> = TcpDuplex<'a>;
+    fn tcp_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
     fn duplex(&mut self) -> TcpDuplex<'_> {
         TcpDuplex {
             stream: std::cell::UnsafeCell::from_mut(self),

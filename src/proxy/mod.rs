@@ -72,6 +72,8 @@ pub struct Worker {
     flights: SingleFlight,
     /// TLS handshakes running on this worker (bounded by each listener's `max_handshakes`).
     handshakes: Cell<usize>,
+    /// Copies this worker's plain-TCP tunnels.
+    tunnels: tunnel::Pump,
 }
 
 impl Worker {
@@ -100,6 +102,7 @@ impl Worker {
             tokens: RefCell::new(TokenCache::default()),
             flights: SingleFlight::default(),
             handshakes: Cell::new(0),
+            tunnels: tunnel::Pump::default(),
         }
     }
 

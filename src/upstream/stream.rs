@@ -156,6 +156,13 @@ impl IntoDuplex for UpstreamStream {
             UpstreamStream::Tls(tls) => UpstreamDuplex::Tls(tls.duplex()),
         }
     }
+
+    fn tcp_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            UpstreamStream::Plain(tcp) => tcp.tcp_fd(),
+            UpstreamStream::Tls(_) => None,
+        }
+    }
 }
 
 impl Duplex for UpstreamDuplex<'_> {

@@ -3,12 +3,16 @@
 //! sits idle past `server.timeouts.tunnel_idle`, outlives `tunnel_lifetime`, or a drain's
 //! period runs out.
 //!
-//! Two copy loops, one per direction, run in the connection's task; each does owned-buffer
-//! reads and whole writes (io_uring RECV and SEND, no readiness poll, nothing cancelled
-//! while the tunnel is up). Activity is one `Cell<Instant>` the loops stamp on every read,
+//! When both sides are plain TCP the worker's pump copies (`pump.rs`). Otherwise (TLS on
+//! either side) two copy loops, one per direction, run in the connection's task; each does
+//! owned-buffer reads and whole writes through the streams' `Duplex`. Activity is one `Cell<Instant>` the loops stamp on every read,
 //! checked by a third future on the worker's coarse timer, so no read carries a timeout.
 //! Bytes already buffered on either side (the first frames behind the request head or
 //! behind the 101) go first. The upstream connection is never pooled again.
+
+mod pump;
+
+pub use pump::Pump;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -43,6 +47,8 @@ pub enum TunnelEnd {
     Idle,
     Lifetime,
     Drained,
+    /// The worker could not take the tunnel in (see the log).
+    Failed,
 }
 
 impl TunnelEnd {
@@ -53,6 +59,7 @@ impl TunnelEnd {
             TunnelEnd::Idle => "idle",
             TunnelEnd::Lifetime => "lifetime",
             TunnelEnd::Drained => "drained",
+            TunnelEnd::Failed => "failed",
         }
     }
 }
@@ -182,15 +189,23 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
         let opened = Instant::now();
         let client_ahead = std::mem::take(&mut self.buf);
         let upstream_ahead = std::mem::take(&mut response.conn.buf);
-        let stats = run(
-            &self.stream.duplex(),
-            client_ahead,
-            &response.conn.stream.duplex(),
-            upstream_ahead,
-            limits,
-            &worker.drain,
-        )
-        .await;
+        let plain = (self.stream.tcp_fd(), response.conn.stream.tcp_fd());
+        let stats = if let (Some(client), Some(upstream)) = plain {
+            let ahead = [client_ahead, upstream_ahead];
+            (worker.tunnels)
+                .run([client, upstream], ahead, limits, &worker.drain)
+                .await
+        } else {
+            run(
+                &self.stream.duplex(),
+                client_ahead,
+                &response.conn.stream.duplex(),
+                upstream_ahead,
+                limits,
+                &worker.drain,
+            )
+            .await
+        };
         drop(response);
         worker.observers.borrow_mut().metrics.tunnels.closed(
             stats.upstream,
