@@ -216,8 +216,9 @@ impl Set {
                 let Ok(n) = usize::try_from(n) else {
                     break; // EINTR: the set stays readable and is asked again
                 };
+                let now = Instant::now();
                 for event in &events[..n] {
-                    self.handle(event.u64 as usize, event.events);
+                    self.handle(event.u64 as usize, event.events, now);
                 }
                 if n < EVENTS {
                     break;
@@ -227,7 +228,7 @@ impl Set {
     }
 
     /// One socket's readiness, for the tunnel it belongs to.
-    fn handle(&self, token: usize, flags: u32) {
+    fn handle(&self, token: usize, flags: u32, now: Instant) {
         let (index, side) = (token >> 1, token & 1);
         let mut tunnels = self.tunnels.borrow_mut();
         let Some(tunnel) = tunnels.get_mut(index) else {
@@ -235,6 +236,9 @@ impl Set {
         };
         if tunnel.shared.end.get().is_some() {
             return;
+        }
+        if flags & libc::EPOLLIN as u32 != 0 {
+            tunnel.shared.activity.set(now); // one clock read per wake, not per read
         }
         let result = tunnel.on_ready(side, flags, &mut self.scratch.borrow_mut());
         if let Err(end) = result {
@@ -283,7 +287,6 @@ impl Tunnel {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return Err(closed(from)),
             };
-            self.shared.activity.set(Instant::now());
             let moved = &self.shared.moved[from];
             moved.set(moved.get() + n as u64);
             let sent = send(self.fds[1 - from], &scratch[..n]).map_err(|_| closed(1 - from))?;
