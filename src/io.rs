@@ -151,12 +151,7 @@ pub trait IntoDuplex {
 }
 
 /// A borrowed TCP stream read and written from two loops at once.
-pub struct TcpDuplex<'a> {
-    stream: &'a std::cell::UnsafeCell<TcpStream>,
-    /// The last read left the socket empty (it filled less than its room): the next one
-    /// waits for readiness before it tries, as nginx does, instead of a recv that fails.
-    drained: std::cell::Cell<bool>,
-}
+pub struct TcpDuplex<'a>(&'a std::cell::UnsafeCell<TcpStream>);
 
 impl IntoDuplex for TcpStream {
     type Duplex<'a> = TcpDuplex<'a>;
@@ -164,10 +159,7 @@ impl IntoDuplex for TcpStream {
         Some(std::os::fd::AsRawFd::as_raw_fd(self))
     }
     fn duplex(&mut self) -> TcpDuplex<'_> {
-        TcpDuplex {
-            stream: std::cell::UnsafeCell::from_mut(self),
-            drained: std::cell::Cell::new(false),
-        }
+        TcpDuplex(std::cell::UnsafeCell::from_mut(self))
     }
 }
 
@@ -179,48 +171,13 @@ impl TcpDuplex<'_> {
         // io_uring operations on a shared fd, which monoio's own `OwnedReadHalf` and
         // `OwnedWriteHalf` run concurrently through the same `UnsafeCell`. The tunnel
         // calls `recv` from one loop and `send` from the other, never two of a kind.
-        unsafe { &mut *self.stream.get() }
+        unsafe { &mut *self.0.get() }
     }
 }
 
 impl Duplex for TcpDuplex<'_> {
-    /// Waits for readiness (one POLL_ADD on io_uring) when the last read drained the
-    /// socket, then reads with one non-blocking `recv`: no read fails and is re-armed
-    /// inside the ring, and no buffer is lent to the kernel while the tunnel sits idle.
-    async fn recv(&self, mut buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
-        let stream = self.stream();
-        loop {
-            if self.drained.get() {
-                if let Err(e) = stream.readable(false).await {
-                    return (Err(e), buf);
-                }
-            }
-            let room = buf.capacity() - buf.len();
-            // SAFETY: at most `room` bytes are written into `buf`'s spare capacity, and only
-            // those written are marked initialised; the fd is `stream`'s, open while it is
-            // borrowed.
-            let got = unsafe {
-                libc::recv(
-                    std::os::fd::AsRawFd::as_raw_fd(stream),
-                    buf.as_mut_ptr().add(buf.len()).cast(),
-                    room,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match usize::try_from(got) {
-                Ok(n) => {
-                    // SAFETY: the kernel wrote these `n` bytes of the spare capacity.
-                    unsafe { buf.set_len(buf.len() + n) };
-                    self.drained.set(n < room);
-                    return (Ok(n), buf);
-                }
-                Err(_) => match std::io::Error::last_os_error() {
-                    e if e.kind() == std::io::ErrorKind::WouldBlock => self.drained.set(true),
-                    e if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    e => return (Err(e), buf),
-                },
-            }
-        }
+    async fn recv(&self, buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
+        self.stream().read(buf).await
     }
 
     /// Tries one non-blocking `send` first: a tunnel's writes are small and the socket
