@@ -44,6 +44,8 @@ struct Set {
     waiter: monoio::net::UnixDatagram,
     tunnels: RefCell<Slots<Tunnel>>,
     scratch: RefCell<Box<[u8]>>,
+    /// Its task stopped (the set could not be waited on): the next tunnel makes a new set.
+    dead: Cell<bool>,
 }
 
 struct Tunnel {
@@ -100,7 +102,9 @@ impl Pump {
     /// The worker's set, made (and its task started) on first use.
     fn set(&self) -> std::io::Result<Rc<Set>> {
         if let Some(set) = &*self.0.borrow() {
-            return Ok(Rc::clone(set));
+            if !set.dead.get() {
+                return Ok(Rc::clone(set));
+            }
         }
         // SAFETY: a plain system call; the result is checked.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -114,6 +118,7 @@ impl Pump {
             waiter: monoio::net::UnixDatagram::from_std(std)?,
             tunnels: RefCell::new(Slots::default()),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
+            dead: Cell::new(false),
         });
         monoio::spawn(Rc::clone(&set).serve());
         *self.0.borrow_mut() = Some(Rc::clone(&set));
@@ -205,6 +210,7 @@ impl Set {
         loop {
             if let Err(e) = self.waiter.readable(false).await {
                 tracing::error!(error = %e, "the tunnel pump cannot wait on its epoll set");
+                self.dead.set(true);
                 self.fail_all();
                 return;
             }
