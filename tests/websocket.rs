@@ -211,6 +211,26 @@ fn an_idle_tunnel_is_closed_after_tunnel_idle() {
 }
 
 #[test]
+fn a_busy_tunnel_is_closed_at_tunnel_lifetime() {
+    let (_server, port) = Peer::server(&[]);
+    let strait = Strait::start(&config(
+        &format!("127.0.0.1:{port}"),
+        "[server.timeouts]\ntunnel_lifetime = \"1s\"\n",
+    ));
+    // A tick every 50 ms both ways: never idle, so only the lifetime can end it.
+    let out = Peer::client(&url(&strait, "/ws"), "hold", &[], &strait);
+    let open_for: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("closed "))
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(
+        (0.9..5.0).contains(&open_for),
+        "closed after {open_for} s open, tunnel_lifetime is 1 s"
+    );
+}
+
+#[test]
 fn an_upstream_refusing_the_upgrade_is_an_ordinary_answer() {
     let (_server, port) = Peer::server(&["--refuse", "403"]);
     let strait = Strait::start(&config(&format!("127.0.0.1:{port}"), ""));

@@ -82,7 +82,10 @@ impl Pump {
             end: Cell::new(None),
             waker: Cell::new(None),
         });
-        let end = match self.set().and_then(|set| Registered::new(set, fds, ahead, &shared)) {
+        let end = match self
+            .set()
+            .and_then(|set| Registered::new(set, fds, ahead, &shared))
+        {
             Ok(_registered) => monoio::select! {
                 end = shared.ended() => end,
                 end = watch(&shared.activity, limits, drain) => end,
@@ -177,7 +180,12 @@ impl Registered {
             // across the call. Registering reports the sockets' present state at once
             // (writable, so that the bytes ahead go out).
             let added = unsafe {
-                libc::epoll_ctl(registered.set.fd, libc::EPOLL_CTL_ADD, fds[side], &mut event)
+                libc::epoll_ctl(
+                    registered.set.fd,
+                    libc::EPOLL_CTL_ADD,
+                    fds[side],
+                    &mut event,
+                )
             };
             if added < 0 {
                 return Err(std::io::Error::last_os_error());
@@ -216,9 +224,7 @@ impl Set {
             }
             loop {
                 // SAFETY: `events` has room for `EVENTS` entries; a zero timeout never blocks.
-                let n = unsafe {
-                    libc::epoll_wait(self.fd, events.as_mut_ptr(), EVENTS as i32, 0)
-                };
+                let n = unsafe { libc::epoll_wait(self.fd, events.as_mut_ptr(), EVENTS as i32, 0) };
                 let Ok(n) = usize::try_from(n) else {
                     break; // EINTR: the set stays readable and is asked again
                 };
