@@ -169,13 +169,7 @@ fn get(path: &str, extra: &str) -> Vec<u8> {
 }
 
 fn scrape_value(strait: &Strait, name: &str) -> Option<f64> {
-    let mut stream = connect(strait.admin_addr());
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
-        .unwrap();
-    let text = read_response(&mut stream).unwrap().text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    metric_value(&strait.metrics(), name)
 }
 
 #[test]

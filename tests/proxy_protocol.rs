@@ -196,6 +196,14 @@ fn a_header_from_a_source_not_in_from_closes_the_connection() {
     // Without a header, the source is served as usual.
     assert_eq!(send(&strait, &get("/open")).status, 200);
     assert_eq!(upstream.requests().len(), 1);
+    assert_eq!(rejections(&strait, "untrusted"), 3.0);
+}
+
+/// `strait_proxy_protocol_rejected_total` for `reason`.
+fn rejections(strait: &Strait, reason: &str) -> f64 {
+    let series = format!("strait_proxy_protocol_rejected_total{{reason=\"{reason}\"}}");
+    let metrics = strait.metrics();
+    metric_value(&metrics, &series).unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
 }
 
 #[test]
@@ -219,6 +227,7 @@ fn a_required_header_that_is_missing_closes_the_connection() {
         send(&strait, &[v1("198.51.100.7"), get("/open")].concat()).status,
         200
     );
+    assert_eq!(rejections(&strait, "missing"), 3.0);
     // Not required: a client without a header is served.
     let relaxed = Strait::start(&config(upstream.addr, r#"{ from = ["127.0.0.1"] }"#));
     let r = send(
@@ -260,6 +269,8 @@ fn a_malformed_header_closes_the_connection() {
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(closed_without_answer(&mut stream));
     assert_eq!(upstream.requests().len(), 0);
+    assert_eq!(rejections(&strait, "malformed"), cases.len() as f64);
+    assert_eq!(rejections(&strait, "incomplete"), 1.0);
     // The listener still serves well-formed connections.
     assert_eq!(
         send(&strait, &[v1("198.51.100.7"), get("/open")].concat()).status,

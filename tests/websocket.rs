@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
@@ -147,15 +147,16 @@ fn text_binary_and_a_10_mb_message_are_echoed() {
         Peer::client(&url(&strait, "/ws"), "big", &[], &strait),
         "ok"
     );
-    let metrics = metrics(&strait);
+    let metrics = strait.metrics();
     assert!(
         metrics.contains("strait_tunnels_total 2\n"),
         "two tunnels ended:\n{metrics}"
     );
-    let up = sample(
+    let up = common::metric_value(
         &metrics,
         "strait_tunnel_bytes_total{direction=\"upstream\"}",
-    );
+    )
+    .unwrap_or_else(|| panic!("no upstream bytes in\n{metrics}"));
     assert!(up > 10.0 * 1024.0 * 1024.0, "10 MB went up: {up}");
     assert!(
         metrics.contains("strait_worker_tunnels{worker=\"0\"} 0\n"),
@@ -240,7 +241,7 @@ fn an_upstream_refusing_the_upgrade_is_an_ordinary_answer() {
     assert_eq!(response.status, 403);
     assert_eq!(response.text(), "refused");
     assert_eq!(response.header("upgrade"), None);
-    assert!(!metrics(&strait).contains("strait_tunnels_total 1"));
+    assert!(!strait.metrics().contains("strait_tunnels_total 1"));
 }
 
 #[test]
@@ -376,22 +377,4 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-/// The metrics text from the admin API.
-fn metrics(strait: &Strait) -> String {
-    let mut stream = common::connect(strait.admin_addr());
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
 }

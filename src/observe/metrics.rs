@@ -373,6 +373,7 @@ pub struct WorkerMetrics {
     pool_misses: u64,
     tls: TlsCounts,
     pub tunnels: super::tunnels::TunnelCounts,
+    pub proxy_rejections: super::proxy_protocol::ProxyRejections,
 }
 
 /// TLS handshakes, counted per connection (not per request). Keyed by the listener address
@@ -501,6 +502,7 @@ impl WorkerMetrics {
             pool_misses: self.pool_misses,
             tls: self.tls.clone(),
             tunnels: self.tunnels,
+            proxy_rejections: self.proxy_rejections,
         }
     }
 }
@@ -519,6 +521,7 @@ pub struct MetricsSnapshot {
     pool_misses: u64,
     tls: TlsCounts,
     pub tunnels: super::tunnels::TunnelCounts,
+    pub proxy_rejections: super::proxy_protocol::ProxyRejections,
 }
 
 /// A scrape request: where the worker sends its snapshot.
@@ -797,6 +800,8 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
 
     let tunnels: Vec<_> = snapshots.iter().map(|s| (s.worker, s.tunnels)).collect();
     super::tunnels::render(o, &tunnels);
+    let rejections: Vec<_> = snapshots.iter().map(|s| s.proxy_rejections).collect();
+    super::proxy_protocol::render(o, &rejections);
 
     // Only where TLS is (or was) served, like the Redis families with `[cluster]`.
     let is_tls = !process.certificates.is_empty() || !tls.is_empty();
@@ -1285,6 +1290,12 @@ strait_tunnel_bytes_total{direction=\"downstream\"} 0
 # HELP strait_tunnel_duration_seconds_total Summed lifetime of the tunnels that ended.
 # TYPE strait_tunnel_duration_seconds_total counter
 strait_tunnel_duration_seconds_total 0
+# HELP strait_proxy_protocol_rejected_total Connections closed at their PROXY protocol header, by reason.
+# TYPE strait_proxy_protocol_rejected_total counter
+strait_proxy_protocol_rejected_total{reason=\"missing\"} 0
+strait_proxy_protocol_rejected_total{reason=\"untrusted\"} 0
+strait_proxy_protocol_rejected_total{reason=\"malformed\"} 0
+strait_proxy_protocol_rejected_total{reason=\"incomplete\"} 0
 # HELP strait_build_info Always 1; the version is a label.
 # TYPE strait_build_info gauge
 strait_build_info{version=\"0.1.0\"} 1
@@ -1333,7 +1344,7 @@ strait_process_start_time_seconds 1699999999.25
                 assert!(name.starts_with("strait_"));
             }
         }
-        assert_eq!(typed.len(), 19, "every metric family is rendered");
+        assert_eq!(typed.len(), 20, "every metric family is rendered");
     }
 
     #[test]

@@ -230,15 +230,10 @@ pub async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, worker: R
     let _open = OpenConnection(worker.clone());
     let local = local_addr(&stream, peer);
     let config = worker.snapshot();
-    let (peer, ahead) = match &config.server.proxy_protocol {
-        None => (peer, BytesMut::new()),
-        Some(settings) => {
-            let timeout = config.server.timeouts.header_read;
-            match proxy_header::read(&mut stream, peer, settings, timeout).await {
-                Some(read) => read,
-                None => return,
-            }
-        }
+    let settings = config.server.proxy_protocol.as_ref();
+    let Some((peer, ahead)) = proxy_header::accept(&mut stream, peer, settings, &worker).await
+    else {
+        return;
     };
     drop(config);
     serve_requests(stream, (peer, local), ahead, None, worker).await;
@@ -256,15 +251,10 @@ pub async fn serve_tls_connection(
 ) {
     let _open = OpenConnection(worker.clone());
     let local = local_addr(&stream, addr);
-    let (peer, first) = match &listener.proxy_protocol {
-        None => (peer, BytesMut::new()),
-        Some(settings) => {
-            let timeout = worker.snapshot().server.timeouts.header_read;
-            match proxy_header::read(&mut stream, peer, settings, timeout).await {
-                Some(read) => read,
-                None => return,
-            }
-        }
+    let settings = listener.proxy_protocol.as_ref();
+    let Some((peer, first)) = proxy_header::accept(&mut stream, peer, settings, &worker).await
+    else {
+        return;
     };
     match tls::accept::accept(stream, first, &listener, &worker.handshakes).await {
         Ok((session, info)) => {

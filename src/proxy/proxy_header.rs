@@ -16,18 +16,42 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
+use super::Worker;
 use crate::deadline;
 use crate::io::{give_back, read_more, take_buffer, WaitReadable, BUFFER_BYTES};
+use crate::observe::proxy_protocol::ProxyRejection;
 use crate::proxy_protocol::{self, Parsed, ProxyHeader, ProxyProtocolListener};
 
+/// The connection's peer and the bytes read past its PROXY header when the listener takes
+/// one (`settings`); `None`, counted in the worker's metrics, when the connection must close.
+pub(super) async fn accept(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    settings: Option<&ProxyProtocolListener>,
+    worker: &Worker,
+) -> Option<(SocketAddr, BytesMut)> {
+    let Some(settings) = settings else {
+        return Some((peer, BytesMut::new()));
+    };
+    let timeout = worker.snapshot().server.timeouts.header_read;
+    match read(stream, peer, settings, timeout).await {
+        Ok(read) => Some(read),
+        Err(why) => {
+            let mut observers = worker.observers.borrow_mut();
+            observers.metrics.proxy_rejections.count(why);
+            None
+        }
+    }
+}
+
 /// The connection's peer (the header's source, or the TCP peer) and the bytes that
-/// followed the header; `None` when the connection must close.
-pub(super) async fn read(
+/// followed the header, or why the connection must close.
+async fn read(
     stream: &mut TcpStream,
     peer: SocketAddr,
     settings: &ProxyProtocolListener,
     timeout: Duration,
-) -> Option<(SocketAddr, BytesMut)> {
+) -> Result<(SocketAddr, BytesMut), ProxyRejection> {
     let trusted = settings.is_trusted(peer.ip());
     let deadline = Instant::now() + timeout;
     let mut buf = BytesMut::new();
@@ -39,7 +63,7 @@ pub(super) async fn read(
                     let left = deadline.saturating_duration_since(Instant::now());
                     match deadline::timeout(left, WaitReadable::readable(&*stream)).await {
                         Ok(Ok(())) => buf = take_buffer(),
-                        _ => return None,
+                        _ => return Err(ProxyRejection::Incomplete),
                     }
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -47,14 +71,14 @@ pub(super) async fn read(
                     Ok(n) if n > 0 => {}
                     // Closed, failed or silent: nothing to answer. A timed-out read's
                     // buffer is abandoned with it (`io.rs`).
-                    _ => return None,
+                    _ => return Err(ProxyRejection::Incomplete),
                 }
             }
             Parsed::NotProxy if trusted && settings.required => {
                 tracing::debug!(%peer, "PROXY header required and missing: closing");
-                return None;
+                return Err(ProxyRejection::Missing);
             }
-            Parsed::NotProxy => return Some((peer, buf)),
+            Parsed::NotProxy => return Ok((peer, buf)),
             Parsed::Complete { header, consumed } if trusted => {
                 buf.advance(consumed);
                 let client = header.source().unwrap_or(peer);
@@ -63,15 +87,15 @@ pub(super) async fn read(
                     // An idle connection holds no buffer.
                     give_back(std::mem::take(&mut buf));
                 }
-                return Some((client, buf));
+                return Ok((client, buf));
             }
             Parsed::Complete { .. } => {
                 tracing::debug!(%peer, "PROXY header from a source not in `from`: closing");
-                return None;
+                return Err(ProxyRejection::Untrusted);
             }
             Parsed::Invalid(why) => {
                 tracing::debug!(%peer, %why, "malformed PROXY header: closing");
-                return None;
+                return Err(ProxyRejection::Malformed);
             }
         }
     }

@@ -92,6 +92,17 @@ impl Strait {
         }
     }
 
+    /// The Prometheus text of the admin API's `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        let mut stream = connect(self.admin_addr());
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+            .unwrap();
+        let response = read_response(&mut stream).unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.text()
+    }
+
     pub fn start_with(config: &str, args: &[&str]) -> Strait {
         Strait::start_with_env(config, args, &[])
     }
@@ -393,6 +404,13 @@ fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
         })
         .collect();
     (status, headers)
+}
+
+/// The value of one series (`name{labels}` exactly as rendered) in a metrics scrape.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
