@@ -290,6 +290,16 @@ fn a_frame_pipelined_behind_the_handshake_is_delivered() {
     assert!(lower.contains("sec-websocket-accept: "), "{head}");
     // The echo: an unmasked text frame "hi".
     assert_eq!(reader.read_exact_vec(4).unwrap(), [0x81, 2, b'h', b'i']);
+    // The frame that went ahead counts among the tunnel's bytes, once it ended.
+    drop(stream);
+    common::wait_until("the tunnel to end", || {
+        strait.metrics().contains("strait_tunnels_total 1\n")
+    });
+    let up = common::metric_value(
+        &strait.metrics(),
+        "strait_tunnel_bytes_total{direction=\"upstream\"}",
+    );
+    assert_eq!(up, Some(frame.len() as f64));
 }
 
 #[test]

@@ -58,7 +58,7 @@ struct Tunnel {
 /// What the pump and the connection's task both see of a tunnel.
 struct Shared {
     activity: Cell<Instant>,
-    /// Bytes read from side `i` (and so owed to the other side).
+    /// Bytes from side `i` (and so owed to the other side), those sent ahead included.
     moved: [Cell<u64>; 2],
     end: Cell<Option<TunnelEnd>>,
     waker: Cell<Option<Waker>>,
@@ -78,7 +78,8 @@ impl Pump {
     ) -> TunnelStats {
         let shared = Rc::new(Shared {
             activity: Cell::new(Instant::now()),
-            moved: [Cell::new(0), Cell::new(0)],
+            // What went ahead counts as carried, like every later byte.
+            moved: ahead.each_ref().map(|bytes| Cell::new(bytes.len() as u64)),
             end: Cell::new(None),
             waker: Cell::new(None),
         });
@@ -140,6 +141,11 @@ impl Shared {
             }
         })
         .await
+    }
+
+    /// Bytes read either way so far.
+    fn moved(&self) -> u64 {
+        self.moved[CLIENT].get() + self.moved[UPSTREAM].get()
     }
 
     fn finish(&self, end: TunnelEnd) {
@@ -249,10 +255,11 @@ impl Set {
         if tunnel.shared.end.get().is_some() {
             return;
         }
-        if flags & libc::EPOLLIN as u32 != 0 {
+        let moved = tunnel.shared.moved();
+        let result = tunnel.on_ready(side, flags, &mut self.scratch.borrow_mut());
+        if tunnel.shared.moved() != moved {
             tunnel.shared.activity.set(now); // one clock read per wake, not per read
         }
-        let result = tunnel.on_ready(side, flags, &mut self.scratch.borrow_mut());
         if let Err(end) = result {
             tunnel.shared.finish(end);
         }
