@@ -262,19 +262,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
             if request.version == Version::Http11 && response.head.status != 100 {
                 let mut out = std::mem::take(&mut self.out);
                 let request_id = self.rec.request_id.clone();
-                let framing = ClientFraming {
-                    body: ClientBody::None {
-                        content_length: None,
-                    },
-                    keep_alive: true,
-                    client_version: Version::Http11,
-                    request_id: (
-                        config.observability.request_id_header.as_bytes(),
-                        &request_id,
-                    ),
-                    added: &[],
-                    vary: None,
-                };
+                let framing = bodiless_framing(config, &request_id, &[], None);
                 encode_response_head(&mut out, &response.raw, &response.head, &framing);
                 self.out = write_out(&mut self.stream, out, self.send_timeout)
                     .await
@@ -383,19 +371,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
         let n = (1 + filter_lines.len()).min(added.len());
         debug_assert_eq!(n, 1 + filter_lines.len(), "more filter kinds than room");
         added[1..n].copy_from_slice(&filter_lines[..n - 1]);
-        let framing = ClientFraming {
-            body: ClientBody::None {
-                content_length: None,
-            },
-            keep_alive: true,
-            client_version: Version::Http11,
-            request_id: (
-                config.observability.request_id_header.as_bytes(),
-                &request_id,
-            ),
-            added: &added[..n],
-            vary: additions.vary,
-        };
+        let framing = bodiless_framing(config, &request_id, &added[..n], additions.vary);
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &response.raw, &response.head, &framing);
         self.rec.status = 101;
@@ -577,6 +553,29 @@ fn strip_prefix<'a>(target: &'a [u8], prefix: Option<&str>) -> &'a [u8] {
     match target.strip_prefix(prefix) {
         Some(rest) if rest.is_empty() || rest[0] == b'/' || rest[0] == b'?' => rest,
         _ => target,
+    }
+}
+
+/// The framing of a head that carries no body and leaves the connection open: an interim
+/// 1xx relayed to an HTTP/1.1 client, or the 101 that starts a tunnel.
+fn bodiless_framing<'a>(
+    config: &'a Config,
+    request_id: &'a [u8],
+    added: &'a [AddedLines<'a>],
+    vary: Option<&'a [u8]>,
+) -> ClientFraming<'a> {
+    ClientFraming {
+        body: ClientBody::None {
+            content_length: None,
+        },
+        keep_alive: true,
+        client_version: Version::Http11,
+        request_id: (
+            config.observability.request_id_header.as_bytes(),
+            request_id,
+        ),
+        added,
+        vary,
     }
 }
 
