@@ -34,7 +34,9 @@ pub(super) async fn accept(
         return Some((peer, BytesMut::new()));
     };
     let timeout = worker.snapshot().server.timeouts.header_read;
-    match read(stream, peer, settings, timeout).await {
+    // Boxed: inline, the reader's state (a read and its deadline) would make every
+    // connection's future larger for its whole life, on listeners without the header too.
+    match Box::pin(read(stream, peer, settings, timeout)).await {
         Ok(read) => Some(read),
         Err(why) => {
             let mut observers = worker.observers.borrow_mut();
