@@ -186,24 +186,9 @@ impl Duplex for TcpDuplex<'_> {
     /// fit goes through the runtime's whole write.
     async fn send(&self, buf: BytesMut) -> (std::io::Result<()>, BytesMut) {
         let stream = self.stream();
-        // SAFETY: `buf` is initialised for its length and lives across the call; the fd is
-        // `stream`'s, open while it is borrowed. MSG_NOSIGNAL: a closed peer is an error
-        // here, not a signal.
-        let sent = unsafe {
-            libc::send(
-                std::os::fd::AsRawFd::as_raw_fd(stream),
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        let done = match usize::try_from(sent) {
-            Ok(n) => n,
-            Err(_) => match std::io::Error::last_os_error() {
-                e if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-                e if e.kind() == std::io::ErrorKind::Interrupted => 0,
-                e => return (Err(e), buf),
-            },
+        let done = match send_now(std::os::fd::AsRawFd::as_raw_fd(stream), &buf) {
+            Ok(done) => done,
+            Err(e) => return (Err(e), buf),
         };
         if done == buf.len() {
             return (Ok(()), buf);
@@ -211,4 +196,37 @@ impl Duplex for TcpDuplex<'_> {
         let (result, rest) = stream.write_all(buf.slice(done..)).await;
         (result.map(|_| ()), rest.into_inner())
     }
+}
+
+/// One non-blocking `recv` into `buf`, bypassing the runtime (the tunnel pump).
+pub fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length; `fd` is an open socket the caller holds.
+    let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    usize::try_from(got).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// Non-blocking `send`s of `buf` until it is all written or the socket has no room;
+/// how much went. A closed peer is an error, not a signal.
+pub fn send_now(fd: std::os::fd::RawFd, buf: &[u8]) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the range is inside `buf`; `fd` is an open socket the caller holds.
+        let sent = unsafe {
+            libc::send(
+                fd,
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        match usize::try_from(sent) {
+            Ok(n) => done += n,
+            Err(_) => match std::io::Error::last_os_error() {
+                e if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                e if e.kind() == std::io::ErrorKind::Interrupted => {}
+                e => return Err(e),
+            },
+        }
+    }
+    Ok(done)
 }

@@ -5,20 +5,12 @@
 mod common;
 use common::*;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 const KEY: &str = "x-api-key: admin-secret-key-1\r\n";
 
 /// `/admin/*` needs an API key; `/strip/*` loses its prefix; everything else is public.
 fn config(upstream: std::net::SocketAddr, paths: &str) -> String {
-    format!(
-        r#"[server]
-listen = ["127.0.0.1:0"]
-{paths}
-[upstreams.app]
-endpoints = ["{upstream}"]
-
+    let extra = format!(
+        r#"{paths}
 [consumers.ops]
 api_keys = ["admin-secret-key-1"]
 
@@ -31,16 +23,9 @@ auth = {{ api_key = {{ header = "x-api-key" }} }}
 path = "/strip/{{*rest}}"
 upstream = "app"
 strip_prefix = "/strip"
-
-[[routes]]
-path = "/{{*rest}}"
-upstream = "app"
-
-[[routes]]
-path = "/"
-upstream = "app"
 "#
-    )
+    );
+    proxy_config(upstream, &extra)
 }
 
 /// Sends `GET target` (with `extra` header lines) and returns the status and the request
@@ -258,32 +243,7 @@ fn a_bad_action_is_a_config_error_naming_the_key() {
     let text =
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[server.paths]\nescaped_slashes = \"allow\"\n";
     std::fs::write(&path, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strait"))
-        .arg("--config")
-        .arg(&path)
-        .arg("--check")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strait");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("strait --check did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let output = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (status, text) = run_file_to_exit(&path, &["--check"]);
     assert!(!status.success(), "{text}");
     let want = format!(
         "{}:4:19: server.paths.escaped_slashes: unknown value \"allow\"",

@@ -5,10 +5,7 @@
 mod common;
 use common::*;
 
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
 
 /// Runs strait with `config` and `args` until it exits (killed, failing the test, if it
 /// still runs after the deadline); returns its exit status and everything it wrote on
@@ -18,38 +15,6 @@ fn run_to_exit(config: &str, args: &[&str]) -> (ExitStatus, String) {
     let path = dir.join("strait.toml");
     std::fs::write(&path, config).unwrap();
     run_file_to_exit(&path, args)
-}
-
-fn run_file_to_exit(path: &std::path::Path, args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strait"))
-        .arg("--config")
-        .arg(path)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strait");
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strait did not exit: {}", reader.join().unwrap());
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    (status, reader.join().unwrap())
 }
 
 /// The number of CPUs this test (and so the strait it starts) may run on.

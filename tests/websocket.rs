@@ -200,11 +200,7 @@ fn an_idle_tunnel_is_closed_after_tunnel_idle() {
         "[server.timeouts]\ntunnel_idle = \"1s\"\n",
     ));
     let out = Peer::client(&url(&strait, "/ws"), "hold", &["--quiet"], &strait);
-    let after: f64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("closed "))
-        .and_then(|rest| rest.split(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("{out:?}"));
+    let after = seconds_open(&out);
     assert!(
         (0.9..5.0).contains(&after),
         "closed {after} s after the last byte, tunnel_idle is 1 s"
@@ -220,15 +216,19 @@ fn a_busy_tunnel_is_closed_at_tunnel_lifetime() {
     ));
     // A tick every 50 ms both ways: never idle, so only the lifetime can end it.
     let out = Peer::client(&url(&strait, "/ws"), "hold", &[], &strait);
-    let open_for: f64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("closed "))
-        .and_then(|rest| rest.split(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("{out:?}"));
+    let open_for = seconds_open(&out);
     assert!(
         (0.9..5.0).contains(&open_for),
         "closed after {open_for} s open, tunnel_lifetime is 1 s"
     );
+}
+
+/// How long the `hold` client's tunnel stayed open, from its `closed SECONDS LAST` line.
+fn seconds_open(out: &str) -> f64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("closed "))
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{out:?}"))
 }
 
 #[test]

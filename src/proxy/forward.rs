@@ -464,18 +464,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
             lines: WEBSOCKET_UPGRADE_LINES,
             replaces: None,
         });
-        let both;
-        let added: &[AddedLines<'_>] = match (trace, upgrade) {
-            (Some(trace), Some(upgrade)) => {
-                both = [trace, upgrade];
-                &both
-            }
-            (Some(one), None) | (None, Some(one)) => {
-                both = [one, one];
-                &both[..1]
-            }
-            (None, None) => &[],
-        };
+        // The trace context's line, then the upgrade's, each when there is one.
+        let mut added = [AddedLines {
+            lines: b"",
+            replaces: None,
+        }; 2];
+        let mut n = 0;
+        for lines in [trace, upgrade].into_iter().flatten() {
+            added[n] = lines;
+            n += 1;
+        }
         let forwarded = ForwardedRequest {
             target: strip_prefix(self.head.target(self.raw), action.strip_prefix.as_deref()),
             host,
@@ -487,7 +485,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
             ),
             drop_headers: &self.edits.drop,
             set_headers: &self.edits.set,
-            added,
+            added: &added[..n],
         };
         encode_request_head(out, self.raw, self.head, &forwarded, self.head.framing);
     }

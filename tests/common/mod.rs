@@ -790,3 +790,41 @@ impl Drop for StopOnDrop {
         self.0.store(true, Ordering::SeqCst);
     }
 }
+
+/// Runs strait with the config file at `path` and `args` until it exits (killed, failing
+/// the test, if it still runs after the deadline); returns its exit status and everything
+/// it wrote on stderr.
+pub fn run_file_to_exit(
+    path: &std::path::Path,
+    args: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+        .arg("--config")
+        .arg(path)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn strait");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strait did not exit: {}", reader.join().unwrap());
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (status, reader.join().unwrap())
+}

@@ -21,6 +21,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::{watch, TunnelEnd, TunnelLimits, TunnelStats};
+use crate::io::{recv_now, send_now};
 use crate::proxy::drain::DrainSignal;
 use crate::slots::Slots;
 
@@ -299,7 +300,7 @@ impl Tunnel {
             return Ok(()); // waiting for the other side's room
         }
         loop {
-            let n = match recv(self.fds[from], scratch) {
+            let n = match recv_now(self.fds[from], scratch) {
                 Ok(0) => return Err(closed(from)),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
@@ -308,7 +309,7 @@ impl Tunnel {
             };
             let moved = &self.shared.moved[from];
             moved.set(moved.get() + n as u64);
-            let sent = send(self.fds[1 - from], &scratch[..n]).map_err(|_| closed(1 - from))?;
+            let sent = send_now(self.fds[1 - from], &scratch[..n]).map_err(|_| closed(1 - from))?;
             if sent < n {
                 self.pending[from].extend_from_slice(&scratch[sent..n]);
                 return Ok(());
@@ -322,7 +323,7 @@ impl Tunnel {
     /// Writes what waits from side `from`; whether all of it went.
     fn flush(&mut self, from: usize) -> Result<bool, TunnelEnd> {
         let pending = &mut self.pending[from];
-        let sent = send(self.fds[1 - from], pending).map_err(|_| closed(1 - from))?;
+        let sent = send_now(self.fds[1 - from], pending).map_err(|_| closed(1 - from))?;
         let _ = pending.split_to(sent);
         Ok(pending.is_empty())
     }
@@ -334,38 +335,4 @@ fn closed(side: usize) -> TunnelEnd {
     } else {
         TunnelEnd::UpstreamClosed
     }
-}
-
-/// One non-blocking `recv` into `buf`.
-fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of its length; `fd` is an open socket of a tunnel
-    // in the set.
-    let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    usize::try_from(got).map_err(|_| std::io::Error::last_os_error())
-}
-
-/// Non-blocking `send`s of `buf` until it is all written or the socket has no room;
-/// how much went. A closed peer is an error, not a signal.
-fn send(fd: RawFd, buf: &[u8]) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the range is inside `buf`; `fd` is an open socket of a tunnel in the set.
-        let sent = unsafe {
-            libc::send(
-                fd,
-                buf[done..].as_ptr().cast(),
-                buf.len() - done,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        match usize::try_from(sent) {
-            Ok(n) => done += n,
-            Err(_) => match std::io::Error::last_os_error() {
-                e if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                e if e.kind() == std::io::ErrorKind::Interrupted => {}
-                e => return Err(e),
-            },
-        }
-    }
-    Ok(done)
 }
