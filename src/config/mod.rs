@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `[server]` (listeners, limits, timeouts, access, trusted proxies) | `config/server.rs` |
 //! | `[server.paths]` | `config/paths.rs` |
+//! | `[server.http2]` | `config/http2.rs` |
 //! | `[upstreams.NAME]` | `upstream/config.rs` |
 //! | `[consumers.NAME]`, a route's `auth` | `auth/config.rs` |
 //! | `[oauth2_providers.NAME]`, `auth.oauth2` | `auth/oauth2/config.rs` |
@@ -40,6 +41,7 @@
 pub mod admin;
 pub mod filters;
 mod paths;
+pub mod http2;
 pub mod router;
 mod routes;
 mod server;

@@ -50,6 +50,8 @@ pub struct FileServer {
     pub timeouts: FileTimeouts,
     #[serde(default)]
     pub paths: super::paths::FilePaths,
+    #[serde(default)]
+    pub http2: super::http2::FileHttp2,
     pub access: Option<FileAccess>,
     /// CIDRs whose `X-Forwarded-For` is believed (see `client_addr.rs`).
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
@@ -98,6 +100,8 @@ pub struct ServerConfig {
     pub timeouts: Timeouts,
     /// `[server.paths]`: how request paths are normalised before routing.
     pub paths: crate::http1::path::PathRules,
+    /// `[server.http2]`: HTTP/2 to clients, by ALPN and in cleartext.
+    pub http2: super::http2::Http2,
     /// `[server.access]`: checked for every request before routing (empty: everyone).
     pub access: AccessList,
     /// Peers whose `X-Forwarded-For` names the client (empty: the TCP peer is the client).
@@ -177,9 +181,10 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
         }
     }
 
+    let http2 = super::http2::build(ctx, &server.http2);
     let mut tls = Vec::new();
     for (index, file) in server.tls.iter().enumerate() {
-        let Some(built) = crate::tls::config::build(ctx, index, file) else {
+        let Some(built) = crate::tls::config::build(ctx, index, file, http2.tls) else {
             continue;
         };
         for (i, addr) in built.listen.iter().enumerate() {
@@ -293,6 +298,7 @@ pub(super) fn build(ctx: &mut Ctx, server: FileServer) -> Option<ServerConfig> {
         limits,
         timeouts,
         paths: super::paths::build(ctx, &server.paths),
+        http2,
         access,
         trusted_proxies,
         tls,

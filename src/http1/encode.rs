@@ -354,7 +354,7 @@ pub fn write_connection(out: &mut BytesMut, keep_alive: bool, version: Version) 
     match (keep_alive, version) {
         (false, _) => out.extend_from_slice(b"connection: close\r\n"),
         (true, Version::Http10) => out.extend_from_slice(b"connection: keep-alive\r\n"),
-        (true, Version::Http11) => {}
+        (true, Version::Http11 | Version::Http2) => {}
     }
 }
 

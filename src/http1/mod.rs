@@ -43,6 +43,9 @@ pub struct Limits {
 pub enum Version {
     Http10,
     Http11,
+    /// A request that arrived as an HTTP/2 stream (its head is handed to the rest of the
+    /// gateway in HTTP/1.1 form; this says what the client spoke).
+    Http2,
 }
 
 /// `(start, end)` byte offsets of a part of a head buffer.

@@ -422,6 +422,7 @@ fn protocol(version: Version) -> &'static [u8] {
     match version {
         Version::Http10 => b"HTTP/1.0",
         Version::Http11 => b"HTTP/1.1",
+        Version::Http2 => b"HTTP/2.0",
     }
 }
 
@@ -901,6 +902,7 @@ mod tests {
                 cipher: "TLS_AES_128_GCM_SHA256",
                 sni: sni.map(Into::into),
                 resumed,
+                h2: false,
                 client: None,
             }))
         };

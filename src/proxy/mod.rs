@@ -12,6 +12,7 @@
 mod body;
 mod drain;
 mod forward;
+mod h2;
 mod introspect;
 mod path;
 pub mod pipeline;
@@ -199,6 +200,9 @@ pub struct ClientConn<S> {
     /// The snapshot the current request runs on.
     #[allow(clippy::redundant_allocation)] // see `Worker::current`
     config: Rc<Arc<Config>>,
+    /// What the client speaks: HTTP/1.x (the head says which), or HTTP/2 (`h2/`), whose
+    /// streams reach this loop in HTTP/1.1 form.
+    protocol: Version,
 }
 
 /// Counts a client connection as open for as long as it lives (drains wait for the count).
@@ -231,10 +235,21 @@ pub async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, worker: R
     let local = local_addr(&stream, peer);
     let config = worker.snapshot();
     let settings = config.server.proxy_protocol.as_ref();
-    let Some((peer, ahead)) = proxy_header::accept(&mut stream, peer, settings, &worker).await
+    let Some((peer, mut ahead)) = proxy_header::accept(&mut stream, peer, settings, &worker).await
     else {
         return;
     };
+    if config.server.http2.cleartext {
+        let timeout = config.server.timeouts.header_read;
+        match h2::is_preface(&mut stream, &mut ahead, timeout).await {
+            Some(true) => {
+                drop(config);
+                return h2::serve(stream, ahead, (peer, local), None, worker).await;
+            }
+            Some(false) => {}
+            None => return,
+        }
+    }
     drop(config);
     serve_requests(stream, (peer, local), ahead, None, worker).await;
 }
@@ -264,8 +279,13 @@ pub async fn serve_tls_connection(
                 .borrow_mut()
                 .metrics
                 .tls_handshake(addr, info.version, info.resumed);
+            let h2 = info.h2;
             let info = Some(Rc::new(info));
-            serve_requests(session, (peer, local), BytesMut::new(), info, worker).await;
+            if h2 {
+                h2::serve(session, BytesMut::new(), (peer, local), info, worker).await;
+            } else {
+                serve_requests(session, (peer, local), BytesMut::new(), info, worker).await;
+            }
         }
         Err(failure) => {
             worker
@@ -384,6 +404,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
             rec: RequestRecord::new(Bytes::new(), Instant::now()),
             config,
             worker,
+            protocol: Version::Http11,
         }
     }
 
@@ -450,6 +471,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
                     };
                 self.identify_client(&config, &raw, &head);
                 self.rec.describe(&raw, &head);
+                if self.protocol == Version::Http2 {
+                    self.rec.version = Version::Http2;
+                }
                 self.worker.observers.borrow_mut().begin(
                     &config.observability,
                     &raw,

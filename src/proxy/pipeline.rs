@@ -710,6 +710,7 @@ access = { allow = ["10.0.0.0/8"] }
             cipher: "TLS13_AES_128_GCM_SHA256",
             sni: None,
             resumed: false,
+            h2: false,
             client: client.then(|| crate::tls::ClientIdentity {
                 subject: "CN=alice".into(),
                 sans: Vec::new(),

@@ -27,6 +27,8 @@ pub struct TlsInfo {
     /// The name the client asked for (SNI), if any.
     pub sni: Option<Box<str>>,
     pub resumed: bool,
+    /// The client chose HTTP/2 by ALPN.
+    pub h2: bool,
     /// A client certificate that verified against the listener's CA bundle.
     pub client: Option<ClientIdentity>,
     /// The listener's `client_identity_header` (lower case): where `client` goes upstream.
@@ -217,6 +219,7 @@ fn describe(session: &ServerConnection, listener: &TlsListener) -> TlsInfo {
         cipher,
         sni: session.server_name().map(Into::into),
         resumed: session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        h2: session.alpn_protocol() == Some(b"h2"),
         client: session
             .peer_certificates()
             .and_then(|chain| chain.first())

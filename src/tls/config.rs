@@ -147,7 +147,13 @@ pub struct CertificateFacts {
 // ---- validation ----
 
 /// Builds `[[server.tls]]` entry `index`, reading its certificate and key files.
-pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsListener> {
+/// Builds `[[server.tls]]` entry `index`; `http2`: offer `h2` by ALPN ahead of `http/1.1`.
+pub fn build(
+    ctx: &mut Ctx,
+    index: usize,
+    file: &FileTlsListener,
+    http2: bool,
+) -> Option<TlsListener> {
     let at = |key: &str| format!("server.tls[{index}].{key}");
     let errors_before = ctx.error_count();
     let provider = super::provider();
@@ -293,7 +299,11 @@ pub fn build(ctx: &mut Ctx, index: usize, file: &FileTlsListener) -> Option<TlsL
     let mut server = builder
         .with_client_cert_verifier(verifier?)
         .with_cert_resolver(Arc::new(resolver));
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     // The server's order (rustls': AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305; ECDHE
     // and AEAD only), not whatever a client prefers.
     server.ignore_client_order = true;
@@ -599,7 +609,17 @@ mod tests {
             tls.certificates[0].names,
             ["a.example.test", "*.a.example.test"]
         );
-        assert_eq!(tls.server.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert_eq!(
+            tls.server.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        let text = std::fs::read_to_string(dir.join("t.toml")).unwrap();
+        std::fs::write(dir.join("t.toml"), format!("{text}[server.http2]\ntls = false\n")).unwrap();
+        let config = load(&dir.join("t.toml")).unwrap();
+        assert_eq!(
+            config.server.tls[0].server.alpn_protocols,
+            [b"http/1.1".to_vec()]
+        );
     }
 
     #[test]

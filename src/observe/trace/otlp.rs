@@ -102,6 +102,7 @@ fn encode_span(span: &SpanData, out: &mut Vec<u8>) {
     let version: &[u8] = match span.version {
         Version::Http10 => b"1.0",
         Version::Http11 => b"1.1",
+        Version::Http2 => b"2",
     };
     attr(out, "network.protocol.version", version);
     if let Some(tls) = span.tls {
@@ -302,6 +303,7 @@ mod tests {
                 cipher: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
                 sni: sni.map(Into::into),
                 resumed,
+                h2: false,
                 client: None,
             }))
         };

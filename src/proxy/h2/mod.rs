@@ -1,0 +1,203 @@
+//! HTTP/2 to clients: one connection task drives the h2 codec over the client's stream
+//! (`io.rs`), and each stream it accepts becomes a task of its own on the same worker that
+//! serves one request through the connection loop, exactly as an HTTP/1.1 request is
+//! served: its head rendered in HTTP/1.1 form (`convert.rs`), its body read and its answer
+//! written through an [`Exchange`] (`exchange.rs`). Routing, filters, the upstream client,
+//! metrics, the access log and tracing cannot tell, except by the protocol they record.
+//!
+//! The codec enforces the connection's defences (`[server.http2]`): concurrent streams,
+//! resets before service (Rapid Reset), header-list size, flow-control windows. An idle
+//! connection (no stream open for `keepalive_idle`) and a drain end with GOAWAY; streams
+//! in flight are allowed to finish.
+
+mod convert;
+mod exchange;
+mod io;
+
+use std::cell::Cell;
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::RecvStream;
+use monoio::io::AsyncReadRent;
+
+use super::{ClientConn, Idle, Worker};
+use crate::deadline;
+use crate::http1::Version;
+use crate::io::{read_more, IntoDuplex};
+use crate::tls::TlsInfo;
+use exchange::Exchange;
+
+/// What a client speaking HTTP/2 with prior knowledge sends first (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the first bytes of a plaintext connection into `ahead` until they show whether it
+/// starts with the HTTP/2 preface: `Some(true)` for HTTP/2, `Some(false)` for anything else
+/// (HTTP/1.1, served with those bytes), `None` when the client closed or sent nothing in
+/// `timeout`.
+pub(super) async fn is_preface<S: AsyncReadRent>(
+    stream: &mut S,
+    ahead: &mut BytesMut,
+    timeout: std::time::Duration,
+) -> Option<bool> {
+    loop {
+        let n = ahead.len().min(PREFACE.len());
+        if ahead[..n] != PREFACE[..n] {
+            return Some(false);
+        }
+        if n == PREFACE.len() {
+            return Some(true);
+        }
+        match read_more(stream, ahead, crate::io::BUFFER_BYTES, timeout).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Serves an HTTP/2 connection on `stream`; `ahead`: bytes already read from it.
+pub(super) async fn serve<S: IntoDuplex>(
+    mut stream: S,
+    ahead: BytesMut,
+    addresses: (SocketAddr, SocketAddr),
+    tls: Option<Rc<TlsInfo>>,
+    worker: Rc<Worker>,
+) {
+    let config = worker.snapshot();
+    let settings = &config.server.http2;
+    let timeouts = config.server.timeouts.clone();
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .initial_window_size(settings.stream_window)
+        .initial_connection_window_size(settings.connection_window)
+        .max_header_list_size(
+            u32::try_from(config.server.limits.max_header_bytes).unwrap_or(u32::MAX),
+        )
+        .max_pending_accept_reset_streams(settings.max_pending_resets)
+        .max_local_error_reset_streams(Some(settings.max_error_resets));
+    drop(config);
+    let duplex = stream.duplex();
+    let handshake = builder.handshake::<_, Bytes>(io::PollDuplex::new(&duplex, ahead));
+    let mut conn = match deadline::timeout(timeouts.header_read, handshake).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %addresses.0, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let streams = Rc::new(Streams {
+        open: Cell::new(0),
+        last_active: Cell::new(Instant::now()),
+    });
+    let peer_text = Bytes::from(addresses.0.ip().to_string());
+    let mut drain = pin!(worker.drain.started());
+    let mut idle = pin!(deadline::after(timeouts.keepalive_idle));
+    let mut closing = false;
+    loop {
+        let next = poll_fn(|cx| {
+            if !closing && drain.as_mut().poll(cx).is_ready() {
+                closing = true;
+                conn.graceful_shutdown();
+            }
+            if !closing && streams.open.get() == 0 && idle.as_mut().poll(cx).is_ready() {
+                let quiet = streams.last_active.get().elapsed();
+                if quiet >= timeouts.keepalive_idle {
+                    closing = true;
+                    conn.graceful_shutdown();
+                } else {
+                    idle.set(deadline::after(timeouts.keepalive_idle - quiet));
+                    let _ = idle.as_mut().poll(cx);
+                }
+            }
+            match conn.poll_accept(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(next) => Poll::Ready(next),
+            }
+        })
+        .await;
+        match next {
+            Some(Ok((request, respond))) => {
+                streams.open.set(streams.open.get() + 1);
+                let stream = StreamTask {
+                    addresses,
+                    peer_text: peer_text.clone(),
+                    tls: tls.clone(),
+                    worker: worker.clone(),
+                    streams: streams.clone(),
+                };
+                monoio::spawn(stream.serve(request, respond));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(peer = %addresses.0, error = %e, "HTTP/2 connection failed");
+                break;
+            }
+            None => break,
+        }
+    }
+}
+
+/// The streams of one connection: how many are being served, and when one last ended.
+struct Streams {
+    open: Cell<usize>,
+    last_active: Cell<Instant>,
+}
+
+/// What a stream's task needs of its connection.
+struct StreamTask {
+    addresses: (SocketAddr, SocketAddr),
+    peer_text: Bytes,
+    tls: Option<Rc<TlsInfo>>,
+    worker: Rc<Worker>,
+    streams: Rc<Streams>,
+}
+
+impl StreamTask {
+    /// Serves one stream's request through the connection loop.
+    async fn serve(self, request: http::Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+        let (parts, body) = request.into_parts();
+        let mut head = crate::io::take_buffer();
+        let framing = match convert::request_head(&parts, body.is_end_stream(), &mut head) {
+            Ok(framing) => framing,
+            Err(refusal) => {
+                let mut answer = http::Response::new(());
+                *answer.status_mut() = refusal.status();
+                let _ = respond.send_response(answer, true);
+                self.done();
+                return;
+            }
+        };
+        let is_head = parts.method == http::Method::HEAD;
+        let exchange = Exchange::new(body, framing, respond, is_head);
+        let idle = Idle {
+            stream: exchange,
+            ahead: head,
+            tls: self.tls.clone(),
+        };
+        let mut conn = ClientConn::new(
+            idle,
+            self.addresses,
+            self.peer_text.clone(),
+            self.worker.clone(),
+        );
+        conn.protocol = Version::Http2;
+        // Boxed like an HTTP/1.1 request's future, for the same reason: it is large.
+        let (_, idle) = Box::pin(conn.serve_request(true)).await;
+        idle.stream.finish();
+        crate::io::give_back(idle.ahead);
+        self.done();
+    }
+
+    fn done(&self) {
+        let streams = &self.streams;
+        streams.open.set(streams.open.get() - 1);
+        streams.last_active.set(Instant::now());
+    }
+}
