@@ -15,6 +15,9 @@ const DEFAULT_MAX_CONCURRENT_STREAMS: i64 = 128;
 const DEFAULT_MAX_PENDING_RESETS: i64 = 20;
 /// Streams the worker may have to reset because the client broke the protocol on them.
 const DEFAULT_MAX_ERROR_RESETS: i64 = 1024;
+/// Frames that ask for nothing (PING, SETTINGS, WINDOW_UPDATE…) a client may send beyond
+/// what its requests and downloads earn (`proxy/h2/flood.rs`).
+const DEFAULT_MAX_CONTROL_FRAMES: i64 = 1000;
 const DEFAULT_STREAM_WINDOW: u64 = 256 * 1024;
 const DEFAULT_CONNECTION_WINDOW: u64 = 1024 * 1024;
 /// HTTP/2's window sizes are 31-bit.
@@ -31,6 +34,7 @@ pub struct FileHttp2 {
     pub max_concurrent_streams: Option<Spanned<i64>>,
     pub max_pending_resets: Option<Spanned<i64>>,
     pub max_error_resets: Option<Spanned<i64>>,
+    pub max_control_frames: Option<Spanned<i64>>,
     pub stream_window: Option<Spanned<SizeValue>>,
     pub connection_window: Option<Spanned<SizeValue>>,
 }
@@ -43,6 +47,7 @@ pub struct Http2 {
     pub max_concurrent_streams: u32,
     pub max_pending_resets: usize,
     pub max_error_resets: usize,
+    pub max_control_frames: usize,
     /// The flow-control window of each stream: how much of a request body the client may
     /// send ahead of Strait reading it.
     pub stream_window: u32,
@@ -57,6 +62,7 @@ impl Default for Http2 {
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS as u32,
             max_pending_resets: DEFAULT_MAX_PENDING_RESETS as usize,
             max_error_resets: DEFAULT_MAX_ERROR_RESETS as usize,
+            max_control_frames: DEFAULT_MAX_CONTROL_FRAMES as usize,
             stream_window: DEFAULT_STREAM_WINDOW as u32,
             connection_window: DEFAULT_CONNECTION_WINDOW as u32,
         }
@@ -89,6 +95,12 @@ pub(super) fn build(ctx: &mut Ctx, file: &FileHttp2) -> Http2 {
         defaults.max_error_resets,
         i64::MAX,
     );
+    let max_control_frames = count(
+        &file.max_control_frames,
+        "max_control_frames",
+        defaults.max_control_frames,
+        i64::MAX,
+    );
     let mut window = |value: &Option<Spanned<SizeValue>>, key: &str, default: u32| {
         let key = format!("server.http2.{key}");
         let n = ctx.size(value, &key, u64::from(default));
@@ -107,6 +119,7 @@ pub(super) fn build(ctx: &mut Ctx, file: &FileHttp2) -> Http2 {
         max_concurrent_streams,
         max_pending_resets,
         max_error_resets,
+        max_control_frames,
         stream_window: window(&file.stream_window, "stream_window", defaults.stream_window),
         connection_window: window(
             &file.connection_window,
@@ -134,7 +147,7 @@ mod tests {
         assert_eq!(http2(""), Http2::default());
         let set = http2(
             "[server.http2]\ntls = false\ncleartext = true\nmax_concurrent_streams = 10\n\
-             max_pending_resets = 5\nmax_error_resets = 7\nstream_window = \"1MiB\"\n\
+             max_pending_resets = 5\nmax_error_resets = 7\nmax_control_frames = 9\nstream_window = \"1MiB\"\n\
              connection_window = \"4MiB\"\n",
         );
         assert_eq!(
@@ -145,6 +158,7 @@ mod tests {
                 max_concurrent_streams: 10,
                 max_pending_resets: 5,
                 max_error_resets: 7,
+                max_control_frames: 9,
                 stream_window: 1 << 20,
                 connection_window: 4 << 20,
             }

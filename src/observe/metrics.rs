@@ -374,6 +374,7 @@ pub struct WorkerMetrics {
     tls: TlsCounts,
     pub tunnels: super::tunnels::TunnelCounts,
     pub proxy_rejections: super::proxy_protocol::ProxyRejections,
+    pub http2_closes: super::http2::Http2Closes,
 }
 
 /// TLS handshakes, counted per connection (not per request). Keyed by the listener address
@@ -503,6 +504,7 @@ impl WorkerMetrics {
             tls: self.tls.clone(),
             tunnels: self.tunnels,
             proxy_rejections: self.proxy_rejections,
+            http2_closes: self.http2_closes,
         }
     }
 }
@@ -522,6 +524,7 @@ pub struct MetricsSnapshot {
     tls: TlsCounts,
     pub tunnels: super::tunnels::TunnelCounts,
     pub proxy_rejections: super::proxy_protocol::ProxyRejections,
+    pub http2_closes: super::http2::Http2Closes,
 }
 
 /// A scrape request: where the worker sends its snapshot.
@@ -802,6 +805,8 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
     super::tunnels::render(o, &tunnels);
     let rejections: Vec<_> = snapshots.iter().map(|s| s.proxy_rejections).collect();
     super::proxy_protocol::render(o, &rejections);
+    let closes: Vec<_> = snapshots.iter().map(|s| s.http2_closes).collect();
+    super::http2::render(o, &closes);
 
     // Only where TLS is (or was) served, like the Redis families with `[cluster]`.
     let is_tls = !process.certificates.is_empty() || !tls.is_empty();

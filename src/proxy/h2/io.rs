@@ -15,6 +15,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::flood::{ControlFrame, FrameBudget, Seen};
 use crate::io::Duplex;
 
 /// Bytes read from the socket at a time.
@@ -35,18 +36,32 @@ pub struct PollDuplex<'a, D: Duplex> {
     sending: Option<Op<'a, ()>>,
     /// The buffer of the last finished send, reused for the next staging.
     spare: BytesMut,
+    budget: FrameBudget,
+    /// Once it says the client spent its control-frame budget, nothing more is read, and
+    /// the connection task ends the connection.
+    seen: &'a Seen,
 }
 
 impl<'a, D: Duplex> PollDuplex<'a, D> {
-    pub fn new(duplex: &'a D, unread: BytesMut) -> Self {
-        PollDuplex {
+    pub fn new(
+        duplex: &'a D,
+        unread: BytesMut,
+        budget: FrameBudget,
+        seen: &'a Seen,
+    ) -> Result<Self, ControlFrame> {
+        let mut io = PollDuplex {
             duplex,
-            unread,
+            unread: BytesMut::new(),
             reading: None,
             staged: BytesMut::new(),
             sending: None,
             spare: BytesMut::new(),
-        }
+            budget,
+            seen,
+        };
+        io.budget.read(&unread, seen)?;
+        io.unread = unread;
+        Ok(io)
     }
 
     /// Drives the send in flight, if any, to its end.
@@ -77,6 +92,9 @@ impl<D: Duplex> AsyncRead for PollDuplex<'_, D> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.seen.flood.get().is_some() {
+            return Poll::Pending; // the connection task is ending the connection
+        }
         if this.unread.is_empty() {
             let op = this.reading.get_or_insert_with(|| {
                 let mut buf = std::mem::take(&mut this.unread);
@@ -89,6 +107,11 @@ impl<D: Duplex> AsyncRead for PollDuplex<'_, D> {
             this.unread = buf;
             if result? == 0 {
                 return Poll::Ready(Ok(())); // the end of the stream
+            }
+            if this.budget.read(&this.unread, this.seen).is_err() {
+                this.unread.clear();
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
         }
         let n = this.unread.len().min(out.remaining());
@@ -113,8 +136,9 @@ impl<D: Duplex> AsyncWrite for PollDuplex<'_, D> {
                 return Poll::Ready(Err(e));
             }
         }
-        let n = buf.len().min(MAX_STAGED - this.staged.len().min(MAX_STAGED));
+        let n = buf.len().min(MAX_STAGED - this.staged.len());
         this.staged.extend_from_slice(&buf[..n]);
+        this.budget.outbound(n);
         Poll::Ready(Ok(n))
     }
 

@@ -12,6 +12,7 @@
 
 mod convert;
 mod exchange;
+mod flood;
 mod io;
 
 use std::cell::Cell;
@@ -19,7 +20,6 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -31,6 +31,7 @@ use super::{ClientConn, Idle, Worker};
 use crate::deadline;
 use crate::http1::Version;
 use crate::io::{read_more, IntoDuplex};
+use crate::observe::http2::Http2Close;
 use crate::tls::TlsInfo;
 use exchange::Exchange;
 
@@ -82,16 +83,20 @@ pub(super) async fn serve<S: IntoDuplex>(
         )
         .max_pending_accept_reset_streams(settings.max_pending_resets)
         .max_local_error_reset_streams(Some(settings.max_error_resets));
+    let budget = flood::FrameBudget::new(settings.max_control_frames);
+    let max_pending_resets = settings.max_pending_resets as u64;
     drop(config);
+    let seen = flood::Seen::default();
     let duplex = stream.duplex();
-    let handshake = builder.handshake::<_, Bytes>(io::PollDuplex::new(&duplex, ahead));
+    let close = |how: Http2Close| worker.observers.borrow_mut().metrics.http2_closes.count(how);
+    let Ok(io) = io::PollDuplex::new(&duplex, ahead, budget, &seen) else {
+        return close(Http2Close::ControlFlood);
+    };
+    let handshake = builder.handshake::<_, Bytes>(io);
     let mut conn = match deadline::timeout(timeouts.header_read, handshake).await {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %addresses.0, error = %e, "HTTP/2 handshake failed");
-            return;
-        }
-        Err(_) => return,
+        Ok(Err(e)) => return close(closed_by(&e, &seen, max_pending_resets)),
+        Err(_) => return close(Http2Close::IoError),
     };
     let streams = Rc::new(Streams {
         open: Cell::new(0),
@@ -100,27 +105,31 @@ pub(super) async fn serve<S: IntoDuplex>(
     let peer_text = Bytes::from(addresses.0.ip().to_string());
     let mut drain = pin!(worker.drain.started());
     let mut idle = pin!(deadline::after(timeouts.keepalive_idle));
-    let mut closing = false;
-    loop {
+    // Why Strait ended the connection, once it did.
+    let mut ending: Option<Http2Close> = None;
+    let how = loop {
         let next = poll_fn(|cx| {
-            if !closing && drain.as_mut().poll(cx).is_ready() {
-                closing = true;
+            if ending.is_none() && drain.as_mut().poll(cx).is_ready() {
+                ending = Some(Http2Close::Drain);
                 conn.graceful_shutdown();
             }
-            if !closing && streams.open.get() == 0 && idle.as_mut().poll(cx).is_ready() {
+            if ending.is_none() && streams.open.get() == 0 && idle.as_mut().poll(cx).is_ready() {
                 let quiet = streams.last_active.get().elapsed();
                 if quiet >= timeouts.keepalive_idle {
-                    closing = true;
+                    ending = Some(Http2Close::Idle);
                     conn.graceful_shutdown();
                 } else {
                     idle.set(deadline::after(timeouts.keepalive_idle - quiet));
                     let _ = idle.as_mut().poll(cx);
                 }
             }
-            match conn.poll_accept(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(next) => Poll::Ready(next),
+            let next = conn.poll_accept(cx);
+            if next.is_pending() && seen.flood.get().is_some() && ending != Some(Http2Close::ControlFlood) {
+                ending = Some(Http2Close::ControlFlood);
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                cx.waker().wake_by_ref();
             }
+            next
         })
         .await;
         match next {
@@ -137,10 +146,38 @@ pub(super) async fn serve<S: IntoDuplex>(
             }
             Some(Err(e)) => {
                 tracing::debug!(peer = %addresses.0, error = %e, "HTTP/2 connection failed");
-                break;
+                break ending.unwrap_or_else(|| closed_by(&e, &seen, max_pending_resets));
             }
-            None => break,
+            None => break ending.unwrap_or(Http2Close::Client),
         }
+    };
+    if let Some(frame) = seen.flood.get() {
+        tracing::debug!(peer = %addresses.0, ?frame, "HTTP/2 control-frame flood");
+    }
+    close(how);
+}
+
+/// How a connection that failed with `e` ended. The codec does not say which of its
+/// limits a client hit; the frames it sent do.
+fn closed_by(e: &h2::Error, seen: &flood::Seen, max_pending_resets: u64) -> Http2Close {
+    if seen.flood.get().is_some() {
+        return Http2Close::ControlFlood;
+    }
+    if e.is_io() {
+        return Http2Close::IoError;
+    }
+    if e.is_remote() {
+        return Http2Close::Client;
+    }
+    if e.reason() != Some(h2::Reason::ENHANCE_YOUR_CALM) {
+        return Http2Close::ProtocolError;
+    }
+    if seen.resets.get() > max_pending_resets {
+        Http2Close::RapidReset
+    } else if seen.continuations.get() > 0 {
+        Http2Close::ContinuationFlood
+    } else {
+        Http2Close::Abuse
     }
 }
 

@@ -1,0 +1,217 @@
+//! The control-frame budget of an HTTP/2 connection. PING, SETTINGS, WINDOW_UPDATE,
+//! PRIORITY, RST_STREAM, empty DATA and frames of unknown types cost the worker work (an
+//! answer to write, state to update) and ask for nothing; a client can send them in an
+//! endless stream (CVE-2019-9512, -9515, -9518). The h2 codec bounds what they make it
+//! hold, not how many it handles.
+//!
+//! So the frame headers of what a client sends are read on the way in (payloads skipped)
+//! and each such frame spends one unit of a budget of `max_control_frames`. Real work earns
+//! units back, up to that bound: a request (HEADERS), request body bytes (DATA), and every
+//! 16 KiB written to the client (a download's window updates are paid by its data). A
+//! client that spends the budget gets GOAWAY `ENHANCE_YOUR_CALM`.
+
+use std::cell::Cell;
+
+/// What the connection task learns from the frames read: whether the budget ran out (on
+/// which kind of frame), and the counts that tell the codec's own limits apart.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub flood: Cell<Option<ControlFrame>>,
+    pub resets: Cell<u64>,
+    pub continuations: Cell<u64>,
+}
+
+/// Bytes written to the client that earn back one unit.
+const EARNED_PER_BYTES: u64 = 16 * 1024;
+const FRAME_HEADER: usize = 9;
+
+/// The kinds of frame that cost a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlFrame {
+    EmptyData,
+    Priority,
+    RstStream,
+    Settings,
+    Ping,
+    WindowUpdate,
+    Unknown,
+}
+
+#[derive(Debug)]
+pub struct FrameBudget {
+    /// Bytes to pass over before the next frame header: the connection preface, then each
+    /// frame's payload.
+    skip: u64,
+    header: [u8; FRAME_HEADER],
+    /// Bytes of `header` filled.
+    filled: usize,
+    left: i64,
+    max: i64,
+    written: u64,
+    resets: u64,
+    continuations: u64,
+}
+
+impl FrameBudget {
+    /// A budget for a connection whose client starts with the 24-byte preface.
+    pub fn new(max_control_frames: usize) -> Self {
+        let max = i64::try_from(max_control_frames).unwrap_or(i64::MAX);
+        FrameBudget {
+            skip: 24,
+            header: [0; FRAME_HEADER],
+            filled: 0,
+            left: max,
+            max,
+            written: 0,
+            resets: 0,
+            continuations: 0,
+        }
+    }
+
+    /// [`FrameBudget::inbound`], telling `seen` what it found.
+    pub fn read(&mut self, bytes: &[u8], seen: &Seen) -> Result<(), ControlFrame> {
+        let result = self.inbound(bytes);
+        seen.resets.set(self.resets);
+        seen.continuations.set(self.continuations);
+        if let Err(frame) = result {
+            seen.flood.set(Some(frame));
+        }
+        result
+    }
+
+    /// Reads the frame headers in `bytes` (the next bytes from the client). `Err` with the
+    /// kind of the frame that spent the budget.
+    pub fn inbound(&mut self, mut bytes: &[u8]) -> Result<(), ControlFrame> {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = bytes.len().min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                self.skip -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = bytes.len().min(FRAME_HEADER - self.filled);
+            self.header[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == FRAME_HEADER {
+                self.filled = 0;
+                let [l0, l1, l2, kind, flags, ..] = self.header;
+                let length = u64::from(u32::from_be_bytes([0, l0, l1, l2]));
+                self.skip = length;
+                self.frame(kind, flags, length)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts bytes written to the client.
+    pub fn outbound(&mut self, bytes: usize) {
+        self.written += bytes as u64;
+        let earned = self.written / EARNED_PER_BYTES;
+        self.written %= EARNED_PER_BYTES;
+        self.earn(i64::try_from(earned).unwrap_or(i64::MAX));
+    }
+
+    fn earn(&mut self, units: i64) {
+        self.left = self.left.saturating_add(units).min(self.max);
+    }
+
+    fn frame(&mut self, kind: u8, flags: u8, length: u64) -> Result<(), ControlFrame> {
+        const END_STREAM: u8 = 0x1;
+        let control = match kind {
+            0 if length == 0 && flags & END_STREAM == 0 => ControlFrame::EmptyData,
+            0 | 1 => {
+                self.earn(1);
+                return Ok(());
+            }
+            2 => ControlFrame::Priority,
+            3 => {
+                self.resets += 1;
+                ControlFrame::RstStream
+            }
+            4 => ControlFrame::Settings,
+            6 => ControlFrame::Ping,
+            8 => ControlFrame::WindowUpdate,
+            // PUSH_PROMISE (a protocol error from a client), GOAWAY, CONTINUATION: the
+            // codec ends the connection or bounds them itself.
+            9 => {
+                self.continuations += 1;
+                return Ok(());
+            }
+            5 | 7 => return Ok(()),
+            _ => ControlFrame::Unknown,
+        };
+        self.left -= 1;
+        if self.left < 0 {
+            Err(control)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() as u32).to_be_bytes();
+        let mut out = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 1];
+        out.extend_from_slice(payload);
+        out
+    }
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    #[test]
+    fn control_frames_spend_the_budget() {
+        let mut budget = FrameBudget::new(3);
+        let mut bytes = PREFACE.to_vec();
+        for _ in 0..3 {
+            bytes.extend(frame(6, 0, &[0; 8]));
+        }
+        assert_eq!(budget.inbound(&bytes), Ok(()));
+        assert_eq!(budget.inbound(&frame(8, 0, &[0, 0, 0, 1])), Err(ControlFrame::WindowUpdate));
+    }
+
+    #[test]
+    fn headers_split_across_reads_are_read_whole() {
+        let mut budget = FrameBudget::new(1);
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(4, 0, &[0, 3, 0, 0, 0, 100]));
+        bytes.extend(frame(6, 0, &[0; 8]));
+        let mut result = Ok(());
+        for byte in &bytes {
+            result = result.and(budget.inbound(std::slice::from_ref(byte)));
+        }
+        assert_eq!(result, Err(ControlFrame::Ping));
+    }
+
+    #[test]
+    fn work_earns_units_back_up_to_the_bound() {
+        let mut budget = FrameBudget::new(2);
+        budget.inbound(PREFACE).unwrap();
+        let ping = frame(6, 0, &[0; 8]);
+        budget.inbound(&ping).unwrap();
+        budget.inbound(&ping).unwrap();
+        // A request and its body earn two back; an empty DATA does not.
+        budget.inbound(&frame(1, 0x4, b"\x82")).unwrap();
+        budget.inbound(&frame(0, 0, b"body")).unwrap();
+        budget.inbound(&ping).unwrap();
+        budget.inbound(&ping).unwrap();
+        assert_eq!(budget.inbound(&frame(0, 0, b"")), Err(ControlFrame::EmptyData));
+        // 64 KiB written earn 4, but no more than the bound of 2.
+        budget.outbound(64 * 1024);
+        budget.inbound(&ping).unwrap();
+        budget.inbound(&ping).unwrap();
+        assert_eq!(budget.inbound(&frame(0xfa, 0, b"")), Err(ControlFrame::Unknown));
+    }
+
+    #[test]
+    fn an_empty_data_frame_ending_the_stream_is_work() {
+        let mut budget = FrameBudget::new(0);
+        budget.inbound(PREFACE).unwrap();
+        assert_eq!(budget.inbound(&frame(0, 0x1, b"")), Ok(()));
+        assert_eq!(budget.inbound(&frame(2, 0, &[0; 5])), Err(ControlFrame::Priority));
+    }
+}
