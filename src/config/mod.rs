@@ -40,8 +40,8 @@
 
 pub mod admin;
 pub mod filters;
-mod paths;
 pub mod http2;
+mod paths;
 pub mod router;
 mod routes;
 mod server;

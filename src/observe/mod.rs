@@ -6,9 +6,9 @@
 
 pub mod access_log;
 pub mod config;
+pub mod http2;
 pub mod metrics;
 pub mod proxy_protocol;
-pub mod http2;
 pub mod request_id;
 pub mod trace;
 pub mod tunnels;

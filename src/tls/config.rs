@@ -614,7 +614,11 @@ mod tests {
             [b"h2".to_vec(), b"http/1.1".to_vec()]
         );
         let text = std::fs::read_to_string(dir.join("t.toml")).unwrap();
-        std::fs::write(dir.join("t.toml"), format!("{text}[server.http2]\ntls = false\n")).unwrap();
+        std::fs::write(
+            dir.join("t.toml"),
+            format!("{text}[server.http2]\ntls = false\n"),
+        )
+        .unwrap();
         let config = load(&dir.join("t.toml")).unwrap();
         assert_eq!(
             config.server.tls[0].server.alpn_protocols,

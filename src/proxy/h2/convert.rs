@@ -142,7 +142,11 @@ pub fn trailers(section: &[u8]) -> HeaderMap {
         };
         let name = &line[..colon];
         if !is_hop_by_hop(name) {
-            append(&mut fields, name, crate::http1::headers::trim_ows(&line[colon + 1..]));
+            append(
+                &mut fields,
+                name,
+                crate::http1::headers::trim_ows(&line[colon + 1..]),
+            );
         }
     }
     fields
@@ -179,7 +183,11 @@ mod tests {
         let get = request(
             "GET",
             "https://api.example.com/users/1?x=2",
-            &[("host", "other.example"), ("accept", "*/*"), ("te", "trailers")],
+            &[
+                ("host", "other.example"),
+                ("accept", "*/*"),
+                ("te", "trailers"),
+            ],
         );
         assert_eq!(
             render(&get, true),
@@ -241,7 +249,11 @@ mod tests {
         let head = parse_response_head(raw, false).unwrap();
         let response = response_head(raw, &head);
         assert_eq!(response.status(), 201);
-        let names: Vec<_> = response.headers().iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
+        let names: Vec<_> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
         assert_eq!(
             names,
             [

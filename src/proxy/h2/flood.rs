@@ -84,7 +84,9 @@ impl FrameBudget {
     pub fn inbound(&mut self, mut bytes: &[u8]) -> Result<(), ControlFrame> {
         while !bytes.is_empty() {
             if self.skip > 0 {
-                let n = bytes.len().min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                let n = bytes
+                    .len()
+                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
                 self.skip -= n as u64;
                 bytes = &bytes[n..];
                 continue;
@@ -171,7 +173,10 @@ mod tests {
             bytes.extend(frame(6, 0, &[0; 8]));
         }
         assert_eq!(budget.inbound(&bytes), Ok(()));
-        assert_eq!(budget.inbound(&frame(8, 0, &[0, 0, 0, 1])), Err(ControlFrame::WindowUpdate));
+        assert_eq!(
+            budget.inbound(&frame(8, 0, &[0, 0, 0, 1])),
+            Err(ControlFrame::WindowUpdate)
+        );
     }
 
     #[test]
@@ -199,12 +204,18 @@ mod tests {
         budget.inbound(&frame(0, 0, b"body")).unwrap();
         budget.inbound(&ping).unwrap();
         budget.inbound(&ping).unwrap();
-        assert_eq!(budget.inbound(&frame(0, 0, b"")), Err(ControlFrame::EmptyData));
+        assert_eq!(
+            budget.inbound(&frame(0, 0, b"")),
+            Err(ControlFrame::EmptyData)
+        );
         // 64 KiB written earn 4, but no more than the bound of 2.
         budget.outbound(64 * 1024);
         budget.inbound(&ping).unwrap();
         budget.inbound(&ping).unwrap();
-        assert_eq!(budget.inbound(&frame(0xfa, 0, b"")), Err(ControlFrame::Unknown));
+        assert_eq!(
+            budget.inbound(&frame(0xfa, 0, b"")),
+            Err(ControlFrame::Unknown)
+        );
     }
 
     #[test]
@@ -212,6 +223,9 @@ mod tests {
         let mut budget = FrameBudget::new(0);
         budget.inbound(PREFACE).unwrap();
         assert_eq!(budget.inbound(&frame(0, 0x1, b"")), Ok(()));
-        assert_eq!(budget.inbound(&frame(2, 0, &[0; 5])), Err(ControlFrame::Priority));
+        assert_eq!(
+            budget.inbound(&frame(2, 0, &[0; 5])),
+            Err(ControlFrame::Priority)
+        );
     }
 }

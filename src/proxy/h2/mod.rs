@@ -88,7 +88,14 @@ pub(super) async fn serve<S: IntoDuplex>(
     drop(config);
     let seen = flood::Seen::default();
     let duplex = stream.duplex();
-    let close = |how: Http2Close| worker.observers.borrow_mut().metrics.http2_closes.count(how);
+    let close = |how: Http2Close| {
+        worker
+            .observers
+            .borrow_mut()
+            .metrics
+            .http2_closes
+            .count(how)
+    };
     let Ok(io) = io::PollDuplex::new(&duplex, ahead, budget, &seen) else {
         return close(Http2Close::ControlFlood);
     };
@@ -124,7 +131,10 @@ pub(super) async fn serve<S: IntoDuplex>(
                 }
             }
             let next = conn.poll_accept(cx);
-            if next.is_pending() && seen.flood.get().is_some() && ending != Some(Http2Close::ControlFlood) {
+            if next.is_pending()
+                && seen.flood.get().is_some()
+                && ending != Some(Http2Close::ControlFlood)
+            {
                 ending = Some(Http2Close::ControlFlood);
                 conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
                 cx.waker().wake_by_ref();
