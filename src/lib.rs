@@ -1,4 +1,4 @@
-//! Strait: a thread-per-core HTTP/1.1 API gateway and reverse proxy.
+//! Strait: a thread-per-core HTTP/1.1 and HTTP/2 API gateway and reverse proxy.
 //!
 //! `main.rs` is a thin CLI over this library; `tests/`, `fuzz/` and `bench/` link it too.
 //! See `docs/architecture.md` for how the pieces fit.
@@ -12,6 +12,7 @@ pub mod cors;
 pub mod deadline;
 pub mod error;
 pub mod http1;
+pub mod http2;
 pub mod io;
 pub mod observe;
 pub mod proxy;

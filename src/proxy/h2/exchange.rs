@@ -14,10 +14,10 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::BufResult;
 
-use super::convert::{self, RequestBody};
 use crate::http1::body::write_hex;
 use crate::http1::response::parse_response_head;
 use crate::http1::{find_head_end, BodyFraming, ChunkedDecoder, ChunkedEvent};
+use crate::http2::convert::{self, RequestBody};
 use crate::io::{Duplex, IntoDuplex};
 
 pub struct Exchange {

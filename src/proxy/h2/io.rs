@@ -15,7 +15,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::flood::{ControlFrame, FrameBudget, Seen};
+use crate::http2::flood::{ControlFrame, FrameBudget, Seen};
 use crate::io::Duplex;
 
 /// Bytes read from the socket at a time.

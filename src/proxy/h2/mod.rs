@@ -1,7 +1,7 @@
 //! HTTP/2 to clients: one connection task drives the h2 codec over the client's stream
 //! (`io.rs`), and each stream it accepts becomes a task of its own on the same worker that
 //! serves one request through the connection loop, exactly as an HTTP/1.1 request is
-//! served: its head rendered in HTTP/1.1 form (`convert.rs`), its body read and its answer
+//! served: its head rendered in HTTP/1.1 form (`http2/convert.rs`), its body read and its answer
 //! written through an [`Exchange`] (`exchange.rs`). Routing, filters, the upstream client,
 //! metrics, the access log and tracing cannot tell, except by the protocol they record.
 //!
@@ -10,9 +10,7 @@
 //! connection (no stream open for `keepalive_idle`) and a drain end with GOAWAY; streams
 //! in flight are allowed to finish.
 
-mod convert;
 mod exchange;
-mod flood;
 mod io;
 
 use std::cell::Cell;
@@ -30,6 +28,7 @@ use monoio::io::AsyncReadRent;
 use super::{ClientConn, Idle, Worker};
 use crate::deadline;
 use crate::http1::Version;
+use crate::http2::{convert, flood};
 use crate::io::{read_more, IntoDuplex};
 use crate::observe::http2::Http2Close;
 use crate::tls::TlsInfo;
