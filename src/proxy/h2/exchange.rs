@@ -91,45 +91,64 @@ impl Exchange {
     }
 
     /// Takes bytes of the HTTP/1.1 answer.
-    async fn take(&mut self, data: &[u8]) -> io::Result<()> {
-        let Answer::Head(head) = &mut self.answer else {
-            return self.body(data).await;
-        };
-        head.extend_from_slice(data);
+    async fn take(&mut self, mut data: &[u8]) -> io::Result<()> {
         loop {
-            let Some(end) = find_head_end(head, 0) else {
-                return Ok(());
+            let Answer::Head(partial) = &mut self.answer else {
+                return self.body(data).await;
             };
-            let raw = head.split_to(end);
-            let parsed = parse_response_head(&raw, self.is_head).map_err(invalid)?;
-            let response = convert::response_head(&raw, &parsed);
-            if parsed.status < 200 {
-                // 100 Continue is HTTP/1.1's business; other interim answers (103) go on.
-                if parsed.status != 100 {
-                    let _ = self.respond.send_informational(response);
-                }
+            // Most heads come whole in one write (with the body's start): parsed where
+            // they are. A head split across writes is gathered first.
+            if partial.is_empty() {
+                let Some(end) = find_head_end(data, 0) else {
+                    partial.extend_from_slice(data);
+                    return Ok(());
+                };
+                self.head(&data[..end])?;
+                data = &data[end..];
                 continue;
             }
-            let framing = match parsed.framing {
-                BodyFraming::Length(0) => None,
-                BodyFraming::Length(n) => Some(Framing::Length(n)),
-                BodyFraming::Chunked => Some(Framing::Chunked {
-                    decoder: ChunkedDecoder::new(),
-                    trailers: None,
-                }),
-                BodyFraming::UntilClose => Some(Framing::UntilEnd),
+            let seen = partial.len();
+            partial.extend_from_slice(data);
+            let Some(end) = find_head_end(partial, seen) else {
+                return Ok(());
             };
-            let rest = std::mem::take(head);
-            let stream = self
-                .respond
-                .send_response(response, framing.is_none())
-                .map_err(h2_error)?;
-            self.answer = match framing {
-                Some(framing) => Answer::Body(stream, framing),
-                None => Answer::Done,
-            };
-            return self.body(&rest).await;
+            let raw = partial.split_to(end);
+            data = &data[data.len() - partial.len()..];
+            partial.clear();
+            self.head(&raw)?;
         }
+    }
+
+    /// Sends one answer head: an interim one (the answer stays at its head), or the final
+    /// one (its body follows, if it has one).
+    fn head(&mut self, raw: &[u8]) -> io::Result<()> {
+        let parsed = parse_response_head(raw, self.is_head).map_err(invalid)?;
+        let response = convert::response_head(raw, &parsed);
+        if parsed.status < 200 {
+            // 100 Continue is HTTP/1.1's business; other interim answers (103) go on.
+            if parsed.status != 100 {
+                let _ = self.respond.send_informational(response);
+            }
+            return Ok(());
+        }
+        let framing = match parsed.framing {
+            BodyFraming::Length(0) => None,
+            BodyFraming::Length(n) => Some(Framing::Length(n)),
+            BodyFraming::Chunked => Some(Framing::Chunked {
+                decoder: ChunkedDecoder::new(),
+                trailers: None,
+            }),
+            BodyFraming::UntilClose => Some(Framing::UntilEnd),
+        };
+        let stream = self
+            .respond
+            .send_response(response, framing.is_none())
+            .map_err(h2_error)?;
+        self.answer = match framing {
+            Some(framing) => Answer::Body(stream, framing),
+            None => Answer::Done,
+        };
+        Ok(())
     }
 
     /// Takes bytes of the answer's body.
