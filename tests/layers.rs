@@ -64,10 +64,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
         "observe",
         "access admin auth config control cors proxy runtime upstream",
     ),
-    // The HTTP/2 codec helpers sit beside the HTTP/1.1 codec, which is all they import.
+    // The HTTP/2 codec helpers sit beside the HTTP/1.1 codec and import only it and `io`.
     (
         "http2",
-        "access admin auth config control cors error io observe proxy proxy_protocol ratelimit runtime settings tls upstream",
+        "access admin auth config control cors error observe proxy proxy_protocol ratelimit runtime settings tls upstream",
     ),
     // The connection loop is driven by the runtime, not the reverse.
     ("proxy", "admin control runtime"),

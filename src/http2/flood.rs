@@ -12,6 +12,8 @@
 
 use std::cell::Cell;
 
+use super::io::Inspect;
+
 /// What the connection task learns from the frames read: whether the budget ran out (on
 /// which kind of frame), and the counts that tell the codec's own limits apart.
 #[derive(Debug, Default)]
@@ -19,6 +21,30 @@ pub struct Seen {
     pub flood: Cell<Option<ControlFrame>>,
     pub resets: Cell<u64>,
     pub continuations: Cell<u64>,
+}
+
+/// A server connection's budget as it reads: what it finds goes to the connection task's
+/// [`Seen`].
+pub struct Guard<'a> {
+    pub budget: FrameBudget,
+    pub seen: &'a Seen,
+}
+
+impl Inspect for Guard<'_> {
+    fn inbound(&mut self, bytes: &[u8]) -> bool {
+        let budget = &mut self.budget;
+        let result = budget.inbound(bytes);
+        self.seen.resets.set(budget.resets);
+        self.seen.continuations.set(budget.continuations);
+        if let Err(frame) = result {
+            self.seen.flood.set(Some(frame));
+        }
+        result.is_ok()
+    }
+
+    fn outbound(&mut self, bytes: usize) {
+        self.budget.outbound(bytes);
+    }
 }
 
 /// Bytes written to the client that earn back one unit.
@@ -66,17 +92,6 @@ impl FrameBudget {
             resets: 0,
             continuations: 0,
         }
-    }
-
-    /// [`FrameBudget::inbound`], telling `seen` what it found.
-    pub fn read(&mut self, bytes: &[u8], seen: &Seen) -> Result<(), ControlFrame> {
-        let result = self.inbound(bytes);
-        seen.resets.set(self.resets);
-        seen.continuations.set(self.continuations);
-        if let Err(frame) = result {
-            seen.flood.set(Some(frame));
-        }
-        result
     }
 
     /// Reads the frame headers in `bytes` (the next bytes from the client). `Err` with the

@@ -11,7 +11,6 @@
 //! in flight are allowed to finish.
 
 mod exchange;
-mod io;
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
@@ -28,6 +27,7 @@ use monoio::io::AsyncReadRent;
 use super::{ClientConn, Idle, Worker};
 use crate::deadline;
 use crate::http1::Version;
+use crate::http2::io::PollDuplex;
 use crate::http2::{convert, flood};
 use crate::io::{read_more, IntoDuplex};
 use crate::observe::http2::Http2Close;
@@ -95,7 +95,11 @@ pub(super) async fn serve<S: IntoDuplex>(
             .http2_closes
             .count(how)
     };
-    let Ok(io) = io::PollDuplex::new(&duplex, ahead, budget, &seen) else {
+    let guard = flood::Guard {
+        budget,
+        seen: &seen,
+    };
+    let Some(io) = PollDuplex::new(&duplex, ahead, guard) else {
         return close(Http2Close::ControlFlood);
     };
     let handshake = builder.handshake::<_, Bytes>(io);

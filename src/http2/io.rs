@@ -4,8 +4,11 @@
 //! each poll drives a boxed operation that owns its buffer.
 //!
 //! Writes are staged and go out on flush, which the codec asks for after each batch of
-//! frames: many small frames leave in one system call. Staging is bounded, so a client
-//! that stops reading stalls the codec instead of growing a buffer.
+//! frames: many small frames leave in one system call. Staging is bounded, so a peer that
+//! stops reading stalls the codec instead of growing a buffer.
+//!
+//! An [`Inspect`] sees every byte read and counts those written before the codec does: a
+//! server's control-frame budget (`flood.rs`); a client needs none (`()`).
 
 use std::future::Future;
 use std::io;
@@ -15,8 +18,23 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::http2::flood::{ControlFrame, FrameBudget, Seen};
 use crate::io::Duplex;
+
+/// Looks at a connection's bytes on their way to and from the codec.
+pub trait Inspect: Unpin {
+    /// Bytes read; `false` stops reading (the connection's owner ends it).
+    fn inbound(&mut self, bytes: &[u8]) -> bool;
+    /// Bytes written.
+    fn outbound(&mut self, bytes: usize);
+}
+
+impl Inspect for () {
+    fn inbound(&mut self, _: &[u8]) -> bool {
+        true
+    }
+
+    fn outbound(&mut self, _: usize) {}
+}
 
 /// Bytes read from the socket at a time.
 const READ_BYTES: usize = 16 * 1024;
@@ -25,7 +43,7 @@ const MAX_STAGED: usize = 64 * 1024;
 
 type Op<'a, T> = Pin<Box<dyn Future<Output = (io::Result<T>, BytesMut)> + 'a>>;
 
-pub struct PollDuplex<'a, D: Duplex> {
+pub struct PollDuplex<'a, D: Duplex, I: Inspect> {
     duplex: &'a D,
     /// Bytes read and not handed to the codec yet (at first, those read before the
     /// connection was known to be HTTP/2).
@@ -36,19 +54,15 @@ pub struct PollDuplex<'a, D: Duplex> {
     sending: Option<Op<'a, ()>>,
     /// The buffer of the last finished send, reused for the next staging.
     spare: BytesMut,
-    budget: FrameBudget,
-    /// Once it says the client spent its control-frame budget, nothing more is read, and
-    /// the connection task ends the connection.
-    seen: &'a Seen,
+    inspect: I,
+    /// Set once `inspect` stopped reading.
+    stopped: bool,
 }
 
-impl<'a, D: Duplex> PollDuplex<'a, D> {
-    pub fn new(
-        duplex: &'a D,
-        unread: BytesMut,
-        budget: FrameBudget,
-        seen: &'a Seen,
-    ) -> Result<Self, ControlFrame> {
+impl<'a, D: Duplex, I: Inspect> PollDuplex<'a, D, I> {
+    /// `unread`: bytes already read from the connection. `None` when `inspect` refuses
+    /// them.
+    pub fn new(duplex: &'a D, unread: BytesMut, inspect: I) -> Option<Self> {
         let mut io = PollDuplex {
             duplex,
             unread: BytesMut::new(),
@@ -56,12 +70,14 @@ impl<'a, D: Duplex> PollDuplex<'a, D> {
             staged: BytesMut::new(),
             sending: None,
             spare: BytesMut::new(),
-            budget,
-            seen,
+            inspect,
+            stopped: false,
         };
-        io.budget.read(&unread, seen)?;
+        if !io.inspect.inbound(&unread) {
+            return None;
+        }
         io.unread = unread;
-        Ok(io)
+        Some(io)
     }
 
     /// Drives the send in flight, if any, to its end.
@@ -85,15 +101,15 @@ impl<'a, D: Duplex> PollDuplex<'a, D> {
     }
 }
 
-impl<D: Duplex> AsyncRead for PollDuplex<'_, D> {
+impl<D: Duplex, I: Inspect> AsyncRead for PollDuplex<'_, D, I> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.seen.flood.get().is_some() {
-            return Poll::Pending; // the connection task is ending the connection
+        if this.stopped {
+            return Poll::Pending; // the connection's owner is ending it
         }
         if this.unread.is_empty() {
             let op = this.reading.get_or_insert_with(|| {
@@ -108,8 +124,9 @@ impl<D: Duplex> AsyncRead for PollDuplex<'_, D> {
             if result? == 0 {
                 return Poll::Ready(Ok(())); // the end of the stream
             }
-            if this.budget.read(&this.unread, this.seen).is_err() {
+            if !this.inspect.inbound(&this.unread) {
                 this.unread.clear();
+                this.stopped = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -121,7 +138,7 @@ impl<D: Duplex> AsyncRead for PollDuplex<'_, D> {
     }
 }
 
-impl<D: Duplex> AsyncWrite for PollDuplex<'_, D> {
+impl<D: Duplex, I: Inspect> AsyncWrite for PollDuplex<'_, D, I> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -138,7 +155,7 @@ impl<D: Duplex> AsyncWrite for PollDuplex<'_, D> {
         }
         let n = buf.len().min(MAX_STAGED - this.staged.len());
         this.staged.extend_from_slice(&buf[..n]);
-        this.budget.outbound(n);
+        this.inspect.outbound(n);
         Poll::Ready(Ok(n))
     }
 
