@@ -5,6 +5,7 @@
 //! crate but the HTTP/1.1 codec and `io`; the connections that drive h2 are `proxy/h2/`
 //! (clients) and `upstream/h2.rs` (upstreams).
 
+pub mod body;
 pub mod convert;
 pub mod flood;
 pub mod io;

@@ -4,57 +4,36 @@
 //! DATA and trailers under the stream's flow control, so a client that does not read
 //! holds the writer back instead of a buffer growing.
 
-use std::future::poll_fn;
 use std::io;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
-use h2::{Reason, RecvStream, SendStream};
+use h2::{Reason, RecvStream};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::BufResult;
 
-use crate::http1::body::write_hex;
 use crate::http1::response::parse_response_head;
-use crate::http1::{find_head_end, BodyFraming, ChunkedDecoder, ChunkedEvent};
+use crate::http1::{find_head_end, BodyFraming};
+use crate::http2::body::{h2_error, invalid, Inbound, Outbound};
 use crate::http2::convert::{self, RequestBody};
 use crate::io::{Duplex, IntoDuplex};
 
 pub struct Exchange {
-    request: Incoming,
+    request: Inbound,
     respond: SendResponse<Bytes>,
     /// The request was HEAD: its answer has no body whatever its head says.
     is_head: bool,
     answer: Answer,
 }
 
-/// The request body as the connection loop reads it.
-struct Incoming {
-    body: RecvStream,
-    chunked: bool,
-    ended: bool,
-    /// Bytes received and not read yet (a DATA frame, framed as a chunk when `chunked`).
-    pending: Bytes,
-}
-
 /// Where the answer written so far stands.
 enum Answer {
     /// The head's bytes so far.
     Head(BytesMut),
-    Body(SendStream<Bytes>, Framing),
+    Body(Outbound),
     /// The stream ended (or was reset).
     Done,
-}
-
-enum Framing {
-    Length(u64),
-    Chunked {
-        decoder: ChunkedDecoder,
-        /// The trailer section once the last chunk began.
-        trailers: Option<BytesMut>,
-    },
-    /// To the end of the exchange.
-    UntilEnd,
 }
 
 impl Exchange {
@@ -65,12 +44,7 @@ impl Exchange {
         is_head: bool,
     ) -> Self {
         Exchange {
-            request: Incoming {
-                ended: framing == RequestBody::None,
-                chunked: framing == RequestBody::Chunked,
-                body,
-                pending: Bytes::new(),
-            },
+            request: Inbound::new(body, framing == RequestBody::Chunked),
             respond,
             is_head,
             answer: Answer::Head(BytesMut::new()),
@@ -83,10 +57,7 @@ impl Exchange {
         match std::mem::replace(&mut self.answer, Answer::Done) {
             Answer::Done => {}
             Answer::Head(_) => self.respond.send_reset(Reason::INTERNAL_ERROR),
-            Answer::Body(mut stream, Framing::UntilEnd) => {
-                let _ = stream.send_data(Bytes::new(), true);
-            }
-            Answer::Body(mut stream, _) => stream.send_reset(Reason::INTERNAL_ERROR),
+            Answer::Body(body) => body.finish(),
         }
     }
 
@@ -131,147 +102,29 @@ impl Exchange {
             }
             return Ok(());
         }
-        let framing = match parsed.framing {
-            BodyFraming::Length(0) => None,
-            BodyFraming::Length(n) => Some(Framing::Length(n)),
-            BodyFraming::Chunked => Some(Framing::Chunked {
-                decoder: ChunkedDecoder::new(),
-                trailers: None,
-            }),
-            BodyFraming::UntilClose => Some(Framing::UntilEnd),
-        };
+        let ended = parsed.framing == BodyFraming::Length(0);
         let stream = self
             .respond
-            .send_response(response, framing.is_none())
+            .send_response(response, ended)
             .map_err(h2_error)?;
-        self.answer = match framing {
-            Some(framing) => Answer::Body(stream, framing),
-            None => Answer::Done,
+        self.answer = if ended {
+            Answer::Done
+        } else {
+            Answer::Body(Outbound::new(stream, parsed.framing))
         };
         Ok(())
     }
 
     /// Takes bytes of the answer's body.
-    async fn body(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let Answer::Body(stream, framing) = &mut self.answer else {
+    async fn body(&mut self, data: &[u8]) -> io::Result<()> {
+        let Answer::Body(body) = &mut self.answer else {
             return Ok(()); // nothing follows a complete answer
         };
-        match framing {
-            Framing::Length(left) => {
-                let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                *left -= n as u64;
-                let end = *left == 0;
-                send(stream, &data[..n], end).await?;
-                if end {
-                    self.answer = Answer::Done;
-                }
-            }
-            Framing::UntilEnd => send(stream, data, false).await?,
-            Framing::Chunked { decoder, trailers } => {
-                while !data.is_empty() {
-                    let (used, event) = decoder.decode(data).map_err(invalid)?;
-                    if let Some(section) = trailers.as_mut() {
-                        section.extend_from_slice(&data[..used]);
-                    }
-                    match event {
-                        ChunkedEvent::Data { start, end } => {
-                            send(stream, &data[start..end], false).await?;
-                        }
-                        ChunkedEvent::LastChunk => *trailers = Some(BytesMut::new()),
-                        ChunkedEvent::NeedMore => {}
-                        ChunkedEvent::Done => {
-                            let fields = convert::trailers(trailers.as_deref().unwrap_or(&[]));
-                            if fields.is_empty() {
-                                send(stream, &[], true).await?;
-                            } else {
-                                stream.send_trailers(fields).map_err(h2_error)?;
-                            }
-                            self.answer = Answer::Done;
-                            return Ok(());
-                        }
-                    }
-                    data = &data[used..];
-                }
-            }
+        if body.take(data).await? {
+            self.answer = Answer::Done;
         }
         Ok(())
     }
-}
-
-/// Sends `data` as the stream's flow control allows, waiting for window as needed; `end`
-/// ends the stream with its last byte (or with an empty frame when there is none).
-async fn send(stream: &mut SendStream<Bytes>, data: &[u8], end: bool) -> io::Result<()> {
-    if data.is_empty() {
-        if end {
-            stream.send_data(Bytes::new(), true).map_err(h2_error)?;
-        }
-        return Ok(());
-    }
-    let mut data = Bytes::copy_from_slice(data);
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-            Some(granted) => granted.map_err(h2_error)?,
-            None => return Err(io::ErrorKind::BrokenPipe.into()),
-        };
-        if granted == 0 {
-            continue;
-        }
-        let piece = data.split_to(granted.min(data.len()));
-        stream
-            .send_data(piece, end && data.is_empty())
-            .map_err(h2_error)?;
-    }
-    Ok(())
-}
-
-impl Incoming {
-    /// Copies received body bytes into `dst`; 0 at the body's end.
-    async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(dst.len());
-                dst[..n].copy_from_slice(&self.pending[..n]);
-                self.pending.advance(n);
-                return Ok(n);
-            }
-            if self.ended {
-                return Ok(0);
-            }
-            match poll_fn(|cx| self.body.poll_data(cx)).await {
-                Some(Ok(data)) => {
-                    // The window opens again as the bytes are taken: a client can have at
-                    // most one window unread here.
-                    let _ = self.body.flow_control().release_capacity(data.len());
-                    self.pending = if self.chunked && !data.is_empty() {
-                        let mut chunk = BytesMut::with_capacity(data.len() + 20);
-                        write_hex(&mut chunk, data.len() as u64);
-                        chunk.put_slice(b"\r\n");
-                        chunk.put_slice(&data);
-                        chunk.put_slice(b"\r\n");
-                        chunk.freeze()
-                    } else {
-                        data
-                    };
-                }
-                Some(Err(e)) => return Err(h2_error(e)),
-                None => {
-                    self.ended = true;
-                    if self.chunked {
-                        self.pending = Bytes::from_static(b"0\r\n\r\n");
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn h2_error(e: h2::Error) -> io::Error {
-    io::Error::other(e)
-}
-
-fn invalid<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 impl AsyncReadRent for Exchange {

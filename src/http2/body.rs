@@ -1,0 +1,209 @@
+//! A message body between an HTTP/2 stream and its HTTP/1.1 form, both ways and on both
+//! sides (a client's stream, an upstream's): [`Outbound`] takes HTTP/1.1 body bytes
+//! (Content-Length, chunked with trailers, or to the end) and sends them as DATA and
+//! trailers under the stream's flow control; [`Inbound`] reads DATA and trailers and gives
+//! them back as HTTP/1.1 body bytes, chunked when the head said so. Flow control holds
+//! each side back: a window opens again only as bytes are taken.
+
+use std::future::poll_fn;
+use std::io;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use h2::{Reason, RecvStream, SendStream};
+
+use super::convert;
+use crate::http1::body::write_hex;
+use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedEvent};
+
+/// A body going out on a stream.
+pub struct Outbound {
+    stream: SendStream<Bytes>,
+    framing: Framing,
+}
+
+enum Framing {
+    Length(u64),
+    Chunked {
+        decoder: ChunkedDecoder,
+        /// The trailer section once the last chunk began.
+        trailers: Option<BytesMut>,
+    },
+    /// To the end of the exchange.
+    UntilEnd,
+}
+
+impl Outbound {
+    /// A body framed as `framing` says, on `stream` (whose HEADERS went without
+    /// END_STREAM: an empty body is `BodyFraming::Length(0)` and has no `Outbound`).
+    pub fn new(stream: SendStream<Bytes>, framing: BodyFraming) -> Self {
+        let framing = match framing {
+            BodyFraming::Length(n) => Framing::Length(n),
+            BodyFraming::Chunked => Framing::Chunked {
+                decoder: ChunkedDecoder::new(),
+                trailers: None,
+            },
+            BodyFraming::UntilClose => Framing::UntilEnd,
+        };
+        Outbound { stream, framing }
+    }
+
+    /// Takes HTTP/1.1 body bytes; true once the body ended (and with it the stream). Bytes
+    /// after the end are not the body's and are ignored.
+    pub async fn take(&mut self, mut data: &[u8]) -> io::Result<bool> {
+        let stream = &mut self.stream;
+        match &mut self.framing {
+            Framing::Length(left) => {
+                let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                send(stream, &data[..n], *left == 0).await?;
+                Ok(*left == 0)
+            }
+            Framing::UntilEnd => send(stream, data, false).await.map(|()| false),
+            Framing::Chunked { decoder, trailers } => {
+                while !data.is_empty() {
+                    let (used, event) = decoder.decode(data).map_err(invalid)?;
+                    if let Some(section) = trailers.as_mut() {
+                        section.extend_from_slice(&data[..used]);
+                    }
+                    match event {
+                        ChunkedEvent::Data { start, end } => {
+                            send(stream, &data[start..end], false).await?;
+                        }
+                        ChunkedEvent::LastChunk => *trailers = Some(BytesMut::new()),
+                        ChunkedEvent::NeedMore => {}
+                        ChunkedEvent::Done => {
+                            let fields = convert::trailers(trailers.as_deref().unwrap_or(&[]));
+                            if fields.is_empty() {
+                                send(stream, &[], true).await?;
+                            } else {
+                                stream.send_trailers(fields).map_err(h2_error)?;
+                            }
+                            return Ok(true);
+                        }
+                    }
+                    data = &data[used..];
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Ends the stream when the body's writer is done with it: a body that runs to the end
+    /// ends here; one cut short is reset, so the peer never takes it for whole.
+    pub fn finish(mut self) {
+        match self.framing {
+            Framing::UntilEnd => {
+                let _ = self.stream.send_data(Bytes::new(), true);
+            }
+            _ => self.stream.send_reset(Reason::CANCEL),
+        }
+    }
+}
+
+/// Sends `data` as the stream's flow control allows, waiting for window as needed; `end`
+/// ends the stream with its last byte (or with an empty frame when there is none).
+async fn send(stream: &mut SendStream<Bytes>, data: &[u8], end: bool) -> io::Result<()> {
+    if data.is_empty() {
+        if end {
+            stream.send_data(Bytes::new(), true).map_err(h2_error)?;
+        }
+        return Ok(());
+    }
+    let mut data = Bytes::copy_from_slice(data);
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(granted) => granted.map_err(h2_error)?,
+            None => return Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        if granted == 0 {
+            continue;
+        }
+        let piece = data.split_to(granted.min(data.len()));
+        stream
+            .send_data(piece, end && data.is_empty())
+            .map_err(h2_error)?;
+    }
+    Ok(())
+}
+
+/// A body coming in on a stream, read as HTTP/1.1 body bytes.
+pub struct Inbound {
+    body: RecvStream,
+    chunked: bool,
+    ended: bool,
+    /// Bytes received and not read yet: a DATA frame (framed as a chunk when `chunked`),
+    /// or the last chunk with the trailers.
+    pending: Bytes,
+}
+
+impl Inbound {
+    /// `chunked`: give the body as chunks, with the trailers at the end (the head said
+    /// `transfer-encoding: chunked`); otherwise as it is (the head gave its length).
+    pub fn new(body: RecvStream, chunked: bool) -> Self {
+        Inbound {
+            ended: body.is_end_stream() && !chunked,
+            body,
+            chunked,
+            pending: Bytes::new(),
+        }
+    }
+
+    /// Copies body bytes into `dst`; 0 at the body's end.
+    pub async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(dst.len());
+                dst[..n].copy_from_slice(&self.pending[..n]);
+                self.pending.advance(n);
+                return Ok(n);
+            }
+            if self.ended {
+                return Ok(0);
+            }
+            match poll_fn(|cx| self.body.poll_data(cx)).await {
+                Some(Ok(data)) => {
+                    // The window opens again as the bytes are taken: at most one window
+                    // waits here unread.
+                    let _ = self.body.flow_control().release_capacity(data.len());
+                    self.pending = if self.chunked && !data.is_empty() {
+                        let mut chunk = BytesMut::with_capacity(data.len() + 20);
+                        write_hex(&mut chunk, data.len() as u64);
+                        chunk.put_slice(b"\r\n");
+                        chunk.put_slice(&data);
+                        chunk.put_slice(b"\r\n");
+                        chunk.freeze()
+                    } else {
+                        data
+                    };
+                }
+                Some(Err(e)) => return Err(h2_error(e)),
+                None => {
+                    self.ended = true;
+                    if self.chunked {
+                        let trailers = poll_fn(|cx| self.body.poll_trailers(cx))
+                            .await
+                            .map_err(h2_error)?;
+                        let mut last = BytesMut::from(&b"0\r\n"[..]);
+                        for (name, value) in trailers.iter().flatten() {
+                            last.put_slice(name.as_str().as_bytes());
+                            last.put_slice(b": ");
+                            last.put_slice(value.as_bytes());
+                            last.put_slice(b"\r\n");
+                        }
+                        last.put_slice(b"\r\n");
+                        self.pending = last.freeze();
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn h2_error(e: h2::Error) -> io::Error {
+    io::Error::other(e)
+}
+
+pub fn invalid<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
