@@ -12,7 +12,7 @@ use http::header::{HeaderName, HeaderValue, COOKIE, HOST};
 use http::{HeaderMap, Method};
 
 use crate::http1::headers::{is_hop_by_hop, is_nominated};
-use crate::http1::ResponseHead;
+use crate::http1::{RequestHead, ResponseHead};
 
 /// How the body of a rendered request head is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +129,89 @@ pub fn response_head(raw: &[u8], head: &ResponseHead) -> http::Response<()> {
         }
     }
     response
+}
+
+/// The HTTP/2 request for an HTTP/1.1 head the upstream client wrote (`raw`, parsed as
+/// `head`), to an upstream reached over `scheme`: `:authority` from its Host, the
+/// connection-specific fields left out, and `te: trailers` for gRPC (its servers insist).
+pub fn upstream_request(
+    raw: &[u8],
+    head: &RequestHead,
+    scheme: &'static str,
+) -> Result<http::Request<()>, http::Error> {
+    let connection: Vec<&[u8]> = head
+        .headers
+        .iter()
+        .filter(|h| h.name(raw).eq_ignore_ascii_case(b"connection"))
+        .map(|h| h.value(raw))
+        .collect();
+    let authority = head.authority(raw).unwrap_or(b"localhost");
+    let mut uri = Vec::with_capacity(scheme.len() + 3 + authority.len() + 64);
+    uri.extend_from_slice(scheme.as_bytes());
+    uri.extend_from_slice(b"://");
+    uri.extend_from_slice(authority);
+    uri.extend_from_slice(head.target(raw));
+    let mut request = http::Request::builder()
+        .method(head.method(raw))
+        .uri(uri)
+        .body(())?;
+    let fields = request.headers_mut();
+    let mut grpc = false;
+    for h in &head.headers {
+        let name = h.name(raw);
+        if name.eq_ignore_ascii_case(b"host") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-type") {
+            grpc = h.value(raw).starts_with(b"application/grpc");
+        }
+        let end_to_end = name.eq_ignore_ascii_case(b"content-length")
+            || !(is_hop_by_hop(name) || is_nominated(name, &connection));
+        if end_to_end {
+            append(fields, name, h.value(raw));
+        }
+    }
+    if grpc {
+        fields.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    Ok(request)
+}
+
+/// Renders an upstream's HTTP/2 response head as the HTTP/1.1 head the upstream client
+/// reads. `ended`: the stream ended with its HEADERS; `is_head`: it answers a HEAD.
+/// Returns whether the body follows chunked (no Content-Length: DATA become chunks and
+/// the trailers the last chunk's trailer section).
+pub fn http1_response_head(
+    response: &http::response::Parts,
+    ended: bool,
+    is_head: bool,
+    out: &mut BytesMut,
+) -> bool {
+    let status = response.status;
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.put_slice(b"\r\n");
+    let mut has_length = false;
+    for (name, value) in &response.headers {
+        let name = name.as_str().as_bytes();
+        if name == b"content-length" {
+            has_length = true;
+        } else if is_hop_by_hop(name) {
+            continue;
+        }
+        line(out, name, value.as_bytes());
+    }
+    let bodiless = is_head || status.is_informational() || status == 204 || status == 304;
+    let chunked = !bodiless && !has_length && !ended;
+    if chunked {
+        out.put_slice(b"transfer-encoding: chunked\r\n");
+    } else if !bodiless && !has_length {
+        out.put_slice(b"content-length: 0\r\n");
+    }
+    out.put_slice(b"\r\n");
+    chunked
 }
 
 /// The fields of a chunked body's trailer section (`name: value` lines, each ending in
@@ -266,6 +349,65 @@ mod tests {
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         let head = parse_response_head(chunked, false).unwrap();
         assert!(response_head(chunked, &head).headers().is_empty());
+    }
+
+    #[test]
+    fn upstream_requests_carry_the_authority_and_te_for_grpc() {
+        let raw = b"POST /pkg.Svc/Call HTTP/1.1\r\nhost: backend:50051\r\ncontent-type: application/grpc\r\n\
+            transfer-encoding: chunked\r\nconnection: keep-alive\r\nx-request-id: r1\r\n\r\n";
+        let head = crate::http1::parse_request_head(
+            raw,
+            &crate::http1::Limits {
+                max_header_bytes: 4096,
+                max_headers: 32,
+                max_body_bytes: u64::MAX,
+                max_uri_bytes: 1024,
+            },
+        )
+        .unwrap();
+        let request = upstream_request(raw, &head, "http").unwrap();
+        assert_eq!(request.method(), "POST");
+        assert_eq!(request.uri(), "http://backend:50051/pkg.Svc/Call");
+        let names: Vec<_> = request.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-type", "x-request-id", "te"]);
+        assert_eq!(request.headers()["te"], "trailers");
+    }
+
+    #[test]
+    fn upstream_response_heads_render_as_http11() {
+        let render = |status: u16, fields: &[(&str, &str)], ended: bool, is_head: bool| {
+            let mut response = http::Response::builder().status(status);
+            for (n, v) in fields {
+                response = response.header(*n, *v);
+            }
+            let (parts, ()) = response.body(()).unwrap().into_parts();
+            let mut out = BytesMut::new();
+            let chunked = http1_response_head(&parts, ended, is_head, &mut out);
+            (String::from_utf8(out.to_vec()).unwrap(), chunked)
+        };
+        assert_eq!(
+            render(200, &[("content-type", "application/grpc")], false, false),
+            ("HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ntransfer-encoding: chunked\r\n\r\n".into(), true)
+        );
+        assert_eq!(
+            render(200, &[("grpc-status", "14")], true, false),
+            (
+                "HTTP/1.1 200 OK\r\ngrpc-status: 14\r\ncontent-length: 0\r\n\r\n".into(),
+                false
+            )
+        );
+        assert_eq!(
+            render(200, &[("content-length", "5")], false, false),
+            ("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".into(), false)
+        );
+        assert_eq!(
+            render(204, &[], false, false),
+            ("HTTP/1.1 204 No Content\r\n\r\n".into(), false)
+        );
+        assert_eq!(
+            render(200, &[("content-length", "9")], true, true),
+            ("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n".into(), false)
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::config::UpstreamId;
+use super::h2::{H2Connection, H2Stream};
 use super::in_flight::{Connecting, InFlight};
 use super::retry::{self, Attempt, Decision, TryEnd, MAX_TRIES};
 use super::stream::OpenError;
@@ -419,6 +420,9 @@ impl<'w, S: Snapshot> Client<'w, S> {
         timeout: Duration,
     ) -> Result<UpstreamConn, TryError<E>> {
         let config = &self.config.upstreams()[self.id];
+        if config.http2 {
+            return self.connect_h2(endpoint, fresh_only, timeout).await;
+        }
         let announced = config.proxy_protocol.and(addresses);
         {
             let mut upstreams = self.upstreams.borrow_mut();
@@ -478,6 +482,63 @@ impl<'w, S: Snapshot> Client<'w, S> {
                 );
                 Err(TryError::Upstream(ProxyError::UpstreamConnect))
             }
+            Err(_) => Err(TryError::Upstream(ProxyError::UpstreamConnectTimeout)),
+        }
+    }
+}
+
+impl<S: Snapshot> Client<'_, S> {
+    /// A stream on the endpoint's HTTP/2 connection: the one open (unless `fresh_only`:
+    /// the last stream found it dead), else a new one, ready within `timeout`.
+    async fn connect_h2<E>(
+        &self,
+        endpoint: usize,
+        fresh_only: bool,
+        timeout: Duration,
+    ) -> Result<UpstreamConn, TryError<E>> {
+        let config = &self.config.upstreams()[self.id];
+        let (conn, reused) = {
+            let mut upstreams = self.upstreams.borrow_mut();
+            let Some(state) = upstreams.get(self.config, self.id) else {
+                return Err(TryError::Refused(ProxyError::NoEndpoint));
+            };
+            let pool = &mut state.endpoints[endpoint].pool;
+            match pool.h2.as_ref().filter(|c| !fresh_only && !c.is_gone()) {
+                Some(conn) => (conn.clone(), true),
+                None => {
+                    let target = config.endpoints[endpoint].clone();
+                    let tls = config.tls.clone();
+                    let name = config.name.clone();
+                    let open = async move {
+                        let opened = UpstreamStream::open(&target, tls.as_ref(), None);
+                        match deadline::timeout(timeout, opened).await {
+                            Ok(Ok(stream)) => Some(stream),
+                            Ok(Err(e)) => {
+                                tracing::warn!(upstream = %name, endpoint = %target.addr, error = %e, "upstream HTTP/2 connection failed");
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    };
+                    let conn = H2Connection::start(open);
+                    pool.h2 = Some(conn.clone());
+                    (conn, false)
+                }
+            }
+        };
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        match deadline::timeout(timeout, conn.sender()).await {
+            Ok(Some(send)) => Ok(UpstreamConn {
+                stream: UpstreamStream::H2(Box::new(H2Stream::new(send, scheme))),
+                buf: take_buffer(),
+                reused,
+                announced: None,
+            }),
+            Ok(None) => Err(TryError::Upstream(ProxyError::UpstreamConnect)),
             Err(_) => Err(TryError::Upstream(ProxyError::UpstreamConnectTimeout)),
         }
     }

@@ -81,6 +81,9 @@ pub struct FileUpstream {
     pub tls: Option<Spanned<FileUpstreamTls>>,
     /// `"v1"` or `"v2"`: a PROXY header first on every connection.
     pub proxy_protocol: Option<Spanned<String>>,
+    /// Speak HTTP/2 to the endpoints: h2 by ALPN with `tls`, h2c with prior knowledge
+    /// without.
+    pub http2: Option<Spanned<bool>>,
 }
 
 /// `[upstreams.NAME.health]`: active checks.
@@ -232,6 +235,9 @@ pub struct UpstreamConfig {
     /// client's, or LOCAL for Strait's own (health checks, introspection). Pooled
     /// connections are then reused only for the client they announced (`pool.rs`).
     pub proxy_protocol: Option<ProxyVersion>,
+    /// HTTP/2 to the endpoints (`h2.rs`): requests become streams multiplexed over one
+    /// connection per endpoint and worker.
+    pub http2: bool,
     /// What all workers share of this upstream (Maglev table, health flags): empty from the
     /// build, filled in by the control plane before the snapshot is published.
     pub shared: crate::upstream::SharedUpstream,
@@ -384,6 +390,18 @@ pub(crate) fn build(
         let outlier = outlier(ctx, &upstream.outlier, &format!("{prefix}.outlier"));
         let retry = retry_policy(ctx, &upstream.retry, &format!("{prefix}.retry"));
         let limits = breaker_limits(ctx, &upstream.limits, &format!("{prefix}.limits"));
+        let http2 = upstream.http2.as_ref().is_some_and(|v| *v.get_ref());
+        if let (true, Some(health)) = (http2, &upstream.health) {
+            let why = "active health checks speak HTTP/1.1, which an HTTP/2 upstream may not: \
+                       rely on outlier detection (`outlier`) for it";
+            ctx.error(health.span(), format!("{prefix}.health"), why);
+        }
+        if let (true, Some(_)) = (http2, &upstream.proxy_protocol) {
+            let span = upstream.http2.as_ref().map_or(0..0, |v| v.span());
+            let why = "an HTTP/2 upstream's connections carry many clients' requests: \
+                       a PROXY header cannot name one (remove `proxy_protocol`)";
+            ctx.error(span, format!("{prefix}.http2"), why);
+        }
         let tls = upstream.tls.as_ref().and_then(|tls| {
             super::tls::build(
                 ctx,
@@ -391,6 +409,7 @@ pub(crate) fn build(
                 &format!("{prefix}.tls"),
                 name.get_ref(),
                 &endpoints,
+                http2,
             )
         });
         let resolve_interval = ctx.duration(
@@ -414,6 +433,7 @@ pub(crate) fn build(
             tls,
             resolve_interval,
             proxy_protocol,
+            http2,
             shared: Default::default(),
         });
     }

@@ -20,6 +20,7 @@ pub mod balancer;
 pub mod budget;
 pub mod client;
 pub mod config;
+pub mod h2;
 pub mod hash_key;
 pub mod health;
 pub mod in_flight;

@@ -38,6 +38,9 @@ pub struct UpstreamConn {
 pub struct EndpointPool {
     config: PoolConfig,
     idle: VecDeque<(UpstreamConn, Instant)>,
+    /// The shared connection of an HTTP/2 upstream (`h2.rs`), whose streams are never
+    /// pooled: each request opens one.
+    pub h2: Option<std::rc::Rc<super::h2::H2Connection>>,
 }
 
 impl EndpointPool {
@@ -45,6 +48,7 @@ impl EndpointPool {
         EndpointPool {
             config,
             idle: VecDeque::new(),
+            h2: None,
         }
     }
 
@@ -83,7 +87,7 @@ impl EndpointPool {
     /// Keeps `conn` for a later request, unless the pool is full. Its buffer (empty: only a
     /// connection with nothing unread comes back) goes back to the worker's spares.
     pub fn checkin(&mut self, mut conn: UpstreamConn, now: Instant) {
-        if self.config.max_idle == 0 {
+        if self.config.max_idle == 0 || matches!(conn.stream, UpstreamStream::H2(_)) {
             return;
         }
         give_back(std::mem::take(&mut conn.buf));

@@ -10,13 +10,14 @@
 use std::os::fd::AsRawFd;
 
 use bytes::BytesMut;
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::ClientConnection;
 
 use super::config::Endpoint;
+use super::h2::H2Stream;
 use super::tls::UpstreamTls;
 use crate::io::{Duplex, IntoDuplex, TcpDuplex};
 use crate::tls::{HandshakeError, TlsDuplex, TlsStream};
@@ -25,6 +26,8 @@ use crate::tls::{HandshakeError, TlsDuplex, TlsStream};
 pub enum UpstreamStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<ClientConnection>>),
+    /// A stream of a shared HTTP/2 connection (`h2.rs`).
+    H2(Box<H2Stream>),
 }
 
 /// Why a connection could not be opened.
@@ -75,6 +78,7 @@ impl UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => is_socket_quiet(tcp),
             UpstreamStream::Tls(tls) => !tls.has_buffered_input() && is_socket_quiet(tls.tcp()),
+            UpstreamStream::H2(_) => true,
         }
     }
 }
@@ -96,17 +100,40 @@ fn is_socket_quiet(stream: &TcpStream) -> bool {
 }
 
 impl AsyncReadRent for UpstreamStream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         match self {
             UpstreamStream::Plain(tcp) => tcp.read(buf).await,
             UpstreamStream::Tls(tls) => tls.read(buf).await,
+            UpstreamStream::H2(h2) => {
+                // SAFETY: the buffer's spare room, as monoio's own reads use it; only the
+                // bytes written are marked initialised.
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
+                let result = h2.read_into(dst).await;
+                if let Ok(n) = result {
+                    unsafe { buf.set_init(n) };
+                }
+                (result, buf)
+            }
         }
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         match self {
             UpstreamStream::Plain(tcp) => tcp.readv(buf).await,
             UpstreamStream::Tls(tls) => tls.readv(buf).await,
+            UpstreamStream::H2(_) => {
+                // SAFETY: the first non-empty slice of the vector, filled like `read`'s.
+                let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
+                    Some(raw) => match self.read(raw).await.0 {
+                        Ok(n) => n,
+                        Err(e) => return (Err(e), buf),
+                    },
+                    None => 0,
+                };
+                unsafe { buf.set_init(n) };
+                (Ok(n), buf)
+            }
         }
     }
 }
@@ -116,6 +143,12 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => tcp.write(buf).await,
             UpstreamStream::Tls(tls) => tls.write(buf).await,
+            UpstreamStream::H2(h2) => {
+                // SAFETY: the buffer's initialised bytes, read while we own it.
+                let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+                let result = h2.take(src).await.map(|()| src.len());
+                (result, buf)
+            }
         }
     }
 
@@ -123,6 +156,14 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => tcp.writev(buf).await,
             UpstreamStream::Tls(tls) => tls.writev(buf).await,
+            UpstreamStream::H2(_) => {
+                // SAFETY: the first non-empty slice of the vector, read while we own it.
+                let result = match unsafe { RawBuf::new_from_iovec(&buf) } {
+                    Some(raw) => self.write(raw).await.0,
+                    None => Ok(0),
+                };
+                (result, buf)
+            }
         }
     }
 
@@ -130,6 +171,7 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => tcp.flush().await,
             UpstreamStream::Tls(tls) => tls.flush().await,
+            UpstreamStream::H2(_) => Ok(()),
         }
     }
 
@@ -137,6 +179,7 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => tcp.shutdown().await,
             UpstreamStream::Tls(tls) => tls.shutdown().await,
+            UpstreamStream::H2(_) => Ok(()),
         }
     }
 }
@@ -145,6 +188,8 @@ impl AsyncWriteRent for UpstreamStream {
 pub enum UpstreamDuplex<'a> {
     Plain(TcpDuplex<'a>),
     Tls(TlsDuplex<'a, ClientConnection>),
+    /// An HTTP/2 stream is never a tunnel: its upstream cannot answer 101.
+    Stream,
 }
 
 impl IntoDuplex for UpstreamStream {
@@ -154,13 +199,14 @@ impl IntoDuplex for UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => UpstreamDuplex::Plain(tcp.duplex()),
             UpstreamStream::Tls(tls) => UpstreamDuplex::Tls(tls.duplex()),
+            UpstreamStream::H2(_) => UpstreamDuplex::Stream,
         }
     }
 
     fn tcp_fd(&self) -> Option<std::os::fd::RawFd> {
         match self {
             UpstreamStream::Plain(tcp) => tcp.tcp_fd(),
-            UpstreamStream::Tls(_) => None,
+            UpstreamStream::Tls(_) | UpstreamStream::H2(_) => None,
         }
     }
 }
@@ -170,6 +216,7 @@ impl Duplex for UpstreamDuplex<'_> {
         match self {
             UpstreamDuplex::Plain(tcp) => tcp.recv(buf).await,
             UpstreamDuplex::Tls(tls) => tls.recv(buf).await,
+            UpstreamDuplex::Stream => (Err(std::io::ErrorKind::Unsupported.into()), buf),
         }
     }
 
@@ -177,6 +224,7 @@ impl Duplex for UpstreamDuplex<'_> {
         match self {
             UpstreamDuplex::Plain(tcp) => tcp.send(buf).await,
             UpstreamDuplex::Tls(tls) => tls.send(buf).await,
+            UpstreamDuplex::Stream => (Err(std::io::ErrorKind::Unsupported.into()), buf),
         }
     }
 }

@@ -162,6 +162,7 @@ pub(crate) fn build(
     key: &str,
     upstream: &str,
     endpoints: &[Endpoint],
+    http2: bool,
 ) -> Option<UpstreamTls> {
     let enabled_only = FileUpstreamTlsTable::default();
     let table = match file.get_ref() {
@@ -268,7 +269,13 @@ pub(crate) fn build(
             }
         }
     };
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The one protocol the upstream is declared to speak: an HTTP/2 upstream that cannot
+    // fails its handshake (a clear error) rather than quietly serving HTTP/1.1.
+    client.alpn_protocols = if http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Some(UpstreamTls {
         client: Arc::new(client),
         server_name,
