@@ -88,6 +88,11 @@ impl Outbound {
         }
     }
 
+    /// The stream, to send the body on directly ([`pipe`]); only before any of it went.
+    pub fn into_stream(self) -> SendStream<Bytes> {
+        self.stream
+    }
+
     /// Ends the stream when the body's writer is done with it: a body that runs to the end
     /// ends here; one cut short is reset, so the peer never takes it for whole.
     pub fn finish(mut self) {
@@ -109,7 +114,11 @@ async fn send(stream: &mut SendStream<Bytes>, data: &[u8], end: bool) -> io::Res
         }
         return Ok(());
     }
-    let mut data = Bytes::copy_from_slice(data);
+    send_bytes(stream, Bytes::copy_from_slice(data), end).await
+}
+
+/// [`send`] for bytes already owned.
+async fn send_bytes(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> io::Result<()> {
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
         let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
@@ -147,6 +156,12 @@ impl Inbound {
             chunked,
             pending: Bytes::new(),
         }
+    }
+
+    /// The stream, to take the body from directly ([`pipe`]); `None` once reading began.
+    pub fn into_stream(self) -> Option<RecvStream> {
+        let untouched = self.pending.is_empty() && !self.ended;
+        untouched.then_some(self.body)
     }
 
     /// Copies body bytes into `dst`; 0 at the body's end.
@@ -197,6 +212,45 @@ impl Inbound {
                 }
             }
         }
+    }
+}
+
+/// Copies a body from one stream to another, DATA as it comes and the trailers (a client's
+/// gRPC stream to an HTTP/2 upstream): each side's flow control holds the other back, and
+/// neither waits for the whole. More than `max_bytes` resets both.
+pub async fn pipe(mut from: RecvStream, mut to: SendStream<Bytes>, max_bytes: u64) {
+    let mut total = 0u64;
+    loop {
+        match poll_fn(|cx| from.poll_data(cx)).await {
+            Some(Ok(data)) => {
+                total += data.len() as u64;
+                if total > max_bytes {
+                    to.send_reset(Reason::CANCEL);
+                    return;
+                }
+                let len = data.len();
+                let sent = send_bytes(&mut to, data, false).await;
+                // Released once sent on: the client's window follows the upstream's.
+                let _ = from.flow_control().release_capacity(len);
+                if sent.is_err() {
+                    return;
+                }
+            }
+            Some(Err(_)) => {
+                to.send_reset(Reason::CANCEL);
+                return;
+            }
+            None => break,
+        }
+    }
+    match poll_fn(|cx| from.poll_trailers(cx)).await {
+        Ok(Some(trailers)) => {
+            let _ = to.send_trailers(trailers);
+        }
+        Ok(None) => {
+            let _ = to.send_data(Bytes::new(), true);
+        }
+        Err(_) => to.send_reset(Reason::CANCEL),
     }
 }
 

@@ -9,3 +9,13 @@ pub mod body;
 pub mod convert;
 pub mod flood;
 pub mod io;
+
+/// A client connection whose request bodies may arrive as an HTTP/2 stream: such a body
+/// can go to an HTTP/2 upstream directly ([`body::pipe`]), concurrently with the answer,
+/// as a bidirectional gRPC call needs. Other connections have none.
+pub trait StreamBody {
+    /// The request body's stream, if it is one and none of it was read yet.
+    fn take_stream_body(&mut self) -> Option<h2::RecvStream> {
+        None
+    }
+}

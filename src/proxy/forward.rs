@@ -28,6 +28,7 @@ use crate::http1::encode::{
 use crate::http1::headers::{is_websocket_upgrade, lists_token};
 use crate::http1::request::Method;
 use crate::http1::{BodyFraming, RequestHead, ResponseHead, Version};
+use crate::http2::StreamBody;
 use crate::io::{read_more, write_out, IntoDuplex, ReadFail};
 use crate::observe::trace::{is_traceparent, traceparent_line, SpanContext};
 use crate::observe::Outcome;
@@ -60,7 +61,7 @@ pub(super) enum Failure {
     Abort,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> {
     /// What an upstream's PROXY header announces for this request: the client address (the
     /// peer's port with it when the client is the peer, else 0: a forwarded client's port is
     /// not known) and the address the connection reached Strait on.
@@ -439,7 +440,7 @@ struct Upstreaming<'a, S> {
     streamed: u64,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
+impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_, S> {
     type BodyError = Failure;
 
     fn write_head(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
@@ -495,9 +496,21 @@ impl<S: AsyncReadRent + AsyncWriteRent> Outgoing for Upstreaming<'_, S> {
         self.raw.len() + 256
     }
 
-    /// Streams the part of the request body that did not come with the head.
+    /// Streams the part of the request body that did not come with the head. From an
+    /// HTTP/2 client to an HTTP/2 upstream it goes stream to stream on a task of its own,
+    /// while the answer comes back: both directions at once, as a bidirectional gRPC call
+    /// needs.
     async fn stream_body(&mut self, upstream: &mut UpstreamConn) -> Result<(), Failure> {
         let (config, head) = (self.config, self.head);
+        if upstream.stream.is_h2() {
+            if let Some(from) = self.client.stream.take_stream_body() {
+                if let Some(to) = upstream.stream.take_request_body() {
+                    let max = config.server.limits.max_body_bytes;
+                    monoio::spawn(crate::http2::body::pipe(from, to, max));
+                }
+                return Ok(());
+            }
+        }
         self.client.send_continue(head).await?;
         let pump = Pump {
             from: head.framing,

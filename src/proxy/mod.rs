@@ -41,6 +41,7 @@ use crate::deadline;
 use crate::error::ProxyError;
 use crate::http1::encode::{write_connection, write_header};
 use crate::http1::{find_head_end, parse_request_head, BodyFraming, RequestHead, Version};
+use crate::http2::StreamBody;
 use crate::io::{
     give_back, read_more, take_buffer, write_out, CloseNotify, IntoDuplex, ReadFail, WaitReadable,
     BUFFER_BYTES,
@@ -304,7 +305,7 @@ fn local_addr(stream: &TcpStream, fallback: SocketAddr) -> SocketAddr {
 }
 
 async fn serve_requests<
-    S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify + IntoDuplex,
+    S: AsyncReadRent + AsyncWriteRent + WaitReadable + CloseNotify + IntoDuplex + StreamBody,
 >(
     stream: S,
     (peer, local): (SocketAddr, SocketAddr),
@@ -378,7 +379,7 @@ async fn wait_for_request<S: WaitReadable>(stream: &S, worker: &Worker, first: b
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> {
     fn new(
         idle: Idle<S>,
         addresses: (SocketAddr, SocketAddr),
@@ -509,7 +510,7 @@ fn version_of(raw: &[u8]) -> Version {
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> {
     async fn read_head(&mut self, config: &Config, first: bool) -> NextHead {
         let limits = &config.server.limits;
         let timeouts = &config.server.timeouts;

@@ -229,6 +229,18 @@ impl H2Stream {
         }
     }
 
+    /// The request body's stream, once the head went and before any of the body did: the
+    /// body can then come from a client's stream directly (`http2::body::pipe`).
+    pub fn take_request_body(&mut self) -> Option<h2::SendStream<Bytes>> {
+        match std::mem::replace(&mut self.request, Request::Sent) {
+            Request::Body(body) => Some(body.into_stream()),
+            other => {
+                self.request = other;
+                None
+            }
+        }
+    }
+
     /// Resets the stream if its request body was cut short, so the upstream never takes
     /// it for whole (a request body always has a length or chunks: none runs to the end).
     fn finish(&mut self) {

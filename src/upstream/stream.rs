@@ -70,6 +70,18 @@ impl UpstreamStream {
         }
     }
 
+    /// The request body's stream of an HTTP/2 stream (see [`H2Stream::take_request_body`]).
+    pub fn take_request_body(&mut self) -> Option<h2::SendStream<bytes::Bytes>> {
+        match self {
+            UpstreamStream::H2(h2) => h2.take_request_body(),
+            _ => None,
+        }
+    }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self, UpstreamStream::H2(_))
+    }
+
     /// True when the peer has neither closed the connection nor sent unsolicited bytes:
     /// nothing waits in the socket, nor (TLS) in the session's buffers. A TLS peer closing
     /// an idle connection sends an alert first, which counts as bytes: such a connection is

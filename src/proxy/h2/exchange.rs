@@ -17,10 +17,12 @@ use crate::http1::response::parse_response_head;
 use crate::http1::{find_head_end, BodyFraming};
 use crate::http2::body::{h2_error, invalid, Inbound, Outbound};
 use crate::http2::convert::{self, RequestBody};
+use crate::http2::StreamBody;
 use crate::io::{Duplex, IntoDuplex};
 
 pub struct Exchange {
-    request: Inbound,
+    /// The request body; `None` once taken to go to an HTTP/2 upstream directly.
+    request: Option<Inbound>,
     respond: SendResponse<Bytes>,
     /// The request was HEAD: its answer has no body whatever its head says.
     is_head: bool,
@@ -44,7 +46,7 @@ impl Exchange {
         is_head: bool,
     ) -> Self {
         Exchange {
-            request: Inbound::new(body, framing == RequestBody::Chunked),
+            request: Some(Inbound::new(body, framing == RequestBody::Chunked)),
             respond,
             is_head,
             answer: Answer::Head(BytesMut::new()),
@@ -132,7 +134,10 @@ impl AsyncReadRent for Exchange {
         // SAFETY: the buffer's spare room, as monoio's own reads use it; only the bytes
         // written are marked initialised.
         let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-        let result = self.request.read_into(dst).await;
+        let result = match self.request.as_mut() {
+            Some(body) => body.read_into(dst).await,
+            None => Ok(0),
+        };
         if let Ok(n) = result {
             unsafe { buf.set_init(n) };
         }
@@ -190,6 +195,17 @@ impl Duplex for NoTunnel {
 
     async fn send(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         (Err(io::ErrorKind::Unsupported.into()), buf)
+    }
+}
+
+impl StreamBody for Exchange {
+    fn take_stream_body(&mut self) -> Option<RecvStream> {
+        let body = self.request.take()?.into_stream();
+        if body.is_none() {
+            // Reading began: the loop goes on reading (nothing is left of it here).
+            return None;
+        }
+        body
     }
 }
 

@@ -194,6 +194,10 @@ fn closed_by(e: &h2::Error, seen: &flood::Seen, max_pending_resets: u64) -> Http
     }
 }
 
+// HTTP/1.1 connections: their request bodies are bytes, never an HTTP/2 stream.
+impl crate::http2::StreamBody for monoio::net::TcpStream {}
+impl crate::http2::StreamBody for crate::tls::TlsStream<rustls::ServerConnection> {}
+
 /// The streams of one connection: how many are being served, and when one last ended.
 struct Streams {
     open: Cell<usize>,

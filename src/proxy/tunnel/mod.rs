@@ -25,6 +25,7 @@ use super::drain::DrainSignal;
 use super::ClientConn;
 use crate::config::Config;
 use crate::deadline;
+use crate::http2::StreamBody;
 use crate::io::{give_back, take_buffer, Duplex, IntoDuplex};
 use crate::upstream::client::Response;
 
@@ -174,7 +175,7 @@ async fn watch(activity: &Cell<Instant>, limits: TunnelLimits, drain: &DrainSign
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex> ClientConn<S> {
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> {
     /// Runs the tunnel once the 101 went to the client, then counts it. The upstream
     /// connection closes with `response`; the caller closes the client's.
     pub(super) async fn tunnel(&mut self, config: &Config, mut response: Response<'_>) {
