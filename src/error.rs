@@ -190,6 +190,30 @@ impl ProxyError {
         // ALL lists every variant in declaration order, so the index is the discriminant.
         &table[self as usize]
     }
+
+    /// The gRPC status a gRPC client gets for this error (the gRPC spec's mapping of HTTP
+    /// statuses, with a gateway's timeouts as DEADLINE_EXCEEDED and its limits as
+    /// RESOURCE_EXHAUSTED).
+    pub fn grpc_code(self) -> u8 {
+        match self.status() {
+            401 => 16,             // UNAUTHENTICATED
+            403 => 7,              // PERMISSION_DENIED
+            404 | 405 | 501 => 12, // UNIMPLEMENTED
+            408 | 504 => 4,        // DEADLINE_EXCEEDED
+            413 | 429 => 8,        // RESOURCE_EXHAUSTED
+            502 | 503 => 14,       // UNAVAILABLE
+            400..=499 => 13,       // INTERNAL: the request was not one the gateway could pass
+            _ => 2,                // UNKNOWN
+        }
+    }
+
+    /// The answer to a gRPC request: HTTP 200 and the status in the head, no message
+    /// (gRPC's Trailers-Only form).
+    pub fn grpc_response(self) -> &'static ErrorResponse {
+        static TABLE: OnceLock<Vec<ErrorResponse>> = OnceLock::new();
+        let table = TABLE.get_or_init(|| ALL.iter().map(|e| ErrorResponse::grpc(*e)).collect());
+        &table[self as usize]
+    }
 }
 
 /// The codec's refusals at the proxy's edge: a request head's are the client's, a response
@@ -285,6 +309,19 @@ impl ErrorResponse {
             body: Bytes::from(body),
         }
     }
+
+    fn grpc(error: ProxyError) -> Self {
+        // The messages are plain ASCII without `%`: no percent-encoding is needed.
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nserver: strait\r\ncontent-type: application/grpc\r\n\
+             grpc-status: {}\r\ngrpc-message: {error}\r\ncontent-length: 0\r\n",
+            error.grpc_code()
+        );
+        ErrorResponse {
+            head: Bytes::from(head),
+            body: Bytes::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +329,32 @@ mod tests {
     use super::*;
     use Retry::*;
     use Side::*;
+
+    #[test]
+    fn grpc_answers_say_the_status_in_the_head() {
+        let cases = [
+            (ProxyError::UpstreamConnect, 14),
+            (ProxyError::NoEndpoint, 14),
+            (ProxyError::UpstreamTimeout, 4),
+            (ProxyError::Unauthorized, 16),
+            (ProxyError::Forbidden, 7),
+            (ProxyError::RateLimited, 8),
+            (ProxyError::NoRoute, 12),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.grpc_code(), code, "{error:?}");
+            let head = std::str::from_utf8(&error.grpc_response().head).unwrap();
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+            assert!(head.contains(&format!("grpc-status: {code}\r\n")), "{head}");
+            assert!(!error.to_string().contains('%'), "{error}");
+        }
+        for e in ALL {
+            assert!(
+                e.to_string().is_ascii() && !e.to_string().contains('%'),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn table_matches_discriminants() {

@@ -8,6 +8,7 @@
 pub mod body;
 pub mod convert;
 pub mod flood;
+pub mod grpc;
 pub mod io;
 
 /// A client connection whose request bodies may arrive as an HTTP/2 stream: such a body

@@ -128,7 +128,13 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             retryable: head.method.is_idempotent() || action.retry_non_idempotent,
             idempotent: head.method.is_idempotent(),
             is_head: head.method == Method::Head,
-            deadline: None,
+            // A gRPC call's own deadline bounds the whole exchange.
+            deadline: self
+                .grpc
+                .then(|| crate::http1::headers::header_value(raw, head, b"grpc-timeout"))
+                .flatten()
+                .and_then(crate::http2::grpc::timeout)
+                .map(|t| Instant::now() + t),
             addresses: Some(self.announced_addresses()),
         };
         let started = Instant::now();

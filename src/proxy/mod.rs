@@ -204,6 +204,8 @@ pub struct ClientConn<S> {
     /// What the client speaks: HTTP/1.x (the head says which), or HTTP/2 (`h2/`), whose
     /// streams reach this loop in HTTP/1.1 form.
     protocol: Version,
+    /// The request is a gRPC call: errors are answered in gRPC's form.
+    grpc: bool,
 }
 
 /// Counts a client connection as open for as long as it lives (drains wait for the count).
@@ -406,6 +408,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             config,
             worker,
             protocol: Version::Http11,
+            grpc: false,
         }
     }
 
@@ -474,6 +477,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
                 self.rec.describe(&raw, &head);
                 if self.protocol == Version::Http2 {
                     self.rec.version = Version::Http2;
+                    self.grpc = crate::http1::headers::header_value(&raw, &head, b"content-type")
+                        .is_some_and(crate::http2::grpc::is_grpc);
                 }
                 self.worker.observers.borrow_mut().begin(
                     &config.observability,
@@ -768,8 +773,12 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         version: Version,
         keep_alive: bool,
     ) -> bool {
-        let response = error.response();
-        self.rec.status = error.status();
+        let response = if self.grpc {
+            error.grpc_response()
+        } else {
+            error.response()
+        };
+        self.rec.status = if self.grpc { 200 } else { error.status() };
         let mut out = std::mem::take(&mut self.out);
         out.extend_from_slice(&response.head);
         for line in lines {
