@@ -391,3 +391,148 @@ fn the_access_log_says_http2() {
     assert_eq!(line["protocol"], "HTTP/2.0", "{line}");
     assert_eq!(line["status"], 200, "{line}");
 }
+
+const GRPC_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/grpc_peer.py");
+
+/// A gRPC server (`grpc_peer.py server`, python3-grpcio), killed on drop.
+struct GrpcServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GrpcServer {
+    fn start() -> GrpcServer {
+        let mut child = Command::new("/usr/bin/python3")
+            .args([GRPC_PEER, "server"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run /usr/bin/python3 (apt-get install python3-grpcio)");
+        let mut line = String::new();
+        let stdout = child.stdout.as_mut().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("grpc_peer.py said {line:?}"));
+        GrpcServer { child, port }
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `grpc_peer.py client 127.0.0.1:PORT CALL ARGS...`: its JSON report.
+fn grpc(addr: SocketAddr, call: &[&str]) -> Value {
+    let out = Command::new("/usr/bin/python3")
+        .args([GRPC_PEER, "client", &addr.to_string()])
+        .args(call)
+        .output()
+        .expect("run grpc_peer.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("grpc_peer.py {call:?}: {e}: {text:?} {out:?}"))
+}
+
+/// HTTP/2 in cleartext in front, and `upstream_table` as `[upstreams.app]` behind a
+/// catch-all route with `route` lines.
+fn grpc_config(upstream_table: &str, route: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[server.http2]\ncleartext = true\n\n\
+         [upstreams.app]\n{upstream_table}\n\n[[routes]]\npath = \"/{{*rest}}\"\nupstream = \"app\"\n{route}\n"
+    )
+}
+
+#[test]
+fn grpc_calls_of_every_kind_pass_through_to_an_http2_upstream() {
+    let server = GrpcServer::start();
+    let strait = Strait::start(&grpc_config(
+        &format!("endpoints = [\"127.0.0.1:{}\"]\nhttp2 = true", server.port),
+        "",
+    ));
+    let unary = grpc(strait.addr, &["unary", "hello"]);
+    assert_eq!(unary["code"], "OK", "{unary}");
+    assert_eq!(unary["messages"][0], "echo:hello");
+    assert_eq!(
+        unary["trailing"]["x-echo-len"], "5",
+        "trailers relayed: {unary}"
+    );
+    let fail = grpc(strait.addr, &["fail"]);
+    assert_eq!(fail["code"], "INVALID_ARGUMENT", "{fail}");
+    assert_eq!(fail["details"], "told to fail");
+    assert_eq!(fail["trailing"]["x-why"], "asked-to");
+    let server_stream = grpc(strait.addr, &["server-stream", "5"]);
+    assert_eq!(server_stream["messages"].as_array().unwrap().len(), 5);
+    assert_eq!(server_stream["messages"][4], "item-4");
+    let client_stream = grpc(strait.addr, &["client-stream", "4"]);
+    assert_eq!(client_stream["messages"][0], "part-0+part-1+part-2+part-3");
+    let bidi = grpc(strait.addr, &["bidi", "3"]);
+    assert_eq!(
+        bidi["messages"],
+        serde_json::json!(["re:m0", "re:m1", "re:m2"])
+    );
+    // Each message waits for the answer to the last: both directions stream at once.
+    let pingpong = grpc(strait.addr, &["pingpong", "5"]);
+    assert_eq!(pingpong["code"], "OK", "{pingpong}");
+    assert_eq!(pingpong["messages"].as_array().unwrap().len(), 5);
+    // Calls in a row on the worker's connection to the upstream.
+    for i in 0..20 {
+        let answer = grpc(strait.addr, &["unary", &format!("n{i}")]);
+        assert_eq!(answer["messages"][0], format!("echo:n{i}"));
+    }
+}
+
+#[test]
+fn grpc_timeout_bounds_the_call_at_the_gateway() {
+    // An HTTP/1.1 upstream that knows nothing of gRPC deadlines, and answers late.
+    let upstream = Upstream::start(|_| {
+        std::thread::sleep(Duration::from_secs(3));
+        ok("late")
+    });
+    let strait = Strait::start(&grpc_config(
+        &format!("endpoints = [\"{}\"]", upstream.addr),
+        "",
+    ));
+    let report = peer("grpc-timeout", strait.addr, &["/test.Echo/Slow", "500m"]);
+    let s = stream(&report, 0);
+    assert_eq!(s["status"], 200, "{report}");
+    assert_eq!(
+        s["headers"]["grpc-status"], "4",
+        "DEADLINE_EXCEEDED: {report}"
+    );
+    let after = report["after"].as_f64().unwrap();
+    assert!((0.4..2.0).contains(&after), "{report}");
+}
+
+#[test]
+fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
+    let server = GrpcServer::start();
+    let keys = grpc_config(
+        &format!("endpoints = [\"127.0.0.1:{}\"]\nhttp2 = true", server.port),
+        "auth = { api_key = { header = \"x-api-key\" } }",
+    );
+    let keys = format!("{keys}\n[consumers.alice]\napi_keys = [\"alice-key-1234567\"]\n");
+    let strait = Strait::start(&keys);
+    let refused = grpc(strait.addr, &["unary", "x"]);
+    assert_eq!(refused["code"], "UNAUTHENTICATED", "{refused}");
+
+    let limited = Strait::start(&grpc_config(
+        &format!("endpoints = [\"127.0.0.1:{}\"]\nhttp2 = true", server.port),
+        "rate_limits = [{ name = \"one\", key = \"route\", limit = 1, period = \"1h\" }]",
+    ));
+    assert_eq!(grpc(limited.addr, &["unary", "x"])["code"], "OK");
+    let second = grpc(limited.addr, &["unary", "x"]);
+    assert_eq!(second["code"], "RESOURCE_EXHAUSTED", "{second}");
+
+    let nothing_there = free_port();
+    let down = Strait::start(&grpc_config(
+        &format!("endpoints = [\"127.0.0.1:{nothing_there}\"]\nhttp2 = true"),
+        "",
+    ));
+    let unavailable = grpc(down.addr, &["unary", "x"]);
+    assert_eq!(unavailable["code"], "UNAVAILABLE", "{unavailable}");
+}

@@ -158,10 +158,14 @@ impl Inbound {
         }
     }
 
-    /// The stream, to take the body from directly ([`pipe`]); `None` once reading began.
-    pub fn into_stream(self) -> Option<RecvStream> {
-        let untouched = self.pending.is_empty() && !self.ended;
-        untouched.then_some(self.body)
+    /// The stream, to take the body from directly ([`pipe`]); once reading began, the
+    /// body stays here (`Err`).
+    pub fn into_stream(self) -> Result<RecvStream, Self> {
+        if self.pending.is_empty() && !self.ended {
+            Ok(self.body)
+        } else {
+            Err(self)
+        }
     }
 
     /// Copies body bytes into `dst`; 0 at the body's end.

@@ -200,12 +200,14 @@ impl Duplex for NoTunnel {
 
 impl StreamBody for Exchange {
     fn take_stream_body(&mut self) -> Option<RecvStream> {
-        let body = self.request.take()?.into_stream();
-        if body.is_none() {
-            // Reading began: the loop goes on reading (nothing is left of it here).
-            return None;
+        match self.request.take()?.into_stream() {
+            Ok(stream) => Some(stream),
+            Err(begun) => {
+                // Reading began: the loop goes on reading it.
+                self.request = Some(begun);
+                None
+            }
         }
-        body
     }
 }
 
