@@ -1301,6 +1301,17 @@ strait_proxy_protocol_rejected_total{reason=\"missing\"} 0
 strait_proxy_protocol_rejected_total{reason=\"untrusted\"} 0
 strait_proxy_protocol_rejected_total{reason=\"malformed\"} 0
 strait_proxy_protocol_rejected_total{reason=\"incomplete\"} 0
+# HELP strait_http2_connections_closed_total HTTP/2 client connections closed, by how they ended.
+# TYPE strait_http2_connections_closed_total counter
+strait_http2_connections_closed_total{reason=\"client\"} 0
+strait_http2_connections_closed_total{reason=\"idle\"} 0
+strait_http2_connections_closed_total{reason=\"drain\"} 0
+strait_http2_connections_closed_total{reason=\"rapid_reset\"} 0
+strait_http2_connections_closed_total{reason=\"continuation_flood\"} 0
+strait_http2_connections_closed_total{reason=\"abuse\"} 0
+strait_http2_connections_closed_total{reason=\"control_flood\"} 0
+strait_http2_connections_closed_total{reason=\"protocol_error\"} 0
+strait_http2_connections_closed_total{reason=\"io_error\"} 0
 # HELP strait_build_info Always 1; the version is a label.
 # TYPE strait_build_info gauge
 strait_build_info{version=\"0.1.0\"} 1
@@ -1349,7 +1360,7 @@ strait_process_start_time_seconds 1699999999.25
                 assert!(name.starts_with("strait_"));
             }
         }
-        assert_eq!(typed.len(), 20, "every metric family is rendered");
+        assert_eq!(typed.len(), 21, "every metric family is rendered");
     }
 
     #[test]
