@@ -118,22 +118,20 @@ async fn send(stream: &mut SendStream<Bytes>, data: &[u8], end: bool) -> io::Res
 }
 
 /// [`send`] for bytes already owned.
-async fn send_bytes(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> io::Result<()> {
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-            Some(granted) => granted.map_err(h2_error)?,
+async fn send_bytes(stream: &mut SendStream<Bytes>, data: Bytes, end: bool) -> io::Result<()> {
+    // As hyper does: wait for some window (one byte reserved), then hand over the whole
+    // piece, which h2 sends as the windows open. A piece is one read (at most 64 KiB), so
+    // what waits in h2 per stream stays bounded.
+    stream.reserve_capacity(1);
+    while stream.capacity() == 0 {
+        match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(granted) => {
+                granted.map_err(h2_error)?;
+            }
             None => return Err(io::ErrorKind::BrokenPipe.into()),
-        };
-        if granted == 0 {
-            continue;
         }
-        let piece = data.split_to(granted.min(data.len()));
-        stream
-            .send_data(piece, end && data.is_empty())
-            .map_err(h2_error)?;
     }
-    Ok(())
+    stream.send_data(data, end).map_err(h2_error)
 }
 
 /// A body coming in on a stream, read as HTTP/1.1 body bytes.
