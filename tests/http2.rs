@@ -536,3 +536,43 @@ fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
     let unavailable = grpc(down.addr, &["unary", "x"]);
     assert_eq!(unavailable["code"], "UNAVAILABLE", "{unavailable}");
 }
+
+#[test]
+fn an_http2_upstream_over_tls_is_reached_by_alpn() {
+    // The upstream is a second Strait: a TLS listener that speaks h2 by ALPN.
+    let dir = scratch_dir();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.server(&["localhost"], Key::P256).write(&dir, "srv");
+    let ca_file = ca.write(&dir, "ca");
+    let port = free_port();
+    let origin = Strait::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[server.tls]]\nlisten = [\"127.0.0.1:{port}\"]\n\
+         certificates = [{{ cert = {cert:?}, key = {key:?} }}]\n\n\
+         [[routes]]\npath = \"/{{*rest}}\"\nmock = {{ status = 200, body = \"from the h2 origin\" }}\n"
+    ));
+    let front = Strait::start(&grpc_config(
+        &format!(
+            "endpoints = [\"127.0.0.1:{port}\"]\nhttp2 = true\n\
+             tls = {{ ca = {ca_file:?}, server_name = \"localhost\" }}"
+        ),
+        "",
+    ));
+    // Both an HTTP/1.1 and an HTTP/2 client, several requests each, on the one connection.
+    for _ in 0..3 {
+        let h1 = curl(&["--http1.1", &format!("http://{}/x", front.addr)]);
+        assert!(h1.ends_with("from the h2 origin"), "{h1}");
+        let h2 = curl(&[
+            "--http2-prior-knowledge",
+            &format!("http://{}/y", front.addr),
+        ]);
+        assert!(h2.starts_with("HTTP/2 200"), "{h2}");
+        assert!(h2.ends_with("from the h2 origin"), "{h2}");
+    }
+    // The origin saw HTTP/2 requests.
+    let series = "strait_http2_connections_closed_total{reason=\"client\"}";
+    assert_eq!(metric_value(&origin.metrics(), series), Some(0.0));
+    drop(front);
+    common::wait_until("the origin to see the front's connection close", || {
+        metric_value(&origin.metrics(), series).unwrap_or(0.0) >= 1.0
+    });
+}
