@@ -94,13 +94,13 @@ impl Outbound {
     }
 
     /// Ends the stream when the body's writer is done with it: a body that runs to the end
-    /// ends here; one cut short is reset, so the peer never takes it for whole.
-    pub fn finish(mut self) {
+    /// ends here; one cut short is reset with `cut`, so the peer never takes it for whole.
+    pub fn finish(mut self, cut: Reason) {
         match self.framing {
             Framing::UntilEnd => {
                 let _ = self.stream.send_data(Bytes::new(), true);
             }
-            _ => self.stream.send_reset(Reason::CANCEL),
+            _ => self.stream.send_reset(cut),
         }
     }
 }

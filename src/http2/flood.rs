@@ -12,6 +12,7 @@
 
 use std::cell::Cell;
 
+use super::frames::FrameReader;
 use super::io::Inspect;
 
 /// What the connection task learns from the frames read: whether the budget ran out (on
@@ -21,6 +22,53 @@ pub struct Seen {
     pub flood: Cell<Option<ControlFrame>>,
     pub resets: Cell<u64>,
     pub continuations: Cell<u64>,
+    /// RST_STREAMs Strait sent, by error code (see [`ResetCode`]).
+    pub resets_sent: [Cell<u64>; 5],
+}
+
+/// Why Strait reset a stream, from the RST_STREAM's error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetCode {
+    /// REFUSED_STREAM: over `max_concurrent_streams` (nothing was processed).
+    Refused,
+    /// CANCEL: a request body cut short towards an HTTP/2 upstream.
+    Cancel,
+    /// INTERNAL_ERROR: an answer that could not be completed (the upstream failed, or the
+    /// client left its window shut past `client_send`).
+    Internal,
+    /// PROTOCOL_ERROR: a malformed stream.
+    Protocol,
+    Other,
+}
+
+impl ResetCode {
+    pub const ALL: [ResetCode; 5] = [
+        ResetCode::Refused,
+        ResetCode::Cancel,
+        ResetCode::Internal,
+        ResetCode::Protocol,
+        ResetCode::Other,
+    ];
+
+    fn of(code: u32) -> Self {
+        match code {
+            7 => ResetCode::Refused,
+            8 => ResetCode::Cancel,
+            2 => ResetCode::Internal,
+            1 => ResetCode::Protocol,
+            _ => ResetCode::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetCode::Refused => "refused_stream",
+            ResetCode::Cancel => "cancel",
+            ResetCode::Internal => "internal_error",
+            ResetCode::Protocol => "protocol_error",
+            ResetCode::Other => "other",
+        }
+    }
 }
 
 /// A server connection's budget as it reads: what it finds goes to the connection task's
@@ -28,6 +76,8 @@ pub struct Seen {
 pub struct Guard<'a> {
     pub budget: FrameBudget,
     pub seen: &'a Seen,
+    /// Reads what Strait writes, for the resets it sends.
+    pub written: FrameReader,
 }
 
 impl Inspect for Guard<'_> {
@@ -42,14 +92,21 @@ impl Inspect for Guard<'_> {
         result.is_ok()
     }
 
-    fn outbound(&mut self, bytes: usize) {
-        self.budget.outbound(bytes);
+    fn outbound(&mut self, bytes: &[u8]) {
+        self.budget.outbound(bytes.len());
+        let resets = &self.seen.resets_sent;
+        let _ = self.written.read(bytes, |f| {
+            if let Some(code) = f.code {
+                let at = &resets[ResetCode::of(code) as usize];
+                at.set(at.get() + 1);
+            }
+            Ok::<(), ()>(())
+        });
     }
 }
 
 /// Bytes written to the client that earn back one unit.
 const EARNED_PER_BYTES: u64 = 16 * 1024;
-const FRAME_HEADER: usize = 9;
 
 /// The kinds of frame that cost a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,12 +122,7 @@ pub enum ControlFrame {
 
 #[derive(Debug)]
 pub struct FrameBudget {
-    /// Bytes to pass over before the next frame header: the connection preface, then each
-    /// frame's payload.
-    skip: u64,
-    header: [u8; FRAME_HEADER],
-    /// Bytes of `header` filled.
-    filled: usize,
+    reader: FrameReader,
     left: i64,
     max: i64,
     written: u64,
@@ -83,9 +135,7 @@ impl FrameBudget {
     pub fn new(max_control_frames: usize) -> Self {
         let max = i64::try_from(max_control_frames).unwrap_or(i64::MAX);
         FrameBudget {
-            skip: 24,
-            header: [0; FRAME_HEADER],
-            filled: 0,
+            reader: FrameReader::after(24),
             left: max,
             max,
             written: 0,
@@ -96,29 +146,11 @@ impl FrameBudget {
 
     /// Reads the frame headers in `bytes` (the next bytes from the client). `Err` with the
     /// kind of the frame that spent the budget.
-    pub fn inbound(&mut self, mut bytes: &[u8]) -> Result<(), ControlFrame> {
-        while !bytes.is_empty() {
-            if self.skip > 0 {
-                let n = bytes
-                    .len()
-                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
-                self.skip -= n as u64;
-                bytes = &bytes[n..];
-                continue;
-            }
-            let n = bytes.len().min(FRAME_HEADER - self.filled);
-            self.header[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
-            self.filled += n;
-            bytes = &bytes[n..];
-            if self.filled == FRAME_HEADER {
-                self.filled = 0;
-                let [l0, l1, l2, kind, flags, ..] = self.header;
-                let length = u64::from(u32::from_be_bytes([0, l0, l1, l2]));
-                self.skip = length;
-                self.frame(kind, flags, length)?;
-            }
-        }
-        Ok(())
+    pub fn inbound(&mut self, bytes: &[u8]) -> Result<(), ControlFrame> {
+        let mut reader = self.reader;
+        let read = reader.read(bytes, |f| self.frame(f.kind, f.flags, f.length));
+        self.reader = reader;
+        read
     }
 
     /// Counts bytes written to the client.

@@ -25,7 +25,7 @@ pub trait Inspect: Unpin {
     /// Bytes read; `false` stops reading (the connection's owner ends it).
     fn inbound(&mut self, bytes: &[u8]) -> bool;
     /// Bytes written.
-    fn outbound(&mut self, bytes: usize);
+    fn outbound(&mut self, bytes: &[u8]);
 }
 
 impl Inspect for () {
@@ -33,7 +33,7 @@ impl Inspect for () {
         true
     }
 
-    fn outbound(&mut self, _: usize) {}
+    fn outbound(&mut self, _: &[u8]) {}
 }
 
 /// Bytes read from the socket at a time.
@@ -155,7 +155,7 @@ impl<D: Duplex, I: Inspect> AsyncWrite for PollDuplex<'_, D, I> {
         }
         let n = buf.len().min(MAX_STAGED - this.staged.len());
         this.staged.extend_from_slice(&buf[..n]);
-        this.inspect.outbound(n);
+        this.inspect.outbound(&buf[..n]);
         Poll::Ready(Ok(n))
     }
 

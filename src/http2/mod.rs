@@ -8,6 +8,7 @@
 pub mod body;
 pub mod convert;
 pub mod flood;
+pub mod frames;
 pub mod grpc;
 pub mod io;
 

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::http2::flood::ResetCode;
+
 /// How an HTTP/2 connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Http2Close {
@@ -66,8 +68,32 @@ impl Http2Closes {
     }
 }
 
-/// Renders the family, summed over the workers.
-pub fn render(out: &mut String, workers: &[Http2Closes]) {
+/// One worker's streams reset by Strait, by the RST_STREAM's code, indexed like
+/// [`ResetCode::ALL`]: counted when their connection ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Http2Resets([u64; 5]);
+
+impl Http2Resets {
+    pub fn add(&mut self, code: ResetCode, n: u64) {
+        self.0[code as usize] += n;
+    }
+}
+
+/// Renders both families, summed over the workers.
+pub fn render(out: &mut String, workers: &[(Http2Closes, Http2Resets)]) {
+    render_closes(out, &workers.iter().map(|w| w.0).collect::<Vec<_>>());
+    let name = "strait_http2_streams_reset_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} HTTP/2 streams Strait reset, by error code (counted as their connection ends).\n# TYPE {name} counter"
+    );
+    for code in ResetCode::ALL {
+        let sum: u64 = workers.iter().map(|w| w.1 .0[code as usize]).sum();
+        let _ = writeln!(out, "{name}{{code=\"{}\"}} {sum}", code.as_str());
+    }
+}
+
+fn render_closes(out: &mut String, workers: &[Http2Closes]) {
     let name = "strait_http2_connections_closed_total";
     let _ = writeln!(
         out,
@@ -91,7 +117,7 @@ mod tests {
         let mut b = Http2Closes::default();
         b.count(Http2Close::RapidReset);
         let mut out = String::new();
-        render(&mut out, &[a, b]);
+        render_closes(&mut out, &[a, b]);
         let count = |reason: &str| {
             out.lines()
                 .find(|l| l.contains(&format!("\"{reason}\"")))

@@ -375,6 +375,7 @@ pub struct WorkerMetrics {
     pub tunnels: super::tunnels::TunnelCounts,
     pub proxy_rejections: super::proxy_protocol::ProxyRejections,
     pub http2_closes: super::http2::Http2Closes,
+    pub http2_resets: super::http2::Http2Resets,
 }
 
 /// TLS handshakes, counted per connection (not per request). Keyed by the listener address
@@ -505,6 +506,7 @@ impl WorkerMetrics {
             tunnels: self.tunnels,
             proxy_rejections: self.proxy_rejections,
             http2_closes: self.http2_closes,
+            http2_resets: self.http2_resets,
         }
     }
 }
@@ -525,6 +527,7 @@ pub struct MetricsSnapshot {
     pub tunnels: super::tunnels::TunnelCounts,
     pub proxy_rejections: super::proxy_protocol::ProxyRejections,
     pub http2_closes: super::http2::Http2Closes,
+    pub http2_resets: super::http2::Http2Resets,
 }
 
 /// A scrape request: where the worker sends its snapshot.
@@ -805,8 +808,11 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
     super::tunnels::render(o, &tunnels);
     let rejections: Vec<_> = snapshots.iter().map(|s| s.proxy_rejections).collect();
     super::proxy_protocol::render(o, &rejections);
-    let closes: Vec<_> = snapshots.iter().map(|s| s.http2_closes).collect();
-    super::http2::render(o, &closes);
+    let http2: Vec<_> = snapshots
+        .iter()
+        .map(|s| (s.http2_closes, s.http2_resets))
+        .collect();
+    super::http2::render(o, &http2);
 
     // Only where TLS is (or was) served, like the Redis families with `[cluster]`.
     let is_tls = !process.certificates.is_empty() || !tls.is_empty();
@@ -1312,6 +1318,13 @@ strait_http2_connections_closed_total{reason=\"abuse\"} 0
 strait_http2_connections_closed_total{reason=\"control_flood\"} 0
 strait_http2_connections_closed_total{reason=\"protocol_error\"} 0
 strait_http2_connections_closed_total{reason=\"io_error\"} 0
+# HELP strait_http2_streams_reset_total HTTP/2 streams Strait reset, by error code (counted as their connection ends).
+# TYPE strait_http2_streams_reset_total counter
+strait_http2_streams_reset_total{code=\"refused_stream\"} 0
+strait_http2_streams_reset_total{code=\"cancel\"} 0
+strait_http2_streams_reset_total{code=\"internal_error\"} 0
+strait_http2_streams_reset_total{code=\"protocol_error\"} 0
+strait_http2_streams_reset_total{code=\"other\"} 0
 # HELP strait_build_info Always 1; the version is a label.
 # TYPE strait_build_info gauge
 strait_build_info{version=\"0.1.0\"} 1
@@ -1360,7 +1373,7 @@ strait_process_start_time_seconds 1699999999.25
                 assert!(name.starts_with("strait_"));
             }
         }
-        assert_eq!(typed.len(), 21, "every metric family is rendered");
+        assert_eq!(typed.len(), 22, "every metric family is rendered");
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl H2Stream {
     /// it for whole (a request body always has a length or chunks: none runs to the end).
     fn finish(&mut self) {
         if let Request::Body(body) = std::mem::replace(&mut self.request, Request::Sent) {
-            body.finish();
+            body.finish(h2::Reason::CANCEL);
         }
     }
 }

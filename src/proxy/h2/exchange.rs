@@ -59,7 +59,7 @@ impl Exchange {
         match std::mem::replace(&mut self.answer, Answer::Done) {
             Answer::Done => {}
             Answer::Head(_) => self.respond.send_reset(Reason::INTERNAL_ERROR),
-            Answer::Body(body) => body.finish(),
+            Answer::Body(body) => body.finish(Reason::INTERNAL_ERROR),
         }
     }
 

@@ -98,6 +98,7 @@ pub(super) async fn serve<S: IntoDuplex>(
     let guard = flood::Guard {
         budget,
         seen: &seen,
+        written: crate::http2::frames::FrameReader::after(0),
     };
     let Some(io) = PollDuplex::new(&duplex, ahead, guard) else {
         return close(Http2Close::ControlFlood);
@@ -168,6 +169,11 @@ pub(super) async fn serve<S: IntoDuplex>(
         tracing::debug!(peer = %addresses.0, ?frame, "HTTP/2 control-frame flood");
     }
     close(how);
+    let mut observers = worker.observers.borrow_mut();
+    for code in flood::ResetCode::ALL {
+        let sent = seen.resets_sent[code as usize].get();
+        observers.metrics.http2_resets.add(code, sent);
+    }
 }
 
 /// How a connection that failed with `e` ended. The codec does not say which of its
