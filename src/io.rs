@@ -9,9 +9,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::BufResult;
 
 use crate::deadline;
 
@@ -229,4 +230,59 @@ pub fn send_now(fd: std::os::fd::RawFd, buf: &[u8]) -> std::io::Result<usize> {
         }
     }
     Ok(done)
+}
+
+/// A stream whose reads fill a slice and whose writes take one (a TLS session, an HTTP/2
+/// stream): monoio's owned-buffer reads and writes follow from these two through
+/// [`rent_read`], [`rent_readv`], [`rent_write`] and [`rent_writev`].
+pub trait SliceIo {
+    fn read_into(&mut self, dst: &mut [u8]) -> impl Future<Output = std::io::Result<usize>>;
+    fn write_from(&mut self, src: &[u8]) -> impl Future<Output = std::io::Result<usize>>;
+}
+
+/// `AsyncReadRent::read` for a [`SliceIo`].
+pub async fn rent_read<S: SliceIo, T: IoBufMut>(stream: &mut S, mut buf: T) -> BufResult<usize, T> {
+    // SAFETY: the buffer's spare room, as monoio's own reads use it; only the bytes written
+    // are marked initialised.
+    let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
+    let result = stream.read_into(dst).await;
+    if let Ok(n) = result {
+        unsafe { buf.set_init(n) };
+    }
+    (result, buf)
+}
+
+/// `AsyncReadRent::readv` for a [`SliceIo`]: the first non-empty slice is filled.
+pub async fn rent_readv<S: SliceIo, T: IoVecBufMut>(
+    stream: &mut S,
+    mut buf: T,
+) -> BufResult<usize, T> {
+    // SAFETY: the first non-empty slice of the vector, filled like `rent_read`'s buffer.
+    let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
+        Some(raw) => match rent_read(stream, raw).await.0 {
+            Ok(n) => n,
+            Err(e) => return (Err(e), buf),
+        },
+        None => 0,
+    };
+    unsafe { buf.set_init(n) };
+    (Ok(n), buf)
+}
+
+/// `AsyncWriteRent::write` for a [`SliceIo`].
+pub async fn rent_write<S: SliceIo, T: IoBuf>(stream: &mut S, buf: T) -> BufResult<usize, T> {
+    // SAFETY: the buffer's initialised bytes, read while we own it.
+    let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+    let result = stream.write_from(src).await;
+    (result, buf)
+}
+
+/// `AsyncWriteRent::writev` for a [`SliceIo`]: the first non-empty slice is written.
+pub async fn rent_writev<S: SliceIo, T: IoVecBuf>(stream: &mut S, buf: T) -> BufResult<usize, T> {
+    // SAFETY: the first non-empty slice of the vector, read while we own it.
+    let result = match unsafe { RawBuf::new_from_iovec(&buf) } {
+        Some(raw) => rent_write(stream, raw).await.0,
+        None => Ok(0),
+    };
+    (result, buf)
 }

@@ -12,7 +12,7 @@ use http::header::{HeaderName, HeaderValue, COOKIE, HOST};
 use http::{HeaderMap, Method};
 
 use crate::http1::headers::{is_hop_by_hop, is_nominated};
-use crate::http1::{RequestHead, ResponseHead};
+use crate::http1::{HeaderSpan, RequestHead, ResponseHead};
 
 /// How the body of a rendered request head is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,15 @@ pub fn request_head(
     Ok(body)
 }
 
+/// The values of a head's Connection fields: the fields they name are hop-by-hop too.
+fn connection_values<'a>(raw: &'a [u8], headers: &[HeaderSpan]) -> Vec<&'a [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name(raw).eq_ignore_ascii_case(b"connection"))
+        .map(|h| h.value(raw))
+        .collect()
+}
+
 fn line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(name);
     out.put_slice(b": ");
@@ -110,12 +119,7 @@ fn line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 /// The HTTP/2 response for an HTTP/1.1 head the connection loop wrote: its status and its
 /// fields but the connection-specific ones (Content-Length stays: it is end-to-end).
 pub fn response_head(raw: &[u8], head: &ResponseHead) -> http::Response<()> {
-    let connection: Vec<&[u8]> = head
-        .headers
-        .iter()
-        .filter(|h| h.name(raw).eq_ignore_ascii_case(b"connection"))
-        .map(|h| h.value(raw))
-        .collect();
+    let connection = connection_values(raw, &head.headers);
     let mut response = http::Response::new(());
     *response.status_mut() =
         http::StatusCode::from_u16(head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
@@ -139,12 +143,7 @@ pub fn upstream_request(
     head: &RequestHead,
     scheme: &'static str,
 ) -> Result<http::Request<()>, http::Error> {
-    let connection: Vec<&[u8]> = head
-        .headers
-        .iter()
-        .filter(|h| h.name(raw).eq_ignore_ascii_case(b"connection"))
-        .map(|h| h.value(raw))
-        .collect();
+    let connection = connection_values(raw, &head.headers);
     let authority = head.authority(raw).unwrap_or(b"localhost");
     let mut uri = Vec::with_capacity(scheme.len() + 3 + authority.len() + 64);
     uri.extend_from_slice(scheme.as_bytes());

@@ -203,12 +203,7 @@ impl FrameBudget {
 mod tests {
     use super::*;
 
-    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let len = (payload.len() as u32).to_be_bytes();
-        let mut out = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 1];
-        out.extend_from_slice(payload);
-        out
-    }
+    use crate::http2::frames::frame;
 
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

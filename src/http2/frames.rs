@@ -99,16 +99,18 @@ impl FrameReader {
     }
 }
 
+/// A frame on stream 1, for tests.
+#[cfg(test)]
+pub fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 1];
+    out.extend_from_slice(payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let len = (payload.len() as u32).to_be_bytes();
-        let mut out = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 1];
-        out.extend_from_slice(payload);
-        out
-    }
 
     #[test]
     fn headers_and_reset_codes_in_any_split() {

@@ -13,14 +13,17 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::{ConnectionCommon, SideData};
 
 use crate::deadline;
-use crate::io::{give_back, take_buffer, CloseNotify, WaitReadable, BUFFER_BYTES};
+use crate::io::{
+    give_back, rent_read, rent_readv, rent_write, rent_writev, take_buffer, CloseNotify, SliceIo,
+    WaitReadable, BUFFER_BYTES,
+};
 
 mod duplex;
 pub use duplex::TlsDuplex;
@@ -235,33 +238,34 @@ enum Received {
     Tls(rustls::Error),
 }
 
+impl<C, D> SliceIo for TlsStream<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    fn read_into(
+        &mut self,
+        dst: &mut [u8],
+    ) -> impl std::future::Future<Output = io::Result<usize>> {
+        TlsStream::read_into(self, dst)
+    }
+
+    fn write_from(&mut self, src: &[u8]) -> impl std::future::Future<Output = io::Result<usize>> {
+        TlsStream::write_from(self, src)
+    }
+}
+
 impl<C, D> AsyncReadRent for TlsStream<C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<D>>,
     D: SideData,
 {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the buffer's spare room, as monoio's own reads use it; only the bytes
-        // written are marked initialised.
-        let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-        let result = self.read_into(dst).await;
-        if let Ok(n) = result {
-            unsafe { buf.set_init(n) };
-        }
-        (result, buf)
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        rent_read(self, buf).await
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the first non-empty slice of the vector, filled like `read`'s buffer.
-        let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-            Some(raw) => match self.read(raw).await.0 {
-                Ok(n) => n,
-                Err(e) => return (Err(e), buf),
-            },
-            None => 0,
-        };
-        unsafe { buf.set_init(n) };
-        (Ok(n), buf)
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        rent_readv(self, buf).await
     }
 }
 
@@ -271,19 +275,11 @@ where
     D: SideData,
 {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the buffer's initialised bytes, read while we own it.
-        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let result = self.write_from(src).await;
-        (result, buf)
+        rent_write(self, buf).await
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the first non-empty slice of the vector, read while we own it.
-        let result = match unsafe { RawBuf::new_from_iovec(&buf) } {
-            Some(raw) => self.write(raw).await.0,
-            None => Ok(0),
-        };
-        (result, buf)
+        rent_writev(self, buf).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {

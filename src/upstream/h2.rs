@@ -166,7 +166,7 @@ impl H2Stream {
     }
 
     /// Takes bytes of the HTTP/1.1 request.
-    pub async fn take(&mut self, data: &[u8]) -> io::Result<()> {
+    async fn take(&mut self, data: &[u8]) -> io::Result<()> {
         let head = match &mut self.request {
             Request::Sent => return Ok(()),
             Request::Body(body) => {
@@ -205,7 +205,7 @@ impl H2Stream {
     }
 
     /// Copies response bytes (HTTP/1.1 head, then body) into `dst`.
-    pub async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+    async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         if let Response::Waiting(future) = &mut self.response {
             let response = future.await.map_err(h2_error)?;
             let (parts, body) = response.into_parts();
@@ -247,6 +247,16 @@ impl H2Stream {
         if let Request::Body(body) = std::mem::replace(&mut self.request, Request::Sent) {
             body.finish(h2::Reason::CANCEL);
         }
+    }
+}
+
+impl crate::io::SliceIo for H2Stream {
+    async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        H2Stream::read_into(self, dst).await
+    }
+
+    async fn write_from(&mut self, src: &[u8]) -> io::Result<usize> {
+        self.take(src).await.map(|()| src.len())
     }
 }
 

@@ -10,7 +10,7 @@
 use std::os::fd::AsRawFd;
 
 use bytes::BytesMut;
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
@@ -19,7 +19,7 @@ use rustls::ClientConnection;
 use super::config::Endpoint;
 use super::h2::H2Stream;
 use super::tls::UpstreamTls;
-use crate::io::{Duplex, IntoDuplex, TcpDuplex};
+use crate::io::{rent_read, rent_readv, rent_write, rent_writev, Duplex, IntoDuplex, TcpDuplex};
 use crate::tls::{HandshakeError, TlsDuplex, TlsStream};
 
 /// An open connection to an upstream endpoint.
@@ -112,40 +112,19 @@ fn is_socket_quiet(stream: &TcpStream) -> bool {
 }
 
 impl AsyncReadRent for UpstreamStream {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             UpstreamStream::Plain(tcp) => tcp.read(buf).await,
             UpstreamStream::Tls(tls) => tls.read(buf).await,
-            UpstreamStream::H2(h2) => {
-                // SAFETY: the buffer's spare room, as monoio's own reads use it; only the
-                // bytes written are marked initialised.
-                let dst =
-                    unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-                let result = h2.read_into(dst).await;
-                if let Ok(n) = result {
-                    unsafe { buf.set_init(n) };
-                }
-                (result, buf)
-            }
+            UpstreamStream::H2(h2) => rent_read(&mut **h2, buf).await,
         }
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             UpstreamStream::Plain(tcp) => tcp.readv(buf).await,
             UpstreamStream::Tls(tls) => tls.readv(buf).await,
-            UpstreamStream::H2(_) => {
-                // SAFETY: the first non-empty slice of the vector, filled like `read`'s.
-                let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-                    Some(raw) => match self.read(raw).await.0 {
-                        Ok(n) => n,
-                        Err(e) => return (Err(e), buf),
-                    },
-                    None => 0,
-                };
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
-            }
+            UpstreamStream::H2(h2) => rent_readv(&mut **h2, buf).await,
         }
     }
 }
@@ -155,12 +134,7 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => tcp.write(buf).await,
             UpstreamStream::Tls(tls) => tls.write(buf).await,
-            UpstreamStream::H2(h2) => {
-                // SAFETY: the buffer's initialised bytes, read while we own it.
-                let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-                let result = h2.take(src).await.map(|()| src.len());
-                (result, buf)
-            }
+            UpstreamStream::H2(h2) => rent_write(&mut **h2, buf).await,
         }
     }
 
@@ -168,14 +142,7 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(tcp) => tcp.writev(buf).await,
             UpstreamStream::Tls(tls) => tls.writev(buf).await,
-            UpstreamStream::H2(_) => {
-                // SAFETY: the first non-empty slice of the vector, read while we own it.
-                let result = match unsafe { RawBuf::new_from_iovec(&buf) } {
-                    Some(raw) => self.write(raw).await.0,
-                    None => Ok(0),
-                };
-                (result, buf)
-            }
+            UpstreamStream::H2(h2) => rent_writev(&mut **h2, buf).await,
         }
     }
 

@@ -9,7 +9,7 @@ use std::io;
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::BufResult;
 
@@ -18,7 +18,7 @@ use crate::http1::{find_head_end, BodyFraming};
 use crate::http2::body::{h2_error, invalid, Inbound, Outbound};
 use crate::http2::convert::{self, RequestBody};
 use crate::http2::StreamBody;
-use crate::io::{Duplex, IntoDuplex};
+use crate::io::{rent_read, rent_readv, rent_write, rent_writev, Duplex, IntoDuplex, SliceIo};
 
 pub struct Exchange {
     /// The request body; `None` once taken to go to an HTTP/2 upstream directly.
@@ -129,50 +129,36 @@ impl Exchange {
     }
 }
 
-impl AsyncReadRent for Exchange {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the buffer's spare room, as monoio's own reads use it; only the bytes
-        // written are marked initialised.
-        let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-        let result = match self.request.as_mut() {
+impl SliceIo for Exchange {
+    async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        match self.request.as_mut() {
             Some(body) => body.read_into(dst).await,
             None => Ok(0),
-        };
-        if let Ok(n) = result {
-            unsafe { buf.set_init(n) };
         }
-        (result, buf)
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the first non-empty slice of the vector, filled like `read`'s buffer.
-        let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-            Some(raw) => match self.read(raw).await.0 {
-                Ok(n) => n,
-                Err(e) => return (Err(e), buf),
-            },
-            None => 0,
-        };
-        unsafe { buf.set_init(n) };
-        (Ok(n), buf)
+    async fn write_from(&mut self, src: &[u8]) -> io::Result<usize> {
+        self.take(src).await.map(|()| src.len())
+    }
+}
+
+impl AsyncReadRent for Exchange {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        rent_read(self, buf).await
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        rent_readv(self, buf).await
     }
 }
 
 impl AsyncWriteRent for Exchange {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the buffer's initialised bytes, read while we own it.
-        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let result = self.take(src).await.map(|()| src.len());
-        (result, buf)
+        rent_write(self, buf).await
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the first non-empty slice of the vector, read while we own it.
-        let result = match unsafe { RawBuf::new_from_iovec(&buf) } {
-            Some(raw) => self.write(raw).await.0,
-            None => Ok(0),
-        };
-        (result, buf)
+        rent_writev(self, buf).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
