@@ -38,6 +38,8 @@ impl Inspect for () {
 
 /// Bytes read from the socket at a time.
 const READ_BYTES: usize = 16 * 1024;
+/// A send buffer up to this size is kept for the next one.
+const KEPT_SPARE_BYTES: usize = 16 * 1024;
 /// Bytes staged for writing before the codec has to wait for the socket.
 const MAX_STAGED: usize = 64 * 1024;
 
@@ -85,8 +87,12 @@ impl<'a, D: Duplex, I: Inspect> PollDuplex<'a, D, I> {
         if let Some(op) = self.sending.as_mut() {
             let (result, mut buf) = ready!(op.as_mut().poll(cx));
             self.sending = None;
-            buf.clear();
-            self.spare = buf;
+            // Kept for the next staging unless a burst grew it: an idle connection should
+            // not hold a large buffer.
+            if buf.capacity() <= KEPT_SPARE_BYTES {
+                buf.clear();
+                self.spare = buf;
+            }
             result?;
         }
         Poll::Ready(Ok(()))
