@@ -563,7 +563,8 @@ fn an_http2_upstream_over_tls_is_reached_by_alpn() {
     let front = Strait::start(&grpc_config(
         &format!(
             "endpoints = [\"127.0.0.1:{port}\"]\nhttp2 = true\n\
-             tls = {{ ca = {ca_file:?}, server_name = \"localhost\" }}"
+             tls = {{ ca = {ca_file:?}, server_name = \"localhost\" }}\n\
+             pool = {{ idle_timeout = \"1s\" }}"
         ),
         "",
     ));
@@ -578,13 +579,18 @@ fn an_http2_upstream_over_tls_is_reached_by_alpn() {
         assert!(h2.starts_with("HTTP/2 200"), "{h2}");
         assert!(h2.ends_with("from the h2 origin"), "{h2}");
     }
-    // The origin saw HTTP/2 requests.
+    // The origin served them as HTTP/2, on a connection the front lets go once no stream
+    // started on it for the pool's idle timeout.
     let series = "strait_http2_connections_closed_total{reason=\"client\"}";
     assert_eq!(metric_value(&origin.metrics(), series), Some(0.0));
-    drop(front);
-    common::wait_until("the origin to see the front's connection close", || {
+    common::wait_until("the front to close its idle HTTP/2 connection", || {
         metric_value(&origin.metrics(), series).unwrap_or(0.0) >= 1.0
     });
+    let again = curl(&[
+        "--http2-prior-knowledge",
+        &format!("http://{}/z", front.addr),
+    ]);
+    assert!(again.ends_with("from the h2 origin"), "{again}");
 }
 
 /// h2spec's sections, covered with raw frames (`h2_peer.py conformance`; h2spec itself is

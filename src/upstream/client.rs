@@ -505,8 +505,16 @@ impl<S: Snapshot> Client<'_, S> {
                 return Err(TryError::Refused(ProxyError::NoEndpoint));
             };
             let pool = &mut state.endpoints[endpoint].pool;
-            match pool.h2.as_ref().filter(|c| !fresh_only && !c.is_gone()) {
-                Some(conn) => (conn.clone(), true),
+            let now = Instant::now();
+            match pool
+                .h2
+                .as_mut()
+                .filter(|(c, _)| !fresh_only && !c.is_gone())
+            {
+                Some((conn, used)) => {
+                    *used = now;
+                    (conn.clone(), true)
+                }
                 None => {
                     let target = config.endpoints[endpoint].clone();
                     let tls = config.tls.clone();
@@ -523,7 +531,7 @@ impl<S: Snapshot> Client<'_, S> {
                         }
                     };
                     let conn = H2Connection::start(open);
-                    pool.h2 = Some(conn.clone());
+                    pool.h2 = Some((conn.clone(), now));
                     (conn, false)
                 }
             }

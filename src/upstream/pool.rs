@@ -39,8 +39,8 @@ pub struct EndpointPool {
     config: PoolConfig,
     idle: VecDeque<(UpstreamConn, Instant)>,
     /// The shared connection of an HTTP/2 upstream (`h2.rs`), whose streams are never
-    /// pooled: each request opens one.
-    pub h2: Option<std::rc::Rc<super::h2::H2Connection>>,
+    /// pooled: each request opens one. With when a stream last started on it.
+    pub h2: Option<(std::rc::Rc<super::h2::H2Connection>, Instant)>,
 }
 
 impl EndpointPool {
@@ -100,6 +100,13 @@ impl EndpointPool {
     /// Closes connections idle past the timeout; run periodically so that idle sockets do
     /// not outlive their usefulness on quiet workers.
     pub fn evict_expired(&mut self, now: Instant) {
+        // An HTTP/2 connection no stream started on for the idle timeout is let go: it
+        // closes once the streams still on it end.
+        if let Some((_, used)) = &self.h2 {
+            if now.saturating_duration_since(*used) > self.config.idle_timeout {
+                self.h2 = None;
+            }
+        }
         while let Some((_, since)) = self.idle.front() {
             if now.saturating_duration_since(*since) <= self.config.idle_timeout {
                 break;
