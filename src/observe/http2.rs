@@ -69,7 +69,7 @@ impl Http2Closes {
 }
 
 /// One worker's streams reset by Strait, by the RST_STREAM's code, indexed like
-/// [`ResetCode::ALL`]: counted when their connection ends.
+/// [`ResetCode::ALL`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Http2Resets([u64; 5]);
 
@@ -85,7 +85,7 @@ pub fn render(out: &mut String, workers: &[(Http2Closes, Http2Resets)]) {
     let name = "strait_http2_streams_reset_total";
     let _ = writeln!(
         out,
-        "# HELP {name} HTTP/2 streams Strait reset, by error code (counted as their connection ends).\n# TYPE {name} counter"
+        "# HELP {name} HTTP/2 streams Strait reset, by error code.\n# TYPE {name} counter"
     );
     for code in ResetCode::ALL {
         let sum: u64 = workers.iter().map(|w| w.1 .0[code as usize]).sum();

@@ -1318,7 +1318,7 @@ strait_http2_connections_closed_total{reason=\"abuse\"} 0
 strait_http2_connections_closed_total{reason=\"control_flood\"} 0
 strait_http2_connections_closed_total{reason=\"protocol_error\"} 0
 strait_http2_connections_closed_total{reason=\"io_error\"} 0
-# HELP strait_http2_streams_reset_total HTTP/2 streams Strait reset, by error code (counted as their connection ends).
+# HELP strait_http2_streams_reset_total HTTP/2 streams Strait reset, by error code.
 # TYPE strait_http2_streams_reset_total counter
 strait_http2_streams_reset_total{code=\"refused_stream\"} 0
 strait_http2_streams_reset_total{code=\"cancel\"} 0

@@ -135,6 +135,7 @@ pub(super) async fn serve<S: IntoDuplex>(
                 }
             }
             let next = conn.poll_accept(cx);
+            count_resets(&seen, &worker);
             if next.is_pending()
                 && seen.flood.get().is_some()
                 && ending != Some(Http2Close::ControlFlood)
@@ -169,10 +170,17 @@ pub(super) async fn serve<S: IntoDuplex>(
         tracing::debug!(peer = %addresses.0, ?frame, "HTTP/2 control-frame flood");
     }
     close(how);
-    let mut observers = worker.observers.borrow_mut();
+    count_resets(&seen, &worker);
+}
+
+/// Moves the resets the connection sent since the last call into the worker's metrics.
+fn count_resets(seen: &flood::Seen, worker: &Worker) {
     for code in flood::ResetCode::ALL {
-        let sent = seen.resets_sent[code as usize].get();
-        observers.metrics.http2_resets.add(code, sent);
+        let sent = seen.resets_sent[code as usize].take();
+        if sent > 0 {
+            let mut observers = worker.observers.borrow_mut();
+            observers.metrics.http2_resets.add(code, sent);
+        }
     }
 }
 
