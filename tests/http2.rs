@@ -107,8 +107,8 @@ fn request_bodies_without_a_length_stream_through_chunked() {
     let upstream = Upstream::echo();
     let strait = Strait::start(&h2c_config(upstream.addr, "", ""));
     // python-h2 sends no content-length: the upstream gets the body chunked, whole. One
-    // after the other: concurrent uploads and downloads past the client's window can stall
-    // in the h2 crate (hyperium/h2#853, docs/configuration.md).
+    // after the other: concurrent uploads and downloads past this client's window can
+    // stall (docs/configuration.md, "Known issue").
     let report = peer("uploads", strait.addr, &["/api/upload", "3", "300000"]);
     for i in 0..3 {
         let s = stream(&report, i);
