@@ -64,22 +64,20 @@ pub struct PollDuplex<'a, D: Duplex, I: Inspect> {
 impl<'a, D: Duplex, I: Inspect> PollDuplex<'a, D, I> {
     /// `unread`: bytes already read from the connection. `None` when `inspect` refuses
     /// them.
-    pub fn new(duplex: &'a D, unread: BytesMut, inspect: I) -> Option<Self> {
-        let mut io = PollDuplex {
+    pub fn new(duplex: &'a D, unread: BytesMut, mut inspect: I) -> Option<Self> {
+        if !inspect.inbound(&unread) {
+            return None;
+        }
+        Some(PollDuplex {
             duplex,
-            unread: BytesMut::new(),
+            unread,
             reading: None,
             staged: BytesMut::new(),
             sending: None,
             spare: BytesMut::new(),
             inspect,
             stopped: false,
-        };
-        if !io.inspect.inbound(&unread) {
-            return None;
-        }
-        io.unread = unread;
-        Some(io)
+        })
     }
 
     /// Drives the send in flight, if any, to its end.

@@ -773,12 +773,13 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         version: Version,
         keep_alive: bool,
     ) -> bool {
-        let response = if self.grpc {
-            error.grpc_response()
+        // A gRPC client gets its status in gRPC's form, on an HTTP 200.
+        let (response, status) = if self.grpc {
+            (error.grpc_response(), 200)
         } else {
-            error.response()
+            (error.response(), error.status())
         };
-        self.rec.status = if self.grpc { 200 } else { error.status() };
+        self.rec.status = status;
         let mut out = std::mem::take(&mut self.out);
         out.extend_from_slice(&response.head);
         for line in lines {

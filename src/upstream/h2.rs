@@ -167,26 +167,35 @@ impl H2Stream {
 
     /// Takes bytes of the HTTP/1.1 request.
     async fn take(&mut self, data: &[u8]) -> io::Result<()> {
-        let head = match &mut self.request {
-            Request::Sent => return Ok(()),
-            Request::Body(body) => {
-                if body.take(data).await? {
-                    self.request = Request::Sent;
-                }
-                return Ok(());
-            }
-            Request::Head(head) => head,
+        let Request::Head(partial) = &mut self.request else {
+            return self.body(data).await;
         };
-        let seen = head.len();
-        head.extend_from_slice(data);
-        let Some(end) = find_head_end(head, seen) else {
+        // The head (and a small body with it) comes in one write: parsed where it is. A
+        // head split across writes is gathered first.
+        if partial.is_empty() {
+            let Some(end) = find_head_end(data, 0) else {
+                partial.extend_from_slice(data);
+                return Ok(());
+            };
+            self.send_head(&data[..end]).await?;
+            return self.body(&data[end..]).await;
+        }
+        let seen = partial.len();
+        partial.extend_from_slice(data);
+        let Some(end) = find_head_end(partial, seen) else {
             return Ok(());
         };
-        let raw = head.split_to(end).freeze();
-        let rest = std::mem::take(head);
-        let parsed = parse_request_head(&raw, &HEAD_LIMITS).map_err(invalid)?;
+        let raw = partial.split_to(end);
+        let rest = std::mem::take(partial);
+        self.send_head(&raw).await?;
+        self.body(&rest).await
+    }
+
+    /// Sends the request's HEADERS (with END_STREAM when it has no body).
+    async fn send_head(&mut self, raw: &[u8]) -> io::Result<()> {
+        let parsed = parse_request_head(raw, &HEAD_LIMITS).map_err(invalid)?;
         self.is_head = parsed.method == crate::http1::request::Method::Head;
-        let request = convert::upstream_request(&raw, &parsed, self.scheme).map_err(invalid)?;
+        let request = convert::upstream_request(raw, &parsed, self.scheme).map_err(invalid)?;
         let ended = parsed.framing == BodyFraming::Length(0);
         poll_fn(|cx| self.send.poll_ready(cx))
             .await
@@ -198,8 +207,15 @@ impl H2Stream {
         } else {
             Request::Body(Outbound::new(stream, parsed.framing))
         };
-        if !rest.is_empty() {
-            return Box::pin(self.take(&rest)).await;
+        Ok(())
+    }
+
+    /// Takes bytes of the request body, once its head went.
+    async fn body(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Request::Body(body) = &mut self.request {
+            if body.take(data).await? {
+                self.request = Request::Sent;
+            }
         }
         Ok(())
     }
@@ -212,7 +228,7 @@ impl H2Stream {
             let mut head = BytesMut::with_capacity(256);
             let ended = body.is_end_stream();
             let chunked = convert::http1_response_head(&parts, ended, self.is_head, &mut head);
-            let body = (!ended || chunked).then(|| Inbound::new(body, chunked));
+            let body = (!ended).then(|| Inbound::new(body, chunked));
             self.response = Response::Body(head.freeze(), body);
         }
         match &mut self.response {
