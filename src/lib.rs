@@ -6,6 +6,7 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod control;
 pub mod cors;

@@ -1,0 +1,1 @@
+//! RFC 9111 rules of a shared cache (being written).

@@ -1,0 +1,1 @@
+//! The bounded store behind a named cache (being written).
