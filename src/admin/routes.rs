@@ -328,8 +328,29 @@ fn metrics(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
         version: env!("CARGO_PKG_VERSION"),
         redis: control.cluster().stats(),
         certificates: certificate_expiry(&control.current()),
+        caches: cache_sizes(&control.current()),
     };
     Reply::text(200, CONTENT_TYPE, render(&snapshots, &process))
+}
+
+/// The sizes of `config`'s caches, read from their stores.
+fn cache_sizes(config: &Config) -> Vec<crate::observe::cache::StoreSize> {
+    let mut sizes: Vec<_> = config
+        .caches
+        .iter()
+        .map(|cache| {
+            let stats = cache.store.stats();
+            crate::observe::cache::StoreSize {
+                cache: cache.name.clone(),
+                objects: stats.objects,
+                bytes: stats.bytes,
+                capacity: stats.capacity,
+                evictions: stats.evictions,
+            }
+        })
+        .collect();
+    sizes.sort_by(|a, b| a.cache.cmp(&b.cache));
+    sizes
 }
 
 /// The certificates `config` serves, once per listener address, file and first name (a

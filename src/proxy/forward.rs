@@ -51,6 +51,9 @@ enum Relayed {
     Done(bool),
     /// The upstream switched protocols and the 101 went out: the tunnel starts.
     Upgraded,
+    /// The route's cache answers from its store instead (a 304 refreshed the stored
+    /// answer, or a 5xx lets a stale one out): nothing was sent yet.
+    FromStore,
 }
 
 /// Where the request stands when the upstream exchange fails.
@@ -82,6 +85,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
     ) -> bool {
         let keep_alive = match self.exchange(config, action, &raw, &head).await {
             Ok(keep_alive) => keep_alive,
+            Err(Failure::Answer(error)) if super::cache::stale_on_error(&mut self.ctx, error) => {
+                self.answer_stored(&raw, &head).await
+            }
             Err(Failure::Answer(error)) => {
                 // The request body may be half read: the connection cannot continue.
                 let _ = self.answer_error(error, &[], head.version, false).await;
@@ -193,12 +199,20 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         self.rec.pool_hit = Some(response.conn.reused);
         // Dropped on failure: the connection closes and the request stops counting.
         match self
-            .relay_response(config, head, upgrade, &mut response)
+            .relay_response(config, (raw, head), upgrade, &mut response)
             .await?
         {
             Relayed::Done(keep_alive) => {
                 response.finish();
                 Ok(keep_alive)
+            }
+            Relayed::FromStore => {
+                // A 304 has no body: its connection goes back to the pool. Another
+                // answer's body is not read; its connection closes.
+                if response.head.status == 304 {
+                    response.finish();
+                }
+                Ok(self.answer_stored(raw, head).await)
             }
             Relayed::Upgraded => {
                 // The upstream connection is the tunnel's, and closes with it.
@@ -250,7 +264,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
     async fn relay_response(
         &mut self,
         config: &Config,
-        request: &RequestHead,
+        (request_raw, request): (&[u8], &RequestHead),
         upgrade: bool,
         response: &mut Response<'_>,
     ) -> Result<Relayed, Failure> {
@@ -282,6 +296,11 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
                     .map_err(Failure::Answer)?;
         }
         let (raw, head) = (&response.raw, &response.head);
+        if let super::cache::HeadAction::ServeStored =
+            super::cache::on_head(&mut self.ctx, (request_raw, request), raw, head)
+        {
+            return Ok(Relayed::FromStore);
+        }
         let is_http11 = request.version == Version::Http11;
         let mut client_keep_alive = request.keep_alive && !self.worker.drain.is_started();
         let (encode, body) = match head.framing {
@@ -348,6 +367,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             Ok((out, payload)) => {
                 self.out = out;
                 self.rec.bytes_out += payload;
+                super::cache::on_complete(&mut self.ctx, (request_raw, request));
             }
             Err(_) => {
                 self.rec.outcome = Outcome::Aborted;
