@@ -365,6 +365,8 @@ fn write_json(
     out.extend_from_slice(outcome_name(rec.outcome).as_bytes());
     out.extend_from_slice(b"\",\"retries\":");
     write_u64(out, u64::from(rec.retries));
+    out.extend_from_slice(b",\"cache\":");
+    json_opt(out, rec.cache.as_ref().map(|(_, o)| o.as_str().as_bytes()));
     match &rec.tls {
         Some(tls) => {
             out.extend_from_slice(b",\"tls_version\":");
@@ -415,6 +417,10 @@ fn write_combined(out: &mut Vec<u8>, time: &mut SecondText, rec: &RequestRecord,
     }
     out.extend_from_slice(b" rid=");
     nginx_escaped_or_dash(out, &rec.request_id);
+    if let Some((_, outcome)) = &rec.cache {
+        out.extend_from_slice(b" cache=");
+        out.extend_from_slice(outcome.as_str().as_bytes());
+    }
     out.push(b'\n');
 }
 
@@ -882,7 +888,7 @@ mod tests {
             r#""bytes_out":512,"duration_ms":12.345,"upstream_ms":10.250,"route":"users","#,
             r#""upstream":"app","endpoint":"10.0.0.7:8080","request_id":"abc-123","#,
             r#""user_agent":"curl/8.5.0","referer":null,"host":"api.example.com","#,
-            r#""outcome":"answered","retries":1,"tls_version":null,"tls_cipher":null,"#,
+            r#""outcome":"answered","retries":1,"cache":null,"tls_version":null,"tls_cipher":null,"#,
             r#""tls_sni":null,"tls_resumed":null}"#,
             "\n"
         );
