@@ -417,10 +417,6 @@ fn write_combined(out: &mut Vec<u8>, time: &mut SecondText, rec: &RequestRecord,
     }
     out.extend_from_slice(b" rid=");
     nginx_escaped_or_dash(out, &rec.request_id);
-    if let Some((_, outcome)) = &rec.cache {
-        out.extend_from_slice(b" cache=");
-        out.extend_from_slice(outcome.as_str().as_bytes());
-    }
     out.push(b'\n');
 }
 

@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::pipeline::{Flow, LocalAnswer, Request, RequestCtx, UpstreamEdits};
+use super::refresh::Refresh;
 use super::ClientConn;
 use crate::cache::config::{CacheConfig, RouteCache};
 use crate::cache::key::{self, Key};
@@ -44,7 +45,7 @@ const FILL_POLL: Duration = Duration::from_millis(2);
 
 /// Request headers that make a request's answer depend on more than the stored response:
 /// a miss carrying one is passed on as it is and not stored.
-const CONDITIONAL_HEADERS: [&[u8]; 5] = [
+pub(super) const CONDITIONAL_HEADERS: [&[u8]; 5] = [
     b"if-none-match",
     b"if-modified-since",
     b"if-match",
@@ -80,8 +81,7 @@ pub struct Serve {
 
 /// A request forwarded by a caching route.
 pub struct Forward {
-    cache: Arc<CacheConfig>,
-    key: Key,
+    target: Target,
     /// Held while this request fills its key: requests for the same key wait for it.
     _fill: Option<FillGuard<Object>>,
     /// The stored answer being revalidated.
@@ -92,8 +92,6 @@ pub struct Forward {
     store_set_cookie: bool,
     request_cc: CacheControl,
     honour_client: bool,
-    /// When the request left, for the stored answer's age (RFC 9111 §4.2.3).
-    request_time: u64,
     /// RFC 9211's `fwd` parameter: why the request went upstream.
     fwd: &'static str,
     outcome: CacheOutcome,
@@ -117,7 +115,7 @@ pub enum HeadAction {
     ServeStored,
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -205,13 +203,25 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
                             &format!("hit; ttl={ttl}"),
                         );
                     }
-                    // Served stale within stale-while-revalidate; the next request after
-                    // it ends revalidates (RFC 5861 §3 allows either).
-                    Usable::StaleWhileRevalidate if store.is_filling(&fill_key) => {
-                        let params = "fwd=stale; detail=stale-while-revalidate";
-                        return serve(conn, &rc.cache, value, CacheOutcome::Stale, params);
+                    // Served stale at once, revalidated in the background (unless a
+                    // revalidation runs already).
+                    Usable::StaleWhileRevalidate => {
+                        if head.method == Method::Get {
+                            if let Some(fill) = store.begin_fill(&fill_key) {
+                                spawn_refresh(
+                                    conn,
+                                    req,
+                                    (&rc.cache, key.clone()),
+                                    value.clone(),
+                                    fill,
+                                );
+                            }
+                        }
+                        let ttl = value.freshness.lifetime as i64 - value.freshness.age(now) as i64;
+                        let params = format!("hit; ttl={ttl}; detail=stale-while-revalidate");
+                        return serve(conn, &rc.cache, value, CacheOutcome::Stale, &params);
                     }
-                    Usable::StaleWhileRevalidate | Usable::Revalidate => {}
+                    Usable::Revalidate => {}
                 }
                 let fwd = if request_cc.no_cache || request_cc.max_age == Some(0) {
                     "request"
@@ -273,6 +283,44 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
     }
 }
 
+/// Starts the background revalidation of `stale` (see `refresh.rs`).
+fn spawn_refresh<S>(
+    conn: &ClientConn<S>,
+    req: &Request<'_, '_>,
+    (cache, key): (&Arc<CacheConfig>, Key),
+    stale: Arc<Object>,
+    fill: FillGuard<Object>,
+) {
+    let edits = super::pipeline::upstream_edits(req.config, &conn.ctx);
+    let refresh = Refresh {
+        config: req.config.clone(),
+        route: req.index,
+        raw: Bytes::copy_from_slice(req.raw),
+        head: req.head.clone(),
+        peer_text: conn.peer_text.clone(),
+        scheme: if conn.ctx.tls.is_some() {
+            b"https"
+        } else {
+            b"http"
+        },
+        request_id: conn.rec.request_id.clone(),
+        drop: edits.drop.iter().map(|name| Box::from(*name)).collect(),
+        set: edits
+            .set
+            .iter()
+            .map(|(name, value)| (Box::from(*name), Box::from(*value)))
+            .collect(),
+        target: Target {
+            cache: cache.clone(),
+            key,
+            request_time: unix_now(),
+        },
+        stale,
+        fill,
+    };
+    monoio::spawn(refresh.run(conn.worker.clone()));
+}
+
 impl Forward {
     fn new(
         rc: &RouteCache,
@@ -288,15 +336,17 @@ impl Forward {
             CacheOutcome::Miss
         };
         Forward {
-            cache: rc.cache.clone(),
-            key,
+            target: Target {
+                cache: rc.cache.clone(),
+                key,
+                request_time: unix_now(),
+            },
             _fill: fill,
             stale,
             may_store: true,
             store_set_cookie: rc.store_set_cookie,
             request_cc: request_cc.clone(),
             honour_client: rc.honour_client,
-            request_time: unix_now(),
             fwd,
             outcome,
             storing: None,
@@ -412,7 +462,7 @@ pub(super) fn on_head(
 fn serve_instead(ctx: &mut RequestCtx) {
     if let CacheState::Forward(forward) = std::mem::take(&mut ctx.cache) {
         let Forward {
-            cache,
+            target: Target { cache, .. },
             stale,
             line,
             outcome,
@@ -454,7 +504,7 @@ pub fn on_body(ctx: &mut RequestCtx, chunk: &[u8]) {
     let CacheState::Forward(forward) = &mut ctx.cache else {
         return;
     };
-    let max = forward.cache.max_object;
+    let max = forward.target.cache.max_object;
     if let Some(storing) = &mut forward.storing {
         if (storing.body.len() + chunk.len()) as u64 > max {
             forward.storing = None;
@@ -470,8 +520,11 @@ pub(super) fn on_complete(ctx: &mut RequestCtx, request: (&[u8], &RequestHead)) 
         return;
     };
     if let Some(storing) = forward.storing.take() {
-        let object = forward.object(storing.raw, storing.head, storing.body.freeze(), unix_now());
-        forward.store(request, &object);
+        let object =
+            forward
+                .target
+                .object(storing.raw, storing.head, storing.body.freeze(), unix_now());
+        forward.target.store(request, &object);
     }
 }
 
@@ -480,8 +533,81 @@ pub fn outcome(ctx: &RequestCtx) -> Option<(Arc<str>, CacheOutcome)> {
     match &ctx.cache {
         CacheState::Off => None,
         CacheState::Serve(serve) => Some((serve.cache.name.clone(), serve.outcome)),
-        CacheState::Forward(forward) => Some((forward.cache.name.clone(), forward.outcome)),
+        CacheState::Forward(forward) => Some((forward.target.cache.name.clone(), forward.outcome)),
         CacheState::Invalidate { cache, .. } => Some((cache.name.clone(), CacheOutcome::Bypass)),
+    }
+}
+
+/// Where an answer is stored: the cache, the request's key, and when the request left
+/// (for the stored answer's age, RFC 9111 §4.2.3).
+pub(super) struct Target {
+    pub cache: Arc<CacheConfig>,
+    pub key: Key,
+    pub request_time: u64,
+}
+
+impl Target {
+    /// The stored answer updated by a 304 (RFC 9111 §4.3.4), stored again.
+    pub(super) fn refreshed(
+        &self,
+        stale: &Object,
+        request: (&[u8], &RequestHead),
+        update: (&[u8], &[HeaderSpan]),
+        now: u64,
+    ) -> Option<Arc<Object>> {
+        let reason = &stale.raw[stale.head.reason.0 as usize..stale.head.reason.1 as usize];
+        let merged = Bytes::from(policy::merge_not_modified(
+            stale.fields(),
+            stale.head.status,
+            reason,
+            update,
+        ));
+        let head = parse_response_head(&merged, false).ok()?;
+        let object = self.object(merged, head, stale.body.clone(), now);
+        self.store(request, &object);
+        Some(object)
+    }
+
+    pub(super) fn object(
+        &self,
+        raw: Bytes,
+        head: ResponseHead,
+        body: Bytes,
+        now: u64,
+    ) -> Arc<Object> {
+        let freshness = policy::freshness(
+            (&raw, &head.headers),
+            head.status,
+            self.request_time,
+            now,
+            self.cache.heuristic_max,
+        );
+        Arc::new(Object {
+            raw,
+            head,
+            body,
+            freshness,
+        })
+    }
+
+    /// Stores `object` under the request's key and the object's own `Vary`.
+    pub(super) fn store(&self, request: (&[u8], &RequestHead), object: &Arc<Object>) {
+        let (raw, headers) = object.fields();
+        let Ok(names) = policy::vary_names(raw, headers) else {
+            return;
+        };
+        let mut variant = self.key.variant.clone();
+        variant.push_str(&policy::vary_key((request.0, &request.1.headers), &names));
+        let weight = object.weight(self.key.url.len() + variant.len());
+        let tags = policy::tags(raw, headers);
+        self.cache.store.insert(
+            &self.key.url,
+            names.into(),
+            variant,
+            object.clone(),
+            weight,
+            tags,
+        );
     }
 }
 
@@ -506,7 +632,7 @@ impl Forward {
         let response = (&raw[..], &head.headers[..]);
         if let Some(stale) = self.stale.clone() {
             if head.status == 304 && policy::validates(stale.fields(), response) {
-                let object = self.refreshed(&stale, request, response, now);
+                let object = self.target.refreshed(&stale, request, response, now);
                 self.serve_instead(
                     object.unwrap_or(stale),
                     CacheOutcome::Revalidated,
@@ -529,7 +655,7 @@ impl Forward {
                 store_set_cookie: self.store_set_cookie,
             };
             let too_large =
-                matches!(head.framing, BodyFraming::Length(n) if n > self.cache.max_object);
+                matches!(head.framing, BodyFraming::Length(n) if n > self.target.cache.max_object);
             match policy::storable(
                 (request.0, &request.1.headers),
                 head.status,
@@ -553,63 +679,6 @@ impl Forward {
         }
         self.line = status_line(&params);
         HeadAction::Relay
-    }
-
-    /// The stored answer updated by a 304 (RFC 9111 §4.3.4), stored again.
-    fn refreshed(
-        &self,
-        stale: &Object,
-        request: (&[u8], &RequestHead),
-        update: (&[u8], &[HeaderSpan]),
-        now: u64,
-    ) -> Option<Arc<Object>> {
-        let reason = &stale.raw[stale.head.reason.0 as usize..stale.head.reason.1 as usize];
-        let merged = Bytes::from(policy::merge_not_modified(
-            stale.fields(),
-            stale.head.status,
-            reason,
-            update,
-        ));
-        let head = parse_response_head(&merged, false).ok()?;
-        let object = self.object(merged, head, stale.body.clone(), now);
-        self.store(request, &object);
-        Some(object)
-    }
-
-    fn object(&self, raw: Bytes, head: ResponseHead, body: Bytes, now: u64) -> Arc<Object> {
-        let freshness = policy::freshness(
-            (&raw, &head.headers),
-            head.status,
-            self.request_time,
-            now,
-            self.cache.heuristic_max,
-        );
-        Arc::new(Object {
-            raw,
-            head,
-            body,
-            freshness,
-        })
-    }
-
-    /// Stores `object` under the request's key and the object's own `Vary`.
-    fn store(&self, request: (&[u8], &RequestHead), object: &Arc<Object>) {
-        let (raw, headers) = object.fields();
-        let Ok(names) = policy::vary_names(raw, headers) else {
-            return;
-        };
-        let mut variant = self.key.variant.clone();
-        variant.push_str(&policy::vary_key((request.0, &request.1.headers), &names));
-        let weight = object.weight(self.key.url.len() + variant.len());
-        let tags = policy::tags(raw, headers);
-        self.cache.store.insert(
-            &self.key.url,
-            names.into(),
-            variant,
-            object.clone(),
-            weight,
-            tags,
-        );
     }
 
     /// Answers from the store with `object` (see [`serve_instead`]).

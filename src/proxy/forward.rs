@@ -163,16 +163,18 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             // credential stays here, its consumer and mapped claims go upstream.
             let edits = pipeline::upstream_edits(config, ctx);
             let mut outgoing = Upstreaming {
-                config,
-                scheme: if ctx.tls.is_some() { b"https" } else { b"http" },
-                action,
-                raw,
-                head,
-                peer_text,
-                request_id: &rec.request_id,
-                trace: rec.trace,
-                upgrade,
-                edits,
+                head: UpstreamHead {
+                    config,
+                    scheme: if ctx.tls.is_some() { b"https" } else { b"http" },
+                    action,
+                    raw,
+                    head,
+                    peer_text,
+                    request_id: &rec.request_id,
+                    trace: rec.trace,
+                    upgrade,
+                    edits,
+                },
                 client: ClientSide {
                     stream,
                     buf,
@@ -448,28 +450,31 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientSide<'_, S> {
 /// The request as the upstream gets it: the head rendered for each endpoint, the body
 /// streamed from the client when it was not read whole.
 struct Upstreaming<'a, S> {
-    config: &'a Config,
-    action: &'a ProxyAction,
-    raw: &'a Bytes,
-    head: &'a RequestHead,
-    /// The TCP peer, appended to `X-Forwarded-For`.
-    peer_text: &'a Bytes,
-    /// How the client reached Strait (`X-Forwarded-Proto`): `http` or `https`.
-    scheme: &'static [u8],
-    request_id: &'a Bytes,
-    trace: Option<SpanContext>,
-    /// A WebSocket handshake on a route that allows it: the upgrade headers go upstream.
-    upgrade: bool,
-    edits: UpstreamEdits<'a>,
+    head: UpstreamHead<'a>,
     client: ClientSide<'a, S>,
     /// Payload bytes of the body streamed.
     streamed: u64,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_, S> {
-    type BodyError = Failure;
+/// The client's request head as the upstream gets it, rendered for each endpoint tried.
+pub(super) struct UpstreamHead<'a> {
+    pub config: &'a Config,
+    pub action: &'a ProxyAction,
+    pub raw: &'a Bytes,
+    pub head: &'a RequestHead,
+    /// The TCP peer, appended to `X-Forwarded-For`.
+    pub peer_text: &'a Bytes,
+    /// How the client reached Strait (`X-Forwarded-Proto`): `http` or `https`.
+    pub scheme: &'static [u8],
+    pub request_id: &'a Bytes,
+    pub trace: Option<SpanContext>,
+    /// A WebSocket handshake on a route that allows it: the upgrade headers go upstream.
+    pub upgrade: bool,
+    pub edits: UpstreamEdits<'a>,
+}
 
-    fn write_head(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
+impl UpstreamHead<'_> {
+    pub(super) fn write(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
         let action = self.action;
         let endpoint_host;
         // A client without a Host (HTTP/1.0 may omit it) leaves nothing to preserve: the
@@ -518,8 +523,20 @@ impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_
     }
 
     /// The client's head plus room for the lines Strait adds.
-    fn head_capacity(&self) -> usize {
+    pub(super) fn capacity(&self) -> usize {
         self.raw.len() + 256
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_, S> {
+    type BodyError = Failure;
+
+    fn write_head(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
+        self.head.write(endpoint, out);
+    }
+
+    fn head_capacity(&self) -> usize {
+        self.head.capacity()
     }
 
     /// Streams the part of the request body that did not come with the head. From an
@@ -527,7 +544,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_
     /// while the answer comes back: both directions at once, as a bidirectional gRPC call
     /// needs.
     async fn stream_body(&mut self, upstream: &mut UpstreamConn) -> Result<(), Failure> {
-        let (config, head) = (self.config, self.head);
+        let (config, head) = (self.head.config, self.head.head);
         if upstream.stream.is_h2() {
             if let Some(from) = self.client.stream.take_stream_body() {
                 if let Some(to) = upstream.stream.take_request_body() {

@@ -18,6 +18,7 @@ mod introspect;
 mod path;
 pub mod pipeline;
 mod proxy_header;
+mod refresh;
 mod tunnel;
 
 pub use drain::DrainSignal;
