@@ -614,3 +614,29 @@ fn bad_cache_config_names_the_key() {
         "{text}"
     );
 }
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    let origin = Upstream::start(move |r: &Received| {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 {
+            // Stale on arrival, within stale-while-revalidate.
+            return b"HTTP/1.1 200 OK\r\ncache-control: max-age=1, stale-while-revalidate=600\r\nage: 5\r\netag: \"v1\"\r\ncontent-length: 2\r\n\r\nv1".to_vec();
+        }
+        assert_eq!(r.header("if-none-match").as_deref(), Some("\"v1\""));
+        b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\netag: \"v2\"\r\ncontent-length: 2\r\n\r\nv2".to_vec()
+    });
+    let strait = Strait::start(&config(origin.addr, "", ""));
+    assert_eq!(get(&strait, "/w", "").text(), "v1");
+    let stale = get(&strait, "/w", "");
+    assert_eq!(stale.text(), "v1");
+    assert!(cache_status(&stale).contains("detail=stale-while-revalidate"), "{}", stale.head);
+    wait_until("the background revalidation", || {
+        seen.load(Ordering::SeqCst) == 2 && get(&strait, "/w", "").text() == "v2"
+    });
+    let fresh = get(&strait, "/w", "");
+    assert!(cache_status(&fresh).starts_with("strait; hit"), "{}", fresh.head);
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+}
