@@ -632,11 +632,19 @@ fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
     assert_eq!(get(&strait, "/w", "").text(), "v1");
     let stale = get(&strait, "/w", "");
     assert_eq!(stale.text(), "v1");
-    assert!(cache_status(&stale).contains("detail=stale-while-revalidate"), "{}", stale.head);
+    assert!(
+        cache_status(&stale).contains("detail=stale-while-revalidate"),
+        "{}",
+        stale.head
+    );
     wait_until("the background revalidation", || {
         seen.load(Ordering::SeqCst) == 2 && get(&strait, "/w", "").text() == "v2"
     });
     let fresh = get(&strait, "/w", "");
-    assert!(cache_status(&fresh).starts_with("strait; hit"), "{}", fresh.head);
+    assert!(
+        cache_status(&fresh).starts_with("strait; hit"),
+        "{}",
+        fresh.head
+    );
     assert_eq!(seen.load(Ordering::SeqCst), 2);
 }

@@ -83,7 +83,8 @@ pub struct Serve {
 pub struct Forward {
     target: Target,
     /// Held while this request fills its key: requests for the same key wait for it.
-    _fill: Option<FillGuard<Object>>,
+    /// Released as soon as the answer is stored, or known not to be.
+    fill: Option<FillGuard<Object>>,
     /// The stored answer being revalidated.
     stale: Option<Arc<Object>>,
     /// Whether the answer may be stored at all (a HEAD, a conditional or a ranged miss is
@@ -223,7 +224,7 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
                     }
                     Usable::Revalidate => {}
                 }
-                let fwd = if request_cc.no_cache || request_cc.max_age == Some(0) {
+                let fwd = if honour && (request_cc.no_cache || request_cc.max_age == Some(0)) {
                     "request"
                 } else {
                     "stale"
@@ -341,7 +342,7 @@ impl Forward {
                 key,
                 request_time: unix_now(),
             },
-            _fill: fill,
+            fill,
             stale,
             may_store: true,
             store_set_cookie: rc.store_set_cookie,
@@ -508,6 +509,7 @@ pub fn on_body(ctx: &mut RequestCtx, chunk: &[u8]) {
     if let Some(storing) = &mut forward.storing {
         if (storing.body.len() + chunk.len()) as u64 > max {
             forward.storing = None;
+            forward.fill = None;
         } else {
             storing.body.extend_from_slice(chunk);
         }
@@ -526,6 +528,7 @@ pub(super) fn on_complete(ctx: &mut RequestCtx, request: (&[u8], &RequestHead)) 
                 .object(storing.raw, storing.head, storing.body.freeze(), unix_now());
         forward.target.store(request, &object);
     }
+    forward.fill = None;
 }
 
 /// How the request's cache part went, for metrics and the access log.
@@ -676,6 +679,10 @@ impl Forward {
                     params.push_str(why.as_str());
                 }
             }
+        }
+        if self.storing.is_none() {
+            // Nothing to wait for: requests for the key go on at once.
+            self.fill = None;
         }
         self.line = status_line(&params);
         HeadAction::Relay
