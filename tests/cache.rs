@@ -190,7 +190,7 @@ fn variants_follow_vary_with_normalised_values() {
 fn revalidating_origin(extra: &'static str) -> Upstream {
     Upstream::start(move |r: &Received| {
         if r.header("if-none-match").as_deref() == Some("\"v1\"") {
-            return format!("HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncache-control: max-age=60\r\nx-refreshed: yes\r\n\r\n").into_bytes();
+            return b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncache-control: max-age=60\r\nx-refreshed: yes\r\n\r\n".to_vec();
         }
         format!(
             "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncache-control: max-age=10{extra}\r\nage: 20\r\ncontent-length: 5\r\n\r\nhello"

@@ -174,7 +174,7 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
             return Flow::Continue;
         }
     }
-    let request_cc = policy::request_cache_control(raw, &head.headers);
+    let request_cc = policy::request_cache_control((raw, &head.headers));
     let honour = rc.honour_client;
     let fill_key = format!("{}\n{}", key.url, key.variant);
     let store = &rc.cache.store;
@@ -436,7 +436,7 @@ pub(super) fn on_head(
 ) -> HeadAction {
     match &mut ctx.cache {
         CacheState::Invalidate { cache, url } => {
-            if policy::invalidates(false, head.status) {
+            if policy::invalidates(head.status) {
                 cache.store.purge_url(url, false);
                 let host = request.1.authority(request.0).unwrap_or_default();
                 let prefix = url_origin(url);
@@ -596,13 +596,13 @@ impl Target {
     /// Stores `object` under the request's key and the object's own `Vary`.
     pub(super) fn store(&self, request: (&[u8], &RequestHead), object: &Arc<Object>) {
         let (raw, headers) = object.fields();
-        let Ok(names) = policy::vary_names(raw, headers) else {
+        let Some(names) = policy::vary_names((raw, headers)) else {
             return;
         };
         let mut variant = self.key.variant.clone();
         variant.push_str(&policy::vary_key((request.0, &request.1.headers), &names));
         let weight = object.weight(self.key.url.len() + variant.len());
-        let tags = policy::tags(raw, headers);
+        let tags = policy::tags((raw, headers));
         self.cache.store.insert(
             &self.key.url,
             names.into(),

@@ -27,6 +27,9 @@ use crate::http1::RequestHead;
 use crate::upstream::client::{Body, Client, Outgoing, Request};
 use crate::upstream::UpstreamConn;
 
+/// A header (lower-case name, value) kept past its request.
+pub(super) type OwnedHeader = (Box<[u8]>, Box<[u8]>);
+
 /// What the revalidation needs of the request that found the answer stale, owned.
 pub(super) struct Refresh {
     pub config: Arc<Config>,
@@ -38,7 +41,7 @@ pub(super) struct Refresh {
     pub request_id: Bytes,
     /// The route filters' edits of the upstream's copy (owned: the request is gone).
     pub drop: Vec<Box<[u8]>>,
-    pub set: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub set: Vec<OwnedHeader>,
     pub target: Target,
     pub stale: Arc<Object>,
     pub fill: FillGuard<Object>,
