@@ -12,7 +12,7 @@
 //! `max-age`/`s-maxage` makes the answer stale, and a repeated directive keeps its first
 //! value (§4.2.1 allows the first occurrence or staleness).
 
-use crate::http1::headers::{is_hop_by_hop, list_tokens, trim_ows};
+use crate::http1::headers::{is_hop_by_hop, is_nominated, list_tokens, trim_ows};
 use crate::http1::HeaderSpan;
 
 /// A head's bytes and its parsed fields.
@@ -89,24 +89,29 @@ pub fn request_cache_control(fields: Fields<'_>) -> CacheControl {
 }
 
 fn apply(cc: &mut CacheControl, name: &str, arg: Option<Vec<u8>>) {
-    let seconds = |cc: &mut CacheControl, slot: fn(&mut CacheControl) -> &mut Option<u64>| {
+    // The first occurrence counts. A malformed freshness value makes the answer stale;
+    // another malformed value is ignored.
+    let seconds = |cc: &mut CacheControl,
+                   freshness: bool,
+                   slot: fn(&mut CacheControl) -> &mut Option<u64>| {
         if slot(cc).is_some() {
-            return; // the first occurrence counts
+            return;
         }
         match arg.as_deref().and_then(delta_seconds) {
             Some(n) => *slot(cc) = Some(n),
-            None => cc.malformed = true,
+            None => cc.malformed |= freshness,
         }
     };
     match name {
-        "max-age" => seconds(cc, |cc| &mut cc.max_age),
-        "s-maxage" => seconds(cc, |cc| &mut cc.s_maxage),
-        "min-fresh" => seconds(cc, |cc| &mut cc.min_fresh),
-        "stale-while-revalidate" => seconds(cc, |cc| &mut cc.stale_while_revalidate),
-        "stale-if-error" => seconds(cc, |cc| &mut cc.stale_if_error),
-        "max-stale" if cc.max_stale.is_none() => {
-            cc.max_stale = Some(arg.as_deref().and_then(delta_seconds));
-        }
+        "max-age" => seconds(cc, true, |cc| &mut cc.max_age),
+        "s-maxage" => seconds(cc, true, |cc| &mut cc.s_maxage),
+        "min-fresh" => seconds(cc, false, |cc| &mut cc.min_fresh),
+        "stale-while-revalidate" => seconds(cc, false, |cc| &mut cc.stale_while_revalidate),
+        "stale-if-error" => seconds(cc, false, |cc| &mut cc.stale_if_error),
+        "max-stale" if cc.max_stale.is_none() => match arg.as_deref() {
+            None => cc.max_stale = Some(None),
+            Some(arg) => cc.max_stale = delta_seconds(arg).map(Some),
+        },
         "no-store" => cc.no_store = true,
         "no-cache" => cc.no_cache = true,
         "private" => cc.private = true,
@@ -300,7 +305,11 @@ pub fn freshness(
     } else {
         0
     };
-    let age_value = first(response, b"age").and_then(delta_seconds).unwrap_or(0);
+    // `Age: 7200, 0` (two lines, or a list): the first value counts.
+    let age_value = first(response, b"age")
+        .and_then(|v| list_tokens(v).next())
+        .and_then(delta_seconds)
+        .unwrap_or(0);
     let apparent_age = response_time.saturating_sub(date);
     let response_delay = response_time.saturating_sub(request_time);
     Freshness {
@@ -463,7 +472,7 @@ pub fn not_modified(request: Fields<'_>, stored: Fields<'_>) -> bool {
 
 /// §4.3.4: does a 304 from the origin describe the stored answer? Its ETag (when it has
 /// one) must match the stored one, else its Last-Modified; one without validators selects
-/// the one stored answer.
+/// only a stored answer that has none either.
 pub fn validates(stored: Fields<'_>, update: Fields<'_>) -> bool {
     if let Some((_, tag)) = etag(update) {
         return etag(stored).is_some_and(|(_, s)| s == tag);
@@ -471,7 +480,7 @@ pub fn validates(stored: Fields<'_>, update: Fields<'_>) -> bool {
     if let Some(modified) = first(update, b"last-modified") {
         return first(stored, b"last-modified") == Some(modified);
     }
-    true
+    etag(stored).is_none() && !has(stored, b"last-modified")
 }
 
 /// §3.2 and §4.3.4: the stored head updated with a 304's fields, as a complete head
@@ -485,13 +494,21 @@ pub fn merge_not_modified(
 ) -> Vec<u8> {
     let (raw, headers) = stored;
     let (update_raw, update_headers) = update;
+    let nominated: Vec<&[u8]> = values(update, b"connection").collect();
+    let passes = |name: &[u8]| {
+        !is_hop_by_hop(name)
+            && !name.eq_ignore_ascii_case(b"proxy-authentication-info")
+            && !is_nominated(name, &nominated)
+    };
     let updated = |name: &[u8]| {
         !is_hop_by_hop(name)
             && update_headers
                 .iter()
                 .any(|h| h.name(update_raw).eq_ignore_ascii_case(name))
     };
-    let mut out = format!("HTTP/1.1 {status} ").into_bytes();
+    let mut out = b"HTTP/1.1 ".to_vec();
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
     out.extend_from_slice(reason);
     out.extend_from_slice(b"\r\n");
     let mut line = |name: &[u8], value: &[u8]| {
@@ -505,7 +522,7 @@ pub fn merge_not_modified(
     }
     for h in update_headers {
         let name = h.name(update_raw);
-        if !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"connection") {
+        if passes(name) && !name.eq_ignore_ascii_case(b"connection") {
             line(name, h.value(update_raw));
         }
     }
@@ -606,7 +623,7 @@ pub fn byte_range(request: Fields<'_>, len: u64) -> Option<Result<(u64, u64), ()
     let dash = spec.iter().position(|&b| b == b'-')?;
     let (start, end) = (trim_ows(&spec[..dash]), trim_ows(&spec[dash + 1..]));
     if start.is_empty() {
-        let suffix = delta_seconds(end)?;
+        let suffix = position(end)?;
         if suffix == 0 || len == 0 {
             return Some(Err(()));
         }
@@ -625,6 +642,14 @@ pub fn byte_range(request: Fields<'_>, len: u64) -> Option<Result<(u64, u64), ()
         return Some(Err(()));
     }
     Some(Ok((first, last.min(len - 1))))
+}
+
+/// A byte position (`1*DIGIT`, not capped like delta-seconds; `None` past `u64`).
+fn position(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// RFC 9110 §13.1.5: may a range apply to the stored answer? Without `If-Range`, yes; with
@@ -696,49 +721,122 @@ pub fn invalidated_locations(response: Fields<'_>, host: &[u8]) -> Vec<Vec<u8>> 
     out
 }
 
-/// An HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, and the obsolete RFC 850 and asctime forms)
-/// as Unix seconds.
+/// An HTTP-date (RFC 9110 §5.6.7) as Unix seconds: IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), or the obsolete RFC 850
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`) forms, each
+/// in its exact layout: a date that is not one of them is no date.
 pub fn parse_http_date(value: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(trim_ows(value)).ok()?;
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    let (day, month, year, time) = match parts.as_slice() {
-        // Sun, 06 Nov 1994 08:49:37 GMT
-        [_, day, month, year, time, "GMT"] => {
-            (day.parse().ok()?, *month, year.parse().ok()?, *time)
+    let value = trim_ows(value);
+    const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+    const LONG_DAYS: [&[u8]; 7] = [
+        b"Monday",
+        b"Tuesday",
+        b"Wednesday",
+        b"Thursday",
+        b"Friday",
+        b"Saturday",
+        b"Sunday",
+    ];
+    let (day, month, year, time) = if value.len() == 29 && value[3] == b',' {
+        // IMF-fixdate: "Www, DD Mon YYYY HH:MM:SS GMT"
+        if !DAYS.contains(&&value[..3])
+            || &value[4..5] != b" "
+            || value[7] != b' '
+            || value[11] != b' '
+            || value[16] != b' '
+            || &value[25..] != b" GMT"
+        {
+            return None;
         }
-        // Sunday, 06-Nov-94 08:49:37 GMT
-        [_, date, time, "GMT"] => {
-            let mut fields = date.split('-');
-            let day = fields.next()?.parse().ok()?;
-            let month = fields.next()?;
-            let year: u64 = fields.next()?.parse().ok()?;
-            // Two-digit years (RFC 9110 §5.6.7): more than 50 years ahead means the past.
-            let year = if year < 100 {
-                if year < 70 {
-                    2000 + year
-                } else {
-                    1900 + year
-                }
-            } else {
-                year
-            };
-            (day, month, year, *time)
+        (
+            digits(&value[5..7])?,
+            &value[8..11],
+            digits(&value[12..16])?,
+            &value[17..25],
+        )
+    } else if let Some(comma) = value.iter().position(|&b| b == b',') {
+        // RFC 850: "Weekday, DD-Mon-YY HH:MM:SS GMT"
+        let rest = &value[comma..];
+        if !LONG_DAYS.contains(&&value[..comma])
+            || rest.len() != 24
+            || &rest[..2] != b", "
+            || rest[4] != b'-'
+            || rest[8] != b'-'
+            || rest[11] != b' '
+            || &rest[20..] != b" GMT"
+        {
+            return None;
         }
-        // Sun Nov  6 08:49:37 1994
-        [_, month, day, time, year] => (day.parse().ok()?, *month, year.parse().ok()?, *time),
-        _ => return None,
+        // Two-digit years: 70..99 are the 1900s, the rest the 2000s (§5.6.7's 50-year rule,
+        // read for dates near now).
+        let year = digits(&rest[9..11])?;
+        let year = if year >= 70 { 1900 + year } else { 2000 + year };
+        (digits(&rest[2..4])?, &rest[5..8], year, &rest[12..20])
+    } else if value.len() == 24 {
+        // asctime: "Www Mon _D HH:MM:SS YYYY"
+        if !DAYS.contains(&&value[..3])
+            || value[3] != b' '
+            || value[7] != b' '
+            || value[10] != b' '
+            || value[19] != b' '
+        {
+            return None;
+        }
+        let day = if value[8] == b' ' {
+            digits(&value[9..10])?
+        } else {
+            digits(&value[8..10])?
+        };
+        (day, &value[4..7], digits(&value[20..24])?, &value[11..19])
+    } else {
+        return None;
     };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
     ];
     let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
-    let mut hms = time.split(':').map(|f| f.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if hms.next().is_some() || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970
+    if time[2] != b':' || time[5] != b':' {
+        return None;
+    }
+    let (h, m, s) = (
+        digits(&time[..2])?,
+        digits(&time[3..5])?,
+        digits(&time[6..8])?,
+    );
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1970..=9999).contains(&year)
+        || day == 0
+        || day > month_days[month as usize - 1]
+        || h > 23
+        || m > 59
+        || s > 60
     {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Fixed-width decimal digits (all of `field`).
+fn digits(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(field.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -785,6 +883,15 @@ mod tests {
             ("Sun, 32 Nov 1994 08:49:37 GMT", None),
             ("Sun, 06 Foo 1994 08:49:37 GMT", None),
             ("Sun, 06 Nov 1994 24:49:37 GMT", None),
+            ("Thu 18 Aug 2050 02:01:18 GMT", None),
+            ("Thu, 18  Aug  2050 02:01:18 GMT", None),
+            ("Thursday, 18-Aug-2050 02:01:18 GMT", None),
+            ("Thu, 18 Aug 2050 2:01:18 GMT", None),
+            ("Thu, 31 Feb 2050 02:01:18 GMT", None),
+            ("Thu, 29 Feb 2024 02:01:18 GMT", Some(1_709_172_078)),
+            ("Thu, 18 AUG 2050 02:01:18 GMT", None),
+            ("Sat, 05 Dec 99999999999999 12:00:00 GMT", None),
+            ("Sunday, 06-Nov-94 08:49:37 GMT ", Some(784_111_777)),
             ("", None),
         ];
         for (text, want) in cases {
@@ -913,6 +1020,18 @@ mod tests {
             ("cache-control: max-age=60\r\n", 200, 60, 2),
             ("cache-control: max-age=60, s-maxage=10\r\n", 200, 10, 2),
             ("cache-control: max-age=60\r\nage: 30\r\n", 200, 60, 32),
+            (
+                "cache-control: max-age=60\r\nage: 7200, 0\r\n",
+                200,
+                60,
+                7202,
+            ),
+            (
+                "cache-control: max-age=60\r\nage: 7200\r\nage: 0\r\n",
+                200,
+                60,
+                7202,
+            ),
             (
                 &format!("{DATE}expires: Sat, 05 Dec 2026 12:10:00 GMT\r\n"),
                 200,
@@ -1089,7 +1208,9 @@ mod tests {
         assert!(!validates_with(
             "last-modified: Sat, 05 Dec 2026 10:00:01 GMT\r\n"
         ));
-        assert!(validates_with(""));
+        assert!(!validates_with(""));
+        let bare = with("", |s| with("", |u| validates(s, u)));
+        assert!(bare);
     }
 
     #[test]
@@ -1158,6 +1279,7 @@ mod tests {
             ("bytes=0-1,3-4", None),
             ("items=0-1", None),
             ("bytes=a-b", None),
+            ("bytes=99999999999-", Some(Err(()))),
             ("bytes=", None),
         ];
         for (value, want) in cases {
