@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    connect, metric_value, read_response, wait_until, Received, Response, Strait, Upstream,
+    connect, metric_value, read_response, wait_until, Reader, Received, Response, Strait, Upstream,
 };
 
 /// A config with upstream `app` at `upstream`, cache `main` and a caching catch-all route;
@@ -90,7 +90,11 @@ fn a_fresh_answer_is_served_from_the_store() {
     assert_ne!(first.header("x-request-id"), second.header("x-request-id"));
 
     // HEAD is answered from the stored GET: its length, no body.
-    let head = strait.request(b"HEAD /a HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let mut stream = strait.connect();
+    stream
+        .write_all(b"HEAD /a HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        .unwrap();
+    let head = Reader::new(&mut stream).read_response("HEAD").unwrap();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("8"));
     assert!(head.body.is_empty());
@@ -408,6 +412,7 @@ fn purges_reach_the_store_before_they_are_acknowledged() {
     assert_eq!(answer.text().trim(), r#"{"purged":1,"soft":false}"#);
 
     // Soft: kept, but revalidated before use.
+    assert_eq!(fill("/products/2"), "answer 5");
     let answer = purge(r#"{"url": "http://example.com/products/2", "soft": true}"#);
     assert_eq!(answer.text().trim(), r#"{"purged":1,"soft":true}"#);
     let revalidated = get(&strait, "/products/2", "");
@@ -549,7 +554,7 @@ api_keys = ["bob-key"]
 #[test]
 fn the_store_survives_a_reload_and_the_access_log_says_how_the_cache_took_part() {
     let (origin, seen) = counting_origin("cache-control: max-age=60\r\n");
-    let log_config = "\n[observability.access_log]\nformat = \"json\"\n";
+    let log_config = "\n[observability.access_log]\nformat = \"json\"\ndestination = \"stderr\"\n";
     let cfg = config(origin.addr, "", log_config);
     let strait = Strait::start(&cfg);
     get(&strait, "/s", "");

@@ -107,6 +107,8 @@ struct Storing {
     raw: Bytes,
     head: ResponseHead,
     body: BytesMut,
+    /// The answer's `Vary` names and the request's variant under them.
+    vary: (Vec<Box<str>>, String),
 }
 
 /// What `relay_response` does with the upstream's final head.
@@ -510,25 +512,23 @@ pub fn on_body(ctx: &mut RequestCtx, chunk: &[u8]) {
         if (storing.body.len() + chunk.len()) as u64 > max {
             forward.storing = None;
             forward.fill = None;
-        } else {
-            storing.body.extend_from_slice(chunk);
+            return;
+        }
+        storing.body.extend_from_slice(chunk);
+        // A body of known length is stored with its last byte, before that byte is sent:
+        // whoever got the answer finds it stored.
+        if storing.head.framing == BodyFraming::Length(storing.body.len() as u64) {
+            forward.store_collected();
         }
     }
 }
 
-/// The answer went out whole: a collected one is stored.
-pub(super) fn on_complete(ctx: &mut RequestCtx, request: (&[u8], &RequestHead)) {
-    let CacheState::Forward(forward) = &mut ctx.cache else {
-        return;
-    };
-    if let Some(storing) = forward.storing.take() {
-        let object =
-            forward
-                .target
-                .object(storing.raw, storing.head, storing.body.freeze(), unix_now());
-        forward.target.store(request, &object);
+/// The answer went out whole: one collected (a chunked or close-delimited body) is
+/// stored.
+pub(super) fn on_complete(ctx: &mut RequestCtx) {
+    if let CacheState::Forward(forward) = &mut ctx.cache {
+        forward.store_collected();
     }
-    forward.fill = None;
 }
 
 /// How the request's cache part went, for metrics and the access log.
@@ -595,14 +595,27 @@ impl Target {
 
     /// Stores `object` under the request's key and the object's own `Vary`.
     pub(super) fn store(&self, request: (&[u8], &RequestHead), object: &Arc<Object>) {
-        let (raw, headers) = object.fields();
-        let Some(names) = policy::vary_names((raw, headers)) else {
-            return;
-        };
+        if let Some((names, variant)) = self.variant(request, object.fields()) {
+            self.insert(names, variant, object);
+        }
+    }
+
+    /// The `Vary` names of `response` and the request's variant under them; `None` for
+    /// `Vary: *`.
+    fn variant(
+        &self,
+        request: (&[u8], &RequestHead),
+        response: (&[u8], &[HeaderSpan]),
+    ) -> Option<(Vec<Box<str>>, String)> {
+        let names = policy::vary_names(response)?;
         let mut variant = self.key.variant.clone();
         variant.push_str(&policy::vary_key((request.0, &request.1.headers), &names));
+        Some((names, variant))
+    }
+
+    fn insert(&self, names: Vec<Box<str>>, variant: String, object: &Arc<Object>) {
         let weight = object.weight(self.key.url.len() + variant.len());
-        let tags = policy::tags((raw, headers));
+        let tags = policy::tags(object.fields());
         self.cache.store.insert(
             &self.key.url,
             names.into(),
@@ -668,10 +681,11 @@ impl Forward {
                 Ok(()) if too_large => params.push_str("; detail=too-large"),
                 Ok(()) => {
                     params.push_str("; stored");
-                    self.storing = Some(Storing {
+                    self.storing = self.target.variant(request, response).map(|vary| Storing {
                         raw: raw.clone(),
                         head: head.clone(),
                         body: BytesMut::new(),
+                        vary,
                     });
                 }
                 Err(why) => {
@@ -686,6 +700,19 @@ impl Forward {
         }
         self.line = status_line(&params);
         HeadAction::Relay
+    }
+
+    /// Stores the collected answer, if any, and releases the fill.
+    fn store_collected(&mut self) {
+        if let Some(storing) = self.storing.take() {
+            let body = storing.body.freeze();
+            let object = self
+                .target
+                .object(storing.raw, storing.head, body, unix_now());
+            let (names, variant) = storing.vary;
+            self.target.insert(names, variant, &object);
+        }
+        self.fill = None;
     }
 
     /// Answers from the store with `object` (see [`serve_instead`]).

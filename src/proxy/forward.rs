@@ -369,7 +369,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             Ok((out, payload)) => {
                 self.out = out;
                 self.rec.bytes_out += payload;
-                super::cache::on_complete(&mut self.ctx, (request_raw, request));
+                super::cache::on_complete(&mut self.ctx);
             }
             Err(_) => {
                 self.rec.outcome = Outcome::Aborted;
