@@ -968,6 +968,7 @@ mod tests {
             "user_agent",
             "referer",
             "host",
+            "cache",
         ] {
             assert!(v[key].is_null(), "{key}: {v}");
         }
@@ -975,7 +976,7 @@ mod tests {
         assert_eq!(v["protocol"], "HTTP/1.0");
         assert_eq!(v["client"], "::1");
         assert_eq!(v["duration_ms"].as_f64(), Some(3.0));
-        assert_eq!(v.as_object().unwrap().len(), 23);
+        assert_eq!(v.as_object().unwrap().len(), 24);
     }
 
     #[test]
