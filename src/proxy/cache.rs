@@ -789,7 +789,11 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         );
         let own = AddedLines {
             lines: &lines,
-            replaces: Some(is_replaced_on_serve),
+            replaces: Some(if matches!(status, 206 | 416) {
+                is_age_or_content_range
+            } else {
+                is_age
+            }),
         };
         let mut added = [own; 8];
         let filter_lines = additions.lines();
@@ -849,7 +853,12 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
     }
 }
 
-/// Stored headers a served answer replaces with its own: its age, and the range it sends.
-fn is_replaced_on_serve(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"age") || name.eq_ignore_ascii_case(b"content-range")
+/// The stored header a served answer replaces with its own: its age.
+fn is_age(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"age")
+}
+
+/// What a served part replaces: the age, and the stored answer's own Content-Range.
+fn is_age_or_content_range(name: &[u8]) -> bool {
+    is_age(name) || name.eq_ignore_ascii_case(b"content-range")
 }
