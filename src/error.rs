@@ -89,6 +89,9 @@ pub enum ProxyError {
     /// A cluster rate limit cannot be checked (Redis unreachable, `on_redis_error = "closed"`).
     #[error("rate limit unavailable")]
     RateLimitUnavailable,
+    /// The client asked for a stored answer only (`only-if-cached`) and none is usable.
+    #[error("not in cache")]
+    NotCached,
 }
 
 /// Which side of an exchange failed.
@@ -155,6 +158,8 @@ impl ProxyError {
             // trying again at once would meet the same.
             NoEndpoint | Overloaded | AuthUnavailable => (503, Upstream, Never),
             RateLimitUnavailable => (503, Local, Never),
+            // `only-if-cached` and nothing usable stored (RFC 9111 §5.2.1.7).
+            NotCached => (504, Local, Never),
         }
     }
 
@@ -251,7 +256,7 @@ impl From<ParseError> for ProxyError {
     }
 }
 
-const ALL: [ProxyError; 31] = {
+const ALL: [ProxyError; 32] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -285,6 +290,7 @@ const ALL: [ProxyError; 31] = {
         ClientCertificateRequired,
         AuthUnavailable,
         RateLimitUnavailable,
+        NotCached,
     ]
 };
 
@@ -405,6 +411,7 @@ mod tests {
             (E::ClientCertificateRequired, 403, Client, Never),
             (E::AuthUnavailable, 503, Upstream, Never),
             (E::RateLimitUnavailable, 503, Local, Never),
+            (E::NotCached, 504, Local, Never),
         ];
         for (row, (error, status, side, retry)) in table.into_iter().enumerate() {
             // Declaration order, so that every variant has exactly one row.

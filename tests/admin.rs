@@ -143,7 +143,8 @@ fn every_documented_route_answers_as_documented() {
     let up = Upstream::fixed("a");
     let strait = Strait::start(&proxy_config(
         up.addr,
-        &format!("[admin]\ntoken = \"{TOKEN}\"\n"),
+        // A cache, so that its purge has something to name.
+        &format!("[admin]\ntoken = \"{TOKEN}\"\n[caches.main]\n"),
     ));
     wait_until("ready", || {
         admin_with(&strait, "GET", "/readyz", Some(TOKEN), None).status == 200

@@ -90,7 +90,7 @@ const fn op(method: &'static str, path: &'static str, handler: Handler) -> Op {
 
 /// Every route the admin API serves. `PUT` comes before `DELETE` on the endpoints so that
 /// walking the list in order (as the conformance test does) registers before removing.
-const TABLE: [Op; 12] = [
+const TABLE: [Op; 14] = [
     op("GET", "/healthz", healthz),
     op("GET", "/readyz", readyz),
     op("GET", "/status", status),
@@ -103,6 +103,8 @@ const TABLE: [Op; 12] = [
     op("POST", "/reload", reload),
     op("GET", "/reload/status", reload_status),
     op("GET", "/metrics", metrics),
+    op("GET", "/caches", caches),
+    op("POST", "/caches/{name}/purge", purge),
 ];
 
 /// The only route of the metrics-only listener (`observability.metrics.listen`).
@@ -328,8 +330,29 @@ fn metrics(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
         version: env!("CARGO_PKG_VERSION"),
         redis: control.cluster().stats(),
         certificates: certificate_expiry(&control.current()),
+        caches: cache_sizes(&control.current()),
     };
     Reply::text(200, CONTENT_TYPE, render(&snapshots, &process))
+}
+
+/// The sizes of `config`'s caches, read from their stores.
+fn cache_sizes(config: &Config) -> Vec<crate::observe::cache::StoreSize> {
+    let mut sizes: Vec<_> = config
+        .caches
+        .iter()
+        .map(|cache| {
+            let stats = cache.store.stats();
+            crate::observe::cache::StoreSize {
+                cache: cache.name.clone(),
+                objects: stats.objects,
+                bytes: stats.bytes,
+                capacity: stats.capacity,
+                evictions: stats.evictions,
+            }
+        })
+        .collect();
+    sizes.sort_by(|a, b| a.cache.cmp(&b.cache));
+    sizes
 }
 
 /// The certificates `config` serves, once per listener address, file and first name (a
@@ -381,6 +404,67 @@ fn reload(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
             )
         }
     }
+}
+
+/// The caches of the served config and their stores' sizes.
+fn caches(admin: &Admin, _: &[String], _: &[u8]) -> Reply {
+    let sizes = cache_sizes(&admin.control.current());
+    let list: Vec<Value> = sizes
+        .iter()
+        .map(|s| {
+            json!({
+                "name": &*s.cache,
+                "objects": s.objects,
+                "bytes": s.bytes,
+                "capacity": s.capacity,
+                "evictions": s.evictions,
+            })
+        })
+        .collect();
+    Reply::json(200, &json!({ "caches": list }))
+}
+
+/// `POST /caches/{name}/purge` body: exactly one of `url`, `prefix`, `tags`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    url: Option<String>,
+    prefix: Option<String>,
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    soft: bool,
+}
+
+/// Removes stored answers (or, `soft`, marks them stale so that the next request
+/// revalidates them). The store is shared by every worker: when this answers, no worker
+/// serves a purged answer any more.
+fn purge(admin: &Admin, params: &[String], body: &[u8]) -> Reply {
+    let name = param(params, 0);
+    let config = admin.control.current();
+    let Some(cache) = config.caches.iter().find(|c| &*c.name == name) else {
+        return Reply::error(404, format!("unknown cache \"{name}\""));
+    };
+    let parsed: PurgeBody = match serde_json::from_slice(body) {
+        Ok(parsed) => parsed,
+        Err(e) => return Reply::error(400, format!("invalid JSON body: {e}")),
+    };
+    let store = &cache.store;
+    let purged = match (&parsed.url, &parsed.prefix, &parsed.tags) {
+        (Some(url), None, None) => store.purge_url(url, parsed.soft),
+        (None, Some(prefix), None) => store.purge_prefix(prefix, parsed.soft),
+        (None, None, Some(tags)) if !tags.is_empty() => {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            store.purge_tags(&tags, parsed.soft)
+        }
+        _ => {
+            return Reply::error(
+                400,
+                "give exactly one of \"url\", \"prefix\" or \"tags\" (a non-empty list)",
+            )
+        }
+    };
+    tracing::info!(cache = %name, purged, soft = parsed.soft, "cache purged (admin api)");
+    Reply::json(200, &json!({ "purged": purged, "soft": parsed.soft }))
 }
 
 /// `PUT /upstreams/{name}/endpoints` body.

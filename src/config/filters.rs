@@ -27,13 +27,18 @@ pub enum Filter {
     /// The route's `rate_limits`: 429 (or 503) past a limit; every answer describes the
     /// answering limit.
     RateLimit,
+    /// The route's `cache`: a usable stored answer is sent from the store; otherwise the
+    /// request goes upstream (conditionally when revalidating) and its answer is stored.
+    Cache,
 }
 
 /// The filters of `route`, in the order they apply: the HTTPS redirect first (a plaintext
 /// request learns nothing of the route but where to go), then the client certificate and
 /// the access list (a refused client learns nothing more, not even CORS), then CORS (a browser sends no credentials
 /// on a preflight, and a page can only read a 401 or 429 that carries CORS headers), then
-/// authentication, then rate limits (consumer limits count by the authenticated consumer).
+/// authentication, then rate limits (consumer limits count by the authenticated consumer),
+/// then the cache (a stored answer is served only to requests every guard let through, and
+/// a hit counts against the limits like any request).
 pub fn compile(route: &Route) -> Vec<Filter> {
     let mut filters = Vec::new();
     if route.https_redirect.is_some() {
@@ -53,6 +58,9 @@ pub fn compile(route: &Route) -> Vec<Filter> {
     }
     if !route.rate_limits.is_empty() {
         filters.push(Filter::RateLimit);
+    }
+    if route.cache.is_some() {
+        filters.push(Filter::Cache);
     }
     filters
 }

@@ -21,6 +21,7 @@
 //! | a route's `cors` | `cors/config.rs` |
 //! | `[[server.tls]]` | `tls/config.rs` |
 //! | a route's `client_cert`, `https_redirect` | `tls/client_cert.rs`, `tls/redirect.rs` |
+//! | `[caches.NAME]`, a route's `cache` | `cache/config.rs` |
 //! | `[admin]` | `config/admin.rs` |
 //! | `[observability]` | `observe/config.rs` |
 //!
@@ -52,6 +53,7 @@ mod views;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -97,6 +99,8 @@ pub struct Config {
     pub observability: ObservabilityConfig,
     /// `[cluster]`: the Redis behind `scope = "cluster"` rate limits; `None` when absent.
     pub cluster: Option<ClusterConfig>,
+    /// `[caches.NAME]`: the stores routes cache into (the admin API purges them).
+    pub caches: Vec<Arc<crate::cache::config::CacheConfig>>,
 }
 
 /// The file as written: one field per top-level section. Values whose meaning is checked
@@ -118,6 +122,8 @@ struct FileConfig {
     oauth2_providers: BTreeMap<Spanned<String>, FileOAuth2Provider>,
     #[serde(default)]
     jwt_providers: BTreeMap<Spanned<String>, FileJwtProvider>,
+    #[serde(default)]
+    caches: BTreeMap<Spanned<String>, crate::cache::config::FileCache>,
     admin: Option<FileAdmin>,
     #[serde(default)]
     observability: FileObservability,
@@ -142,6 +148,7 @@ fn build(ctx: &mut Ctx, file: FileConfig, resolve: Resolve<'_>) -> Option<Config
         .cluster
         .as_ref()
         .and_then(|c| ratelimit::config::cluster(ctx, c));
+    let caches = crate::cache::config::build(ctx, file.caches);
     let defined = routes::Defined {
         upstreams: &upstream_ids,
         has_api_keys: consumers.iter().any(|c| !c.api_keys.is_empty()),
@@ -149,6 +156,7 @@ fn build(ctx: &mut Ctx, file: FileConfig, resolve: Resolve<'_>) -> Option<Config
         jwt_providers: &jwt_providers,
         has_cluster: file.cluster.is_some(),
         tls,
+        caches: &caches,
     };
     let routes = routes::build(ctx, file.routes, &defined);
     let admin = admin::build(ctx, file.admin);
@@ -162,6 +170,7 @@ fn build(ctx: &mut Ctx, file: FileConfig, resolve: Resolve<'_>) -> Option<Config
         admin: admin?,
         observability,
         cluster,
+        caches: caches.into_values().collect(),
     })
 }
 

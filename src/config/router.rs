@@ -611,6 +611,7 @@ mod tests {
                 cors: None,
                 requires_client_cert: false,
                 https_redirect: None,
+                cache: None,
                 filters: Vec::new(),
                 action: Action::Mock(MockResponse {
                     status: 200,

@@ -17,6 +17,7 @@ use crate::access::AccessList;
 use crate::auth::config::{AuthConfig, FileAuth};
 use crate::auth::jwt::config::Providers;
 use crate::auth::oauth2::config::ProviderIds;
+use crate::cache::config::{CacheConfig, FileRouteCache, RouteCache};
 use crate::config::router::RouteTable;
 use crate::cors::config::FileCors;
 use crate::cors::CorsPolicy;
@@ -57,6 +58,7 @@ pub struct FileRoute {
     /// `"required"` or `"none"`.
     pub client_cert: Option<Spanned<String>>,
     pub https_redirect: Option<Spanned<FileHttpsRedirect>>,
+    pub cache: Option<Spanned<FileRouteCache>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +131,8 @@ pub struct Route {
     pub requires_client_cert: bool,
     /// Plaintext requests are redirected to HTTPS; `None`: served where they came.
     pub https_redirect: Option<HttpsRedirect>,
+    /// Answers are cached (RFC 9111) in a named store; `None`: always forwarded.
+    pub cache: Option<RouteCache>,
     /// The filters the settings above call for, in the order they apply
     /// (`super::filters::compile`).
     pub filters: Vec<super::filters::Filter>,
@@ -147,6 +151,8 @@ pub(super) struct Defined<'a> {
     pub has_cluster: bool,
     /// The TLS listeners: `https_redirect`'s default port, whether `client_cert` can be met.
     pub tls: ListenerFacts,
+    /// `[caches.NAME]`, by name: what a route's `cache.name` may refer to.
+    pub caches: &'a HashMap<String, std::sync::Arc<CacheConfig>>,
 }
 
 /// `[[routes]]`, in file order, compiled into the route table; a route naming something
@@ -251,6 +257,21 @@ pub(super) fn build(
             let key = format!("{prefix}.https_redirect");
             tls::redirect::build(ctx, value, &key, &defined.tls)
         });
+        let cache = route.cache.as_ref().and_then(|cache| {
+            if route.mock.is_some() {
+                let why = "only applies to routes with an `upstream`";
+                ctx.error(cache.span(), format!("{prefix}.cache"), why);
+                return None;
+            }
+            let has_auth = route.auth.is_some();
+            crate::cache::config::route_cache(
+                ctx,
+                cache.get_ref(),
+                &prefix,
+                defined.caches,
+                has_auth,
+            )
+        });
 
         // A route with a bad action still goes to the router (with a placeholder), so its
         // routing conflicts are reported in the same run.
@@ -273,6 +294,7 @@ pub(super) fn build(
             cors,
             requires_client_cert,
             https_redirect,
+            cache,
             filters: Vec::new(),
         };
         route.filters = super::filters::compile(&route);

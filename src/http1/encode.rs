@@ -254,6 +254,17 @@ pub fn encode_response_head(
     out.extend_from_slice(b" ");
     out.extend_from_slice(&raw[head.reason.0 as usize..head.reason.1 as usize]);
     out.extend_from_slice(b"\r\n");
+    encode_response_fields(out, raw, head, client);
+}
+
+/// Writes the header fields of a response head for the client after its status line
+/// (which a stored answer may change: a 304, a 206), ending with the blank line.
+pub fn encode_response_fields(
+    out: &mut BytesMut,
+    raw: &[u8],
+    head: &ResponseHead,
+    client: &ClientFraming,
+) {
     for h in &head.headers {
         let name = h.name(raw);
         if name.eq_ignore_ascii_case(b"via")

@@ -365,6 +365,8 @@ fn write_json(
     out.extend_from_slice(outcome_name(rec.outcome).as_bytes());
     out.extend_from_slice(b"\",\"retries\":");
     write_u64(out, u64::from(rec.retries));
+    out.extend_from_slice(b",\"cache\":");
+    json_opt(out, rec.cache.as_ref().map(|(_, o)| o.as_str().as_bytes()));
     match &rec.tls {
         Some(tls) => {
             out.extend_from_slice(b",\"tls_version\":");
@@ -882,7 +884,7 @@ mod tests {
             r#""bytes_out":512,"duration_ms":12.345,"upstream_ms":10.250,"route":"users","#,
             r#""upstream":"app","endpoint":"10.0.0.7:8080","request_id":"abc-123","#,
             r#""user_agent":"curl/8.5.0","referer":null,"host":"api.example.com","#,
-            r#""outcome":"answered","retries":1,"tls_version":null,"tls_cipher":null,"#,
+            r#""outcome":"answered","retries":1,"cache":null,"tls_version":null,"tls_cipher":null,"#,
             r#""tls_sni":null,"tls_resumed":null}"#,
             "\n"
         );
@@ -966,6 +968,7 @@ mod tests {
             "user_agent",
             "referer",
             "host",
+            "cache",
         ] {
             assert!(v[key].is_null(), "{key}: {v}");
         }
@@ -973,7 +976,7 @@ mod tests {
         assert_eq!(v["protocol"], "HTTP/1.0");
         assert_eq!(v["client"], "::1");
         assert_eq!(v["duration_ms"].as_f64(), Some(3.0));
-        assert_eq!(v.as_object().unwrap().len(), 23);
+        assert_eq!(v.as_object().unwrap().len(), 24);
     }
 
     #[test]

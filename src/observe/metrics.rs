@@ -376,6 +376,7 @@ pub struct WorkerMetrics {
     pub proxy_rejections: super::proxy_protocol::ProxyRejections,
     pub http2_closes: super::http2::Http2Closes,
     pub http2_resets: super::http2::Http2Resets,
+    pub cache: super::cache::CacheCounts,
 }
 
 /// TLS handshakes, counted per connection (not per request). Keyed by the listener address
@@ -428,6 +429,9 @@ impl WorkerMetrics {
         if !self.table.fits(snapshot, route, upstream) {
             self.folded.add_table(&self.table);
             self.table = Table::for_snapshot(snapshot);
+        }
+        if let Some((cache, outcome)) = &rec.cache {
+            self.cache.answer(cache, *outcome);
         }
         match rec.pool_hit {
             Some(true) => self.pool_hits += 1,
@@ -507,6 +511,7 @@ impl WorkerMetrics {
             proxy_rejections: self.proxy_rejections,
             http2_closes: self.http2_closes,
             http2_resets: self.http2_resets,
+            cache: self.cache.clone(),
         }
     }
 }
@@ -528,6 +533,7 @@ pub struct MetricsSnapshot {
     pub proxy_rejections: super::proxy_protocol::ProxyRejections,
     pub http2_closes: super::http2::Http2Closes,
     pub http2_resets: super::http2::Http2Resets,
+    pub cache: super::cache::CacheCounts,
 }
 
 /// A scrape request: where the worker sends its snapshot.
@@ -665,6 +671,8 @@ pub struct ProcessInfo {
     pub redis: Option<crate::ratelimit::redis_sync::SyncStats>,
     /// Every certificate the served config's TLS listeners serve, once per address.
     pub certificates: Vec<CertificateExpiry>,
+    /// The served config's caches: their stores' sizes.
+    pub caches: Vec<super::cache::StoreSize>,
 }
 
 /// When one certificate of one TLS listener address expires.
@@ -813,6 +821,8 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
         .map(|s| (s.http2_closes, s.http2_resets))
         .collect();
     super::http2::render(o, &http2);
+    let caches: Vec<_> = snapshots.iter().map(|s| s.cache.clone()).collect();
+    super::cache::render(o, &caches, &process.caches);
 
     // Only where TLS is (or was) served, like the Redis families with `[cluster]`.
     let is_tls = !process.certificates.is_empty() || !tls.is_empty();
@@ -1120,6 +1130,7 @@ mock = { status = 200, body = "ok" }
             version: "0.1.0",
             redis: None,
             certificates: Vec::new(),
+            caches: Vec::new(),
         }
     }
 

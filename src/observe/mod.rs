@@ -5,6 +5,7 @@
 //! in batches (log lines, spans) through channels.
 
 pub mod access_log;
+pub mod cache;
 pub mod config;
 pub mod http2;
 pub mod metrics;
@@ -96,6 +97,8 @@ pub struct RequestRecord {
     pub request_id: Bytes,
     /// This request's span, when tracing is on.
     pub trace: Option<SpanContext>,
+    /// On a caching route: the cache's name and how it took part.
+    pub cache: Option<(std::sync::Arc<str>, cache::CacheOutcome)>,
 }
 
 impl RequestRecord {
@@ -141,6 +144,7 @@ impl RequestRecord {
             retries: 0,
             request_id: Bytes::new(),
             trace: None,
+            cache: None,
         }
     }
 }

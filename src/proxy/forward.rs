@@ -51,6 +51,9 @@ enum Relayed {
     Done(bool),
     /// The upstream switched protocols and the 101 went out: the tunnel starts.
     Upgraded,
+    /// The route's cache answers from its store instead (a 304 refreshed the stored
+    /// answer, or a 5xx lets a stale one out): nothing was sent yet.
+    FromStore,
 }
 
 /// Where the request stands when the upstream exchange fails.
@@ -82,6 +85,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
     ) -> bool {
         let keep_alive = match self.exchange(config, action, &raw, &head).await {
             Ok(keep_alive) => keep_alive,
+            Err(Failure::Answer(error)) if super::cache::stale_on_error(&mut self.ctx, error) => {
+                self.answer_stored(&raw, &head).await
+            }
             Err(Failure::Answer(error)) => {
                 // The request body may be half read: the connection cannot continue.
                 let _ = self.answer_error(error, &[], head.version, false).await;
@@ -157,16 +163,18 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             // credential stays here, its consumer and mapped claims go upstream.
             let edits = pipeline::upstream_edits(config, ctx);
             let mut outgoing = Upstreaming {
-                config,
-                scheme: if ctx.tls.is_some() { b"https" } else { b"http" },
-                action,
-                raw,
-                head,
-                peer_text,
-                request_id: &rec.request_id,
-                trace: rec.trace,
-                upgrade,
-                edits,
+                head: UpstreamHead {
+                    config,
+                    scheme: if ctx.tls.is_some() { b"https" } else { b"http" },
+                    action,
+                    raw,
+                    head,
+                    peer_text,
+                    request_id: &rec.request_id,
+                    trace: rec.trace,
+                    upgrade,
+                    edits,
+                },
                 client: ClientSide {
                     stream,
                     buf,
@@ -193,12 +201,20 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         self.rec.pool_hit = Some(response.conn.reused);
         // Dropped on failure: the connection closes and the request stops counting.
         match self
-            .relay_response(config, head, upgrade, &mut response)
+            .relay_response(config, (raw, head), upgrade, &mut response)
             .await?
         {
             Relayed::Done(keep_alive) => {
                 response.finish();
                 Ok(keep_alive)
+            }
+            Relayed::FromStore => {
+                // A 304 has no body: its connection goes back to the pool. Another
+                // answer's body is not read; its connection closes.
+                if response.head.status == 304 {
+                    response.finish();
+                }
+                Ok(self.answer_stored(raw, head).await)
             }
             Relayed::Upgraded => {
                 // The upstream connection is the tunnel's, and closes with it.
@@ -250,7 +266,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
     async fn relay_response(
         &mut self,
         config: &Config,
-        request: &RequestHead,
+        (request_raw, request): (&[u8], &RequestHead),
         upgrade: bool,
         response: &mut Response<'_>,
     ) -> Result<Relayed, Failure> {
@@ -282,6 +298,11 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
                     .map_err(Failure::Answer)?;
         }
         let (raw, head) = (&response.raw, &response.head);
+        if let super::cache::HeadAction::ServeStored =
+            super::cache::on_head(&mut self.ctx, (request_raw, request), raw, head)
+        {
+            return Ok(Relayed::FromStore);
+        }
         let is_http11 = request.version == Version::Http11;
         let mut client_keep_alive = request.keep_alive && !self.worker.drain.is_started();
         let (encode, body) = match head.framing {
@@ -348,6 +369,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             Ok((out, payload)) => {
                 self.out = out;
                 self.rec.bytes_out += payload;
+                super::cache::on_complete(&mut self.ctx);
             }
             Err(_) => {
                 self.rec.outcome = Outcome::Aborted;
@@ -428,28 +450,31 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientSide<'_, S> {
 /// The request as the upstream gets it: the head rendered for each endpoint, the body
 /// streamed from the client when it was not read whole.
 struct Upstreaming<'a, S> {
-    config: &'a Config,
-    action: &'a ProxyAction,
-    raw: &'a Bytes,
-    head: &'a RequestHead,
-    /// The TCP peer, appended to `X-Forwarded-For`.
-    peer_text: &'a Bytes,
-    /// How the client reached Strait (`X-Forwarded-Proto`): `http` or `https`.
-    scheme: &'static [u8],
-    request_id: &'a Bytes,
-    trace: Option<SpanContext>,
-    /// A WebSocket handshake on a route that allows it: the upgrade headers go upstream.
-    upgrade: bool,
-    edits: UpstreamEdits<'a>,
+    head: UpstreamHead<'a>,
     client: ClientSide<'a, S>,
     /// Payload bytes of the body streamed.
     streamed: u64,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_, S> {
-    type BodyError = Failure;
+/// The client's request head as the upstream gets it, rendered for each endpoint tried.
+pub(super) struct UpstreamHead<'a> {
+    pub config: &'a Config,
+    pub action: &'a ProxyAction,
+    pub raw: &'a Bytes,
+    pub head: &'a RequestHead,
+    /// The TCP peer, appended to `X-Forwarded-For`.
+    pub peer_text: &'a Bytes,
+    /// How the client reached Strait (`X-Forwarded-Proto`): `http` or `https`.
+    pub scheme: &'static [u8],
+    pub request_id: &'a Bytes,
+    pub trace: Option<SpanContext>,
+    /// A WebSocket handshake on a route that allows it: the upgrade headers go upstream.
+    pub upgrade: bool,
+    pub edits: UpstreamEdits<'a>,
+}
 
-    fn write_head(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
+impl UpstreamHead<'_> {
+    pub(super) fn write(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
         let action = self.action;
         let endpoint_host;
         // A client without a Host (HTTP/1.0 may omit it) leaves nothing to preserve: the
@@ -498,8 +523,20 @@ impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_
     }
 
     /// The client's head plus room for the lines Strait adds.
-    fn head_capacity(&self) -> usize {
+    pub(super) fn capacity(&self) -> usize {
         self.raw.len() + 256
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_, S> {
+    type BodyError = Failure;
+
+    fn write_head(&self, endpoint: std::net::SocketAddr, out: &mut BytesMut) {
+        self.head.write(endpoint, out);
+    }
+
+    fn head_capacity(&self) -> usize {
+        self.head.capacity()
     }
 
     /// Streams the part of the request body that did not come with the head. From an
@@ -507,7 +544,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + StreamBody> Outgoing for Upstreaming<'_
     /// while the answer comes back: both directions at once, as a bidirectional gRPC call
     /// needs.
     async fn stream_body(&mut self, upstream: &mut UpstreamConn) -> Result<(), Failure> {
-        let (config, head) = (self.config, self.head);
+        let (config, head) = (self.head.config, self.head.head);
         if upstream.stream.is_h2() {
             if let Some(from) = self.client.stream.take_stream_body() {
                 if let Some(to) = upstream.stream.take_request_body() {

@@ -100,7 +100,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
             // We never ask for an upgrade nor send `Expect`.
             return Err(ExchangeError::answer(ProxyError::UpstreamBadResponse));
         }
-        let body = read_answer_body(&mut response.conn, response.head.framing, deadline)
+        let framing = response.head.framing;
+        let body = read_answer_body(&mut response.conn, framing, deadline, MAX_ANSWER_BYTES)
             .await
             .map_err(ExchangeError::answer)?;
         let status = response.head.status;
@@ -158,11 +159,13 @@ impl Outgoing for Introspection<'_> {
     }
 }
 
-/// Reads a whole answer body of at most [`MAX_ANSWER_BYTES`] framed by `framing`.
-async fn read_answer_body(
+/// Reads a whole answer body of at most `max` bytes framed by `framing` (an introspection's,
+/// a background revalidation's).
+pub(super) async fn read_answer_body(
     conn: &mut UpstreamConn,
     framing: BodyFraming,
     deadline: Instant,
+    max: usize,
 ) -> Result<Bytes, ProxyError> {
     let too_large = ProxyError::UpstreamBadResponse;
     let mut body = BytesMut::new();
@@ -172,7 +175,7 @@ async fn read_answer_body(
             BodyFraming::Length(n) => {
                 let n = usize::try_from(n)
                     .ok()
-                    .filter(|n| *n <= MAX_ANSWER_BYTES)
+                    .filter(|n| *n <= max)
                     .ok_or(too_large)?;
                 if conn.buf.len() >= n {
                     return Ok(conn.buf.split_to(n).freeze());
@@ -184,7 +187,7 @@ async fn read_answer_body(
                     .map_err(|_| ProxyError::UpstreamBadResponse)?;
                 if let ChunkedEvent::Data { start, end } = event {
                     body.extend_from_slice(&conn.buf[start..end]);
-                    if body.len() > MAX_ANSWER_BYTES {
+                    if body.len() > max {
                         return Err(too_large);
                     }
                 }
@@ -196,7 +199,7 @@ async fn read_answer_body(
                 }
             },
             BodyFraming::UntilClose => {
-                if conn.buf.len() > MAX_ANSWER_BYTES {
+                if conn.buf.len() > max {
                     return Err(too_large);
                 }
             }

@@ -10,6 +10,7 @@
 //! not be framed); a timed-out read ends the connection.
 
 mod body;
+mod cache;
 mod drain;
 mod forward;
 mod h2;
@@ -17,6 +18,7 @@ mod introspect;
 mod path;
 pub mod pipeline;
 mod proxy_header;
+mod refresh;
 mod tunnel;
 
 pub use drain::DrainSignal;
@@ -629,6 +631,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             },
         };
         pipeline::log_filters(&route.filters, &self.ctx, &mut self.rec);
+        // Releases a fill this request held: requests waiting for it go on.
+        self.ctx.cache = cache::CacheState::Off;
         keep_alive
     }
 
@@ -673,6 +677,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             LocalAnswer::NotAllowed(allow) => self.answer_not_allowed(allow, head).await,
             LocalAnswer::Preflight(policy) => self.answer_preflight(policy, raw, head).await,
             LocalAnswer::Redirect(redirect) => self.answer_redirect(redirect, raw, head).await,
+            LocalAnswer::Cached => self.answer_stored(raw, head).await,
+            LocalAnswer::Purged(n) => self.answer_purged(n, head).await,
         }
     }
 
@@ -750,6 +756,19 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         let keep_alive = head.keep_alive && self.discard_buffered_body(head);
         self.rec.status = status;
         self.finish_local_answer(out, b"", keep_alive, head.version, true)
+            .await
+            && keep_alive
+    }
+
+    /// 200 with how many stored answers a `PURGE` removed.
+    async fn answer_purged(&mut self, purged: usize, head: &RequestHead) -> bool {
+        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        let body = format!("{{\"purged\":{purged}}}\n");
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
+        crate::http1::encode::write_content_length(&mut out, body.len() as u64);
+        self.rec.status = 200;
+        self.finish_local_answer(out, body.as_bytes(), keep_alive, head.version, false)
             .await
             && keep_alive
     }

@@ -32,6 +32,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::cache::CacheState;
 use super::ClientConn;
 use crate::auth::oauth2::verdict::Verdicts;
 use crate::auth::Identity;
@@ -67,6 +68,10 @@ pub enum LocalAnswer<'c> {
     Preflight(&'c CorsPolicy),
     /// A redirect of a plaintext request to HTTPS.
     Redirect(&'c HttpsRedirect),
+    /// The stored answer the cache chose (`ctx.cache`).
+    Cached,
+    /// A `PURGE` removed this many stored answers.
+    Purged(usize),
 }
 
 /// The state of the request being served that filters share with the connection.
@@ -89,6 +94,8 @@ pub struct RequestCtx {
     /// The TLS session the request came on, if any: version, cipher, name, client
     /// certificate. Kept across the connection's requests.
     pub tls: Option<Rc<TlsInfo>>,
+    /// What the route's cache does for the request.
+    pub cache: CacheState,
 }
 
 impl RequestCtx {
@@ -102,6 +109,7 @@ impl RequestCtx {
             cors: CorsAnswer::default(),
             rate_limit_lines: BytesMut::new(),
             tls,
+            cache: CacheState::Off,
         }
     }
 
@@ -112,6 +120,7 @@ impl RequestCtx {
         self.identity = None;
         self.cors.reset();
         self.rate_limit_lines.clear();
+        self.cache = CacheState::Off;
     }
 }
 
@@ -153,7 +162,7 @@ pub struct ForwardedAdditions<'a> {
 }
 
 /// How many kinds of [`Filter`] there are: a route has each at most once.
-const FILTER_KINDS: usize = 6;
+const FILTER_KINDS: usize = 7;
 
 impl Default for ForwardedAdditions<'_> {
     fn default() -> Self {
@@ -203,6 +212,7 @@ impl Filter {
                 &mut conn.ctx,
                 Instant::now(),
             ),
+            Filter::Cache => super::cache::lookup(conn, req).await,
         }
     }
 
@@ -219,6 +229,7 @@ impl Filter {
                     crate::auth::upstream_headers(auth, identity, &mut edits.drop, &mut edits.set);
                 }
             }
+            Filter::Cache => super::cache::validators(ctx, edits),
             Filter::HttpsRedirect
             | Filter::ClientCert
             | Filter::RouteAccess
@@ -241,6 +252,13 @@ impl Filter {
             (Filter::RateLimit, AnswerHead::Forwarded(additions)) => {
                 additions.push(crate::ratelimit::added_lines(&ctx.rate_limit_lines));
             }
+            (Filter::Cache, AnswerHead::Local(out)) => {
+                out.extend_from_slice(super::cache::status_lines(ctx));
+            }
+            (Filter::Cache, AnswerHead::Forwarded(additions)) => additions.push(AddedLines {
+                lines: super::cache::status_lines(ctx),
+                replaces: None,
+            }),
             (
                 Filter::HttpsRedirect | Filter::ClientCert | Filter::RouteAccess | Filter::Auth,
                 _,
@@ -249,10 +267,10 @@ impl Filter {
     }
 
     /// The body-chunk hook: one piece of the upstream's response payload (chunked framing
-    /// already removed) on its way to the client. No filter reads bodies yet; the response
-    /// cache and transforms will.
-    pub fn on_body_chunk(self, _ctx: &mut RequestCtx, _chunk: &[u8]) {
+    /// already removed) on its way to the client: the cache collects what it stores.
+    pub fn on_body_chunk(self, ctx: &mut RequestCtx, chunk: &[u8]) {
         match self {
+            Filter::Cache => super::cache::on_body(ctx, chunk),
             Filter::HttpsRedirect
             | Filter::ClientCert
             | Filter::RouteAccess
@@ -264,8 +282,9 @@ impl Filter {
 
     /// The log hook, once the answer is sent and before the request is recorded. No filter
     /// adds to the record yet.
-    pub fn on_log(self, _ctx: &RequestCtx, _rec: &mut RequestRecord) {
+    pub fn on_log(self, ctx: &RequestCtx, rec: &mut RequestRecord) {
         match self {
+            Filter::Cache => rec.cache = super::cache::outcome(ctx),
             Filter::HttpsRedirect
             | Filter::ClientCert
             | Filter::RouteAccess
