@@ -12,6 +12,13 @@ pub struct Key {
     pub variant: String,
 }
 
+impl Key {
+    /// What a fill of this key is claimed under (requests for it wait for the fill).
+    pub fn fill_key(&self) -> String {
+        format!("{}\n{}", self.url, self.variant)
+    }
+}
+
 /// The key of a request under `rules`: `scheme` is `http` or `https`, `consumer` the
 /// authenticated consumer, if any.
 pub fn build(

@@ -13,6 +13,9 @@
 //! value (§4.2.1 allows the first occurrence or staleness).
 
 use crate::http1::headers::{is_hop_by_hop, is_nominated, list_tokens, trim_ows};
+use bytes::{Bytes, BytesMut};
+
+use crate::http1::encode::write_status_line;
 use crate::http1::HeaderSpan;
 
 /// A head's bytes and its parsed fields.
@@ -30,7 +33,8 @@ fn values<'a>(fields: Fields<'a>, name: &'a [u8]) -> impl Iterator<Item = &'a [u
         .map(move |h| h.value(raw))
 }
 
-fn first<'a>(fields: Fields<'a>, name: &'a [u8]) -> Option<&'a [u8]> {
+/// The first value of `name`'s field lines.
+pub fn first<'a>(fields: Fields<'a>, name: &'a [u8]) -> Option<&'a [u8]> {
     values(fields, name).next()
 }
 
@@ -377,6 +381,11 @@ impl Freshness {
             .saturating_add(now.saturating_sub(self.response_time))
     }
 
+    /// Seconds of freshness left at `now`; negative once stale (`Cache-Status`'s `ttl`).
+    pub fn ttl(&self, now: u64) -> i64 {
+        self.lifetime as i64 - self.age(now) as i64
+    }
+
     /// How far past its lifetime the answer is at `now` (0 while fresh).
     fn staleness(&self, now: u64) -> u64 {
         self.age(now).saturating_sub(self.lifetime)
@@ -540,7 +549,7 @@ pub fn merge_not_modified(
     status: u16,
     reason: &[u8],
     update: Fields<'_>,
-) -> Vec<u8> {
+) -> Bytes {
     let (raw, headers) = stored;
     let (update_raw, update_headers) = update;
     let nominated: Vec<&[u8]> = values(update, b"connection").collect();
@@ -550,16 +559,13 @@ pub fn merge_not_modified(
             && !is_nominated(name, &nominated)
     };
     let updated = |name: &[u8]| {
-        !is_hop_by_hop(name)
+        passes(name)
             && update_headers
                 .iter()
                 .any(|h| h.name(update_raw).eq_ignore_ascii_case(name))
     };
-    let mut out = b"HTTP/1.1 ".to_vec();
-    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason);
-    out.extend_from_slice(b"\r\n");
+    let mut out = BytesMut::new();
+    write_status_line(&mut out, status, reason);
     let mut line = |name: &[u8], value: &[u8]| {
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
@@ -571,12 +577,12 @@ pub fn merge_not_modified(
     }
     for h in update_headers {
         let name = h.name(update_raw);
-        if passes(name) && !name.eq_ignore_ascii_case(b"connection") {
+        if passes(name) {
             line(name, h.value(update_raw));
         }
     }
     out.extend_from_slice(b"\r\n");
-    out
+    out.freeze()
 }
 
 /// The `Vary` field names, lower-case, sorted, deduplicated; `None` for `Vary: *`.
@@ -1275,7 +1281,7 @@ mod tests {
             with(update, |u| merge_not_modified(s, 200, b"OK", u))
         });
         assert_eq!(
-            String::from_utf8(merged).unwrap(),
+            String::from_utf8(merged.to_vec()).unwrap(),
             "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncontent-length: 5\r\ncache-control: max-age=60\r\nx-a: 3\r\n\r\n"
         );
     }

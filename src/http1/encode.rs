@@ -34,7 +34,16 @@ pub struct AddedLines<'a> {
     pub replaces: Option<fn(&[u8]) -> bool>,
 }
 
-impl AddedLines<'_> {
+impl<'a> AddedLines<'a> {
+    /// `first`, then `rest` (up to 7): a head's own lines ahead of the filters'.
+    pub fn prepend(first: AddedLines<'a>, rest: &[AddedLines<'a>]) -> ([AddedLines<'a>; 8], usize) {
+        let mut all = [first; 8];
+        let n = (1 + rest.len()).min(all.len());
+        debug_assert_eq!(n, 1 + rest.len(), "more added lines than room");
+        all[1..n].copy_from_slice(&rest[..n - 1]);
+        (all, n)
+    }
+
     fn replace(added: &[AddedLines<'_>], name: &[u8]) -> bool {
         added
             .iter()
@@ -248,13 +257,21 @@ pub fn encode_response_head(
     head: &ResponseHead,
     client: &ClientFraming,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    let mut status = itoa::Buffer::new();
-    out.extend_from_slice(status.format(head.status).as_bytes());
-    out.extend_from_slice(b" ");
-    out.extend_from_slice(&raw[head.reason.0 as usize..head.reason.1 as usize]);
-    out.extend_from_slice(b"\r\n");
+    write_status_line(
+        out,
+        head.status,
+        &raw[head.reason.0 as usize..head.reason.1 as usize],
+    );
     encode_response_fields(out, raw, head, client);
+}
+
+/// `HTTP/1.1 <status> <reason>` and its CRLF.
+pub fn write_status_line(out: &mut BytesMut, status: u16, reason: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes the header fields of a response head for the client after its status line

@@ -29,7 +29,9 @@ use crate::cache::object::Object;
 use crate::cache::policy::{self, CacheControl, Usable};
 use crate::cache::store::{FillGuard, Lookup};
 use crate::error::ProxyError;
-use crate::http1::encode::{encode_response_fields, AddedLines, ClientBody, ClientFraming};
+use crate::http1::encode::{
+    encode_response_fields, write_status_line, AddedLines, ClientBody, ClientFraming,
+};
 use crate::http1::request::Method;
 use crate::http1::{
     parse_response_head, reason_phrase, BodyFraming, HeaderSpan, RequestHead, ResponseHead,
@@ -45,7 +47,7 @@ const FILL_POLL: Duration = Duration::from_millis(2);
 
 /// Request headers that make a request's answer depend on more than the stored response:
 /// a miss carrying one is passed on as it is and not stored.
-pub(super) const CONDITIONAL_HEADERS: [&[u8]; 5] = [
+const CONDITIONAL_HEADERS: [&[u8]; 5] = [
     b"if-none-match",
     b"if-modified-since",
     b"if-match",
@@ -165,8 +167,9 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
         Method::Get | Method::Head => {}
         Method::Other if head.method(raw) == b"PURGE" => return purge(conn, rc, &key),
         Method::Options | Method::Trace => {
-            conn.ctx.cache = forward_only(rc, key, "method");
-            return Flow::Continue;
+            let mut forward = Forward::new(rc, key, None, None, "method", &CacheControl::default());
+            forward.outcome = CacheOutcome::Bypass;
+            return pass_on(conn, forward);
         }
         Method::Post | Method::Put | Method::Delete | Method::Patch | Method::Other => {
             conn.ctx.cache = CacheState::Invalidate {
@@ -178,7 +181,6 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
     }
     let request_cc = policy::request_cache_control((raw, &head.headers));
     let honour = rc.honour_client;
-    let fill_key = format!("{}\n{}", key.url, key.variant);
     let store = &rc.cache.store;
     let mut waited = false;
     loop {
@@ -197,20 +199,14 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
                 };
                 match usable {
                     Usable::Fresh => {
-                        let ttl = value.freshness.lifetime as i64 - value.freshness.age(now) as i64;
-                        return serve(
-                            conn,
-                            &rc.cache,
-                            value,
-                            CacheOutcome::Hit,
-                            &format!("hit; ttl={ttl}"),
-                        );
+                        let params = format!("hit; ttl={}", value.freshness.ttl(now));
+                        return serve(conn, &rc.cache, value, CacheOutcome::Hit, &params);
                     }
                     // Served stale at once, revalidated in the background (unless a
                     // revalidation runs already).
                     Usable::StaleWhileRevalidate => {
                         if head.method == Method::Get {
-                            if let Some(fill) = store.begin_fill(&fill_key) {
+                            if let Some(fill) = store.begin_fill(&key.fill_key()) {
                                 spawn_refresh(
                                     conn,
                                     req,
@@ -220,7 +216,7 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
                                 );
                             }
                         }
-                        let ttl = value.freshness.lifetime as i64 - value.freshness.age(now) as i64;
+                        let ttl = value.freshness.ttl(now);
                         let params = format!("hit; ttl={ttl}; detail=stale-while-revalidate");
                         return serve(conn, &rc.cache, value, CacheOutcome::Stale, &params);
                     }
@@ -251,11 +247,9 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
             || (stale.is_none() && has_conditional(raw, head))
             || request_cc.no_store;
         if passed_on {
-            let mut forward = Forward::new(rc, key, None, stale, fwd, &request_cc);
-            forward.may_store = false;
-            conn.ctx.cache = CacheState::Forward(Box::new(forward));
-            return Flow::Continue;
+            return pass_on(conn, Forward::new(rc, key, None, stale, fwd, &request_cc));
         }
+        let fill_key = key.fill_key();
         match store.begin_fill(&fill_key) {
             Some(guard) => {
                 let forward = Forward::new(rc, key, Some(guard), stale, fwd, &request_cc);
@@ -276,12 +270,7 @@ pub(super) async fn lookup<'c, S: AsyncReadRent + AsyncWriteRent>(
                     .coalesced(&rc.cache.name);
             }
             // Still being filled after the wait: go upstream without storing.
-            None => {
-                let mut forward = Forward::new(rc, key, None, stale, fwd, &request_cc);
-                forward.may_store = false;
-                conn.ctx.cache = CacheState::Forward(Box::new(forward));
-                return Flow::Continue;
-            }
+            None => return pass_on(conn, Forward::new(rc, key, None, stale, fwd, &request_cc)),
         }
     }
 }
@@ -358,12 +347,11 @@ impl Forward {
     }
 }
 
-/// A forwarded request that is never stored nor served from the store.
-fn forward_only(rc: &RouteCache, key: Key, fwd: &'static str) -> CacheState {
-    let mut forward = Forward::new(rc, key, None, None, fwd, &CacheControl::default());
+/// Forwards the request as `forward` says, without storing its answer.
+fn pass_on<'c, S>(conn: &mut ClientConn<S>, mut forward: Forward) -> Flow<'c> {
     forward.may_store = false;
-    forward.outcome = CacheOutcome::Bypass;
-    CacheState::Forward(Box::new(forward))
+    conn.ctx.cache = CacheState::Forward(Box::new(forward));
+    Flow::Continue
 }
 
 fn serve<'c, S>(
@@ -398,25 +386,21 @@ pub fn validators<'a>(ctx: &'a RequestCtx, edits: &mut UpstreamEdits<'a>) {
     let CacheState::Forward(forward) = &ctx.cache else {
         return;
     };
-    let Some(stale) = &forward.stale else {
-        return;
-    };
-    edits.drop.extend(CONDITIONAL_HEADERS);
-    edits.drop.push(b"if-range");
-    let (raw, headers) = stale.fields();
-    if let Some(etag) = response_header(raw, headers, b"etag") {
-        edits.set.push((b"if-none-match", etag));
-    }
-    if let Some(modified) = response_header(raw, headers, b"last-modified") {
-        edits.set.push((b"if-modified-since", modified));
+    if let Some(stale) = &forward.stale {
+        add_validators(stale, edits);
     }
 }
 
-fn response_header<'a>(raw: &'a [u8], headers: &[HeaderSpan], name: &[u8]) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name(raw).eq_ignore_ascii_case(name))
-        .map(|h| h.value(raw))
+/// The client's conditions dropped, `stale`'s validators sent in their place.
+pub(super) fn add_validators<'a>(stale: &'a Object, edits: &mut UpstreamEdits<'a>) {
+    edits.drop.extend(CONDITIONAL_HEADERS);
+    edits.drop.push(b"if-range");
+    if let Some(etag) = policy::first(stale.fields(), b"etag") {
+        edits.set.push((b"if-none-match", etag));
+    }
+    if let Some(modified) = policy::first(stale.fields(), b"last-modified") {
+        edits.set.push((b"if-modified-since", modified));
+    }
 }
 
 /// The cache filter's response hook: the `Cache-Status` line of the answer.
@@ -559,12 +543,7 @@ impl Target {
         now: u64,
     ) -> Option<Arc<Object>> {
         let reason = &stale.raw[stale.head.reason.0 as usize..stale.head.reason.1 as usize];
-        let merged = Bytes::from(policy::merge_not_modified(
-            stale.fields(),
-            stale.head.status,
-            reason,
-            update,
-        ));
+        let merged = policy::merge_not_modified(stale.fields(), stale.head.status, reason, update);
         let head = parse_response_head(&merged, false).ok()?;
         let object = self.object(merged, head, stale.body.clone(), now);
         self.store(request, &object);
@@ -768,16 +747,10 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         };
         let omit_body = head.method == Method::Head || body.is_none();
         let client_body = match &body {
-            None => ClientBody::None {
+            Some(body) if object.head.status != 204 => ClientBody::Length(body.len() as u64),
+            _ => ClientBody::None {
                 content_length: None,
             },
-            Some(body) if object.head.status == 204 => {
-                let _ = body;
-                ClientBody::None {
-                    content_length: None,
-                }
-            }
-            Some(body) => ClientBody::Length(body.len() as u64),
         };
         let config = self.config.clone();
         let filters = super::pipeline::filters_of(&config, &self.ctx);
@@ -795,10 +768,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
                 is_age
             }),
         };
-        let mut added = [own; 8];
-        let filter_lines = additions.lines();
-        let n = (1 + filter_lines.len()).min(added.len());
-        added[1..n].copy_from_slice(&filter_lines[..n - 1]);
+        let (added, n) = AddedLines::prepend(own, additions.lines());
         let request_id = self.rec.request_id.clone();
         let framing = ClientFraming {
             body: client_body,
@@ -812,17 +782,12 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             vary: additions.vary,
         };
         let mut out = std::mem::take(&mut self.out);
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-        out.extend_from_slice(b" ");
-        if status == object.head.status {
-            out.extend_from_slice(
-                &object.raw[object.head.reason.0 as usize..object.head.reason.1 as usize],
-            );
+        let reason = if status == object.head.status {
+            &object.raw[object.head.reason.0 as usize..object.head.reason.1 as usize]
         } else {
-            out.extend_from_slice(reason_phrase(status).as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
+            reason_phrase(status).as_bytes()
+        };
+        write_status_line(&mut out, status, reason);
         encode_response_fields(&mut out, &object.raw, &object.head, &framing);
         self.rec.status = status;
         self.rec.bytes_out += out.len() as u64;

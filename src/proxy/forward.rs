@@ -395,11 +395,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             replaces: None,
         };
         // The upgrade lines, then each filter's (a route has at most one filter of a kind).
-        let mut added = [upgrade_lines; 8];
-        let filter_lines = additions.lines();
-        let n = (1 + filter_lines.len()).min(added.len());
-        debug_assert_eq!(n, 1 + filter_lines.len(), "more filter kinds than room");
-        added[1..n].copy_from_slice(&filter_lines[..n - 1]);
+        let (added, n) = AddedLines::prepend(upgrade_lines, additions.lines());
         let framing = bodiless_framing(config, &request_id, &added[..n], additions.vary);
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, &response.raw, &response.head, &framing);

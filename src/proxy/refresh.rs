@@ -65,24 +65,12 @@ impl Refresh {
             deadline: Some(deadline),
             addresses: None,
         };
-        let (raw, headers) = self.stale.fields();
         let mut edits = UpstreamEdits::default();
         edits.drop.extend(self.drop.iter().map(|name| &name[..]));
-        edits.drop.extend(super::cache::CONDITIONAL_HEADERS);
         edits
             .set
             .extend(self.set.iter().map(|(n, v)| (&n[..], &v[..])));
-        for (name, field) in [
-            (&b"if-none-match"[..], &b"etag"[..]),
-            (b"if-modified-since", b"last-modified"),
-        ] {
-            if let Some(value) = headers
-                .iter()
-                .find(|h| h.name(raw).eq_ignore_ascii_case(field))
-            {
-                edits.set.push((name, value.value(raw)));
-            }
-        }
+        super::cache::add_validators(&self.stale, &mut edits);
         let mut outgoing = Revalidation(UpstreamHead {
             config: &config,
             action,
