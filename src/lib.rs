@@ -25,6 +25,7 @@ mod scratch;
 pub mod settings;
 mod slots;
 pub mod tls;
+pub mod transform;
 pub mod upstream;
 #[cfg(test)]
 mod wake_count;

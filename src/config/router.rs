@@ -612,6 +612,8 @@ mod tests {
                 requires_client_cert: false,
                 https_redirect: None,
                 cache: None,
+                transform: None,
+                params: Vec::new(),
                 filters: Vec::new(),
                 action: Action::Mock(MockResponse {
                     status: 200,

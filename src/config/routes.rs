@@ -26,6 +26,8 @@ use crate::ratelimit::config::{FileRateLimit, RateLimitConfig};
 use crate::settings::{is_host_header, is_tchar, Ctx};
 use crate::tls::redirect::{FileHttpsRedirect, HttpsRedirect};
 use crate::tls::ListenerFacts;
+use crate::transform::config::FileTransform;
+use crate::transform::Transform;
 use crate::upstream::config::{UpstreamId, UpstreamIds};
 use crate::{access, auth, cors, ratelimit, tls};
 
@@ -59,6 +61,7 @@ pub struct FileRoute {
     pub client_cert: Option<Spanned<String>>,
     pub https_redirect: Option<Spanned<FileHttpsRedirect>>,
     pub cache: Option<Spanned<FileRouteCache>>,
+    pub transform: Option<Spanned<FileTransform>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +136,11 @@ pub struct Route {
     pub https_redirect: Option<HttpsRedirect>,
     /// Answers are cached (RFC 9111) in a named store; `None`: always forwarded.
     pub cache: Option<RouteCache>,
+    /// What forwarded requests and their answers are changed into; `None`: passed as they
+    /// are.
+    pub transform: Option<Transform>,
+    /// The parameter names of `path` (`{id}`, `{*rest}`), which templates may name.
+    pub params: Vec<String>,
     /// The filters the settings above call for, in the order they apply
     /// (`super::filters::compile`).
     pub filters: Vec<super::filters::Filter>,
@@ -273,6 +281,16 @@ pub(super) fn build(
             )
         });
 
+        let params = path_params(&path);
+        let transform = route.transform.as_ref().map(|transform| {
+            if route.mock.is_some() {
+                let why = "only applies to routes with an `upstream`";
+                ctx.error(transform.span(), format!("{prefix}.transform"), why);
+            }
+            let key = format!("{prefix}.transform");
+            crate::transform::config::build(ctx, transform.get_ref(), &key, &params)
+        });
+
         // A route with a bad action still goes to the router (with a placeholder), so its
         // routing conflicts are reported in the same run.
         let action = action.unwrap_or_else(|| {
@@ -295,6 +313,8 @@ pub(super) fn build(
             requires_client_cert,
             https_redirect,
             cache,
+            transform,
+            params,
             filters: Vec::new(),
         };
         route.filters = super::filters::compile(&route);
@@ -321,6 +341,23 @@ pub(super) fn build(
             None
         }
     }
+}
+
+/// The parameter names of a path pattern: `{id}` and `{*rest}` give `id` and `rest`.
+fn path_params(pattern: &str) -> Vec<String> {
+    let mut params = Vec::new();
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let name = rest[start + 1..start + len].trim_start_matches('*');
+        if !name.is_empty() {
+            params.push(name.to_owned());
+        }
+        rest = &rest[start + len..];
+    }
+    params
 }
 
 /// Upper-cased, de-duplicated method names; empty = any method.
