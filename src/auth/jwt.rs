@@ -458,6 +458,10 @@ pub fn check_claims(
             consumer,
             scopes: None,
             headers: Rc::from(headers),
+            claims: claims
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str().into(), header_value(value)?)))
+                .collect(),
             forward_token: provider.forward_token,
         },
         // A NaN or huge `exp` saturates; the cache caps the lifetime anyway.

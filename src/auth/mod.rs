@@ -60,6 +60,9 @@ pub struct Identity {
     /// Headers (lower-case name, value) set upstream, the client's copies replaced: the
     /// claims a JWT provider maps (`claims_to_headers`).
     pub headers: Rc<[(Bytes, Bytes)]>,
+    /// The verified JWT's top-level scalar claims (name, value as text), which transform
+    /// templates name (`{claim.sub}`); empty for other methods.
+    pub claims: Rc<[(Box<str>, Bytes)]>,
     /// Send the client's `Authorization` upstream (`forward_token` of the JWT provider or
     /// of the route's `oauth2`).
     pub forward_token: bool,
@@ -229,6 +232,7 @@ pub fn authenticate(
             consumer: Bytes::copy_from_slice(consumer.name.as_bytes()),
             scopes: None,
             headers: Rc::from([]),
+            claims: Rc::from([]),
             forward_token: false,
         });
     }
@@ -312,6 +316,7 @@ pub async fn authenticate_request<'c, C: AuthSections, E: Display>(
         consumer: token.consumer.clone(),
         scopes: Some(token.scopes.clone()),
         headers: Rc::from([]),
+        claims: Rc::from([]),
         forward_token: oauth2.forward_token,
     })
 }

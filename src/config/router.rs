@@ -613,7 +613,7 @@ mod tests {
                 https_redirect: None,
                 cache: None,
                 transform: None,
-                params: Vec::new(),
+                params: Default::default(),
                 filters: Vec::new(),
                 action: Action::Mock(MockResponse {
                     status: 200,

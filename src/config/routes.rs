@@ -139,8 +139,8 @@ pub struct Route {
     /// What forwarded requests and their answers are changed into; `None`: passed as they
     /// are.
     pub transform: Option<Transform>,
-    /// The parameter names of `path` (`{id}`, `{*rest}`), which templates may name.
-    pub params: Vec<String>,
+    /// The parameters of `path` (`{id}`, `{*rest}`), which templates may name.
+    pub params: PathParams,
     /// The filters the settings above call for, in the order they apply
     /// (`super::filters::compile`).
     pub filters: Vec<super::filters::Filter>,
@@ -281,14 +281,14 @@ pub(super) fn build(
             )
         });
 
-        let params = path_params(&path);
+        let params = PathParams::of(&path);
         let transform = route.transform.as_ref().map(|transform| {
             if route.mock.is_some() {
                 let why = "only applies to routes with an `upstream`";
                 ctx.error(transform.span(), format!("{prefix}.transform"), why);
             }
             let key = format!("{prefix}.transform");
-            crate::transform::config::build(ctx, transform.get_ref(), &key, &params)
+            crate::transform::config::build(ctx, transform.get_ref(), &key, &params.names)
         });
 
         // A route with a bad action still goes to the router (with a placeholder), so its
@@ -343,21 +343,43 @@ pub(super) fn build(
     }
 }
 
-/// The parameter names of a path pattern: `{id}` and `{*rest}` give `id` and `rest`.
-fn path_params(pattern: &str) -> Vec<String> {
-    let mut params = Vec::new();
-    let mut rest = pattern;
-    while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        let name = rest[start + 1..start + len].trim_start_matches('*');
-        if !name.is_empty() {
-            params.push(name.to_owned());
+/// A route's path parameters: their names, and a matcher of the route's pattern alone that
+/// finds their values in a request's path.
+#[derive(Debug, Default)]
+pub struct PathParams {
+    pub names: Vec<String>,
+    matcher: Option<matchit::Router<()>>,
+}
+
+impl PathParams {
+    /// `{id}` and `{*rest}` in `pattern` give `id` and `rest`. A pattern the router refuses
+    /// gets no matcher (the router reports it).
+    pub fn of(pattern: &str) -> PathParams {
+        let mut names = Vec::new();
+        let mut rest = pattern;
+        while let Some(start) = rest.find('{') {
+            let Some(len) = rest[start..].find('}') else {
+                break;
+            };
+            let name = rest[start + 1..start + len].trim_start_matches('*');
+            if !name.is_empty() && !name.starts_with('{') {
+                names.push(name.to_owned());
+            }
+            rest = &rest[start + len..];
         }
-        rest = &rest[start + len..];
+        let matcher = (!names.is_empty())
+            .then(|| {
+                let mut router = matchit::Router::new();
+                router.insert(pattern, ()).ok().map(|()| router)
+            })
+            .flatten();
+        PathParams { names, matcher }
     }
-    params
+
+    /// The value of parameter `name` in `path` (which the route matched).
+    pub fn value<'p>(&self, path: &'p str, name: &str) -> Option<&'p str> {
+        self.matcher.as_ref()?.at(path).ok()?.params.get(name)
+    }
 }
 
 /// Upper-cased, de-duplicated method names; empty = any method.

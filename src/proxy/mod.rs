@@ -12,6 +12,7 @@
 mod body;
 mod cache;
 mod drain;
+pub mod facts;
 mod forward;
 mod h2;
 mod introspect;

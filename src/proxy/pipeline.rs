@@ -710,6 +710,7 @@ access = { allow = ["10.0.0.0/8"] }
             consumer: Bytes::from_static(b"alice"),
             scopes: None,
             headers: std::rc::Rc::from([]),
+            claims: std::rc::Rc::from([]),
             forward_token: false,
         });
         let edits = upstream_edits(&config, &c);

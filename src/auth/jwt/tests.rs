@@ -549,6 +549,7 @@ fn the_worker_cache_trusts_a_token_per_provider_until_it_expires() {
                 scopes: None,
                 consumer: Bytes::new(),
                 headers: Rc::from([]),
+                claims: Rc::from([]),
                 forward_token: false,
             },
             until: start + CACHE_TTL,
