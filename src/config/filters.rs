@@ -27,6 +27,9 @@ pub enum Filter {
     /// The route's `rate_limits`: 429 (or 503) past a limit; every answer describes the
     /// answering limit.
     RateLimit,
+    /// The route's `transform`: the upstream's copy of the request and the answer's head
+    /// are changed as it says.
+    Transform,
     /// The route's `cache`: a usable stored answer is sent from the store; otherwise the
     /// request goes upstream (conditionally when revalidating) and its answer is stored.
     Cache,
@@ -38,7 +41,9 @@ pub enum Filter {
 /// on a preflight, and a page can only read a 401 or 429 that carries CORS headers), then
 /// authentication, then rate limits (consumer limits count by the authenticated consumer),
 /// then the cache (a stored answer is served only to requests every guard let through, and
-/// a hit counts against the limits like any request).
+/// a hit counts against the limits like any request). The transform comes before the
+/// cache, so that a stored answer gets the transform's response edits too, and a
+/// revalidation goes upstream transformed.
 pub fn compile(route: &Route) -> Vec<Filter> {
     let mut filters = Vec::new();
     if route.https_redirect.is_some() {
@@ -58,6 +63,9 @@ pub fn compile(route: &Route) -> Vec<Filter> {
     }
     if !route.rate_limits.is_empty() {
         filters.push(Filter::RateLimit);
+    }
+    if route.transform.is_some() {
+        filters.push(Filter::Transform);
     }
     if route.cache.is_some() {
         filters.push(Filter::Cache);

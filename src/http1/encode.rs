@@ -75,9 +75,14 @@ pub struct ForwardedRequest<'a> {
     /// Headers (lower-case name, value) Strait sets: the client's copies are replaced
     /// (the authenticated consumer).
     pub set_headers: &'a [HeaderPair<'a>],
+    /// Headers (lower-case name, value) written after those, the client's copies kept
+    /// (a transform's `append`, a renamed header).
+    pub append_headers: &'a [HeaderPair<'a>],
     /// Lines written after those (the trace context, our span becoming the upstream's
     /// parent).
     pub added: &'a [AddedLines<'a>],
+    /// The method sent in place of the client's (a transform's override).
+    pub method: Option<&'a [u8]>,
 }
 
 /// Headers Strait writes itself on the upstream request, so the client's copies are dropped.
@@ -148,7 +153,7 @@ pub fn encode_request_head(
     fwd: &ForwardedRequest<'_>,
     framing: BodyFraming,
 ) {
-    out.extend_from_slice(head.method(raw));
+    out.extend_from_slice(fwd.method.unwrap_or(head.method(raw)));
     out.extend_from_slice(b" ");
     if !fwd.target.starts_with(b"/") && fwd.target != b"*" {
         out.extend_from_slice(b"/");
@@ -208,7 +213,7 @@ pub fn encode_request_head(
     };
     write_joined(out, raw, &head.headers, b"via", via);
     write_header(out, fwd.request_id.0, fwd.request_id.1);
-    for (name, value) in fwd.set_headers {
+    for (name, value) in fwd.set_headers.iter().chain(fwd.append_headers) {
         write_header(out, name, value);
     }
     AddedLines::write_all(fwd.added, out);
@@ -234,6 +239,19 @@ pub enum ClientBody {
     UntilClose,
 }
 
+/// What a route's response transform changes in a forwarded head beyond the lines it adds.
+pub trait ResponseEdits: std::fmt::Debug {
+    /// The status sent for the upstream's `status`.
+    fn status(&self, status: u16) -> u16;
+    /// True for an upstream header that is not passed on.
+    fn drops(&self, name: &[u8]) -> bool;
+    /// Whether Strait adds itself to `Via`.
+    fn via(&self) -> bool;
+    /// Writes the lines added only when the head has no header of their name; `has`
+    /// tells whether it has one.
+    fn write_if_absent(&self, has: &dyn Fn(&[u8]) -> bool, out: &mut BytesMut);
+}
+
 /// What the client side of a response needs besides the upstream's head.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientFraming<'a> {
@@ -248,6 +266,8 @@ pub struct ClientFraming<'a> {
     /// A request header the answer depends on beyond what the upstream said (CORS:
     /// `Origin`): the upstream's Vary lines become one that names it too.
     pub vary: Option<&'a [u8]>,
+    /// The route's response transform, if it has one.
+    pub edits: Option<&'a dyn ResponseEdits>,
 }
 
 /// Writes the response head for the client, ending with the blank line.
@@ -257,11 +277,15 @@ pub fn encode_response_head(
     head: &ResponseHead,
     client: &ClientFraming,
 ) {
-    write_status_line(
-        out,
-        head.status,
-        &raw[head.reason.0 as usize..head.reason.1 as usize],
-    );
+    let status = client
+        .edits
+        .map_or(head.status, |edits| edits.status(head.status));
+    let reason = if status == head.status {
+        &raw[head.reason.0 as usize..head.reason.1 as usize]
+    } else {
+        super::reason_phrase(status).as_bytes()
+    };
+    write_status_line(out, status, reason);
     encode_response_fields(out, raw, head, client);
 }
 
@@ -288,6 +312,7 @@ pub fn encode_response_fields(
             || name.eq_ignore_ascii_case(client.request_id.0)
             || (client.vary.is_some() && name.eq_ignore_ascii_case(b"vary"))
             || AddedLines::replace(client.added, name)
+            || client.edits.is_some_and(|edits| edits.drops(name))
             || is_dropped(name, raw, &head.headers, head.has_connection_header)
         {
             continue;
@@ -297,14 +322,33 @@ pub fn encode_response_fields(
         out.extend_from_slice(h.value(raw));
         out.extend_from_slice(b"\r\n");
     }
-    let via: &[u8] = if head.version == Version::Http10 {
-        b"1.0 strait"
+    if client.edits.is_none_or(|edits| edits.via()) {
+        let via: &[u8] = if head.version == Version::Http10 {
+            b"1.0 strait"
+        } else {
+            b"1.1 strait"
+        };
+        write_joined(out, raw, &head.headers, b"via", via);
     } else {
-        b"1.1 strait"
-    };
-    write_joined(out, raw, &head.headers, b"via", via);
+        // Without Strait's own entry, the upstream's chain passes as it came.
+        for h in head
+            .headers
+            .iter()
+            .filter(|h| h.name(raw).eq_ignore_ascii_case(b"via"))
+        {
+            write_header(out, b"via", h.value(raw));
+        }
+    }
     write_header(out, client.request_id.0, client.request_id.1);
     AddedLines::write_all(client.added, out);
+    if let Some(edits) = client.edits {
+        let has = |name: &[u8]| {
+            head.headers
+                .iter()
+                .any(|h| h.name(raw).eq_ignore_ascii_case(name))
+        };
+        edits.write_if_absent(&has, out);
+    }
     if let Some(vary) = client.vary {
         write_vary(out, raw, &head.headers, vary);
     }
@@ -429,7 +473,9 @@ mod tests {
             request_id: (b"x-request-id", b"id-1"),
             drop_headers: &[],
             set_headers: &[],
+            append_headers: &[],
             added,
+            method: None,
         };
         let mut out = BytesMut::new();
         encode_request_head(&mut out, raw, &head, &fwd, head.framing);
@@ -457,6 +503,7 @@ mod tests {
                 request_id: (b"x-request-id", b"id-1"),
                 added: added.as_slice(),
                 vary: cors.map(|_| &b"Origin"[..]),
+                edits: None,
             };
             let mut out = BytesMut::new();
             encode_response_head(&mut out, raw.as_bytes(), &head, &framing);

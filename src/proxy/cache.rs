@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::pipeline::{Flow, LocalAnswer, Request, RequestCtx, UpstreamEdits};
+use super::refresh::OwnedEdits;
 use super::refresh::Refresh;
 use super::ClientConn;
 use crate::cache::config::{CacheConfig, RouteCache};
@@ -296,12 +297,7 @@ fn spawn_refresh<S>(
             b"http"
         },
         request_id: conn.rec.request_id.clone(),
-        drop: edits.drop.iter().map(|name| Box::from(*name)).collect(),
-        set: edits
-            .set
-            .iter()
-            .map(|(name, value)| (Box::from(*name), Box::from(*value)))
-            .collect(),
+        edits: OwnedEdits::from(&edits),
         target: Target {
             cache: cache.clone(),
             key,
@@ -753,10 +749,10 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             },
         };
         let config = self.config.clone();
-        let filters = super::pipeline::filters_of(&config, &self.ctx);
+        let route = super::pipeline::route_of(&config, &self.ctx);
         let mut additions = super::pipeline::ForwardedAdditions::default();
         super::pipeline::response_filters(
-            filters,
+            route,
             &self.ctx,
             super::pipeline::AnswerHead::Forwarded(&mut additions),
         );
@@ -780,8 +776,16 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             ),
             added: &added[..n],
             vary: additions.vary,
+            edits: additions.edits(),
         };
         let mut out = std::mem::take(&mut self.out);
+        // A route's status map applies to a stored answer as to a forwarded one; a 304,
+        // 206 or 416 made here stays what it is.
+        let status = if status == object.head.status {
+            additions.status(status)
+        } else {
+            status
+        };
         let reason = if status == object.head.status {
             &object.raw[object.head.reason.0 as usize..object.head.reason.1 as usize]
         } else {

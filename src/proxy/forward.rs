@@ -330,8 +330,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         };
         let request_id = self.rec.request_id.clone();
         let filters = pipeline::filters_of(config, &self.ctx);
+        let route = pipeline::route_of(config, &self.ctx);
         let mut additions = ForwardedAdditions::default();
-        pipeline::response_filters(filters, &self.ctx, AnswerHead::Forwarded(&mut additions));
+        pipeline::response_filters(route, &self.ctx, AnswerHead::Forwarded(&mut additions));
         let client_framing = ClientFraming {
             body,
             keep_alive: client_keep_alive,
@@ -342,10 +343,11 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             ),
             added: additions.lines(),
             vary: additions.vary,
+            edits: additions.edits(),
         };
         let mut out = std::mem::take(&mut self.out);
         encode_response_head(&mut out, raw, head, &client_framing);
-        self.rec.status = head.status;
+        self.rec.status = additions.status(head.status);
         self.rec.bytes_out += out.len() as u64;
         let pump = Pump {
             from: head.framing,
@@ -387,9 +389,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         response: &Response<'_>,
     ) -> Result<(), Failure> {
         let request_id = self.rec.request_id.clone();
-        let filters = pipeline::filters_of(config, &self.ctx);
+        let route = pipeline::route_of(config, &self.ctx);
         let mut additions = ForwardedAdditions::default();
-        pipeline::response_filters(filters, &self.ctx, AnswerHead::Forwarded(&mut additions));
+        pipeline::response_filters(route, &self.ctx, AnswerHead::Forwarded(&mut additions));
         let upgrade_lines = AddedLines {
             lines: WEBSOCKET_UPGRADE_LINES,
             replaces: None,
@@ -475,7 +477,9 @@ impl UpstreamHead<'_> {
         let endpoint_host;
         // A client without a Host (HTTP/1.0 may omit it) leaves nothing to preserve: the
         // upstream gets the name it would get without `preserve_host`, as nginx sends.
-        let host = if action.preserve_host && self.head.authority(self.raw).is_some() {
+        let host = if let Some(host) = self.edits.host {
+            UpstreamHost::Rewrite(host)
+        } else if action.preserve_host && self.head.authority(self.raw).is_some() {
             UpstreamHost::Preserve
         } else if let Some(rewrite) = &action.host_rewrite {
             UpstreamHost::Rewrite(rewrite.as_bytes())
@@ -503,7 +507,9 @@ impl UpstreamHead<'_> {
             n += 1;
         }
         let forwarded = ForwardedRequest {
-            target: strip_prefix(self.head.target(self.raw), action.strip_prefix.as_deref()),
+            target: self.edits.target.unwrap_or_else(|| {
+                strip_prefix(self.head.target(self.raw), action.strip_prefix.as_deref())
+            }),
             host,
             client_ip: self.peer_text,
             scheme: self.scheme,
@@ -513,7 +519,9 @@ impl UpstreamHead<'_> {
             ),
             drop_headers: &self.edits.drop,
             set_headers: &self.edits.set,
+            append_headers: &self.edits.append,
             added: &added[..n],
+            method: self.edits.method,
         };
         encode_request_head(out, self.raw, self.head, &forwarded, self.head.framing);
     }
@@ -595,7 +603,7 @@ fn content_length_of(raw: &[u8], head: &ResponseHead) -> Option<u64> {
 /// Removes `prefix` from the front of `target` at a segment boundary (`/users` strips
 /// `/users` and `/users/1`, not `/usersX`). The result may be empty or start with `?`; the
 /// encoder then sends `/` in front.
-fn strip_prefix<'a>(target: &'a [u8], prefix: Option<&str>) -> &'a [u8] {
+pub(super) fn strip_prefix<'a>(target: &'a [u8], prefix: Option<&str>) -> &'a [u8] {
     let Some(prefix) = prefix.map(str::as_bytes) else {
         return target;
     };
@@ -626,6 +634,7 @@ fn bodiless_framing<'a>(
         ),
         added,
         vary,
+        edits: None,
     }
 }
 

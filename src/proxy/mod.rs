@@ -20,6 +20,7 @@ mod path;
 pub mod pipeline;
 mod proxy_header;
 mod refresh;
+mod transform;
 mod tunnel;
 
 pub use drain::DrainSignal;
@@ -823,8 +824,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             self.config.observability.request_id_header.as_bytes(),
             &self.rec.request_id,
         );
-        let filters = pipeline::filters_of(&self.config, &self.ctx);
-        pipeline::response_filters(filters, &self.ctx, AnswerHead::Local(&mut out));
+        let route = pipeline::route_of(&self.config, &self.ctx);
+        pipeline::response_filters(route, &self.ctx, AnswerHead::Local(&mut out));
         write_connection(&mut out, keep_alive, version);
         out.extend_from_slice(b"\r\n");
         if !omit_body {

@@ -33,6 +33,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::cache::CacheState;
+use super::transform::ResponseView;
 use super::ClientConn;
 use crate::auth::oauth2::verdict::Verdicts;
 use crate::auth::Identity;
@@ -40,7 +41,7 @@ use crate::config::filters::Filter;
 use crate::config::{Config, Route};
 use crate::cors::{CorsAnswer, CorsPolicy};
 use crate::error::ProxyError;
-use crate::http1::encode::{AddedLines, HeaderPair};
+use crate::http1::encode::{AddedLines, HeaderPair, ResponseEdits};
 use crate::http1::RequestHead;
 use crate::observe::RequestRecord;
 use crate::ratelimit::{Decision, WorkerLimits};
@@ -96,6 +97,8 @@ pub struct RequestCtx {
     pub tls: Option<Rc<TlsInfo>>,
     /// What the route's cache does for the request.
     pub cache: CacheState,
+    /// The route's transform rendered for the request.
+    pub transform: super::transform::Rendered,
 }
 
 impl RequestCtx {
@@ -110,6 +113,7 @@ impl RequestCtx {
             rate_limit_lines: BytesMut::new(),
             tls,
             cache: CacheState::Off,
+            transform: Default::default(),
         }
     }
 
@@ -121,6 +125,7 @@ impl RequestCtx {
         self.cors.reset();
         self.rate_limit_lines.clear();
         self.cache = CacheState::Off;
+        self.transform.reset();
     }
 }
 
@@ -141,6 +146,14 @@ pub struct UpstreamEdits<'a> {
     pub drop: Vec<&'a [u8]>,
     /// Headers Strait sets; the client's copies are dropped.
     pub set: Vec<HeaderPair<'a>>,
+    /// Headers Strait adds; the client's copies stay.
+    pub append: Vec<HeaderPair<'a>>,
+    /// The target (path and query) sent in place of the client's.
+    pub target: Option<&'a [u8]>,
+    /// The Host sent in place of the route's choice.
+    pub host: Option<&'a [u8]>,
+    /// The method sent in place of the client's.
+    pub method: Option<&'a [u8]>,
 }
 
 /// The head of an answer as the response hooks see it.
@@ -159,10 +172,12 @@ pub struct ForwardedAdditions<'a> {
     lines: [AddedLines<'a>; FILTER_KINDS],
     len: usize,
     pub vary: Option<&'a [u8]>,
+    /// The route's response transform.
+    pub edits: Option<ResponseView<'a>>,
 }
 
 /// How many kinds of [`Filter`] there are: a route has each at most once.
-const FILTER_KINDS: usize = 7;
+const FILTER_KINDS: usize = 8;
 
 impl Default for ForwardedAdditions<'_> {
     fn default() -> Self {
@@ -174,6 +189,7 @@ impl Default for ForwardedAdditions<'_> {
             lines: [NONE; FILTER_KINDS],
             len: 0,
             vary: None,
+            edits: None,
         }
     }
 }
@@ -190,6 +206,16 @@ impl<'a> ForwardedAdditions<'a> {
     /// The lines added, in order.
     pub fn lines(&self) -> &[AddedLines<'a>] {
         &self.lines[..self.len]
+    }
+
+    /// The response transform's edits, as the encoder takes them.
+    pub fn edits(&self) -> Option<&dyn ResponseEdits> {
+        self.edits.as_ref().map(|edits| edits as &dyn ResponseEdits)
+    }
+
+    /// The status an upstream's `status` goes out as.
+    pub fn status(&self, status: u16) -> u16 {
+        self.edits.map_or(status, |edits| edits.status(status))
     }
 }
 
@@ -212,6 +238,19 @@ impl Filter {
                 &mut conn.ctx,
                 Instant::now(),
             ),
+            Filter::Transform => {
+                let mut rendered = std::mem::take(&mut conn.ctx.transform);
+                let facts = super::transform::facts(
+                    req.route,
+                    req.raw,
+                    req.head,
+                    &conn.ctx,
+                    &conn.rec.request_id,
+                );
+                super::transform::prepare(req.route, &facts, &mut rendered);
+                conn.ctx.transform = rendered;
+                Flow::Continue
+            }
             Filter::Cache => super::cache::lookup(conn, req).await,
         }
     }
@@ -230,6 +269,7 @@ impl Filter {
                 }
             }
             Filter::Cache => super::cache::validators(ctx, edits),
+            Filter::Transform => super::transform::upstream_edits(route, ctx, edits),
             Filter::HttpsRedirect
             | Filter::ClientCert
             | Filter::RouteAccess
@@ -239,8 +279,23 @@ impl Filter {
     }
 
     /// The response hook: the lines this filter adds to the answer's head.
-    pub fn on_response<'a>(self, ctx: &'a RequestCtx, answer: &mut AnswerHead<'_, 'a>) {
+    pub fn on_response<'a>(
+        self,
+        route: &'a Route,
+        ctx: &'a RequestCtx,
+        answer: &mut AnswerHead<'_, 'a>,
+    ) {
         match (self, answer) {
+            (Filter::Transform, AnswerHead::Local(out)) => {
+                super::transform::write_local(route, ctx, out);
+            }
+            (Filter::Transform, AnswerHead::Forwarded(additions)) => {
+                additions.push(AddedLines {
+                    lines: super::transform::response_lines(ctx),
+                    replaces: None,
+                });
+                additions.edits = ResponseView::of(route, ctx);
+            }
             (Filter::Cors, AnswerHead::Local(out)) => ctx.cors.write_local(out),
             (Filter::Cors, AnswerHead::Forwarded(additions)) => {
                 additions.push(ctx.cors.forwarded());
@@ -276,7 +331,8 @@ impl Filter {
             | Filter::RouteAccess
             | Filter::Cors
             | Filter::Auth
-            | Filter::RateLimit => {}
+            | Filter::RateLimit
+            | Filter::Transform => {}
         }
     }
 
@@ -290,13 +346,14 @@ impl Filter {
             | Filter::RouteAccess
             | Filter::Cors
             | Filter::Auth
-            | Filter::RateLimit => {}
+            | Filter::RateLimit
+            | Filter::Transform => {}
         }
     }
 }
 
 /// The request's route (`ctx.route` of `config`), once found.
-fn route_of<'c>(config: &'c Config, ctx: &RequestCtx) -> Option<&'c Route> {
+pub fn route_of<'c>(config: &'c Config, ctx: &RequestCtx) -> Option<&'c Route> {
     config.routes.routes().get(ctx.route?)
 }
 
@@ -337,16 +394,18 @@ pub fn upstream_edits<'a>(config: &'a Config, ctx: &'a RequestCtx) -> UpstreamEd
     edits
 }
 
-/// Runs the response hooks of `filters`, last filter first, then adds the TLS
+/// Runs the response hooks of `route`'s filters, last filter first, then adds the TLS
 /// listener's `Strict-Transport-Security` (every answer on the listener carries it, routed
 /// or not; an upstream's own copy gives way to it).
 pub fn response_filters<'a>(
-    filters: &[Filter],
+    route: Option<&'a Route>,
     ctx: &'a RequestCtx,
     mut answer: AnswerHead<'_, 'a>,
 ) {
-    for filter in filters.iter().rev() {
-        filter.on_response(ctx, &mut answer);
+    if let Some(route) = route {
+        for filter in route.filters.iter().rev() {
+            filter.on_response(route, ctx, &mut answer);
+        }
     }
     if let Some(hsts) = ctx.tls.as_ref().and_then(|tls| tls.hsts.as_ref()) {
         match answer {
@@ -674,7 +733,7 @@ access = { allow = ["10.0.0.0/8"] }
 
         // A local answer: last filter first, so the rate-limit lines precede CORS.
         let mut out = BytesMut::new();
-        response_filters(&limited.filters, &c, AnswerHead::Local(&mut out));
+        response_filters(Some(limited), &c, AnswerHead::Local(&mut out));
         assert_eq!(
             &out[..],
             b"x-ratelimit-limit: 1\r\n\
@@ -685,7 +744,7 @@ access = { allow = ["10.0.0.0/8"] }
         // A forwarded answer: the encoder gets the lines, in the same order, and the
         // header the answer varies on.
         let mut additions = ForwardedAdditions::default();
-        response_filters(&limited.filters, &c, AnswerHead::Forwarded(&mut additions));
+        response_filters(Some(limited), &c, AnswerHead::Forwarded(&mut additions));
         let lines: Vec<&[u8]> = additions.lines().iter().map(|a| a.lines).collect();
         assert_eq!(
             lines,
@@ -698,7 +757,7 @@ access = { allow = ["10.0.0.0/8"] }
 
         // A route without filters adds nothing.
         let mut out = BytesMut::new();
-        response_filters(&[], &c, AnswerHead::Local(&mut out));
+        response_filters(None, &c, AnswerHead::Local(&mut out));
         assert!(out.is_empty());
     }
 

@@ -28,7 +28,53 @@ use crate::upstream::client::{Body, Client, Outgoing, Request};
 use crate::upstream::UpstreamConn;
 
 /// A header (lower-case name, value) kept past its request.
-pub(super) type OwnedHeader = (Box<[u8]>, Box<[u8]>);
+type OwnedHeader = (Box<[u8]>, Box<[u8]>);
+
+/// The route filters' edits of the upstream's copy of a request ([`UpstreamEdits`]),
+/// owned: the request is gone when the revalidation runs.
+pub(super) struct OwnedEdits {
+    drop: Vec<Box<[u8]>>,
+    set: Vec<OwnedHeader>,
+    append: Vec<OwnedHeader>,
+    target: Option<Box<[u8]>>,
+    host: Option<Box<[u8]>>,
+    method: Option<Box<[u8]>>,
+}
+
+impl From<&UpstreamEdits<'_>> for OwnedEdits {
+    fn from(edits: &UpstreamEdits<'_>) -> Self {
+        let owned = |pairs: &[(&[u8], &[u8])]| -> Vec<OwnedHeader> {
+            pairs
+                .iter()
+                .map(|(name, value)| (Box::from(*name), Box::from(*value)))
+                .collect()
+        };
+        OwnedEdits {
+            drop: edits.drop.iter().map(|name| Box::from(*name)).collect(),
+            set: owned(&edits.set),
+            append: owned(&edits.append),
+            target: edits.target.map(Box::from),
+            host: edits.host.map(Box::from),
+            method: edits.method.map(Box::from),
+        }
+    }
+}
+
+impl OwnedEdits {
+    fn borrowed(&self) -> UpstreamEdits<'_> {
+        fn pairs(pairs: &[OwnedHeader]) -> Vec<(&[u8], &[u8])> {
+            pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect()
+        }
+        UpstreamEdits {
+            drop: self.drop.iter().map(|name| &name[..]).collect(),
+            set: pairs(&self.set),
+            append: pairs(&self.append),
+            target: self.target.as_deref(),
+            host: self.host.as_deref(),
+            method: self.method.as_deref(),
+        }
+    }
+}
 
 /// What the revalidation needs of the request that found the answer stale, owned.
 pub(super) struct Refresh {
@@ -39,9 +85,8 @@ pub(super) struct Refresh {
     pub peer_text: Bytes,
     pub scheme: &'static [u8],
     pub request_id: Bytes,
-    /// The route filters' edits of the upstream's copy (owned: the request is gone).
-    pub drop: Vec<Box<[u8]>>,
-    pub set: Vec<OwnedHeader>,
+    /// The route filters' edits of the upstream's copy.
+    pub edits: OwnedEdits,
     pub target: Target,
     pub stale: Arc<Object>,
     pub fill: FillGuard<Object>,
@@ -65,11 +110,7 @@ impl Refresh {
             deadline: Some(deadline),
             addresses: None,
         };
-        let mut edits = UpstreamEdits::default();
-        edits.drop.extend(self.drop.iter().map(|name| &name[..]));
-        edits
-            .set
-            .extend(self.set.iter().map(|(n, v)| (&n[..], &v[..])));
+        let mut edits = self.edits.borrowed();
         super::cache::add_validators(&self.stale, &mut edits);
         let mut outgoing = Revalidation(UpstreamHead {
             config: &config,

@@ -175,7 +175,10 @@ pub struct QueryOps {
 
 impl QueryOps {
     pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.rename.is_empty() && self.set.is_empty() && self.add.is_empty()
+        self.remove.is_empty()
+            && self.rename.is_empty()
+            && self.set.is_empty()
+            && self.add.is_empty()
     }
 }
 
@@ -274,20 +277,35 @@ fn request(
     });
     let host = file.host.as_ref().and_then(|host| {
         let key = format!("{key}.host");
-        if host.get_ref().bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
-            let why = format!("invalid host \"{}\": expected host or host:port", host.get_ref());
+        if host
+            .get_ref()
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'/')
+        {
+            let why = format!(
+                "invalid host \"{}\": expected host or host:port",
+                host.get_ref()
+            );
             ctx.error(host.span(), &key, why);
             return None;
         }
         template(ctx, host, &key, scope)
     });
-    let headers = file.headers.as_ref().map_or_else(HeaderOps::default, |ops| {
-        header_ops(ctx, ops, &format!("{key}.headers"), scope, reserved_request_header)
-    });
-    let query = file
-        .query
+    let headers = file
+        .headers
         .as_ref()
-        .map_or_else(QueryOps::default, |ops| query_ops(ctx, ops, &format!("{key}.query"), scope));
+        .map_or_else(HeaderOps::default, |ops| {
+            header_ops(
+                ctx,
+                ops,
+                &format!("{key}.headers"),
+                scope,
+                reserved_request_header,
+            )
+        });
+    let query = file.query.as_ref().map_or_else(QueryOps::default, |ops| {
+        query_ops(ctx, ops, &format!("{key}.query"), scope)
+    });
     let body = file
         .body
         .as_ref()
@@ -333,9 +351,18 @@ fn response(
             }
         }
     }
-    let headers = file.headers.as_ref().map_or_else(HeaderOps::default, |ops| {
-        header_ops(ctx, ops, &format!("{key}.headers"), scope, reserved_response_header)
-    });
+    let headers = file
+        .headers
+        .as_ref()
+        .map_or_else(HeaderOps::default, |ops| {
+            header_ops(
+                ctx,
+                ops,
+                &format!("{key}.headers"),
+                scope,
+                reserved_response_header,
+            )
+        });
     let server = match file.server.as_ref() {
         None => ServerPolicy::Pass,
         Some(value) => match value.get_ref().as_str() {
@@ -435,7 +462,9 @@ fn header_name(
         return None;
     }
     if reserved(text.as_bytes()) {
-        let why = format!("\"{text}\" is set by Strait (framing, hop-by-hop or forwarding) and cannot be edited");
+        let why = format!(
+            "\"{text}\" is set by Strait (framing, hop-by-hop or forwarding) and cannot be edited"
+        );
         ctx.error(name.span(), key, why);
         return None;
     }
@@ -526,4 +555,3 @@ fn query_ops(ctx: &mut Ctx, file: &FileQueryOps, key: &str, scope: Scope<'_>) ->
     }
     ops
 }
-

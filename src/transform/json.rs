@@ -19,7 +19,12 @@ pub struct FileBody {}
 pub struct BodyEdit {}
 
 /// Compiles a `body` section.
-pub fn build(ctx: &mut Ctx, file: &Spanned<FileBody>, key: &str, _scope: Scope<'_>) -> Option<BodyEdit> {
+pub fn build(
+    ctx: &mut Ctx,
+    file: &Spanned<FileBody>,
+    key: &str,
+    _scope: Scope<'_>,
+) -> Option<BodyEdit> {
     ctx.error(file.span(), key, "JSON body edits are not available yet");
     None
 }

@@ -138,15 +138,12 @@ impl Template {
                     let Some(len) = bytes[i + 1..].iter().position(|&b| b == b'}') else {
                         return Err(TemplateError {
                             offset: i,
-                            message: "'{' is never closed (write '{{' for a literal brace)"
-                                .into(),
+                            message: "'{' is never closed (write '{{' for a literal brace)".into(),
                         });
                     };
                     let name = &text[i + 1..i + 1 + len];
-                    let fact = fact(name, scope).map_err(|message| TemplateError {
-                        offset: i,
-                        message,
-                    })?;
+                    let fact = fact(name, scope)
+                        .map_err(|message| TemplateError { offset: i, message })?;
                     if !literal.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut literal).into()));
                     }
@@ -399,8 +396,16 @@ mod tests {
     fn bad_templates_say_where_and_why() {
         let params = ["id".to_owned()];
         let cases = [
-            ("/a/{nope}", 3, "unknown placeholder {nope}: use a path parameter (id)"),
-            ("/a/{param.x}", 3, "the route's path has no parameter \"x\" (it has: id)"),
+            (
+                "/a/{nope}",
+                3,
+                "unknown placeholder {nope}: use a path parameter (id)",
+            ),
+            (
+                "/a/{param.x}",
+                3,
+                "the route's path has no parameter \"x\" (it has: id)",
+            ),
             ("/a/{id", 3, "'{' is never closed"),
             ("x}", 1, "unmatched '}'"),
             ("{header.}", 0, "{header.} needs a name after the dot"),
@@ -414,6 +419,9 @@ mod tests {
         }
         let steps = ["user".to_owned()];
         let err = Template::compile("{steps.order.id}", scope(&params, &steps)).unwrap_err();
-        assert_eq!(err.message, "no earlier step \"order\" (earlier steps: user)");
+        assert_eq!(
+            err.message,
+            "no earlier step \"order\" (earlier steps: user)"
+        );
     }
 }
