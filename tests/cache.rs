@@ -13,7 +13,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    connect, metric_value, read_response, wait_until, Reader, Received, Response, Strait, Upstream,
+    check, connect, metric_value, read_response, wait_until, Reader, Received, Response, Strait,
+    Upstream,
 };
 
 /// A config with upstream `app` at `upstream`, cache `main` and a caching catch-all route;
@@ -574,21 +575,6 @@ fn the_store_survives_a_reload_and_the_access_log_says_how_the_cache_took_part()
         strait.log_text().contains("\"cache\":\"hit\"")
     });
     assert!(strait.log_text().contains("\"cache\":\"miss\""));
-}
-
-/// What `strait --check` says of `config`, and whether it accepted it.
-fn check(config: &str) -> (bool, String) {
-    let dir = common::scratch_dir();
-    let path = dir.join("strait.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
-        .args(["--check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    (out.status.success(), text)
 }
 
 #[test]

@@ -828,3 +828,18 @@ pub fn run_file_to_exit(
     };
     (status, reader.join().unwrap())
 }
+
+/// What `strait --check` says of `config`, and whether it accepted it.
+pub fn check(config: &str) -> (bool, String) {
+    let dir = scratch_dir();
+    let path = dir.join("strait.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["--check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text)
+}
