@@ -128,13 +128,16 @@ pub enum PathRewrite {
     Regex { pattern: Regex, replace: Box<[u8]> },
 }
 
+/// A rename: (old name, new name).
+pub type Rename = (Box<[u8]>, Box<[u8]>);
+
 /// Header edits, applied in this order: remove, rename, set, add, append.
 #[derive(Debug, Default)]
 pub struct HeaderOps {
     /// Lower-case names whose copies are dropped.
     pub remove: Vec<Box<[u8]>>,
     /// (old, new), lower-case: each copy of `old` goes as `new`; `new`'s own copies drop.
-    pub rename: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub rename: Vec<Rename>,
     /// Replaces every copy, or adds the header when absent.
     pub set: Vec<(Box<[u8]>, Template)>,
     /// Adds the header only when the message has none.
@@ -166,7 +169,7 @@ impl HeaderOps {
 #[derive(Debug, Default)]
 pub struct QueryOps {
     pub remove: Vec<Box<[u8]>>,
-    pub rename: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub rename: Vec<Rename>,
     /// Replaces every occurrence, or appends the parameter when absent.
     pub set: Vec<(Box<[u8]>, Template)>,
     /// Appends the parameter only when the query has none.
