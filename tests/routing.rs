@@ -525,7 +525,13 @@ fn check_accepts_a_valid_config() {
         format!("{}: configuration is valid\n", path.display())
     );
     // Every shipped config passes too.
-    for file in ["conf/strait.toml", "conf/examples/api-gateway.toml"] {
+    let examples = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/examples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"));
+    let shipped = [std::path::PathBuf::from("conf/strait.toml")];
+    for file in shipped.into_iter().chain(examples) {
+        let file = file.display().to_string();
         let out = Command::new(env!("CARGO_BIN_EXE_strait"))
             .arg("--check")
             .arg("--config")
