@@ -535,7 +535,7 @@ fn check_accepts_a_valid_config() {
         let out = Command::new(env!("CARGO_BIN_EXE_strait"))
             .arg("--check")
             .arg("--config")
-            .arg(file)
+            .arg(&file)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap();
