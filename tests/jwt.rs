@@ -821,3 +821,32 @@ fn an_unknown_kid_asks_for_an_early_rate_limited_refresh() {
     });
     assert_eq!(jwks.fetches(), 2);
 }
+
+#[test]
+fn transform_templates_name_the_tokens_claims() {
+    let upstream = Upstream::start(|r| common::ok(r.request_line()));
+    let route = r#"
+[[routes]]
+path = "/claims/{id}"
+upstream = "app"
+auth = { jwt = { providers = ["hs"] } }
+transform.request = { path = "/by/{claim.sub}/{id}", headers.set = { x-mail = "{claim.email}", x-admin = "{claim.admin}", x-missing = "{claim.nope}" } }
+"#;
+    let strait = Strait::start(&config(upstream.addr, route));
+    let t = token(
+        Algorithm::HS256,
+        &alice_with(|c| {
+            c.insert("admin".into(), json!(true));
+        }),
+    );
+    // Twice: the second token comes from the verified-token cache with its claims.
+    for _ in 0..2 {
+        let r = strait.request(get("/claims/7", &bearer(&t)).as_bytes());
+        assert_eq!(r.status, 200, "{}", r.head);
+        let seen = upstream.last();
+        assert_eq!(seen.request_line(), "GET /by/alice/7 HTTP/1.1");
+        assert_eq!(seen.header("x-mail").as_deref(), Some("alice@example.test"));
+        assert_eq!(seen.header("x-admin").as_deref(), Some("true"));
+        assert_eq!(seen.header("x-missing"), None, "{}", seen.head);
+    }
+}
