@@ -287,3 +287,51 @@ fn bad_transforms_are_config_errors_with_their_position() {
     let (ok, text) = check(&route(r#"transform.request.path = "/v2/{id}/{{literal}}""#));
     assert!(ok, "{text}");
 }
+
+#[test]
+fn an_http2_stream_is_transformed_like_an_http11_request() {
+    let upstream = Upstream::start(|r: &Received| {
+        let body = r.request_line();
+        format!(
+            "HTTP/1.1 404 Not Found\r\nx-internal: 1\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let strait = Strait::start(&format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+
+[server.http2]
+cleartext = true
+
+[upstreams.app]
+endpoints = ["{}"]
+
+[[routes]]
+path = "/items/{{id}}"
+upstream = "app"
+transform.request = {{ path = "/v2/items/{{id}}", headers.set = {{ x-proto = "h2" }} }}
+transform.response = {{ status = {{ "404" = 410 }}, headers.remove = ["x-internal"], headers.set = {{ x-edited = "yes" }} }}
+"#,
+        upstream.addr
+    ));
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "-i",
+            "--max-time",
+            "20",
+            "--http2-prior-knowledge",
+        ])
+        .arg(format!("http://{}/items/9?x=1", strait.addr))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/2 410"), "{text}");
+    assert!(text.contains("\r\nx-edited: yes\r\n"), "{text}");
+    assert!(!text.contains("x-internal"), "{text}");
+    assert!(text.ends_with("get /v2/items/9?x=1 http/1.1"), "{text}");
+    assert_eq!(upstream.last().header("x-proto").as_deref(), Some("h2"));
+}
