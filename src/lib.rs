@@ -4,6 +4,7 @@
 //! See `docs/architecture.md` for how the pieces fit.
 
 pub mod access;
+pub mod aggregate;
 pub mod admin;
 pub mod auth;
 pub mod cache;
