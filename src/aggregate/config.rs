@@ -17,6 +17,7 @@
 //! (502, 504) are rendered here, so a failed aggregation formats nothing but its reason.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -108,7 +109,8 @@ pub enum FieldFilter {
 /// One upstream call of an aggregation.
 #[derive(Debug)]
 pub struct Part {
-    pub name: Box<str>,
+    /// Shared with the access log's record of each call.
+    pub name: Arc<str>,
     pub upstream: UpstreamId,
     pub method: Box<[u8]>,
     /// The path (rendered with path escaping) and the query after its `?` (query escaping).
@@ -121,6 +123,8 @@ pub struct Part {
     pub required: bool,
     pub fields: FieldFilter,
     pub max_bytes: usize,
+    /// The parts whose answers its templates read (all in earlier waves).
+    pub needs: Box<[usize]>,
 }
 
 impl FieldFilter {
@@ -216,11 +220,14 @@ pub fn build(
         };
         if let Some((part, steps)) = build_part(ctx, part.get_ref(), &key, scope, deadline, upstreams)
         {
-            let steps = steps
+            let steps: Vec<usize> = steps
                 .iter()
                 .filter_map(|step| names.iter().position(|n| n == step))
                 .collect();
-            parts.push(part);
+            parts.push(Part {
+                needs: steps.clone().into(),
+                ..part
+            });
             needs.push(steps);
         }
     }
@@ -340,6 +347,7 @@ fn build_part(
         required: file.required.unwrap_or(true),
         fields,
         max_bytes,
+        needs: Box::new([]),
     };
     Some((part, steps))
 }

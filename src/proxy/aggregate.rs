@@ -1,0 +1,478 @@
+//! Serving an `aggregate` route (`aggregate/`): after the route's request filters, the
+//! parts are called wave by wave, the parts of a wave concurrently on this worker (joined
+//! futures of the one task), each through the one upstream client (pools, balancing,
+//! health, retries, breaker). A later wave's templates read earlier answers
+//! (`{steps.NAME.a.b}`). The answers are field-filtered, combined and sent as one JSON
+//! answer; the response filters add their lines as for any local answer.
+//!
+//! Invariants: every part ends by `min(its timeout, the route's deadline)` (connect, head
+//! and body); a part's body is read whole up to its `max_bytes` and its connection goes back
+//! to the pool only then; a required part's failure answers 502 (504 for a timeout) naming
+//! the part, and no later wave runs. The request holds its config snapshot (`Arc<Config>`)
+//! throughout, so a reload meanwhile changes nothing for it.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use serde_json::Value;
+
+use super::facts::{query_of, RequestFacts};
+use super::introspect::read_answer_body;
+use super::{ClientConn, Worker};
+use crate::aggregate::combine::{combine, CombineError};
+use crate::aggregate::{Aggregate, Part};
+use crate::config::{Config, Route};
+use crate::error::ProxyError;
+use crate::http1::request::Method;
+use crate::http2::StreamBody;
+use crate::io::IntoDuplex;
+use crate::http1::{BodyFraming, RequestHead};
+use crate::observe::{AggregatePart, Outcome};
+use crate::transform::template::{Escape, Fact, FactValue, Facts};
+use crate::upstream::client::{Body, Client, Failure, Outgoing, Request};
+use crate::upstream::UpstreamConn;
+
+/// Why a part gave no usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartError {
+    Connect,
+    Timeout,
+    /// No usable endpoint, or the breaker's limits are reached.
+    Unavailable,
+    /// A non-2xx status.
+    Status,
+    /// A malformed answer, or one that broke off.
+    BadAnswer,
+    /// A body over the part's `max_bytes`.
+    TooLarge,
+    NotJson,
+    /// A step it names gave no answer (an optional part that failed).
+    StepFailed,
+}
+
+impl PartError {
+    /// The aggregation's status when a required part fails so.
+    fn status(self) -> u16 {
+        if self == PartError::Timeout {
+            504
+        } else {
+            502
+        }
+    }
+
+    /// The `result` label of metrics and the log, and the error answer's `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartError::Connect => "connect_error",
+            PartError::Timeout => "timeout",
+            PartError::Unavailable => "unavailable",
+            PartError::Status => "bad_status",
+            PartError::BadAnswer => "bad_answer",
+            PartError::TooLarge => "too_large",
+            PartError::NotJson => "not_json",
+            PartError::StepFailed => "step_failed",
+        }
+    }
+
+    fn of(error: ProxyError) -> Self {
+        match error {
+            ProxyError::UpstreamConnect => PartError::Connect,
+            ProxyError::UpstreamTimeout | ProxyError::UpstreamConnectTimeout => PartError::Timeout,
+            ProxyError::NoEndpoint | ProxyError::Overloaded => PartError::Unavailable,
+            _ => PartError::BadAnswer,
+        }
+    }
+}
+
+/// One part's outcome.
+struct PartOutcome {
+    /// The upstream's status; 0 without an answer.
+    status: u16,
+    elapsed: Duration,
+    answer: Result<Value, PartError>,
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> {
+    /// Answers an aggregate route; returns whether the connection may carry another request.
+    pub(super) async fn aggregate(
+        &mut self,
+        config: &Arc<Config>,
+        route: &Route,
+        aggregate: &Aggregate,
+        raw: &Bytes,
+        head: &RequestHead,
+    ) -> bool {
+        let keep_alive = head.keep_alive && self.discard_buffered_body(head);
+        let deadline = Instant::now() + aggregate.deadline;
+        let worker = Rc::clone(&self.worker);
+        let facts = RequestFacts {
+            raw,
+            head,
+            route,
+            client_ip: &self.ctx.client_ip,
+            request_id: &self.rec.request_id,
+            identity: self.ctx.identity.as_ref(),
+        };
+        let id_header = config.observability.request_id_header.as_bytes();
+        let mut outcomes: Vec<Option<PartOutcome>> = Vec::new();
+        outcomes.resize_with(aggregate.parts.len(), || None);
+        for wave in aggregate.waves.iter() {
+            let mut calls: Vec<PartCall<'_>> = Vec::with_capacity(wave.len());
+            for &i in wave.iter() {
+                let part = &aggregate.parts[i];
+                let steps = StepFacts {
+                    request: &facts,
+                    aggregate,
+                    outcomes: &outcomes,
+                };
+                if part.needs.iter().any(|&s| !steps.answered(s)) {
+                    let failed = ready(PartOutcome {
+                        status: 0,
+                        elapsed: Duration::ZERO,
+                        answer: Err(PartError::StepFailed),
+                    });
+                    calls.push(Box::pin(failed));
+                    continue;
+                }
+                let outgoing = PartRequest::render(part, &steps, raw, head, id_header);
+                calls.push(Box::pin(call(&worker, config, part, outgoing, deadline)));
+            }
+            let done = JoinAll::new(calls).await;
+            let mut required_failed = false;
+            for (&i, outcome) in wave.iter().zip(done) {
+                required_failed |= aggregate.parts[i].required && outcome.answer.is_err();
+                outcomes[i] = Some(outcome);
+            }
+            if required_failed {
+                break;
+            }
+        }
+        self.rec.aggregate = aggregate
+            .parts
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(part, outcome)| {
+                let outcome = outcome.as_ref()?;
+                Some(AggregatePart {
+                    name: Arc::clone(&part.name),
+                    status: outcome.status,
+                    elapsed: outcome.elapsed,
+                    result: outcome.answer.as_ref().err().map_or("ok", |e| e.as_str()),
+                })
+            })
+            .collect();
+        let (status, body, partial) = answer(aggregate, outcomes);
+        self.rec.status = status;
+        if status == 504 {
+            self.rec.outcome = Outcome::UpstreamTimeout;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(match status {
+            200 => &b"HTTP/1.1 200 OK\r\n"[..],
+            504 => b"HTTP/1.1 504 Gateway Timeout\r\n",
+            _ => b"HTTP/1.1 502 Bad Gateway\r\n",
+        });
+        out.extend_from_slice(b"content-type: application/json\r\n");
+        crate::http1::encode::write_content_length(&mut out, body.len() as u64);
+        if !partial.is_empty() {
+            out.extend_from_slice(&aggregate.partial_header);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&partial);
+            out.extend_from_slice(b"\r\n");
+        }
+        let is_head = head.method == Method::Head;
+        self.finish_local_answer(out, &body, keep_alive, head.version, is_head)
+            .await
+            && keep_alive
+    }
+}
+
+/// The status, body and partial-header value (empty: complete) of the aggregation.
+fn answer(aggregate: &Aggregate, outcomes: Vec<Option<PartOutcome>>) -> (u16, Vec<u8>, Vec<u8>) {
+    let mut partial = Vec::new();
+    let mut answers = Vec::with_capacity(outcomes.len());
+    for (part, outcome) in aggregate.parts.iter().zip(outcomes) {
+        let answer = outcome.map_or(Err(PartError::StepFailed), |o| o.answer);
+        match answer {
+            Ok(mut value) => {
+                part.fields.apply(&mut value);
+                answers.push(value);
+            }
+            Err(error) if part.required => return part_failed(part, error),
+            Err(_) => {
+                if !partial.is_empty() {
+                    partial.extend_from_slice(b", ");
+                }
+                partial.extend_from_slice(part.name.as_bytes());
+                answers.push(Value::Null);
+            }
+        }
+    }
+    let names: Vec<&str> = aggregate.parts.iter().map(|p| &*p.name).collect();
+    match combine(aggregate.combine, &names, answers) {
+        Ok(value) => (200, value.to_string().into_bytes(), partial),
+        Err(CombineError::Conflict { field, part }) => {
+            let body = serde_json::json!({
+                "error": "aggregate merge conflict",
+                "part": names.get(part),
+                "field": field,
+                "status": 502,
+            });
+            (502, json_line(&body), Vec::new())
+        }
+        Err(CombineError::NotObject { part }) => {
+            let body = serde_json::json!({
+                "error": "aggregate part answered no JSON object",
+                "part": names.get(part),
+                "status": 502,
+            });
+            (502, json_line(&body), Vec::new())
+        }
+    }
+}
+
+/// The gateway's JSON error form, naming the part that failed and why.
+fn part_failed(part: &Part, error: PartError) -> (u16, Vec<u8>, Vec<u8>) {
+    let status = error.status();
+    let body = serde_json::json!({
+        "error": "aggregate part failed",
+        "part": &*part.name,
+        "reason": error.as_str(),
+        "status": status,
+    });
+    (status, json_line(&body), Vec::new())
+}
+
+fn json_line(value: &Value) -> Vec<u8> {
+    let mut body = value.to_string().into_bytes();
+    body.push(b'\n');
+    body
+}
+
+/// Calls one part and reads its whole answer.
+async fn call(
+    worker: &Worker,
+    config: &Arc<Config>,
+    part: &Part,
+    mut outgoing: PartRequest,
+    deadline: Instant,
+) -> PartOutcome {
+    let started = Instant::now();
+    let deadline = deadline.min(started + part.timeout);
+    let (status, answer) = exchange(worker, config, part, &mut outgoing, deadline).await;
+    PartOutcome {
+        status,
+        elapsed: started.elapsed(),
+        answer,
+    }
+}
+
+async fn exchange(
+    worker: &Worker,
+    config: &Arc<Config>,
+    part: &Part,
+    outgoing: &mut PartRequest,
+    deadline: Instant,
+) -> (u16, Result<Value, PartError>) {
+    let idempotent = matches!(&part.method[..], b"GET" | b"HEAD" | b"OPTIONS");
+    let request = Request {
+        key: None,
+        body: Body::InHand(Bytes::new()),
+        retryable: idempotent,
+        idempotent,
+        is_head: &part.method[..] == b"HEAD",
+        deadline: Some(deadline),
+        addresses: None,
+    };
+    let mut client = Client::new(&worker.upstreams, config, part.upstream);
+    let mut response = match client.send(&request, outgoing).await {
+        Ok(response) => response,
+        Err(Failure::Upstream(failure)) => return (0, Err(PartError::of(failure.error))),
+        Err(Failure::Body(never)) => match never {},
+    };
+    let status = response.head.status;
+    if status < 200 {
+        return (status, Err(PartError::BadAnswer));
+    }
+    let framing = response.head.framing;
+    if matches!(framing, BodyFraming::Length(n) if n > part.max_bytes as u64) {
+        return (status, Err(PartError::TooLarge));
+    }
+    let body = match read_answer_body(&mut response.conn, framing, deadline, part.max_bytes).await
+    {
+        Ok(body) => body,
+        Err(ProxyError::UpstreamTimeout) => return (status, Err(PartError::Timeout)),
+        // A chunked or close-delimited body past `max_bytes` is refused as a malformed one.
+        Err(_) => return (status, Err(PartError::BadAnswer)),
+    };
+    response.finish();
+    if !(200..300).contains(&status) {
+        return (status, Err(PartError::Status));
+    }
+    match serde_json::from_slice(&body) {
+        Ok(value) => (status, Ok(value)),
+        Err(_) => (status, Err(PartError::NotJson)),
+    }
+}
+
+/// A part's request, rendered once: the request line and the header lines but `Host`,
+/// which names the endpoint picked for each try.
+struct PartRequest {
+    line: Vec<u8>,
+    headers: Vec<u8>,
+}
+
+impl PartRequest {
+    fn render(
+        part: &Part,
+        facts: &impl Facts,
+        raw: &[u8],
+        head: &RequestHead,
+        id_header: &[u8],
+    ) -> Self {
+        let mut line = Vec::with_capacity(128);
+        line.extend_from_slice(&part.method);
+        line.push(b' ');
+        part.path.render(facts, Escape::Path, &mut line);
+        if let Some(query) = &part.query {
+            line.push(b'?');
+            query.render(facts, Escape::Query, &mut line);
+        }
+        let client_query = query_of(head.target(raw));
+        if part.pass_query && !client_query.is_empty() {
+            line.push(if part.query.is_some() { b'&' } else { b'?' });
+            line.extend_from_slice(client_query);
+        }
+        line.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut headers = Vec::with_capacity(128);
+        for name in part.pass_headers.iter() {
+            for header in &head.headers {
+                if header.name(raw).eq_ignore_ascii_case(name) {
+                    headers.extend_from_slice(name);
+                    headers.extend_from_slice(b": ");
+                    headers.extend_from_slice(header.value(raw));
+                    headers.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        if !id_header.is_empty() {
+            headers.extend_from_slice(id_header);
+            headers.extend_from_slice(b": ");
+            if let Some(FactValue::Borrowed(id)) = facts.value(&Fact::RequestId) {
+                headers.extend_from_slice(id);
+            }
+            headers.extend_from_slice(b"\r\n");
+        }
+        if !matches!(&part.method[..], b"GET" | b"HEAD") {
+            headers.extend_from_slice(b"content-length: 0\r\n");
+        }
+        PartRequest { line, headers }
+    }
+}
+
+impl Outgoing for PartRequest {
+    type BodyError = Infallible;
+
+    fn write_head(&self, endpoint: SocketAddr, out: &mut BytesMut) {
+        out.extend_from_slice(&self.line);
+        out.extend_from_slice(b"host: ");
+        // Writing to a BytesMut cannot fail.
+        let _ = write!(out, "{endpoint}");
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.headers);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn head_capacity(&self) -> usize {
+        self.line.len() + self.headers.len() + 64
+    }
+
+    /// Never called: the request has no body.
+    async fn stream_body(&mut self, _: &mut UpstreamConn) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+/// The request's facts, and the earlier parts' answers for `{steps.NAME…}`.
+struct StepFacts<'a> {
+    request: &'a RequestFacts<'a>,
+    aggregate: &'a Aggregate,
+    outcomes: &'a [Option<PartOutcome>],
+}
+
+impl StepFacts<'_> {
+    fn answered(&self, part: usize) -> bool {
+        matches!(self.outcomes.get(part), Some(Some(outcome)) if outcome.answer.is_ok())
+    }
+}
+
+impl Facts for StepFacts<'_> {
+    fn value(&self, fact: &Fact) -> Option<FactValue<'_>> {
+        let Fact::Step(step, pointer) = fact else {
+            return self.request.value(fact);
+        };
+        let at = self.aggregate.parts.iter().position(|p| *p.name == **step)?;
+        let answer = self.outcomes.get(at)?.as_ref()?.answer.as_ref().ok()?;
+        match answer.pointer(pointer)? {
+            Value::String(text) => Some(FactValue::Borrowed(text.as_bytes())),
+            Value::Number(n) => Some(FactValue::Owned(n.to_string().into_bytes())),
+            Value::Bool(b) => Some(FactValue::Borrowed(if *b { b"true" } else { b"false" })),
+            _ => None,
+        }
+    }
+}
+
+type PartCall<'a> = Pin<Box<dyn Future<Output = PartOutcome> + 'a>>;
+
+async fn ready(outcome: PartOutcome) -> PartOutcome {
+    outcome
+}
+
+/// Runs the calls of a wave concurrently on this task; their outcomes in call order.
+struct JoinAll<'a> {
+    calls: Vec<Option<PartCall<'a>>>,
+    done: Vec<Option<PartOutcome>>,
+}
+
+impl<'a> JoinAll<'a> {
+    fn new(calls: Vec<PartCall<'a>>) -> Self {
+        let mut done = Vec::new();
+        done.resize_with(calls.len(), || None);
+        JoinAll {
+            calls: calls.into_iter().map(Some).collect(),
+            done,
+        }
+    }
+}
+
+impl Future for JoinAll<'_> {
+    type Output = Vec<PartOutcome>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<PartOutcome>> {
+        let this = &mut *self;
+        let mut pending = false;
+        for (slot, done) in this.calls.iter_mut().zip(this.done.iter_mut()) {
+            let Some(call) = slot else { continue };
+            match call.as_mut().poll(cx) {
+                Poll::Ready(outcome) => {
+                    *done = Some(outcome);
+                    *slot = None;
+                }
+                Poll::Pending => pending = true,
+            }
+        }
+        if pending {
+            return Poll::Pending;
+        }
+        Poll::Ready(this.done.iter_mut().filter_map(Option::take).collect())
+    }
+}
