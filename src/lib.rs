@@ -4,8 +4,8 @@
 //! See `docs/architecture.md` for how the pieces fit.
 
 pub mod access;
-pub mod aggregate;
 pub mod admin;
+pub mod aggregate;
 pub mod auth;
 pub mod cache;
 pub mod config;

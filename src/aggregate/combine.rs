@@ -15,7 +15,11 @@ pub enum CombineError {
 }
 
 /// The combined answer of `answers` (one per part, in part order) named by `names`.
-pub fn combine(combine: Combine, names: &[&str], answers: Vec<Value>) -> Result<Value, CombineError> {
+pub fn combine(
+    combine: Combine,
+    names: &[&str],
+    answers: Vec<Value>,
+) -> Result<Value, CombineError> {
     debug_assert_eq!(names.len(), answers.len());
     match combine {
         Combine::Object => Ok(Value::Object(
@@ -64,7 +68,13 @@ mod tests {
     #[test]
     fn answers_combine_as_configured() {
         let names = ["a", "b", "c"];
-        let answers = || vec![json!({"x": 1, "y": 1}), Value::Null, json!({"y": 2, "z": 3})];
+        let answers = || {
+            vec![
+                json!({"x": 1, "y": 1}),
+                Value::Null,
+                json!({"y": 2, "z": 3}),
+            ]
+        };
         let table: &[(Combine, Result<Value, CombineError>)] = &[
             (
                 Combine::Object,

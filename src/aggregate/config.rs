@@ -193,10 +193,17 @@ pub fn build(
     };
     let list = file.parts.get_ref();
     if list.is_empty() {
-        ctx.error(file.parts.span(), format!("{key}.parts"), "needs at least one part");
+        ctx.error(
+            file.parts.span(),
+            format!("{key}.parts"),
+            "needs at least one part",
+        );
         return None;
     }
-    let names: Vec<String> = list.iter().map(|p| p.get_ref().name.get_ref().clone()).collect();
+    let names: Vec<String> = list
+        .iter()
+        .map(|p| p.get_ref().name.get_ref().clone())
+        .collect();
     let mut seen = HashMap::new();
     for (i, part) in list.iter().enumerate() {
         let name = &part.get_ref().name;
@@ -204,7 +211,10 @@ pub fn build(
             let why = format!("\"{}\" must be a non-empty token", name.get_ref());
             ctx.error(name.span(), format!("{key}.parts[{i}].name"), why);
         } else if let Some(first) = seen.insert(name.get_ref().as_str(), i) {
-            let why = format!("duplicate part name \"{}\" (also parts[{first}])", name.get_ref());
+            let why = format!(
+                "duplicate part name \"{}\" (also parts[{first}])",
+                name.get_ref()
+            );
             ctx.error(name.span(), format!("{key}.parts[{i}].name"), why);
         }
     }
@@ -218,7 +228,8 @@ pub fn build(
             params,
             steps: &others,
         };
-        if let Some((part, steps)) = build_part(ctx, part.get_ref(), &key, scope, deadline, upstreams)
+        if let Some((part, steps)) =
+            build_part(ctx, part.get_ref(), &key, scope, deadline, upstreams)
         {
             let steps: Vec<usize> = steps
                 .iter()
@@ -318,14 +329,22 @@ fn build_part(
     let timeout = ctx.duration(&file.timeout, &format!("{key}.timeout"), deadline);
     let fields = match (&file.allow, &file.deny) {
         (Some(_), Some(deny)) => {
-            ctx.error(deny.span(), format!("{key}.deny"), "set `allow` or `deny`, not both");
+            ctx.error(
+                deny.span(),
+                format!("{key}.deny"),
+                "set `allow` or `deny`, not both",
+            );
             FieldFilter::All
         }
         (Some(allow), None) => FieldFilter::Allow(allow.get_ref().clone().into()),
         (None, Some(deny)) => FieldFilter::Deny(deny.get_ref().clone().into()),
         (None, None) => FieldFilter::All,
     };
-    let max_bytes = ctx.size_usize(&file.max_bytes, &format!("{key}.max_bytes"), DEFAULT_MAX_BYTES);
+    let max_bytes = ctx.size_usize(
+        &file.max_bytes,
+        &format!("{key}.max_bytes"),
+        DEFAULT_MAX_BYTES,
+    );
     let (path, query) = (path?, query.map_or(Some(None), |q| q.map(Some))?);
     let steps = path
         .facts()
@@ -391,7 +410,13 @@ mod tests {
         let mut ctx = Ctx::new(text, "test.toml");
         let upstreams: UpstreamIds = [("users".to_owned(), 0)].into();
         let params = ["user".to_owned()];
-        let built = build(&mut ctx, &wrap.aggregate, "routes[0].aggregate", &params, &upstreams);
+        let built = build(
+            &mut ctx,
+            &wrap.aggregate,
+            "routes[0].aggregate",
+            &params,
+            &upstreams,
+        );
         let errors: Vec<String> = ctx.into_errors().iter().map(|e| e.to_string()).collect();
         built.ok_or(errors)
     }

@@ -33,9 +33,9 @@ use crate::aggregate::{Aggregate, Part};
 use crate::config::{Config, Route};
 use crate::error::ProxyError;
 use crate::http1::request::Method;
+use crate::http1::{BodyFraming, RequestHead};
 use crate::http2::StreamBody;
 use crate::io::IntoDuplex;
-use crate::http1::{BodyFraming, RequestHead};
 use crate::observe::{AggregatePart, Outcome};
 use crate::transform::template::{Escape, Fact, FactValue, Facts};
 use crate::upstream::client::{Body, Client, Failure, Outgoing, Request};
@@ -307,8 +307,7 @@ async fn exchange(
     if matches!(framing, BodyFraming::Length(n) if n > part.max_bytes as u64) {
         return (status, Err(PartError::TooLarge));
     }
-    let body = match read_answer_body(&mut response.conn, framing, deadline, part.max_bytes).await
-    {
+    let body = match read_answer_body(&mut response.conn, framing, deadline, part.max_bytes).await {
         Ok(body) => body,
         Err(ProxyError::UpstreamTimeout) => return (status, Err(PartError::Timeout)),
         // A chunked or close-delimited body past `max_bytes` is refused as a malformed one.
@@ -420,7 +419,11 @@ impl Facts for StepFacts<'_> {
         let Fact::Step(step, pointer) = fact else {
             return self.request.value(fact);
         };
-        let at = self.aggregate.parts.iter().position(|p| *p.name == **step)?;
+        let at = self
+            .aggregate
+            .parts
+            .iter()
+            .position(|p| *p.name == **step)?;
         let answer = self.outcomes.get(at)?.as_ref()?.answer.as_ref().ok()?;
         match answer.pointer(pointer)? {
             Value::String(text) => Some(FactValue::Borrowed(text.as_bytes())),
