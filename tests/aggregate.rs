@@ -233,6 +233,14 @@ required = false
     let body = body_json(&response);
     assert_eq!(body["recs"], Value::Null);
     assert_eq!(body["user"]["id"], 7);
+    let series = |part: &str, result: &str| {
+        format!("strait_aggregate_parts_total{{route=\"routes[0]\",part=\"{part}\",result=\"{result}\"}}")
+    };
+    wait_until("the parts to be counted", || {
+        let metrics = strait.metrics();
+        common::metric_value(&metrics, &series("user", "ok")) == Some(1.0)
+            && common::metric_value(&metrics, &series("recs", "timeout")) == Some(1.0)
+    });
 }
 
 /// One required part against `bad`, another fine: the status and body of the answer.

@@ -5,6 +5,7 @@
 //! in batches (log lines, spans) through channels.
 
 pub mod access_log;
+pub mod aggregate;
 pub mod cache;
 pub mod config;
 pub mod http2;
