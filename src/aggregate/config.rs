@@ -75,8 +75,11 @@ pub struct Aggregate {
     pub parts: Box<[Part]>,
     /// Part indices by wave: the parts of a wave run concurrently, and only use steps of
     /// earlier waves.
-    pub waves: Box<[Box<[usize]>]>,
+    pub waves: Waves,
 }
+
+/// Part indices, wave by wave.
+pub type Waves = Box<[Box<[usize]>]>;
 
 /// How the parts' answers become one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,7 +376,7 @@ fn build_part(
 
 /// Orders parts into waves from what each needs (`needs[i]`: indices of earlier steps);
 /// `Err` with the parts that can never run (a cycle, or waiting on one).
-fn waves(needs: &[Vec<usize>]) -> Result<Box<[Box<[usize]>]>, Vec<usize>> {
+fn waves(needs: &[Vec<usize>]) -> Result<Waves, Vec<usize>> {
     let mut wave_of: Vec<Option<usize>> = vec![None; needs.len()];
     let mut waves: Vec<Box<[usize]>> = Vec::new();
     loop {
