@@ -482,3 +482,50 @@ fn bad_aggregations_are_config_errors_with_their_position() {
         assert!(out.contains(want), "want {want}\ngot {out}");
     }
 }
+
+#[test]
+fn every_part_carries_the_request_span_as_its_parent() {
+    let (a, b) = (
+        Upstream::start(|_| json_ok("{}")),
+        Upstream::start(|_| json_ok("{}")),
+    );
+    let strait = Strait::start(&config(
+        &[("a", a.addr), ("b", b.addr)],
+        r#"
+[[routes]]
+path = "/t"
+aggregate = { parts = [
+  { name = "a", upstream = "a", path = "/a", pass_headers = ["traceparent"] },
+  { name = "b", upstream = "b", path = "/b" },
+] }
+
+[observability.tracing]
+otlp_endpoint = "http://127.0.0.1:9/v1/traces"
+sample_ratio = 1.0
+"#,
+    ));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let response = strait.request(
+        format!("GET /t HTTP/1.1\r\nHost: x\r\ntraceparent: 00-{trace}-{client_span}-01\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let parents: Vec<Vec<String>> = [&a, &b]
+        .iter()
+        .map(|u| {
+            let got = u.last();
+            got.head
+                .split("\r\n")
+                .filter_map(|l| l.split_once(": "))
+                .filter(|(n, _)| n.eq_ignore_ascii_case("traceparent"))
+                .map(|(_, v)| v.to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(parents[0].len(), 1, "{parents:?}");
+    assert_eq!(parents[0], parents[1]);
+    let value = &parents[0][0];
+    assert!(value.starts_with(&format!("00-{trace}-")), "{value}");
+    assert!(!value.contains(client_span), "{value}");
+}

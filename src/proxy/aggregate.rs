@@ -3,7 +3,9 @@
 //! futures of the one task), each through the one upstream client (pools, balancing,
 //! health, retries, breaker). A later wave's templates read earlier answers
 //! (`{steps.NAME.a.b}`). The answers are field-filtered, combined and sent as one JSON
-//! answer; the response filters add their lines as for any local answer.
+//! answer; the response filters add their lines as for any local answer. Each part carries
+//! the request's `traceparent` (the request's span is its parent); the parts are not spans
+//! of their own.
 //!
 //! Invariants: every part ends by `min(its timeout, the route's deadline)` (connect, head
 //! and body); a part's body is read whole up to its `max_bytes` and its connection goes back
@@ -36,6 +38,7 @@ use crate::http1::request::Method;
 use crate::http1::{BodyFraming, RequestHead};
 use crate::http2::StreamBody;
 use crate::io::IntoDuplex;
+use crate::observe::trace::{is_traceparent, traceparent_line, SpanContext};
 use crate::observe::{AggregatePart, Outcome};
 use crate::transform::template::{Escape, Fact, FactValue, Facts};
 use crate::upstream::client::{Body, Client, Failure, Outgoing, Request};
@@ -123,6 +126,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             identity: self.ctx.identity.as_ref(),
         };
         let id_header = config.observability.request_id_header.as_bytes();
+        let trace = self.rec.trace;
         let mut outcomes: Vec<Option<PartOutcome>> = Vec::new();
         outcomes.resize_with(aggregate.parts.len(), || None);
         for wave in aggregate.waves.iter() {
@@ -143,7 +147,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
                     calls.push(Box::pin(failed));
                     continue;
                 }
-                let outgoing = PartRequest::render(part, &steps, raw, head, id_header);
+                let outgoing =
+                    PartRequest::render(part, &steps, raw, head, id_header, trace.as_ref());
                 calls.push(Box::pin(call(&worker, config, part, outgoing, deadline)));
             }
             let done = JoinAll::new(calls).await;
@@ -337,6 +342,7 @@ impl PartRequest {
         raw: &[u8],
         head: &RequestHead,
         id_header: &[u8],
+        trace: Option<&SpanContext>,
     ) -> Self {
         let mut line = Vec::with_capacity(128);
         line.extend_from_slice(&part.method);
@@ -353,7 +359,14 @@ impl PartRequest {
         }
         line.extend_from_slice(b" HTTP/1.1\r\n");
         let mut headers = Vec::with_capacity(128);
+        // The request's span is each part's parent: it replaces a passed `traceparent`.
+        if let Some(trace) = trace {
+            headers.extend_from_slice(&traceparent_line(trace));
+        }
         for name in part.pass_headers.iter() {
+            if trace.is_some() && is_traceparent(name) {
+                continue;
+            }
             for header in &head.headers {
                 if header.name(raw).eq_ignore_ascii_case(name) {
                     headers.extend_from_slice(name);
