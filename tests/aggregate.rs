@@ -474,6 +474,16 @@ fn bad_aggregations_are_config_errors_with_their_position() {
              path = \"/x\"\n",
             ":9:12: routes[0].aggregate.parts[0].upstream: unknown upstream \"orders\"",
         ),
+        (
+            "[[routes]]\npath = \"/a\"\nstrip_prefix = \"/a\"\n[[routes.aggregate.parts]]\nname = \"x\"\n\
+             upstream = \"users\"\npath = \"/x\"\n",
+            ":7:16: routes[0].strip_prefix: only applies to routes with an `upstream`",
+        ),
+        (
+            "[[routes]]\npath = \"/a\"\nupstream = \"users\"\n[[routes.aggregate.parts]]\nname = \"x\"\n\
+             upstream = \"users\"\npath = \"/x\"\n",
+            "routes[0].aggregate: set one of `upstream`, `mock` or `aggregate`",
+        ),
     ];
     for (routes, want) in cases {
         let text = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{upstream}{routes}");
@@ -528,4 +538,27 @@ sample_ratio = 1.0
     let value = &parents[0][0];
     assert!(value.starts_with(&format!("00-{trace}-")), "{value}");
     assert!(!value.contains(client_span), "{value}");
+}
+
+#[test]
+fn the_route_filters_run_before_any_part_is_called() {
+    let users = users();
+    let strait = Strait::start(&config(
+        &[("users", users.addr)],
+        r#"
+[consumers.web]
+api_keys = ["web-key"]
+
+[[routes]]
+path = "/d/{user}"
+auth = { api_key = {} }
+aggregate = { parts = [{ name = "user", upstream = "users", path = "/users/{user}" }] }
+"#,
+    ));
+    let refused = strait.request(b"GET /d/7 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert!(users.requests().is_empty());
+    let served = strait.request(b"GET /d/7 HTTP/1.1\r\nHost: x\r\nx-api-key: web-key\r\n\r\n");
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert_eq!(body_json(&served)["user"]["name"], "Ada");
 }

@@ -435,34 +435,39 @@ fn action(
         }
         (Some(upstream), None) => proxy(ctx, route, prefix, upstream, upstreams).map(Action::Proxy),
         (None, Some(mock)) => {
-            for (field, span) in [
-                (
-                    "strip_prefix",
-                    route.strip_prefix.as_ref().map(Spanned::span),
-                ),
-                (
-                    "preserve_host",
-                    route.preserve_host.as_ref().map(Spanned::span),
-                ),
-                (
-                    "host_rewrite",
-                    route.host_rewrite.as_ref().map(Spanned::span),
-                ),
-                (
-                    "retry_non_idempotent",
-                    route.retry_non_idempotent.as_ref().map(Spanned::span),
-                ),
-                ("upgrades", route.upgrades.as_ref().map(Spanned::span)),
-            ] {
-                if let Some(span) = span {
-                    ctx.error(
-                        span,
-                        format!("{prefix}.{field}"),
-                        "only applies to routes with an `upstream`",
-                    );
-                }
-            }
+            refuse_proxy_settings(ctx, route, prefix);
             mock_response(ctx, mock.get_ref(), &format!("{prefix}.mock")).map(Action::Mock)
+        }
+    }
+}
+
+/// Errors for the settings of a forwarding route on a route that does not forward.
+fn refuse_proxy_settings(ctx: &mut Ctx, route: &FileRoute, prefix: &str) {
+    for (field, span) in [
+        (
+            "strip_prefix",
+            route.strip_prefix.as_ref().map(Spanned::span),
+        ),
+        (
+            "preserve_host",
+            route.preserve_host.as_ref().map(Spanned::span),
+        ),
+        (
+            "host_rewrite",
+            route.host_rewrite.as_ref().map(Spanned::span),
+        ),
+        (
+            "retry_non_idempotent",
+            route.retry_non_idempotent.as_ref().map(Spanned::span),
+        ),
+        ("upgrades", route.upgrades.as_ref().map(Spanned::span)),
+    ] {
+        if let Some(span) = span {
+            ctx.error(
+                span,
+                format!("{prefix}.{field}"),
+                "only applies to routes with an `upstream`",
+            );
         }
     }
 }
@@ -480,6 +485,7 @@ fn aggregate_action(
         ctx.error(aggregate.span(), format!("{prefix}.aggregate"), why);
         return None;
     }
+    refuse_proxy_settings(ctx, route, prefix);
     let params = PathParams::of(route.path.get_ref());
     let key = format!("{prefix}.aggregate");
     crate::aggregate::config::build(ctx, aggregate.get_ref(), &key, &params.names, upstreams)
