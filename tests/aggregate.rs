@@ -562,3 +562,73 @@ aggregate = { parts = [{ name = "user", upstream = "users", path = "/users/{user
     assert_eq!(served.status, 200, "{}", served.text());
     assert_eq!(body_json(&served)["user"]["name"], "Ada");
 }
+
+#[test]
+fn a_step_starts_as_soon_as_the_part_it_reads_has_answered() {
+    let (users, orders) = (users(), orders());
+    let (slow, gate, _open) = gated(r#"{"late":true}"#);
+    let strait = Strait::start(&config(
+        &[
+            ("users", users.addr),
+            ("orders", orders.addr),
+            ("slow", slow.addr),
+        ],
+        r#"
+[[routes]]
+path = "/d/{user}"
+[[routes.aggregate.parts]]
+name = "slow"
+upstream = "slow"
+path = "/slow"
+[[routes.aggregate.parts]]
+name = "user"
+upstream = "users"
+path = "/users/{user}"
+[[routes.aggregate.parts]]
+name = "orders"
+upstream = "orders"
+path = "/orders?user={steps.user.id}"
+"#,
+    ));
+    let addr = strait.addr;
+    let in_flight = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut stream = common::connect(addr);
+        stream
+            .write_all(b"GET /d/7 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        common::read_response(&mut stream).unwrap()
+    });
+    // `orders` is called while `slow` is still held.
+    wait_until("the step to be called", || !orders.requests().is_empty());
+    assert_eq!(gate.arrived(), 1);
+    gate.open();
+    let response = in_flight.join().unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        body_json(&response)["orders"],
+        json!([{"order": 1}, {"order": 2}])
+    );
+    assert_eq!(body_json(&response)["slow"], json!({"late": true}));
+}
+
+#[test]
+fn a_failed_required_part_answers_without_waiting_for_the_others() {
+    let failing = Upstream::start(|_| {
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec()
+    });
+    // Held until the test ends: an answer that waited for it would be a 504.
+    let (slow, _gate, _open) = gated("{}");
+    let strait = Strait::start(&config(
+        &[("bad", failing.addr), ("slow", slow.addr)],
+        r#"
+[[routes]]
+path = "/d"
+aggregate = { parts = [
+  { name = "slow", upstream = "slow", path = "/slow" },
+  { name = "billing", upstream = "bad", path = "/billing" },
+] }
+"#,
+    ));
+    assert_part_failed(&get(&strait, "/d"), 502, "bad_status");
+}

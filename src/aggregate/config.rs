@@ -12,9 +12,8 @@
 //! path = "/users/{user}?fields=all"  # a template; `{steps.NAME.a.b}` names an earlier part
 //! ```
 //!
-//! Parts are ordered into waves at load: a part naming `{steps.X…}` runs in a wave after
-//! X's. An unknown step or a cycle is an error naming the key. Each part's failure answers
-//! (502, 504) are rendered here, so a failed aggregation formats nothing but its reason.
+//! A part naming `{steps.X…}` waits for X's answer (`Part::needs`); the others start at
+//! once. An unknown step or a cycle is an error naming the key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,15 +70,10 @@ pub struct Aggregate {
     pub combine: Combine,
     /// Lower-case header name listing the failed optional parts.
     pub partial_header: Box<[u8]>,
-    /// In file order: the combined answer's order (`array`) and merge precedence.
+    /// In file order: the combined answer's order (`array`) and merge precedence. The
+    /// steps between them form no cycle.
     pub parts: Box<[Part]>,
-    /// Part indices by wave: the parts of a wave run concurrently, and only use steps of
-    /// earlier waves.
-    pub waves: Waves,
 }
-
-/// Part indices, wave by wave.
-pub type Waves = Box<[Box<[usize]>]>;
 
 /// How the parts' answers become one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +120,7 @@ pub struct Part {
     pub required: bool,
     pub fields: FieldFilter,
     pub max_bytes: usize,
-    /// The parts whose answers its templates read (all in earlier waves).
+    /// The parts whose answers its templates read: it starts once they have ended.
     pub needs: Box<[usize]>,
 }
 
@@ -248,22 +242,21 @@ pub fn build(
     if ctx.error_count() > errors {
         return None;
     }
-    let waves = match waves(&needs) {
-        Ok(waves) => waves,
-        Err(stuck) => {
+    match never_ready(&needs) {
+        None => {}
+        Some(stuck) => {
             let cycle: Vec<&str> = stuck.iter().map(|&i| names[i].as_str()).collect();
             let why = format!("the parts' steps form a cycle: {}", cycle.join(", "));
             let at = list[stuck[0]].get_ref().path.span();
             ctx.error(at, format!("{key}.parts[{}].path", stuck[0]), why);
             return None;
         }
-    };
+    }
     Some(Aggregate {
         deadline,
         combine,
         partial_header,
         parts: parts.into(),
-        waves,
     })
 }
 
@@ -374,30 +367,23 @@ fn build_part(
     Some((part, steps))
 }
 
-/// Orders parts into waves from what each needs (`needs[i]`: indices of earlier steps);
-/// `Err` with the parts that can never run (a cycle, or waiting on one).
-fn waves(needs: &[Vec<usize>]) -> Result<Waves, Vec<usize>> {
-    let mut wave_of: Vec<Option<usize>> = vec![None; needs.len()];
-    let mut waves: Vec<Box<[usize]>> = Vec::new();
+/// The parts that could never start, waiting on each other (`needs[i]`: the parts part `i`
+/// waits for): a cycle and the parts that wait on one. `None` when every part can start.
+fn never_ready(needs: &[Vec<usize>]) -> Option<Vec<usize>> {
+    let mut started = vec![false; needs.len()];
     loop {
         let ready: Vec<usize> = (0..needs.len())
-            .filter(|&i| wave_of[i].is_none())
-            .filter(|&i| needs[i].iter().all(|&d| wave_of[d].is_some()))
+            .filter(|&i| !started[i] && needs[i].iter().all(|&d| started[d]))
             .collect();
         if ready.is_empty() {
             break;
         }
-        for &i in &ready {
-            wave_of[i] = Some(waves.len());
+        for i in ready {
+            started[i] = true;
         }
-        waves.push(ready.into());
     }
-    let stuck: Vec<usize> = (0..needs.len()).filter(|&i| wave_of[i].is_none()).collect();
-    if stuck.is_empty() {
-        Ok(waves.into())
-    } else {
-        Err(stuck)
-    }
+    let stuck: Vec<usize> = (0..needs.len()).filter(|&i| !started[i]).collect();
+    (!stuck.is_empty()).then_some(stuck)
 }
 
 #[cfg(test)]
@@ -440,11 +426,10 @@ path = "/prefs/{user}"
 "#;
 
     #[test]
-    fn steps_order_parts_into_waves() {
+    fn steps_make_a_part_wait_for_the_one_it_names() {
         let agg = parse(PARTS).expect("valid");
-        assert_eq!(agg.waves.len(), 2);
-        assert_eq!(&agg.waves[0][..], &[0, 2]);
-        assert_eq!(&agg.waves[1][..], &[1]);
+        let needs: Vec<&[usize]> = agg.parts.iter().map(|p| &p.needs[..]).collect();
+        assert_eq!(needs, [&[][..], &[0], &[]]);
         assert_eq!(agg.combine, Combine::Object);
         assert!(agg.parts[1].query.is_some());
         assert_eq!(agg.parts[0].timeout, DEFAULT_DEADLINE);

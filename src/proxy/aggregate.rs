@@ -1,8 +1,8 @@
-//! Serving an `aggregate` route (`aggregate/`): after the route's request filters, the
-//! parts are called wave by wave, the parts of a wave concurrently on this worker (joined
-//! futures of the one task), each through the one upstream client (pools, balancing,
-//! health, retries, breaker). A later wave's templates read earlier answers
-//! (`{steps.NAME.a.b}`). The answers are field-filtered, combined and sent as one JSON
+//! Serving an `aggregate` route (`aggregate/`): after the route's request filters, every
+//! part is called concurrently on this worker (joined futures of the one task), each through
+//! the one upstream client (pools, balancing, health, retries, breaker); a part whose
+//! templates read another's answer (`{steps.NAME.a.b}`) starts as soon as that one has
+//! ended. The answers are field-filtered, combined and sent as one JSON
 //! answer; the response filters add their lines as for any local answer. Each part carries
 //! the request's `traceparent` (the request's span is its parent); the parts are not spans
 //! of their own.
@@ -10,9 +10,10 @@
 //! Invariants: every part ends by `min(its timeout, the route's deadline)` (connect, head
 //! and body); a part's body is read whole up to its `max_bytes` and its connection goes back
 //! to the pool only then; a required part's failure answers 502 (504 for a timeout) naming
-//! the part, and no later wave runs. The request holds its config snapshot (`Arc<Config>`)
+//! the part, and the calls still under way are dropped. The request holds its config snapshot (`Arc<Config>`)
 //! throughout, so a reload meanwhile changes nothing for it.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -125,42 +126,24 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             request_id: &self.rec.request_id,
             identity: self.ctx.identity.as_ref(),
         };
-        let id_header = config.observability.request_id_header.as_bytes();
-        let trace = self.rec.trace;
-        let mut outcomes: Vec<Option<PartOutcome>> = Vec::new();
-        outcomes.resize_with(aggregate.parts.len(), || None);
-        for wave in aggregate.waves.iter() {
-            let mut calls: Vec<PartCall<'_>> = Vec::with_capacity(wave.len());
-            for &i in wave.iter() {
-                let part = &aggregate.parts[i];
-                let steps = StepFacts {
-                    request: &facts,
-                    aggregate,
-                    outcomes: &outcomes,
-                };
-                if part.needs.iter().any(|&s| !steps.answered(s)) {
-                    let failed = ready(PartOutcome {
-                        status: 0,
-                        elapsed: Duration::ZERO,
-                        answer: Err(PartError::StepFailed),
-                    });
-                    calls.push(Box::pin(failed));
-                    continue;
-                }
-                let outgoing =
-                    PartRequest::render(part, &steps, raw, head, id_header, trace.as_ref());
-                calls.push(Box::pin(call(&worker, config, part, outgoing, deadline)));
-            }
-            let done = JoinAll::new(calls).await;
-            let mut required_failed = false;
-            for (&i, outcome) in wave.iter().zip(done) {
-                required_failed |= aggregate.parts[i].required && outcome.answer.is_err();
-                outcomes[i] = Some(outcome);
-            }
-            if required_failed {
-                break;
-            }
-        }
+        let run = Run {
+            worker: &worker,
+            config,
+            aggregate,
+            facts: &facts,
+            id_header: config.observability.request_id_header.as_bytes(),
+            trace: self.rec.trace,
+            deadline,
+            outcomes: RefCell::new(Vec::new()),
+        };
+        run.outcomes
+            .borrow_mut()
+            .resize_with(aggregate.parts.len(), || None);
+        let calls = (0..aggregate.parts.len())
+            .map(|i| Box::pin(run.part(i)) as PartCall<'_>)
+            .collect();
+        Gather::new(calls, &run).await;
+        let outcomes = run.outcomes.take();
         self.rec.aggregate = aggregate
             .parts
             .iter()
@@ -203,6 +186,14 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
 
 /// The status, body and partial-header value (empty: complete) of the aggregation.
 fn answer(aggregate: &Aggregate, outcomes: Vec<Option<PartOutcome>>) -> (u16, Vec<u8>, Vec<u8>) {
+    // The required part that failed, not one abandoned because of it.
+    let failed = aggregate.parts.iter().zip(&outcomes).find_map(|(part, outcome)| {
+        let error = *outcome.as_ref()?.answer.as_ref().err()?;
+        part.required.then_some((part, error))
+    });
+    if let Some((part, error)) = failed {
+        return part_failed(part, error);
+    }
     let mut partial = Vec::new();
     let mut answers = Vec::with_capacity(outcomes.len());
     for (part, outcome) in aggregate.parts.iter().zip(outcomes) {
@@ -449,46 +440,114 @@ impl Facts for StepFacts<'_> {
 
 type PartCall<'a> = Pin<Box<dyn Future<Output = PartOutcome> + 'a>>;
 
-async fn ready(outcome: PartOutcome) -> PartOutcome {
-    outcome
+/// One aggregation under way: what every part's call needs, and the outcomes so far (by
+/// part index), which later parts read for their steps.
+struct Run<'a> {
+    worker: &'a Worker,
+    config: &'a Arc<Config>,
+    aggregate: &'a Aggregate,
+    facts: &'a RequestFacts<'a>,
+    id_header: &'a [u8],
+    trace: Option<SpanContext>,
+    deadline: Instant,
+    outcomes: RefCell<Vec<Option<PartOutcome>>>,
 }
 
-/// Runs the calls of a wave concurrently on this task; their outcomes in call order.
-struct JoinAll<'a> {
-    calls: Vec<Option<PartCall<'a>>>,
-    done: Vec<Option<PartOutcome>>,
+impl Run<'_> {
+    /// Part `i`: once every step it names has an outcome, its request rendered and sent.
+    async fn part(&self, i: usize) -> PartOutcome {
+        let part = &self.aggregate.parts[i];
+        Needs {
+            needs: &part.needs,
+            outcomes: &self.outcomes,
+        }
+        .await;
+        let outgoing = {
+            let outcomes = self.outcomes.borrow();
+            let steps = StepFacts {
+                request: self.facts,
+                aggregate: self.aggregate,
+                outcomes: &outcomes,
+            };
+            if part.needs.iter().any(|&s| !steps.answered(s)) {
+                return PartOutcome {
+                    status: 0,
+                    elapsed: Duration::ZERO,
+                    answer: Err(PartError::StepFailed),
+                };
+            }
+            let (raw, head) = (self.facts.raw, self.facts.head);
+            PartRequest::render(part, &steps, raw, head, self.id_header, self.trace.as_ref())
+        };
+        call(self.worker, self.config, part, outgoing, self.deadline).await
+    }
 }
 
-impl<'a> JoinAll<'a> {
-    fn new(calls: Vec<PartCall<'a>>) -> Self {
-        let mut done = Vec::new();
-        done.resize_with(calls.len(), || None);
-        JoinAll {
-            calls: calls.into_iter().map(Some).collect(),
-            done,
+/// Ready once every part in `needs` has an outcome. It registers no waker: the parts it
+/// waits for are polled by the same [`Gather`], which polls again after any part ends.
+struct Needs<'a> {
+    needs: &'a [usize],
+    outcomes: &'a RefCell<Vec<Option<PartOutcome>>>,
+}
+
+impl Future for Needs<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        let outcomes = self.outcomes.borrow();
+        let done = |&i: &usize| matches!(outcomes.get(i), Some(Some(_)));
+        if self.needs.iter().all(done) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 }
 
-impl Future for JoinAll<'_> {
-    type Output = Vec<PartOutcome>;
+/// Runs every part's call concurrently on this task, storing each outcome in the run as it
+/// comes. Ends when all have ended, or as soon as a required part fails: the calls still
+/// under way are then dropped (their connections closed, never pooled).
+struct Gather<'a> {
+    calls: Vec<Option<PartCall<'a>>>,
+    run: &'a Run<'a>,
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<PartOutcome>> {
+impl<'a> Gather<'a> {
+    fn new(calls: Vec<PartCall<'a>>, run: &'a Run<'a>) -> Self {
+        Gather {
+            calls: calls.into_iter().map(Some).collect(),
+            run,
+        }
+    }
+}
+
+impl Future for Gather<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let mut pending = false;
-        for (slot, done) in this.calls.iter_mut().zip(this.done.iter_mut()) {
-            let Some(call) = slot else { continue };
-            match call.as_mut().poll(cx) {
-                Poll::Ready(outcome) => {
-                    *done = Some(outcome);
-                    *slot = None;
+        loop {
+            let mut ended = false;
+            for (i, slot) in this.calls.iter_mut().enumerate() {
+                let Some(call) = slot else { continue };
+                let Poll::Ready(outcome) = call.as_mut().poll(cx) else {
+                    continue;
+                };
+                *slot = None;
+                ended = true;
+                let failed = outcome.answer.is_err() && this.run.aggregate.parts[i].required;
+                this.run.outcomes.borrow_mut()[i] = Some(outcome);
+                if failed {
+                    return Poll::Ready(());
                 }
-                Poll::Pending => pending = true,
+            }
+            if this.calls.iter().all(Option::is_none) {
+                return Poll::Ready(());
+            }
+            // A part that ended may be a step another part waits for (`Needs`).
+            if !ended {
+                return Poll::Pending;
             }
         }
-        if pending {
-            return Poll::Pending;
-        }
-        Poll::Ready(this.done.iter_mut().filter_map(Option::take).collect())
     }
 }
