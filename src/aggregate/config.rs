@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::http1::headers::is_hop_by_hop;
 use crate::settings::{is_tchar, is_token, Ctx, DurationValue, SizeValue};
 use crate::transform::template::{Fact, Scope, Template};
 use crate::upstream::config::{UpstreamId, UpstreamIds};
@@ -315,11 +316,19 @@ fn build_part(
         .flatten()
         .enumerate()
         .map(|(i, name)| {
-            if !is_token(name.get_ref()) {
-                let why = format!("\"{}\" is not a header name", name.get_ref());
+            let lower = name.get_ref().to_ascii_lowercase();
+            let why = if !is_token(&lower) {
+                Some(format!("\"{lower}\" is not a header name"))
+            } else if lower == "host" || is_hop_by_hop(lower.as_bytes()) {
+                // The gateway frames the part's request and names its endpoint itself.
+                Some(format!("\"{lower}\" is set by the gateway, not passed"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 ctx.error(name.span(), format!("{key}.pass_headers[{i}]"), why);
             }
-            name.get_ref().to_ascii_lowercase().into_bytes().into()
+            lower.into_bytes().into()
         })
         .collect();
     let timeout = ctx.duration(&file.timeout, &format!("{key}.timeout"), deadline);
@@ -463,6 +472,10 @@ path = "/prefs/{user}"
             (
                 "[[aggregate.parts]]\nname = \"a\"\nupstream = \"users\"\npath = \"/a\"\nallow = [\"x\"]\ndeny = [\"y\"]\n",
                 "routes[0].aggregate.parts[0].deny",
+            ),
+            (
+                "[[aggregate.parts]]\nname = \"a\"\nupstream = \"users\"\npath = \"/a\"\npass_headers = [\"accept\", \"Content-Length\"]\n",
+                "test.toml:5:27: routes[0].aggregate.parts[0].pass_headers[1]: \"content-length\" is set by the gateway",
             ),
             (
                 "[aggregate]\nparts = []\n",

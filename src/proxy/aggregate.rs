@@ -187,10 +187,14 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
 /// The status, body and partial-header value (empty: complete) of the aggregation.
 fn answer(aggregate: &Aggregate, outcomes: Vec<Option<PartOutcome>>) -> (u16, Vec<u8>, Vec<u8>) {
     // The required part that failed, not one abandoned because of it.
-    let failed = aggregate.parts.iter().zip(&outcomes).find_map(|(part, outcome)| {
-        let error = *outcome.as_ref()?.answer.as_ref().err()?;
-        part.required.then_some((part, error))
-    });
+    let failed = aggregate
+        .parts
+        .iter()
+        .zip(&outcomes)
+        .find_map(|(part, outcome)| {
+            let error = *outcome.as_ref()?.answer.as_ref().err()?;
+            part.required.then_some((part, error))
+        });
     if let Some((part, error)) = failed {
         return part_failed(part, error);
     }
