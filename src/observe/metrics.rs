@@ -1347,6 +1347,8 @@ strait_http2_streams_reset_total{code=\"cancel\"} 0
 strait_http2_streams_reset_total{code=\"internal_error\"} 0
 strait_http2_streams_reset_total{code=\"protocol_error\"} 0
 strait_http2_streams_reset_total{code=\"other\"} 0
+# HELP strait_aggregate_parts_total Calls of aggregation parts, by route, part and result.
+# TYPE strait_aggregate_parts_total counter
 # HELP strait_build_info Always 1; the version is a label.
 # TYPE strait_build_info gauge
 strait_build_info{version=\"0.1.0\"} 1
@@ -1395,7 +1397,7 @@ strait_process_start_time_seconds 1699999999.25
                 assert!(name.starts_with("strait_"));
             }
         }
-        assert_eq!(typed.len(), 22, "every metric family is rendered");
+        assert_eq!(typed.len(), 23, "every metric family is rendered");
     }
 
     #[test]
