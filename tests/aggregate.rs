@@ -395,6 +395,21 @@ aggregate = { combine = "array", parts = [
     let response = get(&strait, "/arr");
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(body_json(&response), json!([[2], {"n": 1}]));
+
+    // The admin API lists the route's parts.
+    use std::io::Write;
+    let mut admin = common::connect(strait.admin_addr());
+    admin
+        .write_all(b"GET /routes HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .unwrap();
+    let routes = body_json(&common::read_response(&mut admin).unwrap());
+    assert_eq!(
+        routes["routes"][0]["action"],
+        json!({"type": "aggregate", "parts": [
+            {"name": "b", "upstream": "b", "required": true},
+            {"name": "a", "upstream": "a", "required": true},
+        ]})
+    );
 }
 
 #[test]
