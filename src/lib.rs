@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod aggregate;
 pub mod auth;
 pub mod cache;
 pub mod config;

@@ -266,6 +266,14 @@ pub fn routes(config: &Config) -> Vec<Value> {
                     "headers": mock_headers(&mock.head),
                     "body_bytes": mock.body.len(),
                 }),
+                Action::Aggregate(aggregate) => json!({
+                    "type": "aggregate",
+                    "parts": aggregate.parts.iter().map(|part| json!({
+                        "name": &*part.name,
+                        "upstream": config.upstreams.get(part.upstream).map(|u| u.name.as_str()),
+                        "required": part.required,
+                    })).collect::<Vec<_>>(),
+                }),
             };
             json!({
                 "name": route.name,

@@ -62,6 +62,7 @@ pub struct FileRoute {
     pub https_redirect: Option<Spanned<FileHttpsRedirect>>,
     pub cache: Option<Spanned<FileRouteCache>>,
     pub transform: Option<Spanned<FileTransform>>,
+    pub aggregate: Option<Spanned<crate::aggregate::config::FileAggregate>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,8 @@ pub struct FileMock {
 pub enum Action {
     Proxy(ProxyAction),
     Mock(MockResponse),
+    /// Answered by calling several upstreams and combining their JSON answers.
+    Aggregate(crate::aggregate::Aggregate),
 }
 
 #[derive(Debug)]
@@ -266,7 +269,7 @@ pub(super) fn build(
             tls::redirect::build(ctx, value, &key, &defined.tls)
         });
         let cache = route.cache.as_ref().and_then(|cache| {
-            if route.mock.is_some() {
+            if route.mock.is_some() || route.aggregate.is_some() {
                 let why = "only applies to routes with an `upstream`";
                 ctx.error(cache.span(), format!("{prefix}.cache"), why);
                 return None;
@@ -283,7 +286,7 @@ pub(super) fn build(
 
         let params = PathParams::of(&path);
         let transform = route.transform.as_ref().map(|transform| {
-            if route.mock.is_some() {
+            if route.mock.is_some() || route.aggregate.is_some() {
                 let why = "only applies to routes with an `upstream`";
                 ctx.error(transform.span(), format!("{prefix}.transform"), why);
             }
@@ -410,6 +413,9 @@ fn action(
     span: Range<usize>,
     upstreams: &UpstreamIds,
 ) -> Option<Action> {
+    if let Some(aggregate) = &route.aggregate {
+        return aggregate_action(ctx, route, aggregate, prefix, upstreams);
+    }
     match (&route.upstream, &route.mock) {
         (Some(_), Some(mock)) => {
             ctx.error(
@@ -429,36 +435,61 @@ fn action(
         }
         (Some(upstream), None) => proxy(ctx, route, prefix, upstream, upstreams).map(Action::Proxy),
         (None, Some(mock)) => {
-            for (field, span) in [
-                (
-                    "strip_prefix",
-                    route.strip_prefix.as_ref().map(Spanned::span),
-                ),
-                (
-                    "preserve_host",
-                    route.preserve_host.as_ref().map(Spanned::span),
-                ),
-                (
-                    "host_rewrite",
-                    route.host_rewrite.as_ref().map(Spanned::span),
-                ),
-                (
-                    "retry_non_idempotent",
-                    route.retry_non_idempotent.as_ref().map(Spanned::span),
-                ),
-                ("upgrades", route.upgrades.as_ref().map(Spanned::span)),
-            ] {
-                if let Some(span) = span {
-                    ctx.error(
-                        span,
-                        format!("{prefix}.{field}"),
-                        "only applies to routes with an `upstream`",
-                    );
-                }
-            }
+            refuse_proxy_settings(ctx, route, prefix);
             mock_response(ctx, mock.get_ref(), &format!("{prefix}.mock")).map(Action::Mock)
         }
     }
+}
+
+/// Errors for the settings of a forwarding route on a route that does not forward.
+fn refuse_proxy_settings(ctx: &mut Ctx, route: &FileRoute, prefix: &str) {
+    for (field, span) in [
+        (
+            "strip_prefix",
+            route.strip_prefix.as_ref().map(Spanned::span),
+        ),
+        (
+            "preserve_host",
+            route.preserve_host.as_ref().map(Spanned::span),
+        ),
+        (
+            "host_rewrite",
+            route.host_rewrite.as_ref().map(Spanned::span),
+        ),
+        (
+            "retry_non_idempotent",
+            route.retry_non_idempotent.as_ref().map(Spanned::span),
+        ),
+        ("upgrades", route.upgrades.as_ref().map(Spanned::span)),
+    ] {
+        if let Some(span) = span {
+            ctx.error(
+                span,
+                format!("{prefix}.{field}"),
+                "only applies to routes with an `upstream`",
+            );
+        }
+    }
+}
+
+/// An `aggregate` route: it has no `upstream` or `mock` of its own.
+fn aggregate_action(
+    ctx: &mut Ctx,
+    route: &FileRoute,
+    aggregate: &Spanned<crate::aggregate::config::FileAggregate>,
+    prefix: &str,
+    upstreams: &UpstreamIds,
+) -> Option<Action> {
+    if route.upstream.is_some() || route.mock.is_some() {
+        let why = "set one of `upstream`, `mock` or `aggregate`";
+        ctx.error(aggregate.span(), format!("{prefix}.aggregate"), why);
+        return None;
+    }
+    refuse_proxy_settings(ctx, route, prefix);
+    let params = PathParams::of(route.path.get_ref());
+    let key = format!("{prefix}.aggregate");
+    crate::aggregate::config::build(ctx, aggregate.get_ref(), &key, &params.names, upstreams)
+        .map(Action::Aggregate)
 }
 
 fn proxy(

@@ -338,7 +338,7 @@ fn route_upgrades_and_tunnel_timeouts() {
     let config = load_str(&route("[\"websocket\"]"), "t.toml").unwrap();
     let websocket = |config: &Config| match &config.routes.routes()[0].action {
         Action::Proxy(p) => p.websocket,
-        Action::Mock(_) => unreachable!("a proxy route"),
+        Action::Mock(_) | Action::Aggregate(_) => unreachable!("a proxy route"),
     };
     assert!(websocket(&config));
     assert_eq!(config.server.timeouts.tunnel_idle, Duration::from_secs(60));

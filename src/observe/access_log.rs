@@ -367,6 +367,9 @@ fn write_json(
     write_u64(out, u64::from(rec.retries));
     out.extend_from_slice(b",\"cache\":");
     json_opt(out, rec.cache.as_ref().map(|(_, o)| o.as_str().as_bytes()));
+    if !rec.aggregate.is_empty() {
+        write_aggregate_parts(out, &rec.aggregate);
+    }
     match &rec.tls {
         Some(tls) => {
             out.extend_from_slice(b",\"tls_version\":");
@@ -455,6 +458,26 @@ fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
             let _ = write!(out, "{addr}");
         }
     }
+}
+
+/// `,"parts":[{"name":…,"status":…,"duration_ms":…,"result":…},…]`: an aggregation's calls.
+fn write_aggregate_parts(out: &mut Vec<u8>, parts: &[super::AggregatePart]) {
+    out.extend_from_slice(b",\"parts\":[");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        json_str(out, part.name.as_bytes());
+        out.extend_from_slice(b",\"status\":");
+        write_u64(out, u64::from(part.status));
+        out.extend_from_slice(b",\"duration_ms\":");
+        write_millis(out, part.elapsed);
+        out.extend_from_slice(b",\"result\":\"");
+        out.extend_from_slice(part.result.as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.push(b']');
 }
 
 fn write_u64(out: &mut Vec<u8>, n: u64) {

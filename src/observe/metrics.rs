@@ -377,6 +377,7 @@ pub struct WorkerMetrics {
     pub http2_closes: super::http2::Http2Closes,
     pub http2_resets: super::http2::Http2Resets,
     pub cache: super::cache::CacheCounts,
+    pub aggregate: super::aggregate::AggregateCounts,
 }
 
 /// TLS handshakes, counted per connection (not per request). Keyed by the listener address
@@ -432,6 +433,12 @@ impl WorkerMetrics {
         }
         if let Some((cache, outcome)) = &rec.cache {
             self.cache.answer(cache, *outcome);
+        }
+        if let (false, Some(name)) = (
+            rec.aggregate.is_empty(),
+            route.and_then(|i| snapshot.route_name(i)),
+        ) {
+            self.aggregate.parts(name, &rec.aggregate);
         }
         match rec.pool_hit {
             Some(true) => self.pool_hits += 1,
@@ -512,6 +519,7 @@ impl WorkerMetrics {
             http2_closes: self.http2_closes,
             http2_resets: self.http2_resets,
             cache: self.cache.clone(),
+            aggregate: self.aggregate.clone(),
         }
     }
 }
@@ -534,6 +542,7 @@ pub struct MetricsSnapshot {
     pub http2_closes: super::http2::Http2Closes,
     pub http2_resets: super::http2::Http2Resets,
     pub cache: super::cache::CacheCounts,
+    pub aggregate: super::aggregate::AggregateCounts,
 }
 
 /// A scrape request: where the worker sends its snapshot.
@@ -823,6 +832,8 @@ pub fn render(snapshots: &[MetricsSnapshot], process: &ProcessInfo) -> String {
     super::http2::render(o, &http2);
     let caches: Vec<_> = snapshots.iter().map(|s| s.cache.clone()).collect();
     super::cache::render(o, &caches, &process.caches);
+    let aggregates: Vec<_> = snapshots.iter().map(|s| s.aggregate.clone()).collect();
+    super::aggregate::render(o, &aggregates);
 
     // Only where TLS is (or was) served, like the Redis families with `[cluster]`.
     let is_tls = !process.certificates.is_empty() || !tls.is_empty();
@@ -1336,6 +1347,8 @@ strait_http2_streams_reset_total{code=\"cancel\"} 0
 strait_http2_streams_reset_total{code=\"internal_error\"} 0
 strait_http2_streams_reset_total{code=\"protocol_error\"} 0
 strait_http2_streams_reset_total{code=\"other\"} 0
+# HELP strait_aggregate_parts_total Calls of aggregation parts, by route, part and result.
+# TYPE strait_aggregate_parts_total counter
 # HELP strait_build_info Always 1; the version is a label.
 # TYPE strait_build_info gauge
 strait_build_info{version=\"0.1.0\"} 1
@@ -1384,7 +1397,7 @@ strait_process_start_time_seconds 1699999999.25
                 assert!(name.starts_with("strait_"));
             }
         }
-        assert_eq!(typed.len(), 22, "every metric family is rendered");
+        assert_eq!(typed.len(), 23, "every metric family is rendered");
     }
 
     #[test]

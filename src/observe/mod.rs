@@ -5,6 +5,7 @@
 //! in batches (log lines, spans) through channels.
 
 pub mod access_log;
+pub mod aggregate;
 pub mod cache;
 pub mod config;
 pub mod http2;
@@ -99,6 +100,19 @@ pub struct RequestRecord {
     pub trace: Option<SpanContext>,
     /// On a caching route: the cache's name and how it took part.
     pub cache: Option<(std::sync::Arc<str>, cache::CacheOutcome)>,
+    /// On an aggregate route: each part called, in part order.
+    pub aggregate: Vec<AggregatePart>,
+}
+
+/// One part of an aggregation, as the access log lists it.
+#[derive(Debug, Clone)]
+pub struct AggregatePart {
+    pub name: std::sync::Arc<str>,
+    /// The upstream's status; 0 without an answer.
+    pub status: u16,
+    pub elapsed: Duration,
+    /// `ok`, or why the part failed (`timeout`, `bad_status`…).
+    pub result: &'static str,
 }
 
 impl RequestRecord {
@@ -145,6 +159,7 @@ impl RequestRecord {
             request_id: Bytes::new(),
             trace: None,
             cache: None,
+            aggregate: Vec::new(),
         }
     }
 }

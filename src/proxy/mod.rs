@@ -9,6 +9,7 @@
 //! whose request body was not fully consumed, the connection closes (the next bytes could
 //! not be framed); a timed-out read ends the connection.
 
+mod aggregate;
 mod body;
 mod cache;
 mod drain;
@@ -630,6 +631,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
             Flow::Continue => match &route.action {
                 Action::Mock(mock) => self.answer_mock(mock, &head).await,
                 Action::Proxy(action) => self.forward(config, action, raw, head).await,
+                Action::Aggregate(aggregate) => {
+                    self.aggregate(config, route, aggregate, &raw, &head).await
+                }
             },
         };
         pipeline::log_filters(&route.filters, &self.ctx, &mut self.rec);

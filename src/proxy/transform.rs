@@ -147,7 +147,7 @@ fn write_target(
         None => {
             let strip = match &route.action {
                 Action::Proxy(action) => action.strip_prefix.as_deref(),
-                Action::Mock(_) => None,
+                Action::Mock(_) | Action::Aggregate(_) => None,
             };
             let stripped = strip_prefix(target, strip);
             let path_end = memchr::memchr(b'?', stripped).unwrap_or(stripped.len());
