@@ -10,6 +10,7 @@
 //! not be framed); a timed-out read ends the connection.
 
 mod body;
+mod body_edit;
 mod cache;
 mod drain;
 pub mod facts;
