@@ -108,6 +108,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         if !has_body || !is_editable(raw, &head.headers) {
             return Ok(None);
         }
+        let timeout = config.server.timeouts.body_read;
+        let max = edit.max_bytes.min(config.server.limits.max_body_bytes);
+        // Known too large from its Content-Length: decided before `100 Continue`, which
+        // the streaming path would otherwise send a second time.
+        if matches!(head.framing, BodyFraming::Length(n) if n > max) {
+            return match edit.oversize {
+                Oversize::Refuse => Err(Failure::Answer(ProxyError::BodyTooLarge)),
+                Oversize::Pass => Ok(None),
+            };
+        }
         if head.expect_continue && self.buf.is_empty() {
             let mut out = std::mem::take(&mut self.out);
             out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -115,8 +125,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
                 .await
                 .map_err(|_| Failure::Abort)?;
         }
-        let timeout = config.server.timeouts.body_read;
-        let max = edit.max_bytes.min(config.server.limits.max_body_bytes);
         let collected = collect(&mut self.stream, &mut self.buf, head.framing, max, timeout)
             .await
             .map_err(|e| match e {
