@@ -23,8 +23,8 @@ use super::ClientConn;
 use crate::config::{Config, Route};
 use crate::error::ProxyError;
 use crate::http1::headers::list_tokens;
-use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedEvent, HeaderSpan, RequestHead};
 use crate::http1::ResponseHead;
+use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedEvent, HeaderSpan, RequestHead};
 use crate::io::{read_more, ReadFail};
 use crate::transform::json::{BodyEdit, Oversize};
 use crate::upstream::UpstreamConn;
@@ -104,7 +104,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientConn<S> {
         let Some(edit) = request_edit(route) else {
             return Ok(None);
         };
-        let has_body = matches!(head.framing, BodyFraming::Length(1..) | BodyFraming::Chunked);
+        let has_body = matches!(
+            head.framing,
+            BodyFraming::Length(1..) | BodyFraming::Chunked
+        );
         if !has_body || !is_editable(raw, &head.headers) {
             return Ok(None);
         }
@@ -193,7 +196,10 @@ pub(super) async fn edited_response_body(
     let body = match collected {
         Collected::Whole(body) => body,
         Collected::Oversize if edit.oversize == Oversize::Refuse => {
-            tracing::debug!(limit = edit.max_bytes, "upstream answer over the body edit's bound");
+            tracing::debug!(
+                limit = edit.max_bytes,
+                "upstream answer over the body edit's bound"
+            );
             return Err(Failure::Answer(ProxyError::UpstreamBodyTooLarge));
         }
         Collected::Oversize => return Ok(None),
@@ -208,9 +214,7 @@ pub(super) async fn edited_response_body(
             None
         }
     };
-    let etag = edited
-        .as_ref()
-        .and_then(|_| weak_etag(raw, &head.headers));
+    let etag = edited.as_ref().and_then(|_| weak_etag(raw, &head.headers));
     Ok(Some(EditedAnswer {
         body: edited.unwrap_or(body),
         etag,
@@ -233,10 +237,7 @@ pub(super) fn is_etag(name: &[u8]) -> bool {
 /// representation keeps at most a weak validator); `None` without an ETag. A weak one
 /// stays as it is.
 fn weak_etag(raw: &[u8], headers: &[HeaderSpan]) -> Option<Vec<u8>> {
-    let value = headers
-        .iter()
-        .find(|h| is_etag(h.name(raw)))?
-        .value(raw);
+    let value = headers.iter().find(|h| is_etag(h.name(raw)))?.value(raw);
     let mut line = Vec::with_capacity(value.len() + 12);
     line.extend_from_slice(b"etag: ");
     if !value.starts_with(b"W/") {
@@ -341,7 +342,12 @@ mod tests {
             (b"", false),
         ];
         for (value, want) in cases {
-            assert_eq!(is_json_media_type(value), *want, "{:?}", String::from_utf8_lossy(value));
+            assert_eq!(
+                is_json_media_type(value),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
         }
     }
 }

@@ -573,7 +573,9 @@ impl UpstreamHead<'_> {
             added: &added[..n],
             method: self.edits.method,
         };
-        let framing = self.body_length.map_or(self.head.framing, BodyFraming::Length);
+        let framing = self
+            .body_length
+            .map_or(self.head.framing, BodyFraming::Length);
         encode_request_head(out, self.raw, self.head, &forwarded, framing);
     }
 

@@ -227,10 +227,7 @@ impl Pointer {
 /// The member or element `token` names in `value`.
 fn child<'v>(value: &'v mut Json, token: &str) -> Option<&'v mut Json> {
     match value {
-        Json::Object(members) => members
-            .iter_mut()
-            .find(|(k, _)| k == token)
-            .map(|(_, v)| v),
+        Json::Object(members) => members.iter_mut().find(|(k, _)| k == token).map(|(_, v)| v),
         Json::Array(items) => {
             let at = index(token, items.len())?;
             items.get_mut(at)
@@ -318,7 +315,11 @@ pub fn build(
     };
     let wrap = field(&body.wrap, "wrap");
     let unwrap = field(&body.unwrap, "unwrap");
-    let max_bytes = ctx.size(&body.max_bytes, &format!("{key}.max_bytes"), DEFAULT_MAX_BYTES);
+    let max_bytes = ctx.size(
+        &body.max_bytes,
+        &format!("{key}.max_bytes"),
+        DEFAULT_MAX_BYTES,
+    );
     let oversize = match body.oversize.as_ref().map(|o| (o, o.get_ref().as_str())) {
         None | Some((_, "pass")) => Oversize::Pass,
         Some((_, "refuse")) => Oversize::Refuse,

@@ -68,7 +68,11 @@ fn edits_apply_in_order_and_keep_member_order() {
             r#"{"result":{"v":1,"ok":true}}"#,
         ),
         (r#"{ unwrap = "data" }"#, r#"{"other":1}"#, r#"{"other":1}"#),
-        (r#"{ wrap = "data" }"#, r#"[1,"two"]"#, r#"{"data":[1,"two"]}"#),
+        (
+            r#"{ wrap = "data" }"#,
+            r#"[1,"two"]"#,
+            r#"{"data":[1,"two"]}"#,
+        ),
         (
             r#"{ set = { "/a~1b" = "{{literal}}", "/t/list/-" = 3, "/s/x" = 1 } }"#,
             r#"{"t":{"list":[1]},"s":"scalar"}"#,
