@@ -66,6 +66,17 @@ fn post(path: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A POST of a JSON `body`, chunked in pieces of `piece` bytes.
+fn chunked_post(path: &str, body: &[u8], piece: usize) -> Vec<u8> {
+    let mut out = format!(
+        "POST {path} HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(&chunked(body, piece));
+    out
+}
+
 /// The framing headers a message was sent with must describe its body exactly: a
 /// Content-Length of its size, no Transfer-Encoding.
 fn assert_length_framed(head: &str, body: &[u8]) {
@@ -109,9 +120,8 @@ body = { set = { "/transformed" = true, "/meta/by" = "{consumer}", "/meta/route"
     assert_json_eq(&response.body, want);
 
     // A request without a body goes as it came.
-    let response = strait.request(
-        b"GET /orders HTTP/1.1\r\nHost: example.com\r\nx-api-key: alice-key\r\n\r\n",
-    );
+    let response = strait
+        .request(b"GET /orders HTTP/1.1\r\nHost: example.com\r\nx-api-key: alice-key\r\n\r\n");
     assert_eq!(response.status, 200, "{}", response.head);
     assert!(upstream.last().body.is_empty());
 }
@@ -138,11 +148,7 @@ transform.request.body = { set = { "/transformed" = true }, wrap = "data" }
 "#,
     ));
     let body = br#"{"name":"a long enough name to be cut into several chunks","n":1}"#;
-    let mut request = b"POST /in HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/json\r\n\
-                        transfer-encoding: chunked\r\n\r\n"
-        .to_vec();
-    request.extend_from_slice(&chunked(body, 7));
-    let response = strait.request(&request);
+    let response = strait.request(&chunked_post("/in", body, 7));
     assert_eq!(response.status, 200, "{}", response.head);
     let got = upstream.last();
     assert_json_eq(
@@ -209,11 +215,7 @@ transform.request.body = { set = { "/t" = 1 }, max_bytes = 64, oversize = "refus
     let response = strait.request(&post("/pass", "application/json", "", big.as_bytes()));
     assert_eq!(response.status, 200, "{}", response.head);
     assert_eq!(upstream.last().body, big.as_bytes());
-    let mut request = b"POST /pass HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/json\r\n\
-                        transfer-encoding: chunked\r\n\r\n"
-        .to_vec();
-    request.extend_from_slice(&chunked(big.as_bytes(), 50));
-    let response = strait.request(&request);
+    let response = strait.request(&chunked_post("/pass", big.as_bytes(), 50));
     assert_eq!(response.status, 200, "{}", response.head);
     assert_eq!(upstream.last().body, big.as_bytes());
 
@@ -221,13 +223,13 @@ transform.request.body = { set = { "/t" = 1 }, max_bytes = 64, oversize = "refus
     let before = upstream.requests().len();
     let response = strait.request(&post("/refuse", "application/json", "", big.as_bytes()));
     assert_eq!(response.status, 413, "{}", response.head);
-    request = b"POST /refuse HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/json\r\n\
-                transfer-encoding: chunked\r\n\r\n"
-        .to_vec();
-    request.extend_from_slice(&chunked(big.as_bytes(), 50));
-    let response = strait.request(&request);
+    let response = strait.request(&chunked_post("/refuse", big.as_bytes(), 50));
     assert_eq!(response.status, 413, "{}", response.head);
-    assert_eq!(upstream.requests().len(), before, "refused bodies never go upstream");
+    assert_eq!(
+        upstream.requests().len(),
+        before,
+        "refused bodies never go upstream"
+    );
 
     // Under the bound, both routes edit.
     for path in ["/pass", "/refuse"] {
@@ -276,7 +278,11 @@ transform.response.body = { set = { "/t" = 1 }, max_bytes = 64, oversize = "refu
         let response =
             strait.request(format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes());
         assert_eq!(response.status, 502, "{path}: {}", response.head);
-        assert!(response.text().contains("\"error\""), "{path}: {}", response.text());
+        assert!(
+            response.text().contains("\"error\""),
+            "{path}: {}",
+            response.text()
+        );
     }
 }
 
@@ -310,7 +316,11 @@ transform.response.body = { set = { "/t" = 1 } }
     // A request body that is not JSON, or is encoded, goes as it came (even when invalid).
     let cases: [(&str, &str, &[u8]); 3] = [
         ("text/plain", "", b"{not json"),
-        ("application/json", "content-encoding: gzip\r\n", b"\x1f\x8b\x08binary"),
+        (
+            "application/json",
+            "content-encoding: gzip\r\n",
+            b"\x1f\x8b\x08binary",
+        ),
         ("application/jsonx", "", br#"{"a":1}"#),
     ];
     for (content_type, extra, body) in cases {
@@ -357,7 +367,10 @@ transform.response.body = { set = { "/t" = 1 } }
         let error: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         assert!(error.get("error").is_some(), "{error}");
     }
-    assert!(upstream.requests().is_empty(), "no invalid body went upstream");
+    assert!(
+        upstream.requests().is_empty(),
+        "no invalid body went upstream"
+    );
 
     let response = strait.request(b"GET /out HTTP/1.1\r\nHost: example.com\r\n\r\n");
     assert_eq!(response.status, 200, "{}", response.head);
@@ -405,7 +418,12 @@ transform.response.body = { set = { "/t" = 1 } }
         .unwrap();
     let response = Reader::new(&mut stream).read_response("HEAD").unwrap();
     assert_eq!(response.status, 200, "{}", response.head);
-    assert_eq!(response.header("content-length"), Some("7"), "{}", response.head);
+    assert_eq!(
+        response.header("content-length"),
+        Some("7"),
+        "{}",
+        response.head
+    );
 }
 
 #[test]
@@ -449,7 +467,9 @@ transform.response.body = { set = { "/t" = true } }
     }
     // The upstream connection went back to the pool each time: one carried all three.
     assert_eq!(
-        upstream.connections.load(std::sync::atomic::Ordering::SeqCst),
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
         1
     );
 }
@@ -506,4 +526,203 @@ fn bad_body_edits_are_config_errors_with_their_position() {
         r#"transform.request.body = { set = { "/a" = 1 }, max_bytes = "1MiB", oversize = "refuse" }"#,
     ));
     assert!(ok, "{text}");
+}
+
+#[test]
+fn http2_clients_get_their_bodies_edited_both_ways() {
+    let upstream = echo_json();
+    let strait = Strait::start(&format!(
+        "{}\n[server.http2]\ncleartext = true\n",
+        config(
+            upstream.addr,
+            r#"
+[[routes]]
+path = "/h2"
+upstream = "app"
+transform.request.body = { set = { "/in" = true } }
+transform.response.body = { set = { "/out" = true } }
+"#,
+        )
+    ));
+    let url = format!("http://{}/h2", strait.addr);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "-i",
+            "--max-time",
+            "20",
+            "--http2-prior-knowledge",
+        ])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            r#"{"a":1}"#,
+        ])
+        .arg(&url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    let got = upstream.last();
+    assert_json_eq(&got.body, r#"{"a":1,"in":true}"#);
+    assert_length_framed(&got.head, &got.body);
+    assert!(
+        text.ends_with("\r\n\r\n{\"a\":1,\"in\":true,\"out\":true}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn answers_framed_by_the_close_are_edited_and_http10_clients_get_passed_ones_whole() {
+    let big = format!(r#"{{"pad":"{}"}}"#, "z".repeat(300));
+    let answer = big.clone();
+    let (addr, _) = common::raw_upstream(move |mut stream, _| {
+        let mut reader_stream = stream.try_clone().unwrap();
+        let Ok(head) = Reader::new(&mut reader_stream).read_head() else {
+            return;
+        };
+        let reply = if head.contains("/close") {
+            // No length, no chunks: the body ends at the close.
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"a\":1}"
+                .to_owned()
+        } else {
+            let mut out = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                           transfer-encoding: chunked\r\n\r\n"
+                .to_owned();
+            out.push_str(std::str::from_utf8(&chunked(answer.as_bytes(), 64)).unwrap());
+            out
+        };
+        let _ = stream.write_all(reply.as_bytes());
+    });
+    let strait = Strait::start(&config(
+        addr,
+        r#"
+[[routes]]
+path = "/{x}"
+upstream = "app"
+transform.response.body = { set = { "/t" = 1 }, max_bytes = 64 }
+"#,
+    ));
+    let response = strait.request(b"GET /close HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(response.status, 200, "{}", response.head);
+    assert_json_eq(&response.body, r#"{"a":1,"t":1}"#);
+    assert_length_framed(&response.head, &response.body);
+
+    // Over the bound and chunked, to an HTTP/1.0 client: the body whole, to the close.
+    let mut stream = strait.connect();
+    stream
+        .write_all(b"GET /big HTTP/1.0\r\nHost: example.com\r\n\r\n")
+        .unwrap();
+    let response = Reader::new(&mut stream).read_response("GET").unwrap();
+    assert_eq!(response.status, 200, "{}", response.head);
+    assert!(
+        response.header("transfer-encoding").is_none(),
+        "{}",
+        response.head
+    );
+    assert_eq!(response.text(), big);
+}
+
+#[test]
+fn an_edited_request_body_is_sent_again_on_a_retry() {
+    // One endpoint reads each request whole and closes without answering.
+    let (closer, closed) = common::raw_upstream(|stream, _| {
+        let mut reader_stream = stream.try_clone().unwrap();
+        let mut reader = Reader::new(&mut reader_stream);
+        let Ok(head) = reader.read_head() else { return };
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        let _ = reader.read_exact_vec(length);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    });
+    let upstream = echo_json();
+    let text = config(
+        upstream.addr,
+        r#"
+[[routes]]
+path = "/put"
+upstream = "app"
+transform.request.body = { set = { "/t" = 1 } }
+"#,
+    )
+    .replace(
+        &format!("endpoints = [\"{}\"]", upstream.addr),
+        &format!(
+            "endpoints = [\"{closer}\", \"{}\"]\nretry = {{ budget_percent = 100 }}",
+            upstream.addr
+        ),
+    );
+    let strait = Strait::start(&text);
+    for _ in 0..4 {
+        let mut request = post("/put", "application/json", "", br#"{"a":1}"#);
+        request[..4].copy_from_slice(b"PUT ");
+        request.remove(4);
+        let response = strait.request(&request);
+        assert_eq!(response.status, 200, "{}", response.head);
+        assert_json_eq(&response.body, r#"{"a":1,"t":1}"#);
+    }
+    assert!(
+        closed.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the closing endpoint was tried"
+    );
+    assert_eq!(upstream.requests().len(), 4);
+}
+
+#[test]
+fn expect_continue_is_answered_once_and_malformed_bodies_get_errors() {
+    let upstream = Upstream::start(|r: &Received| {
+        if r.request_line().contains("/bad-answer") {
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
+                .to_vec()
+        } else {
+            json_answer("", &r.body)
+        }
+    });
+    let strait = Strait::start(&config(
+        upstream.addr,
+        r#"
+[[routes]]
+path = "/{x}"
+upstream = "app"
+transform.request.body = { set = { "/t" = 1 } }
+transform.response.body = { set = { "/u" = 1 } }
+"#,
+    ));
+    // The client waits for 100 Continue before its body.
+    let mut stream = strait.connect();
+    stream
+        .write_all(
+            b"POST /wait HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/json\r\n\
+              expect: 100-continue\r\ncontent-length: 7\r\n\r\n",
+        )
+        .unwrap();
+    let mut second = stream.try_clone().unwrap();
+    let mut reader = Reader::new(&mut second);
+    assert_eq!(reader.read_head().unwrap(), "HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(br#"{"a":1}"#).unwrap();
+    let response = reader.read_response("POST").unwrap();
+    assert_eq!(response.status, 200, "{}", response.head);
+    assert_json_eq(&response.body, r#"{"a":1,"t":1,"u":1}"#);
+
+    // A broken chunked request body: 400, nothing sent upstream.
+    let before = upstream.requests().len();
+    let response = strait.request(
+        b"POST /x HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/json\r\n\
+          transfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    );
+    assert_eq!(response.status, 400, "{}", response.head);
+    assert_eq!(upstream.requests().len(), before);
+
+    // A broken chunked answer: 502.
+    let response = strait.request(b"GET /bad-answer HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(response.status, 502, "{}", response.head);
 }
