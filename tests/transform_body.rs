@@ -726,3 +726,45 @@ transform.response.body = { set = { "/u" = 1 } }
     let response = strait.request(b"GET /bad-answer HTTP/1.1\r\nHost: example.com\r\n\r\n");
     assert_eq!(response.status, 502, "{}", response.head);
 }
+
+#[test]
+fn pipelined_requests_after_an_edited_body_are_read_where_it_ended() {
+    let upstream = echo_json();
+    let strait = Strait::start(&config(
+        upstream.addr,
+        r#"
+[[routes]]
+path = "/{x}"
+upstream = "app"
+transform.request.body = { set = { "/t" = 1 } }
+"#,
+    ));
+    // Three requests in one write: a chunked body with a trailer, a sized one, a GET.
+    let mut requests = chunked_post("/one", br#"{"n":1}"#, 3);
+    requests.truncate(requests.len() - 2);
+    requests.extend_from_slice(b"x-trailer: 1\r\n\r\n");
+    requests.extend_from_slice(&post("/two", "application/json", "", br#"{"n":2}"#));
+    requests.extend_from_slice(b"GET /three HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let mut stream = strait.connect();
+    stream.write_all(&requests).unwrap();
+    let mut second = stream.try_clone().unwrap();
+    let mut reader = Reader::new(&mut second);
+    for want in [r#"{"n":1,"t":1}"#, r#"{"n":2,"t":1}"#, ""] {
+        let response = reader.read_response("GET").unwrap();
+        assert_eq!(response.status, 200, "{}", response.head);
+        assert_eq!(response.text(), want);
+    }
+    let lines: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| r.request_line().to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /one HTTP/1.1",
+            "POST /two HTTP/1.1",
+            "GET /three HTTP/1.1"
+        ]
+    );
+}
