@@ -121,14 +121,14 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
                 self.read_small_body(config, head, n as usize).await?;
             }
         }
-        let body = match head.framing {
-            _ if edited.is_some() => Body::InHand(edited.unwrap_or_default()),
-            BodyFraming::Length(n) if n <= self.buf.len() as u64 => {
+        let body = match (edited, head.framing) {
+            (Some(edited), _) => Body::InHand(edited),
+            (None, BodyFraming::Length(n)) if n <= self.buf.len() as u64 => {
                 let body = self.buf.split_to(n as usize).freeze();
                 self.rec.bytes_in += body.len() as u64;
                 Body::InHand(body)
             }
-            _ => Body::Streamed,
+            (None, _) => Body::Streamed,
         };
         self.rec.upstream = Some(id);
         let upgrade = action.websocket && is_websocket_upgrade(raw, head);
