@@ -6,15 +6,21 @@
 //! is fixed: unwrap, remove, rename, set, wrap. Removing or renaming a field that is not
 //! there changes nothing; `set` creates missing intermediate objects.
 //!
-//! A body is held as [`Json`], whose objects keep their members in the order they came:
-//! an edited body differs from the original only where the edit says.
+//! A body is read one level at a time: only the objects and arrays a pointer goes through
+//! are opened into members (in the order they came); every other value stays the body's
+//! own text, validated by serde_json as it was skipped, and is copied out unchanged. An
+//! edited body thus differs from the original only where the edit says (and in the
+//! whitespace of the levels it opened), and an edit costs one validating scan of the body
+//! rather than a tree of allocated values.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use toml::Spanned;
 
 use super::template::{Escape, Facts, Scope, Template};
@@ -72,10 +78,9 @@ enum SetValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pointer(Box<[Box<str>]>);
 
-/// A JSON value whose objects keep their members in order.
+/// A value from the config (`set`), whose objects keep their members in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
-    Null,
     Bool(bool),
     Number(serde_json::Number),
     String(String),
@@ -87,6 +92,27 @@ pub enum Json {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidJson(pub String);
 
+impl From<serde_json::Error> for InvalidJson {
+    fn from(err: serde_json::Error) -> Self {
+        InvalidJson(err.to_string())
+    }
+}
+
+/// A body being edited. Only the objects and arrays a pointer goes through are opened into
+/// members; every other value stays the body's own (validated) text and is copied out as
+/// it came, so an edit costs one validating scan of the body and no allocation per value.
+#[derive(Debug)]
+enum Node<'a> {
+    /// A value as the body had it.
+    Raw(&'a RawValue),
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+    Array(Vec<Node<'a>>),
+    /// A value from the config.
+    Fixed(&'a Json),
+    /// A rendered template.
+    Text(String),
+}
+
 impl BodyEdit {
     /// The edited body, serialised into `out` (cleared first). Template values render over
     /// `facts`.
@@ -96,46 +122,108 @@ impl BodyEdit {
         facts: &impl Facts,
         out: &mut Vec<u8>,
     ) -> Result<(), InvalidJson> {
-        let mut value: Json =
-            serde_json::from_slice(body).map_err(|e| InvalidJson(e.to_string()))?;
-        self.edit(&mut value, facts);
+        let text = std::str::from_utf8(body).map_err(|e| InvalidJson(e.to_string()))?;
+        let mut doc = match serde_json::from_str::<Shallow<'_>>(text)?.0 {
+            Some(node) => node,
+            None => Node::Raw(serde_json::from_str::<&RawValue>(text)?),
+        };
+        self.edit(&mut doc, facts);
         out.clear();
-        serde_json::to_writer(&mut *out, &value).map_err(|e| InvalidJson(e.to_string()))
+        write(&doc, out)?;
+        Ok(())
     }
 
-    fn edit(&self, value: &mut Json, facts: &impl Facts) {
+    fn edit<'a>(&'a self, doc: &mut Node<'a>, facts: &impl Facts) {
         if let Some(name) = &self.unwrap {
-            if let Json::Object(members) = value {
+            open(doc);
+            if let Node::Object(members) = doc {
                 if let Some(at) = members.iter().position(|(k, _)| **k == **name) {
-                    *value = members.swap_remove(at).1;
+                    *doc = members.swap_remove(at).1;
                 }
             }
         }
         for pointer in &self.remove {
-            pointer.take(value);
+            pointer.take(doc);
         }
         for (from, to) in &self.rename {
-            if let Some(moved) = from.take(value) {
-                to.set(value, moved);
+            if let Some(moved) = from.take(doc) {
+                to.set(doc, moved);
             }
         }
         let mut text = Vec::new();
         for (pointer, new) in &self.set {
             let new = match new {
-                SetValue::Fixed(json) => json.clone(),
+                SetValue::Fixed(json) => Node::Fixed(json),
                 SetValue::Template(template) => {
                     text.clear();
                     template.render(facts, Escape::None, &mut text);
-                    Json::String(String::from_utf8_lossy(&text).into_owned())
+                    Node::Text(String::from_utf8_lossy(&text).into_owned())
                 }
             };
-            pointer.set(value, new);
+            pointer.set(doc, new);
         }
         if let Some(name) = &self.wrap {
-            let inner = std::mem::replace(value, Json::Null);
-            *value = Json::Object(vec![(name.to_string(), inner)]);
+            let inner = std::mem::replace(doc, Node::Array(Vec::new()));
+            *doc = Node::Object(vec![(Cow::Borrowed(&**name), inner)]);
         }
     }
+}
+
+/// Opens an object or array (from the body or the config) into members; other values
+/// stay as they are.
+fn open(node: &mut Node<'_>) {
+    match node {
+        Node::Raw(raw) => {
+            // The text was validated when its parent was read.
+            if let Ok(Shallow(Some(opened))) = serde_json::from_str(raw.get()) {
+                *node = opened;
+            }
+        }
+        Node::Fixed(Json::Object(members)) => {
+            let members = members.iter();
+            *node = Node::Object(
+                members
+                    .map(|(k, v)| (Cow::Borrowed(&**k), Node::Fixed(v)))
+                    .collect(),
+            );
+        }
+        Node::Fixed(Json::Array(items)) => {
+            *node = Node::Array(items.iter().map(Node::Fixed).collect());
+        }
+        _ => {}
+    }
+}
+
+/// Writes `node` as JSON: opened levels compact, untouched values as the body had them.
+fn write(node: &Node<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    match node {
+        Node::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        Node::Fixed(json) => serde_json::to_writer(&mut *out, json)?,
+        Node::Text(text) => serde_json::to_writer(&mut *out, text)?,
+        Node::Object(members) => {
+            out.push(b'{');
+            for (i, (key, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, &**key)?;
+                out.push(b':');
+                write(value, out)?;
+            }
+            out.push(b'}');
+        }
+        Node::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(item, out)?;
+            }
+            out.push(b']');
+        }
+    }
+    Ok(())
 }
 
 impl Pointer {
@@ -173,15 +261,16 @@ impl Pointer {
     }
 
     /// Removes and returns the value the pointer names, if there is one.
-    fn take(&self, root: &mut Json) -> Option<Json> {
+    fn take<'a>(&self, root: &mut Node<'a>) -> Option<Node<'a>> {
         let (last, parents) = self.0.split_last()?;
         let parent = parents.iter().try_fold(root, |v, t| child(v, t))?;
+        open(parent);
         match parent {
-            Json::Object(members) => {
+            Node::Object(members) => {
                 let at = members.iter().position(|(k, _)| **k == **last)?;
                 Some(members.remove(at).1)
             }
-            Json::Array(items) => {
+            Node::Array(items) => {
                 let at = index(last, items.len())?;
                 Some(items.remove(at))
             }
@@ -191,15 +280,17 @@ impl Pointer {
 
     /// Writes `new` where the pointer names, creating missing objects on the way. A scalar
     /// in the way, or an array index past the end, leaves the body unchanged.
-    fn set(&self, root: &mut Json, new: Json) {
+    fn set<'a>(&self, root: &mut Node<'a>, new: Node<'a>) {
         let Some((last, parents)) = self.0.split_last() else {
             return;
         };
         let mut at = root;
         for token in parents {
-            if let Json::Object(members) = at {
+            open(at);
+            if let Node::Object(members) = at {
                 if !members.iter().any(|(k, _)| **k == **token) {
-                    members.push((token.to_string(), Json::Object(Vec::new())));
+                    let name = Cow::Owned(token.to_string());
+                    members.push((name, Node::Object(Vec::new())));
                 }
             }
             match child(at, token) {
@@ -207,14 +298,15 @@ impl Pointer {
                 None => return,
             }
         }
+        open(at);
         match at {
-            Json::Object(members) => match members.iter_mut().find(|(k, _)| **k == **last) {
+            Node::Object(members) => match members.iter_mut().find(|(k, _)| **k == **last) {
                 Some((_, slot)) => *slot = new,
-                None => members.push((last.to_string(), new)),
+                None => members.push((Cow::Owned(last.to_string()), new)),
             },
             // `-` names the place after the last element (RFC 6901 §4).
-            Json::Array(items) if &**last == "-" => items.push(new),
-            Json::Array(items) => {
+            Node::Array(items) if &**last == "-" => items.push(new),
+            Node::Array(items) => {
                 if let Some(slot) = index(last, items.len()).and_then(|i| items.get_mut(i)) {
                     *slot = new;
                 }
@@ -224,11 +316,15 @@ impl Pointer {
     }
 }
 
-/// The member or element `token` names in `value`.
-fn child<'v>(value: &'v mut Json, token: &str) -> Option<&'v mut Json> {
-    match value {
-        Json::Object(members) => members.iter_mut().find(|(k, _)| k == token).map(|(_, v)| v),
-        Json::Array(items) => {
+/// The member or element `token` names in `node`, opened first.
+fn child<'n, 'a>(node: &'n mut Node<'a>, token: &str) -> Option<&'n mut Node<'a>> {
+    open(node);
+    match node {
+        Node::Object(members) => members
+            .iter_mut()
+            .find(|(k, _)| **k == *token)
+            .map(|(_, v)| v),
+        Node::Array(items) => {
             let at = index(token, items.len())?;
             items.get_mut(at)
         }
@@ -373,74 +469,98 @@ fn from_toml(value: &toml::Value) -> Result<Json, String> {
     })
 }
 
-// ---- serde for `Json` ----
+// ---- reading a level of the body ----
 
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
+/// One level of a JSON text: an object's members or an array's elements, each kept as
+/// its raw text; `None` for a scalar. serde_json validates the whole text as it reads it.
+struct Shallow<'a>(Option<Node<'a>>);
+
+/// A member name, borrowed from the body unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Shallow<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ShallowVisitor)
     }
 }
 
-struct JsonVisitor;
+struct ShallowVisitor;
 
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+impl<'de> Visitor<'de> for ShallowVisitor {
+    type Value = Shallow<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Shallow(None))
     }
 
-    fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
-        Ok(Json::Bool(b))
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Shallow(None))
     }
 
-    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
-        Ok(Json::Number(n.into()))
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Shallow(None))
     }
 
-    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
-        Ok(Json::Number(n.into()))
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Shallow(None))
     }
 
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Json, E> {
-        serde_json::Number::from_f64(n)
-            .map(Json::Number)
-            .ok_or_else(|| E::custom("number out of range"))
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Shallow(None))
     }
 
-    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-        Ok(Json::String(s.to_owned()))
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Shallow(None))
     }
 
-    fn visit_string<E>(self, s: String) -> Result<Json, E> {
-        Ok(Json::String(s))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            items.push(Node::Raw(item));
         }
-        Ok(Json::Array(items))
+        Ok(Shallow(Some(Node::Array(items))))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(member) = map.next_entry::<String, Json>()? {
-            members.push(member);
+        while let Some((Key(name), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+            members.push((name, Node::Raw(value)));
         }
-        Ok(Json::Object(members))
+        Ok(Shallow(Some(Node::Object(members))))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(s.to_owned())))
     }
 }
 
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Json::Null => serializer.serialize_unit(),
             Json::Bool(b) => serializer.serialize_bool(*b),
             Json::Number(n) => n.serialize(serializer),
             Json::String(s) => serializer.serialize_str(s),

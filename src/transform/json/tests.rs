@@ -164,3 +164,70 @@ fn array_indexes_follow_rfc_6901() {
     assert_eq!(index("-", 2), None);
     assert_eq!(index("", 2), None);
 }
+
+#[test]
+fn untouched_values_keep_their_text() {
+    let cases = [
+        // Values the edit does not reach go as they came: spacing, number forms, escapes.
+        (
+            r#"{ set = { "/t" = 1 } }"#,
+            "{ \"a\" : [ 1.50, 1e3 ] ,\n  \"b\": \"\\u00e9\\n\" }",
+            r#"{"a":[ 1.50, 1e3 ],"b":"\u00e9\n","t":1}"#,
+        ),
+        // A member name with escapes is matched unescaped and written escaped.
+        (
+            r#"{ rename = { "/a\"b" = "/c" } }"#,
+            r#"{"a\"b":1,"\u0064":2}"#,
+            r#"{"d":2,"c":1}"#,
+        ),
+        // Duplicate names are kept; a pointer names the first.
+        (
+            r#"{ set = { "/k" = 0 } }"#,
+            r#"{"k":1,"k":2}"#,
+            r#"{"k":0,"k":2}"#,
+        ),
+        // A pointer goes into a value the edit set itself.
+        (
+            r#"{ set = { "/obj" = { a = 1 }, "/obj/b" = 2 } }"#,
+            r#"{}"#,
+            r#"{"obj":{"a":1,"b":2}}"#,
+        ),
+        // A scalar body can still be wrapped.
+        (r#"{ wrap = "v" }"#, " 42 ", r#"{"v":42}"#),
+        // Deep levels open only along the pointer.
+        (
+            r#"{ remove = ["/a/b/1/c"] }"#,
+            r#"{"a":{"b":[{"c":1},{"c":2,"d":[ 3 ]}]},"z":{ }}"#,
+            r#"{"a":{"b":[{"c":1},{"d":[ 3 ]}]},"z":{ }}"#,
+        ),
+    ];
+    for (edit, body, want) in cases {
+        assert_eq!(apply(edit, body).unwrap(), want, "{edit} on {body}");
+    }
+}
+
+#[test]
+fn invalid_bodies_are_refused_wherever_the_fault_is() {
+    // What the JSON grammar allows passes (a lone surrogate escape, a number past f64):
+    // only syntax is checked, and untouched values go on as they came.
+    assert!(apply(r#"{ set = { "/b" = 1 } }"#, r#"{"a":"\ud800","n":1e400}"#).is_ok());
+    // Skipping nests in a loop, not by recursion: deep untouched values are no danger.
+    let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+    assert!(apply(r#"{ wrap = "d" }"#, &deep).is_ok());
+    let unclosed = "[".repeat(100_000);
+    let bodies = [
+        r#"{"a":1,"untouched":[1,2,}"#,
+        r#"{"a":01}"#,
+        r#"{"a":tru}"#,
+        unclosed.as_str(),
+    ];
+    for body in bodies {
+        assert!(
+            apply(r#"{ set = { "/b" = 1 } }"#, body).is_err(),
+            "{body:?}"
+        );
+    }
+    let edit = compile(r#"{ wrap = "d" }"#).unwrap();
+    let mut out = Vec::new();
+    assert!(edit.apply(b"{\"a\":\"\xff\"}", &Sample, &mut out).is_err());
+}
