@@ -123,7 +123,12 @@ impl BodyEdit {
         out: &mut Vec<u8>,
     ) -> Result<(), InvalidJson> {
         let text = std::str::from_utf8(body).map_err(|e| InvalidJson(e.to_string()))?;
-        let mut doc = match serde_json::from_str::<Shallow<'_>>(text)?.0 {
+        // A scalar body is only skipped, as a nested one is (a number past f64 is JSON).
+        let opened = match text.trim_start().as_bytes().first() {
+            Some(b'{' | b'[') => serde_json::from_str::<Shallow<'_>>(text)?.0,
+            _ => None,
+        };
+        let mut doc = match opened {
             Some(node) => node,
             None => Node::Raw(serde_json::from_str::<&RawValue>(text)?),
         };

@@ -211,6 +211,10 @@ fn invalid_bodies_are_refused_wherever_the_fault_is() {
     // What the JSON grammar allows passes (a lone surrogate escape, a number past f64):
     // only syntax is checked, and untouched values go on as they came.
     assert!(apply(r#"{ set = { "/b" = 1 } }"#, r#"{"a":"\ud800","n":1e400}"#).is_ok());
+    assert_eq!(
+        apply(r#"{ wrap = "v" }"#, "9e911").unwrap(),
+        r#"{"v":9e911}"#
+    );
     // Skipping nests in a loop, not by recursion: deep untouched values are no danger.
     let deep = "[".repeat(100_000) + &"]".repeat(100_000);
     assert!(apply(r#"{ wrap = "d" }"#, &deep).is_ok());
