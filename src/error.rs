@@ -92,6 +92,12 @@ pub enum ProxyError {
     /// The client asked for a stored answer only (`only-if-cached`) and none is usable.
     #[error("not in cache")]
     NotCached,
+    /// A route's JSON body edit met a request body that is not JSON.
+    #[error("invalid JSON body")]
+    BadJsonBody,
+    /// A route's JSON body edit refuses an answer body over its `max_bytes`.
+    #[error("upstream response body too large")]
+    UpstreamBodyTooLarge,
 }
 
 /// Which side of an exchange failed.
@@ -160,6 +166,8 @@ impl ProxyError {
             RateLimitUnavailable => (503, Local, Never),
             // `only-if-cached` and nothing usable stored (RFC 9111 §5.2.1.7).
             NotCached => (504, Local, Never),
+            BadJsonBody => (400, Client, Never),
+            UpstreamBodyTooLarge => (502, Upstream, Never),
         }
     }
 
@@ -256,7 +264,7 @@ impl From<ParseError> for ProxyError {
     }
 }
 
-const ALL: [ProxyError; 32] = {
+const ALL: [ProxyError; 34] = {
     use ProxyError::*;
     [
         BadRequest,
@@ -291,6 +299,8 @@ const ALL: [ProxyError; 32] = {
         AuthUnavailable,
         RateLimitUnavailable,
         NotCached,
+        BadJsonBody,
+        UpstreamBodyTooLarge,
     ]
 };
 
@@ -412,6 +422,8 @@ mod tests {
             (E::AuthUnavailable, 503, Upstream, Never),
             (E::RateLimitUnavailable, 503, Local, Never),
             (E::NotCached, 504, Local, Never),
+            (E::BadJsonBody, 400, Client, Never),
+            (E::UpstreamBodyTooLarge, 502, Upstream, Never),
         ];
         for (row, (error, status, side, retry)) in table.into_iter().enumerate() {
             // Declaration order, so that every variant has exactly one row.

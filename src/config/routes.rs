@@ -291,7 +291,16 @@ pub(super) fn build(
                 ctx.error(transform.span(), format!("{prefix}.transform"), why);
             }
             let key = format!("{prefix}.transform");
-            crate::transform::config::build(ctx, transform.get_ref(), &key, &params.names)
+            let built =
+                crate::transform::config::build(ctx, transform.get_ref(), &key, &params.names);
+            // The store would keep either the upstream's body or the edited one, and the
+            // other answers would then differ from it: refused until that is built.
+            let edits_response_body = built.response.as_ref().is_some_and(|r| r.body.is_some());
+            if edits_response_body && route.cache.is_some() {
+                let why = "a response body edit cannot be combined with the route's `cache`";
+                ctx.error(transform.span(), format!("{key}.response.body"), why);
+            }
+            built
         });
 
         // A route with a bad action still goes to the router (with a placeholder), so its

@@ -107,21 +107,28 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
     ) -> Result<bool, Failure> {
         let id = action.upstream;
         let upstream_config = &config.upstreams[id];
+        // A route's JSON body edit reads the body whole and edits it (`body_edit.rs`).
+        let edited = self.edited_request_body(config, raw, head).await?;
+        let body_length = edited.as_ref().map(|body| body.len() as u64);
         // A body up to `buffer_body` is read whole before any upstream connection is
         // taken: a slow client then holds no upstream connection, and a retry can send the
         // body again. Larger bodies are streamed and never replayed.
         if let BodyFraming::Length(n) = head.framing {
-            if n <= upstream_config.retry.buffer_body_bytes && (self.buf.len() as u64) < n {
+            if edited.is_none()
+                && n <= upstream_config.retry.buffer_body_bytes
+                && (self.buf.len() as u64) < n
+            {
                 self.read_small_body(config, head, n as usize).await?;
             }
         }
-        let body = match head.framing {
-            BodyFraming::Length(n) if n <= self.buf.len() as u64 => {
+        let body = match (edited, head.framing) {
+            (Some(edited), _) => Body::InHand(edited),
+            (None, BodyFraming::Length(n)) if n <= self.buf.len() as u64 => {
                 let body = self.buf.split_to(n as usize).freeze();
                 self.rec.bytes_in += body.len() as u64;
                 Body::InHand(body)
             }
-            _ => Body::Streamed,
+            (None, _) => Body::Streamed,
         };
         self.rec.upstream = Some(id);
         let upgrade = action.websocket && is_websocket_upgrade(raw, head);
@@ -174,6 +181,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
                     trace: rec.trace,
                     upgrade,
                     edits,
+                    body_length,
                 },
                 client: ClientSide {
                     stream,
@@ -303,9 +311,23 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         {
             return Ok(Relayed::FromStore);
         }
+        // A route's JSON body edit reads the body whole and edits it (`body_edit.rs`).
+        let request_facts = (request_raw, request, &self.rec.request_id[..]);
+        let edited = super::body_edit::edited_response_body(
+            config,
+            &self.ctx,
+            request_facts,
+            (raw, head),
+            &mut response.conn,
+        )
+        .await?;
         let is_http11 = request.version == Version::Http11;
         let mut client_keep_alive = request.keep_alive && !self.worker.drain.is_started();
         let (encode, body) = match head.framing {
+            _ if edited.is_some() => {
+                let length = edited.as_ref().map_or(0, |e| e.body.len() as u64);
+                (Encode::Raw, ClientBody::Length(length))
+            }
             _ if request.method == Method::Head || head.status == 304 => (
                 Encode::Raw,
                 ClientBody::None {
@@ -333,6 +355,20 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         let route = pipeline::route_of(config, &self.ctx);
         let mut additions = ForwardedAdditions::default();
         pipeline::response_filters(route, &self.ctx, AnswerHead::Forwarded(&mut additions));
+        // An edited body's weakened ETag replaces the upstream's.
+        let etag = edited.as_ref().and_then(|e| e.etag.as_deref());
+        let (with_etag, n);
+        let added = match etag {
+            Some(lines) => {
+                let etag = AddedLines {
+                    lines,
+                    replaces: Some(super::body_edit::is_etag),
+                };
+                (with_etag, n) = AddedLines::prepend(etag, additions.lines());
+                &with_etag[..n]
+            }
+            None => additions.lines(),
+        };
         let client_framing = ClientFraming {
             body,
             keep_alive: client_keep_alive,
@@ -341,7 +377,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
                 config.observability.request_id_header.as_bytes(),
                 &request_id,
             ),
-            added: additions.lines(),
+            added,
             vary: additions.vary,
             edits: additions.edits(),
         };
@@ -349,6 +385,17 @@ impl<S: AsyncReadRent + AsyncWriteRent + IntoDuplex + StreamBody> ClientConn<S> 
         encode_response_head(&mut out, raw, head, &client_framing);
         self.rec.status = additions.status(head.status);
         self.rec.bytes_out += out.len() as u64;
+        if let Some(edited) = edited {
+            out.extend_from_slice(&edited.body);
+            self.rec.bytes_out += edited.body.len() as u64;
+            self.out = write_out(&mut self.stream, out, self.send_timeout)
+                .await
+                .map_err(|_| {
+                    self.rec.outcome = Outcome::Aborted;
+                    Failure::Abort
+                })?;
+            return Ok(Relayed::Done(client_keep_alive));
+        }
         let pump = Pump {
             from: head.framing,
             encode,
@@ -469,6 +516,9 @@ pub(super) struct UpstreamHead<'a> {
     /// A WebSocket handshake on a route that allows it: the upgrade headers go upstream.
     pub upgrade: bool,
     pub edits: UpstreamEdits<'a>,
+    /// The length of a body sent in place of the client's (a JSON body edit's), which
+    /// then goes with this Content-Length whatever the client's framing.
+    pub body_length: Option<u64>,
 }
 
 impl UpstreamHead<'_> {
@@ -523,7 +573,10 @@ impl UpstreamHead<'_> {
             added: &added[..n],
             method: self.edits.method,
         };
-        encode_request_head(out, self.raw, self.head, &forwarded, self.head.framing);
+        let framing = self
+            .body_length
+            .map_or(self.head.framing, BodyFraming::Length);
+        encode_request_head(out, self.raw, self.head, &forwarded, framing);
     }
 
     /// The client's head plus room for the lines Strait adds.

@@ -11,6 +11,7 @@
 
 mod aggregate;
 mod body;
+mod body_edit;
 mod cache;
 mod drain;
 pub mod facts;

@@ -123,6 +123,7 @@ impl Refresh {
             trace: None,
             upgrade: false,
             edits,
+            body_length: None,
         });
         let mut client = Client::new(&worker.upstreams, &config, action.upstream);
         let Ok(mut response) = client.send(&request, &mut outgoing).await else {
