@@ -10,18 +10,7 @@ use std::net::SocketAddr;
 use common::{check, Received, Strait, Upstream};
 
 fn config(upstream: SocketAddr, routes: &str) -> String {
-    format!(
-        r#"[server]
-listen = ["127.0.0.1:0"]
-
-[upstreams.app]
-endpoints = ["{upstream}"]
-
-[consumers.alice]
-api_keys = ["alice-key"]
-
-{routes}"#
-    )
+    common::app_config(upstream, routes)
 }
 
 /// The upstream's answer to every request: 200 with a body naming the request line.

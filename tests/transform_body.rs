@@ -12,18 +12,7 @@ use std::net::SocketAddr;
 use common::{check, Reader, Received, Strait, Upstream};
 
 fn config(upstream: SocketAddr, routes: &str) -> String {
-    format!(
-        r#"[server]
-listen = ["127.0.0.1:0"]
-
-[upstreams.app]
-endpoints = ["{upstream}"]
-
-[consumers.alice]
-api_keys = ["alice-key"]
-
-{routes}"#
-    )
+    common::app_config(upstream, routes)
 }
 
 /// The upstream answers every request with the body it received, as JSON.

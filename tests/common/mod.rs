@@ -843,3 +843,20 @@ pub fn check(config: &str) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (out.status.success(), text)
 }
+
+/// A config with upstream `app` at `upstream`, consumer `alice` (API key `alice-key`), and
+/// `routes` after them.
+pub fn app_config(upstream: SocketAddr, routes: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+
+[upstreams.app]
+endpoints = ["{upstream}"]
+
+[consumers.alice]
+api_keys = ["alice-key"]
+
+{routes}"#
+    )
+}
